@@ -26,7 +26,7 @@ pub use mount::{
     Pair, TempDir,
 };
 pub use nix::errno::Errno;
-pub use ops::{long_name, max_name, FileKind, FsInfo, Meta};
+pub use ops::{fnv1a, long_name, max_name, FileKind, FsInfo, Meta};
 pub use sys::R;
 pub use tree::{Entry, Tree};
 
