@@ -142,11 +142,7 @@ fn run(m: &Mounted, op: &Op) -> String {
         Op::Mkfifo(p) => format!("{:?}", m.mkfifo(p, 0o644)),
         Op::Chmod(p, mode) => format!("{:?} {:?}", m.chmod(p, *mode), m.stat_follow(p)),
         Op::Chown(p, u, g) => format!("{:?} {:?}", m.chown(p, *u, *g), m.stat(p)),
-        Op::Utimes(p, t) => format!(
-            "{:?} {:?}",
-            m.set_times(p, (*t, 0), (*t, 5000)),
-            m.mtime(p)
-        ),
+        Op::Utimes(p, t) => format!("{:?} {:?}", m.set_times(p, (*t, 0), (*t, 5000)), m.mtime(p)),
         Op::SetXattr(p, n, c) => format!("{:?} {:?}", m.setxattr(p, n, &[*c; 3]), m.xattrs(p)),
         Op::RemoveXattr(p, n) => format!("{:?} {:?}", m.removexattr(p, n), m.xattrs(p)),
         Op::ListXattr(p) => format!("{:?}", m.xattr_values(p)),
@@ -223,7 +219,9 @@ fn random_sequence(seed: u64) {
     p.remount();
     compare_trees(&p, seed, n, &log);
     let files = p.s.tree().entries.len();
-    eprintln!("diff_random: seed {seed}: {n} ops, {succeeded} succeeded, {files} entries at the end");
+    eprintln!(
+        "diff_random: seed {seed}: {n} ops, {succeeded} succeeded, {files} entries at the end"
+    );
 }
 
 fn seed_for(k: usize) -> Option<u64> {

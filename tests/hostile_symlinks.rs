@@ -27,8 +27,21 @@ impl Canary {
         std::fs::create_dir_all(dir.join("sub/deep")).unwrap();
         std::fs::write(dir.join("sub/deep/file"), format!("{SECRET} deep")).unwrap();
         std::fs::write(dir.join("f"), format!("{SECRET} f")).unwrap();
-        for p in ["", "etc", "sub", "sub/deep", "secret", "etc/passwd", "sub/deep/file", "f"] {
-            let t = if p.is_empty() { dir.path.clone() } else { dir.join(p) };
+        for p in [
+            "",
+            "etc",
+            "sub",
+            "sub/deep",
+            "secret",
+            "etc/passwd",
+            "sub/deep/file",
+            "f",
+        ] {
+            let t = if p.is_empty() {
+                dir.path.clone()
+            } else {
+                dir.join(p)
+            };
             sys::lutimens(&t, (1_000_000, 0), (1_000_000, 0)).unwrap();
         }
         let before = snapshot(&dir.path);
@@ -47,7 +60,13 @@ impl Canary {
     /// A relative link target that, from a link `depth` directories below a branch
     /// root (0: in the root), climbs out of the branch and into the canary.
     fn rel_from_branch(&self, depth: usize, p: &str) -> String {
-        let name = self.dir.path.file_name().unwrap().to_string_lossy().into_owned();
+        let name = self
+            .dir
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let mut s = "../".repeat(depth + 2);
         s.push_str(&name);
         if !p.is_empty() {
@@ -74,7 +93,10 @@ impl Canary {
                     lines.push(format!("  created {k}: {v}"));
                 }
             }
-            panic!("{what}: the canary outside the branches changed:\n{}", lines.join("\n"));
+            panic!(
+                "{what}: the canary outside the branches changed:\n{}",
+                lines.join("\n")
+            );
         }
     }
 }
@@ -125,7 +147,11 @@ fn assert_no_secret(m: &Mounted) {
     while let Some(dir) = stack.pop() {
         let Ok(list) = m.readdir(&dir) else { continue };
         for (name, kind) in list {
-            let p = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+            let p = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
             match kind {
                 FileKind::Dir => stack.push(p),
                 FileKind::File => {
@@ -176,7 +202,12 @@ fn symlinks_are_plain_entries() {
     let p = fx.pair();
     // The links really do point at the canary when followed on the host.
     let l0 = &p.s.lowers[0];
-    for (link, file) in [("x", "secret"), ("a/b/c/out", "deep/file"), ("up", "secret"), ("etc", "passwd")] {
+    for (link, file) in [
+        ("x", "secret"),
+        ("a/b/c/out", "deep/file"),
+        ("up", "secret"),
+        ("etc", "passwd"),
+    ] {
         let got = std::fs::read_to_string(l0.join(link).join(file)).unwrap();
         assert!(got.contains(SECRET), "{link} does not reach the canary");
     }
@@ -188,7 +219,9 @@ fn symlinks_are_plain_entries() {
         });
     }
     p.both("lchown etc", |m| m.chown("etc", 1000, 1000));
-    p.both("utimes up (nofollow)", |m| m.set_times("up", (5, 0), (5, 0)));
+    p.both("utimes up (nofollow)", |m| {
+        m.set_times("up", (5, 0), (5, 0))
+    });
     p.both("lchmod x", |m| m.lchmod("x", 0o777));
     p.both("lsetxattr on symlink", |m| m.setxattr("x", "user.a", b"1"));
     p.both("rename etc", |m| m.rename("etc", "etc2"));
@@ -196,7 +229,9 @@ fn symlinks_are_plain_entries() {
     p.both("rename dir holding links", |m| m.rename("a/b", "b2"));
     p.both("link a symlink", |m| m.link("fsym", "fsym2"));
     p.both("unlink up", |m| m.unlink("up"));
-    p.both("replace link by file", |m| (m.unlink("dotdot"), m.put("dotdot", "now a file")));
+    p.both("replace link by file", |m| {
+        (m.unlink("dotdot"), m.put("dotdot", "now a file"))
+    });
     p.both("create next to links", |m| m.put("b2/c/new", "new"));
     p.same_tree("after operations on the links");
     c.assert_untouched("operations on symlinks themselves");
@@ -227,7 +262,10 @@ fn resolution_through_links_stays_in_mount() {
         let r = sys::openat2(&root, path, libc::O_RDONLY, 0, sys::RESOLVE_IN_ROOT)
             .and_then(|fd| sys::read_all(&fd));
         if let Ok(d) = &r {
-            assert!(!String::from_utf8_lossy(d).contains(SECRET), "read {path} leaked");
+            assert!(
+                !String::from_utf8_lossy(d).contains(SECRET),
+                "read {path} leaked"
+            );
         }
         let w = sys::openat2(
             &root,
@@ -270,21 +308,35 @@ fn lower_symlink_under_upper_dir_is_not_merged() {
     for d in ["p", "q", "r", "s", "s/t"] {
         p.both(&format!("readdir {d}"), |m| m.readdir(d));
     }
-    for f in ["p/secret", "p/etc/passwd", "q/secret", "r/tmp", "s/t/deep/file"] {
+    for f in [
+        "p/secret",
+        "p/etc/passwd",
+        "q/secret",
+        "r/tmp",
+        "s/t/deep/file",
+    ] {
         p.both(&format!("stat {f}"), |m| (m.stat(f), m.read(f)));
     }
-    p.both("create where the canary has a file", |m| m.put("p/secret", "mine"));
-    p.both("write lower file in merged-over dir", |m| m.write_at("p/f", 0, "P"));
+    p.both("create where the canary has a file", |m| {
+        m.put("p/secret", "mine")
+    });
+    p.both("write lower file in merged-over dir", |m| {
+        m.write_at("p/f", 0, "P")
+    });
     p.both("mkdir", |m| m.mkdir("q/etc", 0o755));
     p.both("create deep", |m| m.put("q/etc/passwd", "mine"));
     p.both("chmod", |m| m.chmod("s/t/u", 0o600));
     p.both("setxattr dir", |m| m.setxattr("s/t", "user.a", b"1"));
     p.both("link", |m| m.link("p/f", "p/f2"));
     p.both("unlink", |m| m.unlink("q/own"));
-    p.both("rename dir (redirect to where a lower symlink is)", |m| m.rename("p", "p2"));
+    p.both("rename dir (redirect to where a lower symlink is)", |m| {
+        m.rename("p", "p2")
+    });
     p.both("listing renamed", |m| (m.readdir("p2"), m.read("p2/f")));
     p.both("rename nested", |m| m.rename("s/t", "t2"));
-    p.both("listing renamed nested", |m| (m.readdir("t2"), m.readdir("s")));
+    p.both("listing renamed nested", |m| {
+        (m.readdir("t2"), m.readdir("s"))
+    });
     p.both("rmdir r", |m| m.rmdir("r"));
     p.same_tree("after operations");
     c.assert_untouched("lower symlink under an upper dir");
@@ -313,16 +365,24 @@ fn upper_symlinks_planted_before_mount() {
     let fx = Fixture::new().lower(lower).upper(upper);
     let p = fx.pair();
     p.same_tree("initial");
-    p.both("d is the planted symlink", |m| (m.readlink("d"), m.stat("d")));
-    p.both("e/x is the planted symlink", |m| (m.readlink("e/x"), m.readdir("e")));
+    p.both("d is the planted symlink", |m| {
+        (m.readlink("d"), m.stat("d"))
+    });
+    p.both("e/x is the planted symlink", |m| {
+        (m.readlink("e/x"), m.readdir("e"))
+    });
     p.both("copy up a sibling", |m| m.write_at("e/y", 0, "Y"));
     p.both("chmod sibling", |m| m.chmod("e/y", 0o600));
     p.both("rename planted link", |m| m.rename("e/x", "e/x2"));
     p.both("replace planted link", |m| m.rename("e/y", "e/x2"));
     p.both("g/h is a link", |m| (m.readlink("g/h"), m.readdir("g")));
     p.both("unlink planted dir link", |m| m.unlink("d"));
-    p.both("lower d stays hidden? (overlayfs semantics)", |m| (m.stat("d"), m.readdir("")));
-    p.both("mkdir where the link was", |m| (m.mkdir("d", 0o755), m.readdir("d")));
+    p.both("lower d stays hidden? (overlayfs semantics)", |m| {
+        (m.stat("d"), m.readdir(""))
+    });
+    p.both("mkdir where the link was", |m| {
+        (m.mkdir("d", 0o755), m.readdir("d"))
+    });
     p.both("create in it", |m| m.put("d/secret", "mine"));
     p.same_tree("after operations");
     c.assert_untouched("symlinks planted in the upper");
@@ -445,7 +505,10 @@ fn dotdot_names_stay_inside() {
     assert_eq!(m.stat("d/..").map(|s| s.kind), Ok(FileKind::Dir));
     assert_eq!(m.read("d/../d/f"), Ok(b"f\n".to_vec()));
     // `..` of the mount root is the host directory holding the mount point.
-    assert_eq!(m.ino("..").ok(), sys::lstat(&m.dir.path).map(|s| s.st_ino).ok());
+    assert_eq!(
+        m.ino("..").ok(),
+        sys::lstat(&m.dir.path).map(|s| s.st_ino).ok()
+    );
     assert_eq!(m.mkdir("d/..", 0o755), Err(Errno::EEXIST));
     assert_eq!(m.rmdir("d/.."), Err(Errno::ENOTEMPTY));
     c.assert_untouched("dot-dot names");

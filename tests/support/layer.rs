@@ -36,18 +36,59 @@ pub enum Flavor {
 
 #[derive(Clone, Debug)]
 enum Item {
-    File { path: String, data: Vec<u8>, mode: u32 },
-    Sparse { path: String, size: u64, chunks: Vec<(u64, Vec<u8>)> },
-    Dir { path: String, mode: u32 },
-    Symlink { path: String, target: String },
-    Hardlink { path: String, existing: String },
-    Fifo { path: String, mode: u32 },
-    CharDev { path: String, major: u32, minor: u32 },
-    Whiteout { path: String, fmt: Wh },
-    Opaque { path: String, fmt: Opq },
-    Xattr { path: String, name: String, value: Vec<u8> },
-    Owner { path: String, uid: u32, gid: u32 },
-    Mtime { path: String, secs: i64 },
+    File {
+        path: String,
+        data: Vec<u8>,
+        mode: u32,
+    },
+    Sparse {
+        path: String,
+        size: u64,
+        chunks: Vec<(u64, Vec<u8>)>,
+    },
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    Hardlink {
+        path: String,
+        existing: String,
+    },
+    Fifo {
+        path: String,
+        mode: u32,
+    },
+    CharDev {
+        path: String,
+        major: u32,
+        minor: u32,
+    },
+    Whiteout {
+        path: String,
+        fmt: Wh,
+    },
+    Opaque {
+        path: String,
+        fmt: Opq,
+    },
+    Xattr {
+        path: String,
+        name: String,
+        value: Vec<u8>,
+    },
+    Owner {
+        path: String,
+        uid: u32,
+        gid: u32,
+    },
+    Mtime {
+        path: String,
+        secs: i64,
+    },
 }
 
 /// One branch tree, as a list of things to create (in order).
@@ -201,8 +242,7 @@ impl Layer {
             match item {
                 Item::File { path, data, mode } => {
                     parents(path);
-                    std::fs::write(at(path), data)
-                        .unwrap_or_else(|e| panic!("write {path}: {e}"));
+                    std::fs::write(at(path), data).unwrap_or_else(|e| panic!("write {path}: {e}"));
                     ok("chmod", path, sys::chmod(&at(path), *mode));
                 }
                 Item::Sparse { path, size, chunks } => {
@@ -237,7 +277,11 @@ impl Layer {
                 }
                 Item::Fifo { path, mode } => {
                     parents(path);
-                    ok("mkfifo", path, sys::mknod(&at(path), libc::S_IFIFO | 0o644, 0, 0));
+                    ok(
+                        "mkfifo",
+                        path,
+                        sys::mknod(&at(path), libc::S_IFIFO | 0o644, 0, 0),
+                    );
                     ok("chmod", path, sys::chmod(&at(path), *mode));
                 }
                 Item::CharDev { path, major, minor } => {
@@ -250,7 +294,11 @@ impl Layer {
                 }
                 Item::Whiteout { path, fmt } => {
                     parents(path);
-                    let fmt = if flavor == Flavor::Kernel { Wh::CharDev } else { *fmt };
+                    let fmt = if flavor == Flavor::Kernel {
+                        Wh::CharDev
+                    } else {
+                        *fmt
+                    };
                     match fmt {
                         Wh::CharDev => {
                             ok("mknod", path, sys::mknod(&at(path), libc::S_IFCHR, 0, 0))
@@ -268,7 +316,11 @@ impl Layer {
                     let p = at(path);
                     std::fs::create_dir_all(&p)
                         .unwrap_or_else(|e| panic!("mkdir -p {}: {e}", p.display()));
-                    let fmt = if flavor == Flavor::Kernel { Opq::Trusted } else { *fmt };
+                    let fmt = if flavor == Flavor::Kernel {
+                        Opq::Trusted
+                    } else {
+                        *fmt
+                    };
                     match fmt {
                         Opq::WhFile => std::fs::write(p.join(".wh..wh..opq"), b"")
                             .unwrap_or_else(|e| panic!("opaque marker in {path}: {e}")),
@@ -294,7 +346,11 @@ impl Layer {
             }
         }
         for (path, secs) in times {
-            ok("utimensat", &path, sys::lutimens(&at(&path), (secs, 0), (secs, 0)));
+            ok(
+                "utimensat",
+                &path,
+                sys::lutimens(&at(&path), (secs, 0), (secs, 0)),
+            );
         }
     }
 }

@@ -46,7 +46,13 @@ pub fn test_name() -> String {
     let name = t.name().unwrap_or("test");
     let name = name.rsplit("::").next().unwrap_or(name);
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(60)
         .collect()
 }
@@ -105,7 +111,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -144,7 +153,7 @@ pub fn mount_fstype(p: &Path) -> Option<String> {
 
 pub fn is_mounted(p: &Path) -> bool {
     let want = p.to_string_lossy().to_string();
-    mount_points().iter().any(|m| *m == want)
+    mount_points().contains(&want)
 }
 
 /// Live (non-zombie) processes other than us with an argument equal to `arg`.
@@ -175,7 +184,13 @@ pub fn pids_with_arg(arg: &str) -> Vec<i32> {
 pub fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
-            let state = s.rsplit(')').next().unwrap_or("").trim_start().chars().next();
+            let state = s
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .chars()
+                .next();
             !matches!(state, Some('Z') | Some('X') | None)
         }
         Err(_) => false,
@@ -214,7 +229,9 @@ pub fn unmount_path(mnt: &Path) -> Result<(), Errno> {
 
 /// Wait for the given daemons to exit after an unmount; SIGKILL the ones that do not.
 pub fn reap_daemons(pids: &[i32]) {
-    if wait_until(Duration::from_secs(10), || pids.iter().all(|p| !pid_alive(*p))) {
+    if wait_until(Duration::from_secs(10), || {
+        pids.iter().all(|p| !pid_alive(*p))
+    }) {
         return;
     }
     for p in pids {
@@ -223,7 +240,9 @@ pub fn reap_daemons(pids: &[i32]) {
             let _ = sys::kill(*p, libc::SIGKILL);
         }
     }
-    wait_until(Duration::from_secs(5), || pids.iter().all(|p| !pid_alive(*p)));
+    wait_until(Duration::from_secs(5), || {
+        pids.iter().all(|p| !pid_alive(*p))
+    });
 }
 
 /// `STRATA_SELF_CHECK=1`: the "strata" side of every mount is kernel overlayfs too, so
@@ -271,7 +290,11 @@ pub fn run_strata(args: &[&str], log: &Path) -> (bool, String) {
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("{} {:?} did not exit within 60 s", strata_bin().display(), args);
+                panic!(
+                    "{} {:?} did not exit within 60 s",
+                    strata_bin().display(),
+                    args
+                );
             }
         }
     };
@@ -368,7 +391,11 @@ impl Mounted {
             .collect();
         let mut o = format!("lowerdir={}", lowers.join(":"));
         if let (Some(u), Some(w)) = (&self.upper, &self.work) {
-            o.push_str(&format!(",upperdir={},workdir={}", u.display(), w.display()));
+            o.push_str(&format!(
+                ",upperdir={},workdir={}",
+                u.display(),
+                w.display()
+            ));
         }
         o
     }
@@ -435,7 +462,10 @@ impl Mounted {
                 Err(e) => errs.push(format!("{opts}: {e}")),
             }
         }
-        panic!("mount -t overlay failed with every option set:\n{}", errs.join("\n"));
+        panic!(
+            "mount -t overlay failed with every option set:\n{}",
+            errs.join("\n")
+        );
     }
 
     /// Unmount; the mount can be mounted again with [`Mounted::mount`].

@@ -134,7 +134,8 @@ impl Mounted {
 
     /// Content as text (lossy), for readable assertions.
     pub fn read_str(&self, p: &str) -> R<String> {
-        self.read(p).map(|v| String::from_utf8_lossy(&v).into_owned())
+        self.read(p)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
     }
 
     pub fn pread(&self, p: &str, len: usize, off: u64) -> R<Vec<u8>> {
@@ -194,7 +195,8 @@ impl Mounted {
 
     /// Sorted names only.
     pub fn names(&self, p: &str) -> R<Vec<String>> {
-        self.readdir(p).map(|v| v.into_iter().map(|(n, _)| n).collect())
+        self.readdir(p)
+            .map(|v| v.into_iter().map(|(n, _)| n).collect())
     }
 
     pub fn readlink(&self, p: &str) -> R<String> {
@@ -386,7 +388,11 @@ impl Mounted {
     /// copy_file_range the whole of `src` into a new file `dst`; returns bytes copied.
     pub fn copy_range(&self, src: &str, dst: &str) -> R<usize> {
         let s = sys::open(&self.p(src), libc::O_RDONLY, 0)?;
-        let d = sys::open(&self.p(dst), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o644)?;
+        let d = sys::open(
+            &self.p(dst),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+            0o644,
+        )?;
         let len = sys::fstat(&s)?.st_size as usize;
         let mut done = 0;
         while done < len {
@@ -401,7 +407,11 @@ impl Mounted {
 
     /// Create a file `p` and fsync it.
     pub fn put_fsync(&self, p: &str, data: &[u8]) -> R<()> {
-        let fd = sys::open(&self.p(p), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o644)?;
+        let fd = sys::open(
+            &self.p(p),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+            0o644,
+        )?;
         sys::pwrite_all(&fd, data, 0)?;
         sys::fsync(&fd)
     }
@@ -421,7 +431,9 @@ impl Mounted {
     /// Whether `p` exists on the mount's *backing* branches: used by tests that must
     /// look underneath (the upper dir, never compared between implementations).
     pub fn upper_path(&self, p: &str) -> Option<std::path::PathBuf> {
-        self.upper.as_ref().map(|u| if p.is_empty() { u.clone() } else { u.join(p) })
+        self.upper
+            .as_ref()
+            .map(|u| if p.is_empty() { u.clone() } else { u.join(p) })
     }
 }
 

@@ -106,9 +106,8 @@ pub fn read_all(fd: &OwnedFd) -> R<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = cvt_size(unsafe {
-            libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
-        })?;
+        let n =
+            cvt_size(unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
         if n == 0 {
             return Ok(out);
         }
@@ -119,7 +118,12 @@ pub fn read_all(fd: &OwnedFd) -> R<Vec<u8>> {
 pub fn pread(fd: &OwnedFd, len: usize, off: u64) -> R<Vec<u8>> {
     let mut buf = vec![0u8; len];
     let n = cvt_size(unsafe {
-        libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), len, off as libc::off_t)
+        libc::pread(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            len,
+            off as libc::off_t,
+        )
     })?;
     buf.truncate(n);
     Ok(buf)
@@ -221,8 +225,14 @@ pub fn symlink(target: &str, p: &Path) -> R<()> {
 
 pub fn mknod(p: &Path, mode: u32, major: u32, minor: u32) -> R<()> {
     let c = cpath(p);
-    cvt(unsafe { libc::mknod(c.as_ptr(), mode as libc::mode_t, libc::makedev(major, minor)) })
-        .map(drop)
+    cvt(unsafe {
+        libc::mknod(
+            c.as_ptr(),
+            mode as libc::mode_t,
+            libc::makedev(major, minor),
+        )
+    })
+    .map(drop)
 }
 
 pub fn readlink(p: &Path) -> R<Vec<u8>> {
@@ -297,7 +307,8 @@ pub fn lsetxattr(p: &Path, name: &str, value: &[u8], flags: i32) -> R<()> {
 
 pub fn lgetxattr(p: &Path, name: &str) -> R<Vec<u8>> {
     let (c, n) = (cpath(p), cstr(name));
-    let size = cvt_size(unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) })?;
+    let size =
+        cvt_size(unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) })?;
     let mut buf = vec![0u8; size + 1];
     let got = cvt_size(unsafe {
         libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
@@ -310,7 +321,8 @@ pub fn llistxattr(p: &Path) -> R<Vec<String>> {
     let c = cpath(p);
     let size = cvt_size(unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) })?;
     let mut buf = vec![0u8; size + 1];
-    let got = cvt_size(unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    let got =
+        cvt_size(unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })?;
     buf.truncate(got);
     Ok(buf
         .split(|b| *b == 0)
@@ -325,15 +337,8 @@ pub fn lremovexattr(p: &Path, name: &str) -> R<()> {
 }
 
 pub fn fallocate(fd: &OwnedFd, mode: i32, off: u64, len: u64) -> R<()> {
-    cvt(unsafe {
-        libc::fallocate(
-            fd.as_raw_fd(),
-            mode,
-            off as libc::off_t,
-            len as libc::off_t,
-        )
-    })
-    .map(drop)
+    cvt(unsafe { libc::fallocate(fd.as_raw_fd(), mode, off as libc::off_t, len as libc::off_t) })
+        .map(drop)
 }
 
 pub fn lseek(fd: &OwnedFd, off: i64, whence: i32) -> R<i64> {
@@ -392,7 +397,11 @@ pub fn readdir(p: &Path) -> R<Vec<(String, u64, u8)>> {
         let ent = unsafe { libc::readdir64(dir) };
         if ent.is_null() {
             let e = Errno::last_raw();
-            break if e == 0 { Ok(()) } else { Err(Errno::from_raw(e)) };
+            break if e == 0 {
+                Ok(())
+            } else {
+                Err(Errno::from_raw(e))
+            };
         }
         let ent = unsafe { &*ent };
         let name = unsafe { CStr::from_ptr(ent.d_name.as_ptr()) };
@@ -409,16 +418,8 @@ pub fn readdir(p: &Path) -> R<Vec<(String, u64, u8)>> {
 
 pub fn mount(src: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data: &str) -> R<()> {
     let (s, t, f, d) = (cstr(src), cpath(target), cstr(fstype), cstr(data));
-    cvt(unsafe {
-        libc::mount(
-            s.as_ptr(),
-            t.as_ptr(),
-            f.as_ptr(),
-            flags,
-            d.as_ptr().cast(),
-        )
-    })
-    .map(drop)
+    cvt(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) })
+        .map(drop)
 }
 
 pub fn umount2(target: &Path, flags: i32) -> R<()> {
