@@ -999,3 +999,88 @@ fn dir_types_and_listings_after_remount() {
         ]
     );
 }
+
+#[test]
+fn large_merged_directory() {
+    // More entries than one readdir buffer holds, merged from two layers with
+    // whiteouts, so offsets / continuation of readdir are exercised.
+    let mut top = Layer::new();
+    let mut bottom = Layer::new();
+    for k in 0..1200 {
+        bottom = bottom.file(
+            &format!("big/file-{k:05}-with-a-longish-name"),
+            format!("{k}"),
+        );
+    }
+    for k in (0..1200).step_by(3) {
+        top = top.file(&format!("big/file-{k:05}-with-a-longish-name"), "top");
+    }
+    for k in (1..1200).step_by(7).filter(|k| k % 3 != 0) {
+        top = top.whiteout(&format!("big/file-{k:05}-with-a-longish-name"), Wh::File);
+    }
+    for k in 0..400 {
+        top = top.file(&format!("big/top-only-{k:04}"), "t");
+    }
+    let mut p = Fixture::new().lower(top).lower(bottom).pair();
+    let n = p.both_val("listing", |m| m.readdir("big").map(|v| v.len()));
+    assert!(n.unwrap() > 1400);
+    p.both("delete some, add some", |m| {
+        let mut r = Vec::new();
+        for k in (0..1200).step_by(5) {
+            r.push(m.unlink(&format!("big/file-{k:05}-with-a-longish-name")));
+        }
+        for k in 0..100 {
+            r.push(m.put(&format!("big/new-{k}"), "n"));
+        }
+        r
+    });
+    p.both("listing after changes", |m| m.readdir("big"));
+    p.remount();
+    p.both("listing after remount", |m| m.readdir("big"));
+}
+
+#[test]
+fn mmap_write_copies_up() {
+    let p = pair();
+    p.both("shared writable mmap of a lower file", |m| {
+        let fd = strata_tests::sys::open(&m.p("big"), libc::O_RDWR, 0)?;
+        let len = 300_000usize;
+        // SAFETY: mapping a file we opened read-write; unmapped below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        // SAFETY: ptr maps `len` bytes.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(ptr.cast::<u8>(), len) };
+        bytes[100..110].copy_from_slice(b"MMAPWRITE!");
+        bytes[len - 1] = b'E';
+        // SAFETY: same mapping.
+        let r = unsafe { libc::msync(ptr, len, libc::MS_SYNC) };
+        unsafe { libc::munmap(ptr, len) };
+        if r != 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    });
+    p.both("read back", |m| {
+        (
+            m.pread("big", 20, 95),
+            m.pread("big", 4, 299_998),
+            m.stat("big"),
+        )
+    });
+    let mut p = p;
+    p.remount();
+    p.both("after remount", |m| {
+        (m.pread("big", 20, 95), m.pread("big", 4, 299_998))
+    });
+}
