@@ -69,6 +69,8 @@ def main(argv):
     sysutil.LOG_PATH = os.path.join(work, "log.txt")
     sysutil.VERBOSE = args.verbose
     open(sysutil.LOG_PATH, "w").close()
+    if args.quick:
+        mounts.DAEMON_EXIT_WAIT = 0.3
     mounts.install_cleanup_handlers()
     mounts.cleanup_stale(work)
     notes = []

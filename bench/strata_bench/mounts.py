@@ -10,6 +10,10 @@ import time
 from .sysutil import CommandError, log, rmtree, sh
 
 _active = []  # mountpoints this process mounted and has not unmounted yet
+# How long unmount waits for a FUSE daemon to exit (fuse-overlayfs lingers ~2 s after
+# umount); --quick shortens it, a full run waits so daemons never overlap measurements.
+DAEMON_EXIT_WAIT = 5.0
+MOUNT_TIMEOUT = 20  # a mount program must have mounted and exited by then
 
 
 def _unescape(s):
@@ -40,10 +44,9 @@ def unmount(mnt):
     if mnt in _active:
         _active.remove(mnt)
     if pid:  # let the daemon exit so it does not compete with the next measurement
-        for _ in range(100):
-            if not os.path.exists(f"/proc/{pid}"):
-                break
-            time.sleep(0.05)
+        deadline = time.time() + DAEMON_EXIT_WAIT
+        while os.path.exists(f"/proc/{pid}") and time.time() < deadline:
+            time.sleep(0.02)
     if is_mounted(mnt):
         raise CommandError(f"could not unmount {mnt}")
 
@@ -125,14 +128,27 @@ class Peer:
             if d:
                 os.makedirs(d, exist_ok=True)
         mnt = os.path.abspath(mnt)
-        sh(self.mount_argv(_opts(lowers, upper, work), mnt, trace), timeout=120)
-        for _ in range(200):
+        try:
+            try:
+                sh(self.mount_argv(_opts(lowers, upper, work), mnt, trace),
+                   timeout=MOUNT_TIMEOUT, daemon=True)
+            except CommandError as e:
+                if is_mounted(mnt) and "timed out" in str(e):
+                    raise CommandError(f"mounted, but the program did not exit within "
+                                       f"{MOUNT_TIMEOUT} s (the mount_program form must "
+                                       f"daemonize and exit 0 once mounted)") from e
+                raise
+            for _ in range(200):
+                if is_mounted(mnt):
+                    break
+                time.sleep(0.025)
+            else:
+                raise CommandError(f"{self.name}: exited 0 but {mnt} is not mounted")
+        finally:
             if is_mounted(mnt):
-                break
-            time.sleep(0.025)
-        else:
-            raise CommandError(f"{self.name}: exited 0 but {mnt} is not mounted")
-        _active.append(mnt)
+                _active.append(mnt)  # mounted, even if the program then failed: unmount later
+        if not is_mounted(mnt):
+            raise CommandError(f"{self.name}: {mnt} is not mounted")
 
     @contextlib.contextmanager
     def mounted(self, lowers, upper, work, mnt, trace=None):
@@ -190,6 +206,7 @@ def probe(peer, scratch):
                 f.write("x")
         return None
     except (CommandError, OSError) as e:
+        cleanup_all()
         return str(e)
     finally:
         rmtree(scratch)

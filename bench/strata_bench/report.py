@@ -22,7 +22,12 @@ def groups(metrics):
     return out
 
 
-def _rows(ms):
+def _has_numbers(m, c):
+    return any(x is not None for x in m.samples.get(c) or [])
+
+
+def _rows(ms, short=False):
+    """(header, rows, footnotes); short=True puts 'n/a' in cells and the reasons below."""
     cols = []
     for m in ms:
         for c in m.columns:
@@ -31,13 +36,22 @@ def _rows(ms):
     subject = ms[0].subject
     peers = [c for c in cols if c != subject]
     header = ["metric", "unit", *cols, *[f"{subject} / {p}" for p in peers]]
-    rows = []
+    rows, foot = [], []
     for m in ms:
         r = [m.name, m.unit + (" ↑" if m.better == "higher" else "")]
-        r += [cell(m, c) if c in m.columns else "" for c in cols]
+        for c in cols:
+            if c not in m.columns:
+                r.append("")
+            elif short and not _has_numbers(m, c):
+                r.append("n/a")
+                why = f"{c}: {m.notes.get(c, 'no number')}"
+                if why not in foot:
+                    foot.append(why)
+            else:
+                r.append(cell(m, c))
         r += [ratio_cell(m, p) if p in m.columns else "" for p in peers]
         rows.append(r)
-    return header, rows
+    return header, rows, foot
 
 
 def markdown_table(header, rows):
@@ -47,7 +61,7 @@ def markdown_table(header, rows):
     return "\n".join(lines)
 
 
-def text_table(header, rows, width=48):
+def text_table(header, rows, width=40):
     rows = [[c if len(c) <= width else c[:width - 1] + "…" for c in r] for r in [header] + rows]
     w = [max(len(r[i]) for r in rows) for i in range(len(header))]
     out = []
@@ -104,8 +118,9 @@ def slowest_lines(metrics):
 def terminal(metrics, notes):
     parts = []
     for w, ms in groups(metrics).items():
-        header, rows = _rows(ms)
-        parts.append(f"[{w}]\n" + text_table(header, rows))
+        header, rows, foot = _rows(ms, short=True)
+        parts.append(f"[{w}]\n" + text_table(header, rows)
+                     + "".join(f"\n  n/a = {f}" for f in foot))
     lines = slowest_lines(metrics)
     if lines:
         parts.append("Slowest spots for strata (by ratio against a peer):\n" + "\n".join(lines))
@@ -130,7 +145,7 @@ def markdown(metrics, facts, config, titles, durations, notes):
         out += ["## Slowest spots for strata", "", *lines, ""]
     for w, ms in groups(metrics).items():
         took = f" ({durations[w]:.0f} s)" if w in durations else ""
-        out += [f"## {w}: {titles.get(w, '')}{took}", "", markdown_table(*_rows(ms)), ""]
+        out += [f"## {w}: {titles.get(w, '')}{took}", "", markdown_table(*_rows(ms)[:2]), ""]
     if notes:
         out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(out)

@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 # Every command the harness runs is appended here (set by main); useful when a peer fails.
@@ -14,10 +15,13 @@ class CommandError(RuntimeError):
     """A command exited non-zero; the message carries the tail of its stderr."""
 
 
+_T0 = time.time()
+
+
 def log(msg):
     if LOG_PATH:
         with open(LOG_PATH, "a") as f:
-            f.write(msg.rstrip("\n") + "\n")
+            f.write(f"[{time.time() - _T0:8.2f}] " + msg.rstrip("\n") + "\n")
     if VERBOSE:
         print(msg, file=sys.stderr)
 
@@ -28,13 +32,24 @@ def say(msg):
     log(msg)
 
 
-def sh(argv, check=True, timeout=900, env=None, cwd=None, stdin=None, quiet=False):
-    """Run argv (list) and return CompletedProcess with text output."""
+def sh(argv, check=True, timeout=900, env=None, cwd=None, stdin=None, quiet=False,
+       daemon=False):
+    """Run argv (list) and return CompletedProcess with text output. daemon=True sends the
+    output to a temp file instead of pipes: a daemonizing child that keeps the inherited
+    stdout/stderr open must not make us wait for it."""
     log("$ " + " ".join(str(a) for a in argv))
+    argv = [str(a) for a in argv]
+    stdin = stdin if stdin is not None else subprocess.DEVNULL
     try:
-        p = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                           timeout=timeout, env=env, cwd=cwd,
-                           stdin=stdin if stdin is not None else subprocess.DEVNULL)
+        if daemon:
+            with tempfile.TemporaryFile("w+") as out:
+                rc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                                    env=env, cwd=cwd, stdin=stdin).returncode
+                out.seek(0)
+                p = subprocess.CompletedProcess(argv, rc, "", out.read())
+        else:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                               cwd=cwd, stdin=stdin)
     except subprocess.TimeoutExpired as e:
         raise CommandError(f"timed out after {timeout}s: {' '.join(map(str, argv))}") from e
     except FileNotFoundError as e:

@@ -5,7 +5,7 @@ import os
 import time
 
 from .. import trees
-from ..sysutil import du_kib, rmtree
+from ..sysutil import drop_caches, du_kib, rmtree
 
 TITLE = "4 KiB write into a big lower file"
 
@@ -24,6 +24,7 @@ def run(ctx):
         def one():
             upper, work, mnt = ctx.fresh("bigwrite", peer.name)
             with peer.mounted([br["lower"]], upper, work, mnt) as m:
+                drop_caches()  # same start for all: nothing cached, no writeback pending
                 t0 = time.perf_counter()
                 fd = os.open(os.path.join(m, "big.img"), os.O_WRONLY)
                 try:

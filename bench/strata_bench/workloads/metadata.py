@@ -39,6 +39,7 @@ def run(ctx):
                 dest = os.path.join(m, "untar")
                 os.mkdir(dest)
                 out[untar] = timed(["tar", "-xf", tr["tar"], "-C", dest], timeout=3600)
+                os.sync()  # the untar's writeback must not land inside the rm timing
                 out[rm] = timed(["rm", "-rf", dest], timeout=3600)
                 if peer.fuse:
                     pid = daemon_pid(m)

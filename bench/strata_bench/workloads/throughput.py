@@ -8,7 +8,7 @@ import shutil
 import time
 
 from .. import trees
-from ..sysutil import rmtree, sh
+from ..sysutil import drop_caches, rmtree, sh
 
 TITLE = "throughput: sequential read/write, fio random reads"
 CHUNK = 1 << 20
@@ -80,6 +80,7 @@ def run(ctx):
             shutil.copyfile(br["upper_seed"], os.path.join(upper, "upper.img"))
             make_delta(peer, br["lower"], upper, work, mnt, (size // 2) & ~4095)
             out = {}
+            drop_caches()  # the previous peer's writeback must not land in this one's timings
             with peer.mounted([br["lower"]], upper, work, mnt) as mp:
                 for kind, name in TARGETS:
                     path = os.path.join(mp, name)

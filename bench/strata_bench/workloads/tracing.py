@@ -1,5 +1,5 @@
 """Workload 7: the cost of `strata mount --trace FILE` on the metadata workload (warm stat of
-every file, untar, rm -rf), strata traced against strata untraced, same tree."""
+every file, untar), strata traced against strata untraced, same tree."""
 import os
 
 from .. import trees
@@ -16,9 +16,8 @@ def run(ctx):
     cols = ["strata --trace", "strata"]
     warm = ctx.metric("tracing", f"stat {n} lower files, warm", "s", columns=cols)
     untar = ctx.metric("tracing", f"untar {n} small files", "s", columns=cols)
-    rm = ctx.metric("tracing", f"rm -rf {n} files", "s", columns=cols)
     size = ctx.metric("tracing", "trace file size", "KiB", columns=cols)
-    metrics = [warm, untar, rm, size]
+    metrics = [warm, untar, size]
     why = ctx.unavailable.get("strata") or strata_trace_missing(ctx.strata_bin)
     if why:
         for x in metrics:
@@ -40,10 +39,9 @@ def run(ctx):
                     dest = os.path.join(m, "untar")
                     os.mkdir(dest)
                     out[untar] = timed(["tar", "-xf", tr["tar"], "-C", dest], timeout=3600)
-                    out[rm] = timed(["rm", "-rf", dest], timeout=3600)
                 if trace:
                     out[size] = os.path.getsize(trace) / 1024 if os.path.exists(trace) else 0
                 rmtree(os.path.dirname(upper))
                 return out
-            ctx.measure(col, metrics if col != "strata" else metrics[:3], one, "tracing")
+            ctx.measure(col, metrics if col != "strata" else metrics[:2], one, "tracing")
     return metrics
