@@ -1,0 +1,61 @@
+//! The `strata` command: docker-like subcommands plus a mount mode compatible with
+//! fuse-overlayfs (`strata -o lowerdir=..,upperdir=..,workdir=.. MOUNTPOINT`).
+
+mod containers;
+mod logging;
+mod mount;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// strata: a union / copy-on-write filesystem over FUSE and a small container runtime.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about, propagate_version = true)]
+struct Cli {
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Mount a union of branches (options as fuse-overlayfs: -o lowerdir=A:B,upperdir=U,workdir=W).
+    Mount(mount::MountArgs),
+    /// Unmount a strata mount (lazy detach as a last resort).
+    Umount(mount::UmountArgs),
+    /// Image store and container commands.
+    #[command(flatten)]
+    Containers(containers::ContainerCommand),
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .chain(["help".to_string()])
+        .collect();
+    let argv = mount::rewrite_helper_form(argv, &names);
+    let cli = Cli::parse_from(argv);
+    let result = match cli.command {
+        Command::Mount(args) => mount::run_mount(args, &cli.log_level),
+        Command::Umount(args) => {
+            logging::init_stderr(&cli.log_level);
+            mount::run_umount(args)
+        }
+        Command::Containers(cmd) => {
+            logging::init_stderr(&cli.log_level);
+            containers::run(cmd)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

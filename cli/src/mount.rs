@@ -1,0 +1,185 @@
+//! `strata mount` / `strata umount`, and the fuse-overlayfs and mount.fuse3 call forms.
+
+use clap::Args;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use strata_fs::sys::{dup_onto_stdio, fork, Forked};
+use strata_fs::MountOptions;
+
+/// Arguments of `strata mount`.
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Mount options, comma-separated, as fuse-overlayfs: lowerdir=A:B (A on top),
+    /// upperdir=U, workdir=W, plus uidmapping=, gidmapping=, squash_to_root, squash_to_uid=,
+    /// squash_to_gid=, static_nlink, noacl, fsync=0, volatile, timeout=SECS, threaded=N, ro.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    options: Vec<String>,
+    /// Stay in the foreground (log to stderr) instead of daemonizing.
+    #[arg(short = 'f', long)]
+    foreground: bool,
+    /// Foreground with debug logging (as fuse-overlayfs -d).
+    #[arg(short = 'd', long)]
+    debug: bool,
+    /// Log file of the daemon (default: WORKDIR/strata.log, or none without a workdir).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// `SOURCE MOUNTPOINT` (mount.fuse3 form) or `MOUNTPOINT`.
+    #[arg(required = true, num_args = 1..=2, value_name = "MOUNTPOINT")]
+    targets: Vec<PathBuf>,
+}
+
+/// Arguments of `strata umount`.
+#[derive(Args, Debug)]
+pub struct UmountArgs {
+    /// The mountpoint.
+    mountpoint: PathBuf,
+}
+
+/// Turn `strata -o OPTS MNT` (podman's mount_program) and `strata SRC MNT -o OPTS`
+/// (mount.fuse3) into `strata mount ...`.
+pub fn rewrite_helper_form(argv: Vec<OsString>, subcommands: &[String]) -> Vec<OsString> {
+    let Some(first) = argv.get(1).and_then(|a| a.to_str()) else {
+        return argv;
+    };
+    let is_known = subcommands.iter().any(|s| s == first)
+        || first.starts_with("--")
+        || matches!(first, "-h" | "-V");
+    let has_o = argv.iter().skip(1).any(|a| a == "-o");
+    if is_known || !has_o {
+        return argv;
+    }
+    let mut out = Vec::with_capacity(argv.len() + 1);
+    out.push(argv[0].clone());
+    out.push(OsString::from("mount"));
+    out.extend(argv.into_iter().skip(1));
+    out
+}
+
+/// Mount as asked; daemonizes unless -f, and returns once the mount is live.
+pub fn run_mount(args: MountArgs, log_level: &str) -> Result<(), String> {
+    let mountpoint = match args.targets.as_slice() {
+        [m] | [_, m] => m.clone(),
+        _ => return Err("give the mountpoint (and optionally a source before it)".into()),
+    };
+    let mut opts = MountOptions::parse(&args.options)?;
+    if let [source, _] = args.targets.as_slice() {
+        if opts.fsname == "strata" && source.as_os_str() != "none" {
+            opts.fsname = source.display().to_string();
+        }
+    }
+    let mountpoint = std::fs::canonicalize(&mountpoint)
+        .map_err(|e| format!("mountpoint {}: {e}", mountpoint.display()))?;
+    if !mountpoint.is_dir() {
+        return Err(format!(
+            "mountpoint {} is not a directory",
+            mountpoint.display()
+        ));
+    }
+    let log_file = args
+        .log_file
+        .clone()
+        .or_else(|| opts.workdir.as_ref().map(|w| w.join("strata.log")));
+    let level = if args.debug { "debug" } else { log_level };
+    let union = strata_fs::prepare(opts).map_err(|e| e.to_string())?;
+    if args.foreground || args.debug {
+        crate::logging::init_stderr(level);
+        return strata_fs::serve(union, &mountpoint, || {
+            tracing::info!("mounted at {}", mountpoint.display())
+        })
+        .map_err(|e| e.to_string());
+    }
+    daemonize_and_serve(union, &mountpoint, level, log_file.as_deref())
+}
+
+fn daemonize_and_serve(
+    union: strata_fs::Union,
+    mountpoint: &Path,
+    level: &str,
+    log_file: Option<&Path>,
+) -> Result<(), String> {
+    let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    match fork().map_err(|e| format!("fork: {e}"))? {
+        Forked::Parent(_) => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(rd).read_to_string(&mut msg);
+            match msg.strip_prefix("ok") {
+                Some(_) => Ok(()),
+                None if msg.is_empty() => {
+                    Err("the mount daemon exited before the mount was live".into())
+                }
+                None => Err(msg.trim_end().to_string()),
+            }
+        }
+        Forked::Child => {
+            drop(rd);
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                for fd in 0..=2 {
+                    let _ = dup_onto_stdio(null.as_fd(), fd);
+                }
+            }
+            match log_file {
+                Some(p) => crate::logging::init_file(level, p),
+                None => crate::logging::init_stderr(level),
+            }
+            // The parent waits for EOF on the pipe: close it as soon as the mount is live.
+            let mut wr = Some(std::fs::File::from(wr));
+            let r = strata_fs::serve(union, mountpoint, || {
+                if let Some(mut w) = wr.take() {
+                    let _ = w.write_all(b"ok");
+                }
+            });
+            if let Err(e) = &r {
+                tracing::error!("{e}");
+                if let Some(mut w) = wr.take() {
+                    let _ = w.write_all(e.to_string().as_bytes());
+                }
+            }
+            std::process::exit(if r.is_ok() { 0 } else { 1 });
+        }
+    }
+}
+
+/// Unmount; retries a busy mount briefly, then detaches it lazily.
+pub fn run_umount(args: UmountArgs) -> Result<(), String> {
+    let mnt = &args.mountpoint;
+    if !nix::unistd::geteuid().is_root() {
+        let st = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(mnt)
+            .status()
+            .map_err(|e| format!("cannot run fusermount3 ({e}); install fuse3"))?;
+        if st.success() {
+            return Ok(());
+        }
+        let st = std::process::Command::new("fusermount3")
+            .arg("-uz")
+            .arg(mnt)
+            .status()
+            .map_err(|e| format!("fusermount3: {e}"))?;
+        return if st.success() {
+            Ok(())
+        } else {
+            Err(format!("cannot unmount {}", mnt.display()))
+        };
+    }
+    for _ in 0..20 {
+        match nix::mount::umount2(mnt, nix::mount::MntFlags::empty()) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => return Err(format!("umount {}: {}", mnt.display(), e.desc())),
+        }
+    }
+    tracing::warn!("{} is busy; detaching it lazily", mnt.display());
+    nix::mount::umount2(mnt, nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| format!("umount {}: {}", mnt.display(), e.desc()))
+}

@@ -1,0 +1,149 @@
+//! Branches (layers) and path resolution that can never leave them.
+//!
+//! Every path inside a branch is resolved with openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) from the branch root, and final components
+//! are then used with *at() calls that do not follow symlinks. A symlink stored in a
+//! branch is data, never a path strata walks through.
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{FileStat, Mode};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// One directory tree taking part in the union.
+#[derive(Debug)]
+pub struct Branch {
+    /// The directory as given by the user.
+    pub path: PathBuf,
+    /// An O_PATH fd of the root, the anchor of every resolution.
+    root: OwnedFd,
+    /// st_dev of the root.
+    pub dev: u64,
+    /// Small index of the filesystem the branch lives on, used to build unique inode numbers.
+    pub fs_index: u64,
+}
+
+fn resolve_flags() -> ResolveFlag {
+    ResolveFlag::RESOLVE_BENEATH
+        | ResolveFlag::RESOLVE_NO_SYMLINKS
+        | ResolveFlag::RESOLVE_NO_MAGICLINKS
+}
+
+/// Turn a relative branch path into what openat2 expects ("." for the root).
+fn rel_or_dot(rel: &Path) -> &Path {
+    if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    }
+}
+
+impl Branch {
+    /// Open `path` as a branch; it must be a directory.
+    pub fn open(path: &Path, what: &str) -> Result<Branch, String> {
+        let root = nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("{what} {}: {}", path.display(), e.desc()))?;
+        let st = nix::sys::stat::fstat(&root)
+            .map_err(|e| format!("{what} {}: {}", path.display(), e.desc()))?;
+        Ok(Branch {
+            path: path.to_path_buf(),
+            root,
+            dev: st.st_dev,
+            fs_index: 0,
+        })
+    }
+
+    /// The root as a borrowed fd.
+    pub fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    /// Open `rel` inside the branch with `flags`, never leaving the branch and never
+    /// following a symlink in any component.
+    pub fn open_at(&self, rel: &Path, flags: OFlag, mode: u32) -> io::Result<OwnedFd> {
+        let how = OpenHow::new()
+            .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+            .mode(Mode::from_bits_truncate(mode))
+            .resolve(resolve_flags());
+        nix::fcntl::openat2(self.root.as_fd(), rel_or_dot(rel), how).map_err(io::Error::from)
+    }
+
+    /// An O_PATH fd of the directory `rel` (ENOTDIR if it is not one).
+    pub fn open_dir(&self, rel: &Path) -> io::Result<OwnedFd> {
+        self.open_at(rel, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)
+    }
+
+    /// lstat of `rel` inside the branch.
+    pub fn stat(&self, rel: &Path) -> io::Result<FileStat> {
+        let fd = self.open_at(rel, OFlag::O_PATH, 0)?;
+        nix::sys::stat::fstat(&fd).map_err(io::Error::from)
+    }
+}
+
+/// lstat of `name` inside the directory `dir`.
+pub fn stat_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<FileStat> {
+    nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(io::Error::from)
+}
+
+/// Open `name` inside `dir` without following a symlink there; the fd is O_CLOEXEC.
+pub fn open_in(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .mode(Mode::from_bits_truncate(mode))
+        .resolve(resolve_flags());
+    nix::fcntl::openat2(dir, name, how).map_err(io::Error::from)
+}
+
+/// Remove `name` in `dir` and everything below it, never following symlinks.
+pub fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    use nix::unistd::UnlinkatFlags;
+    use std::os::unix::ffi::OsStrExt;
+    match nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(nix::errno::Errno::EISDIR) | Err(nix::errno::Errno::EPERM) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let fd = open_in(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+    let sub = fd.try_clone()?;
+    let mut d = nix::dir::Dir::from_fd(fd)?;
+    let names: Vec<std::ffi::OsString> = d
+        .iter()
+        .filter_map(Result::ok)
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    for n in names {
+        remove_tree(sub.as_fd(), &n)?;
+    }
+    nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir)?;
+    Ok(())
+}
+
+/// Remove everything inside the directory `dir`.
+pub fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let fd = nix::fcntl::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut d = nix::dir::Dir::from_fd(fd)?;
+    let names: Vec<std::ffi::OsString> = d
+        .iter()
+        .filter_map(Result::ok)
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    for n in names {
+        remove_tree(dir, &n)?;
+    }
+    Ok(())
+}

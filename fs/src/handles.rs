@@ -1,0 +1,101 @@
+//! Open file and directory handles.
+
+use crate::union::Layer;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// An open regular file: the branch file it reads and writes.
+#[derive(Debug)]
+pub struct OpenFile {
+    /// The branch file.
+    pub file: File,
+    /// Node it belongs to.
+    pub ino: u64,
+    /// Branch the file is open in.
+    pub layer: Layer,
+    /// Opened for writing.
+    pub writable: bool,
+}
+
+/// One merged directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// Entry name.
+    pub name: OsString,
+    /// S_IFMT bits.
+    pub kind: u32,
+    /// Reported inode number (equals what stat reports).
+    pub ino: u64,
+}
+
+/// An open directory: a snapshot of the merged listing, taken at the first read.
+#[derive(Debug)]
+pub struct OpenDir {
+    /// Node it belongs to.
+    pub ino: u64,
+    /// The listing, filled when a read starts at offset 0.
+    pub entries: Mutex<Option<Arc<Vec<DirEntry>>>>,
+}
+
+/// All handles, by FUSE file handle number.
+#[derive(Debug, Default)]
+pub struct Handles {
+    files: RwLock<HashMap<u64, Arc<OpenFile>>>,
+    dirs: RwLock<HashMap<u64, Arc<OpenDir>>>,
+    next: AtomicU64,
+}
+
+impl Handles {
+    fn fresh(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Register an open file; returns its handle number.
+    pub fn add_file(&self, f: OpenFile) -> u64 {
+        let fh = self.fresh();
+        self.files.write().insert(fh, Arc::new(f));
+        fh
+    }
+
+    /// The open file behind `fh`.
+    pub fn file(&self, fh: u64) -> Option<Arc<OpenFile>> {
+        self.files.read().get(&fh).cloned()
+    }
+
+    /// Forget `fh`; the branch file closes when the last request using it is done.
+    pub fn remove_file(&self, fh: u64) -> Option<Arc<OpenFile>> {
+        self.files.write().remove(&fh)
+    }
+
+    /// Any open file of node `ino` (for attributes of unlinked-but-open files).
+    pub fn any_file_of(&self, ino: u64) -> Option<Arc<OpenFile>> {
+        self.files.read().values().find(|f| f.ino == ino).cloned()
+    }
+
+    /// Register an open directory.
+    pub fn add_dir(&self, ino: u64) -> u64 {
+        let fh = self.fresh();
+        self.dirs.write().insert(
+            fh,
+            Arc::new(OpenDir {
+                ino,
+                entries: Mutex::new(None),
+            }),
+        );
+        fh
+    }
+
+    /// The open directory behind `fh`.
+    pub fn dir(&self, fh: u64) -> Option<Arc<OpenDir>> {
+        self.dirs.read().get(&fh).cloned()
+    }
+
+    /// Forget a directory handle.
+    pub fn remove_dir(&self, fh: u64) {
+        self.dirs.write().remove(&fh);
+    }
+}

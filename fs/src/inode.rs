@@ -1,0 +1,318 @@
+//! The inode table: what the kernel holds references to, keyed by reported st_ino.
+//!
+//! fuser uses st_ino as the FUSE node id, so hard links share one node, as they share one
+//! kernel inode. A node remembers the names it was found under (aliases) and where its
+//! content lives; it stays while the kernel holds lookups on it or while it is the parent
+//! of a node that stays.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+/// Node id of the root directory.
+pub const ROOT: u64 = 1;
+
+/// Where the lower part of a directory is found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirInfo {
+    /// Path in the lower branches (differs from the merged path after a rename: redirect).
+    pub lower_path: PathBuf,
+    /// Lower branches holding the directory at `lower_path`, top first.
+    pub layers: Vec<usize>,
+}
+
+/// Where a merged entry lives right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// S_IFMT bits.
+    pub kind: u32,
+    /// Present in the upper branch at the node's path.
+    pub upper: bool,
+    /// For non-directories not (fully) in the upper: the lower branch and path of the data.
+    pub lower: Option<(usize, PathBuf)>,
+    /// For directories: the lower part; None for a pure-upper or opaque directory.
+    pub dir: Option<DirInfo>,
+    /// Upper directory carries a redirect.
+    pub redirected: bool,
+}
+
+impl Placement {
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+
+    /// Upper entry whose data is still in a lower branch (metadata-only copy-up).
+    pub fn metacopy(&self) -> bool {
+        self.upper && self.lower.is_some() && !self.is_dir()
+    }
+}
+
+/// One inode the kernel knows.
+#[derive(Debug)]
+pub struct Node {
+    /// (parent node, name) pairs this inode was found under; the first is used for paths.
+    pub aliases: Vec<(u64, OsString)>,
+    /// Kernel lookup count.
+    pub lookups: u64,
+    /// Number of aliases of other nodes naming this node as parent.
+    pub children: u64,
+    /// Current placement.
+    pub place: Placement,
+    /// Removed from the namespace while still open or referenced.
+    pub unlinked: bool,
+}
+
+/// All nodes.
+#[derive(Debug, Default)]
+pub struct NodeTable {
+    nodes: HashMap<u64, Node>,
+}
+
+impl NodeTable {
+    /// A table holding only the root.
+    pub fn with_root(place: Placement) -> NodeTable {
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            ROOT,
+            Node {
+                aliases: Vec::new(),
+                lookups: 1,
+                children: 0,
+                place,
+                unlinked: false,
+            },
+        );
+        NodeTable { nodes }
+    }
+
+    /// The node for `ino`.
+    pub fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    /// The node for `ino`, mutable.
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    /// Number of nodes (for statistics and tests).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Merged path of a node, relative to the root ("" for the root); None if unreachable.
+    pub fn path(&self, ino: u64) -> Option<PathBuf> {
+        let mut parts: Vec<&OsStr> = Vec::new();
+        let mut cur = ino;
+        let mut depth = 0;
+        while cur != ROOT {
+            let node = self.nodes.get(&cur)?;
+            let (parent, name) = node.aliases.first()?;
+            parts.push(name);
+            cur = *parent;
+            depth += 1;
+            if depth > 4096 {
+                return None;
+            }
+        }
+        let mut p = PathBuf::new();
+        for part in parts.iter().rev() {
+            p.push(part);
+        }
+        Some(p)
+    }
+
+    /// Record a lookup of (`parent`, `name`) that found `ino` with placement `place`.
+    pub fn found(&mut self, parent: u64, name: &OsStr, ino: u64, place: Placement, count: bool) {
+        let mut new_alias = false;
+        match self.nodes.get_mut(&ino) {
+            Some(node) => {
+                if !node.aliases.iter().any(|(p, n)| *p == parent && n == name) {
+                    // The name just looked up is the surest path: put it first.
+                    node.aliases.insert(0, (parent, name.to_os_string()));
+                    new_alias = true;
+                }
+                node.place = place;
+                node.unlinked = false;
+                if count {
+                    node.lookups += 1;
+                }
+            }
+            None => {
+                self.nodes.insert(
+                    ino,
+                    Node {
+                        aliases: vec![(parent, name.to_os_string())],
+                        lookups: u64::from(count),
+                        children: 0,
+                        place,
+                        unlinked: false,
+                    },
+                );
+                new_alias = true;
+            }
+        }
+        if new_alias {
+            if let Some(p) = self.nodes.get_mut(&parent) {
+                p.children += 1;
+            }
+        }
+    }
+
+    /// Drop the alias (`parent`, `name`) of `ino`; the node is unlinked when none is left.
+    pub fn remove_alias(&mut self, ino: u64, parent: u64, name: &OsStr) {
+        let removed = match self.nodes.get_mut(&ino) {
+            Some(node) => {
+                let before = node.aliases.len();
+                node.aliases.retain(|(p, n)| !(*p == parent && n == name));
+                if node.aliases.is_empty() {
+                    node.unlinked = true;
+                }
+                before != node.aliases.len()
+            }
+            None => false,
+        };
+        if removed {
+            self.release_child(parent);
+            self.maybe_drop(ino);
+        }
+    }
+
+    /// Move the alias (`parent`, `name`) of `ino` to (`newparent`, `newname`).
+    pub fn move_alias(
+        &mut self,
+        ino: u64,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+    ) {
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        let pos = node
+            .aliases
+            .iter()
+            .position(|(p, n)| *p == parent && n == name);
+        match pos {
+            Some(i) => {
+                node.aliases.remove(i);
+                node.aliases.insert(0, (newparent, newname.to_os_string()));
+            }
+            None => {
+                node.aliases.insert(0, (newparent, newname.to_os_string()));
+                if let Some(p) = self.nodes.get_mut(&newparent) {
+                    p.children += 1;
+                }
+                return;
+            }
+        }
+        if parent != newparent {
+            if let Some(p) = self.nodes.get_mut(&newparent) {
+                p.children += 1;
+            }
+            self.release_child(parent);
+        }
+    }
+
+    /// The kernel forgot `n` lookups of `ino`.
+    pub fn forget(&mut self, ino: u64, n: u64) {
+        if ino == ROOT {
+            return;
+        }
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(n);
+        }
+        self.maybe_drop(ino);
+    }
+
+    fn release_child(&mut self, parent: u64) {
+        if let Some(p) = self.nodes.get_mut(&parent) {
+            p.children = p.children.saturating_sub(1);
+        }
+        self.maybe_drop(parent);
+    }
+
+    /// Remove `ino` (and then possibly its parents) once nothing refers to it.
+    fn maybe_drop(&mut self, ino: u64) {
+        let mut cur = ino;
+        loop {
+            if cur == ROOT {
+                return;
+            }
+            let Some(node) = self.nodes.get(&cur) else {
+                return;
+            };
+            if node.lookups > 0 || node.children > 0 {
+                return;
+            }
+            let Some(node) = self.nodes.remove(&cur) else {
+                return;
+            };
+            let mut next = None;
+            for (p, _) in &node.aliases {
+                if let Some(pn) = self.nodes.get_mut(p) {
+                    pn.children = pn.children.saturating_sub(1);
+                    if pn.children == 0 && pn.lookups == 0 {
+                        next = Some(*p);
+                    }
+                }
+            }
+            match next {
+                Some(n) => cur = n,
+                None => return,
+            }
+        }
+    }
+}
+
+/// Path of `name` inside the directory at `dir`.
+pub fn join(dir: &Path, name: &OsStr) -> PathBuf {
+    if dir.as_os_str().is_empty() {
+        PathBuf::from(name)
+    } else {
+        dir.join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(kind: u32) -> Placement {
+        Placement {
+            kind,
+            ..Placement::default()
+        }
+    }
+
+    #[test]
+    fn paths_aliases_and_forget() {
+        let mut t = NodeTable::with_root(place(libc::S_IFDIR));
+        t.found(ROOT, OsStr::new("a"), 10, place(libc::S_IFDIR), true);
+        t.found(10, OsStr::new("f"), 11, place(libc::S_IFREG), true);
+        assert_eq!(t.path(11), Some(PathBuf::from("a/f")));
+        t.move_alias(11, 10, OsStr::new("f"), ROOT, OsStr::new("g"));
+        assert_eq!(t.path(11), Some(PathBuf::from("g")));
+        // The directory is kept while the kernel holds it.
+        t.forget(10, 1);
+        assert!(t.get(10).is_none());
+        t.remove_alias(11, ROOT, OsStr::new("g"));
+        assert!(t.get(11).unwrap().unlinked);
+        t.forget(11, 1);
+        assert!(t.get(11).is_none());
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn parent_kept_while_child_lives() {
+        let mut t = NodeTable::with_root(place(libc::S_IFDIR));
+        t.found(ROOT, OsStr::new("d"), 5, place(libc::S_IFDIR), true);
+        t.found(5, OsStr::new("x"), 6, place(libc::S_IFREG), true);
+        t.forget(5, 1);
+        assert_eq!(t.path(6), Some(PathBuf::from("d/x")));
+        t.forget(6, 1);
+        assert_eq!(t.len(), 1);
+    }
+}

@@ -1,0 +1,29 @@
+//! strata-fs: a union / copy-on-write filesystem served over FUSE.
+//!
+//! The union core ([`union::Union`]) answers lookup/create/unlink/... on inode numbers and
+//! knows nothing of FUSE; [`fuse_adapter`] is the thin layer that speaks the protocol.
+//! See `docs/format.md` for what strata writes into an upper directory.
+#![deny(unsafe_code)]
+
+pub mod attr;
+pub mod branch;
+mod copyup;
+mod dirmerge;
+pub mod fuse_adapter;
+mod handles;
+pub mod idmap;
+mod inode;
+pub mod meta;
+pub mod mount;
+mod ops_dir;
+mod ops_file;
+mod ops_xattr;
+pub mod options;
+mod resolve;
+pub mod sys;
+pub mod union;
+pub mod whiteout;
+
+pub use mount::{prepare, serve, MountError};
+pub use options::MountOptions;
+pub use union::Union;

@@ -1,0 +1,186 @@
+//! strata's own metadata on upper entries, kept in one xattr per entry.
+//!
+//! The xattr is `trusted.strata.meta` when the daemon may write trusted xattrs (root),
+//! `user.strata.meta` otherwise. Its value is text, one `key value` pair per line:
+//!
+//! ```text
+//! ino 1234                  st_ino the merged file reports (stable across copy-up)
+//! redirect /a/b             a renamed directory: its lower contents live at /a/b
+//! data 2 usr/lib/x.so       metadata-only copy-up: the bytes are still in lower 2 at that path
+//! nlink 3                   link count of a copied-up lower hard link (kept in the index)
+//! ```
+//! Unknown keys are ignored so later versions can add fields. See docs/format.md.
+
+use crate::sys;
+use std::ffi::{CStr, OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+/// Prefixes of xattrs that belong to a union implementation and never show in the mount.
+pub const INTERNAL_XATTR_PREFIXES: [&str; 4] = [
+    "trusted.overlay.",
+    "user.overlay.",
+    "trusted.strata.",
+    "user.strata.",
+];
+
+/// Whether an xattr name is internal to strata or overlayfs.
+pub fn is_internal_xattr(name: &[u8]) -> bool {
+    INTERNAL_XATTR_PREFIXES
+        .iter()
+        .any(|p| name.starts_with(p.as_bytes()))
+}
+
+/// Parsed contents of the meta xattr.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// Reported inode number.
+    pub ino: Option<u64>,
+    /// Lower path of a renamed directory (relative to the branch roots, no leading slash).
+    pub redirect: Option<PathBuf>,
+    /// Lower branch and path holding the data of a metadata-only copy.
+    pub data: Option<(usize, PathBuf)>,
+    /// Link count of a copied-up lower hard link (its upper copy also lives in the index).
+    pub nlink: Option<u64>,
+}
+
+impl Meta {
+    /// Serialize to the xattr value.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        if let Some(ino) = self.ino {
+            v.extend_from_slice(format!("ino {ino}\n").as_bytes());
+        }
+        if let Some(n) = self.nlink {
+            v.extend_from_slice(format!("nlink {n}\n").as_bytes());
+        }
+        if let Some(r) = &self.redirect {
+            v.extend_from_slice(b"redirect /");
+            v.extend_from_slice(r.as_os_str().as_bytes());
+            v.push(b'\n');
+        }
+        if let Some((layer, p)) = &self.data {
+            v.extend_from_slice(format!("data {layer} ").as_bytes());
+            v.extend_from_slice(p.as_os_str().as_bytes());
+            v.push(b'\n');
+        }
+        v
+    }
+
+    /// Parse an xattr value; malformed lines are an error naming the problem.
+    pub fn decode(value: &[u8]) -> Result<Meta, String> {
+        let mut m = Meta::default();
+        for line in value.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let (key, rest) = match line.iter().position(|b| *b == b' ') {
+                Some(i) => (&line[..i], &line[i + 1..]),
+                None => (line, &[][..]),
+            };
+            match key {
+                b"ino" => {
+                    let s = std::str::from_utf8(rest).map_err(|_| "bad ino".to_string())?;
+                    m.ino = Some(s.parse().map_err(|_| format!("bad ino '{s}'"))?);
+                }
+                b"nlink" => {
+                    let s = std::str::from_utf8(rest).map_err(|_| "bad nlink".to_string())?;
+                    m.nlink = Some(s.parse().map_err(|_| format!("bad nlink '{s}'"))?);
+                }
+                b"redirect" => {
+                    let p = rest.strip_prefix(b"/").unwrap_or(rest);
+                    m.redirect = Some(PathBuf::from(OsString::from_vec(p.to_vec())));
+                }
+                b"data" => {
+                    let i = rest
+                        .iter()
+                        .position(|b| *b == b' ')
+                        .ok_or_else(|| "bad data line".to_string())?;
+                    let layer = std::str::from_utf8(&rest[..i])
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| "bad data layer".to_string())?;
+                    let p = PathBuf::from(OsString::from_vec(rest[i + 1..].to_vec()));
+                    m.data = Some((layer, p));
+                }
+                _ => {}
+            }
+        }
+        Ok(m)
+    }
+}
+
+/// Reads and writes the meta xattr under the namespace chosen at mount time.
+#[derive(Debug, Clone)]
+pub struct MetaStore {
+    name: OsString,
+}
+
+impl MetaStore {
+    /// Use `trusted.strata.meta` if `trusted` is set, else `user.strata.meta`.
+    pub fn new(trusted: bool) -> MetaStore {
+        let name = if trusted {
+            "trusted.strata.meta"
+        } else {
+            "user.strata.meta"
+        };
+        MetaStore { name: name.into() }
+    }
+
+    /// The xattr name in use.
+    pub fn xattr_name(&self) -> &OsStr {
+        &self.name
+    }
+
+    /// Read the meta of the entry at `path` (a /proc/self/fd path); None when absent.
+    pub fn read(&self, path: &CStr) -> io::Result<Option<Meta>> {
+        match sys::lgetxattr(path, &self.name) {
+            Ok(Some(v)) => Meta::decode(&v).map(Some).map_err(|e| {
+                tracing::error!(path = ?path, "corrupt strata metadata xattr: {e}");
+                io::Error::from_raw_os_error(libc::EIO)
+            }),
+            Ok(None) => Ok(None),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Write (or with an empty meta, remove) the meta of the entry at `path`.
+    pub fn write(&self, path: &CStr, meta: &Meta) -> io::Result<()> {
+        if *meta == Meta::default() {
+            return match sys::lremovexattr(path, &self.name) {
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+                r => r,
+            };
+        }
+        sys::lsetxattr(path, &self.name, &meta.encode(), 0)
+    }
+}
+
+/// Join a branch-relative path for display and redirects.
+pub fn rel_display(p: &std::path::Path) -> String {
+    format!("/{}", p.display())
+}
+
+/// The bytes of a relative path.
+pub fn path_bytes(p: &std::path::Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let m = Meta {
+            ino: Some(42),
+            redirect: Some(PathBuf::from("a/b c")),
+            data: Some((3, PathBuf::from("x/y z"))),
+            nlink: Some(3),
+        };
+        assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
+        assert!(Meta::decode(b"ino x\n").is_err());
+        assert_eq!(Meta::decode(b"future stuff\n").unwrap(), Meta::default());
+    }
+}

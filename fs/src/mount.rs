@@ -1,0 +1,216 @@
+//! Assembling a union from mount options and serving it over FUSE.
+
+use crate::branch::Branch;
+use crate::fuse_adapter::FuseAdapter;
+use crate::meta::MetaStore;
+use crate::options::MountOptions;
+use crate::union::{Union, Work};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{SigSet, Signal};
+use std::ffi::OsStr;
+use std::fmt;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A mount that could not be set up, with a message naming the problem.
+#[derive(Debug)]
+pub struct MountError(pub String);
+
+impl fmt::Display for MountError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for MountError {}
+
+fn err(msg: String) -> MountError {
+    MountError(msg)
+}
+
+/// Whether trusted.* xattrs can be written in `dir` (root with CAP_SYS_ADMIN).
+fn trusted_xattrs_work(dir: &Branch) -> bool {
+    let Ok(p) = crate::sys::proc_path(dir.root(), OsStr::new(".")) else {
+        return false;
+    };
+    let name = OsStr::new("trusted.strata.probe");
+    let ok = crate::sys::lsetxattr(&p, name, b"1", 0).is_ok();
+    let _ = crate::sys::lremovexattr(&p, name);
+    ok
+}
+
+/// Open a directory under the workdir, creating it if needed.
+fn work_subdir(work: &Branch, name: &str) -> Result<std::os::fd::OwnedFd, MountError> {
+    let p = Path::new(name);
+    match nix::sys::stat::mkdirat(
+        work.root(),
+        p,
+        nix::sys::stat::Mode::from_bits_truncate(0o700),
+    ) {
+        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+        Err(e) => {
+            return Err(err(format!(
+                "workdir {}: cannot create {name}/: {} (is the workdir writable?)",
+                work.path.display(),
+                e.desc()
+            )))
+        }
+    }
+    work.open_at(p, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)
+        .map_err(|e| {
+            err(format!(
+                "workdir {}: {name}/ is not a usable directory: {e}",
+                work.path.display()
+            ))
+        })
+}
+
+/// Open and check the branches and build the union; nothing is mounted yet.
+pub fn prepare(opts: MountOptions) -> Result<Union, MountError> {
+    let mut lowers = Vec::new();
+    for (i, l) in opts.lowerdirs.iter().enumerate() {
+        lowers.push(Branch::open(l, &format!("lowerdir {}", i)).map_err(err)?);
+    }
+    let upper = match &opts.upperdir {
+        Some(u) => Some(Branch::open(u, "upperdir").map_err(err)?),
+        None => None,
+    };
+    let mut work = None;
+    if let (Some(u), Some(w)) = (&upper, &opts.workdir) {
+        let wb = Branch::open(w, "workdir").map_err(err)?;
+        if wb.dev != u.dev {
+            return Err(err(format!(
+                "workdir {} and upperdir {} are on different filesystems; put them on the same one",
+                w.display(),
+                u.path.display()
+            )));
+        }
+        if nix::unistd::access(u.path.as_path(), nix::unistd::AccessFlags::W_OK).is_err() {
+            return Err(err(format!(
+                "upperdir {} is not writable",
+                u.path.display()
+            )));
+        }
+        let dir = work_subdir(&wb, "work")?;
+        let index = work_subdir(&wb, "index")?;
+        clean_staging(&dir);
+        work = Some(Work { dir, index });
+    }
+    // One small number per filesystem, upper's first, so inode numbers from different
+    // filesystems cannot collide while those of a single filesystem stay unchanged.
+    let mut devs: Vec<u64> = Vec::new();
+    let mut index_of = |dev: u64| -> u64 {
+        match devs.iter().position(|d| *d == dev) {
+            Some(i) => i as u64,
+            None => {
+                devs.push(dev);
+                (devs.len() - 1) as u64
+            }
+        }
+    };
+    let mut upper = upper;
+    if let Some(u) = upper.as_mut() {
+        u.fs_index = index_of(u.dev);
+    }
+    for l in lowers.iter_mut() {
+        l.fs_index = index_of(l.dev);
+    }
+    let trusted = match &upper {
+        Some(u) => trusted_xattrs_work(u),
+        None => nix::unistd::geteuid().is_root(),
+    };
+    Ok(Union::new(
+        upper,
+        lowers,
+        work,
+        opts,
+        MetaStore::new(trusted),
+    ))
+}
+
+/// Remove leftovers of copy-ups interrupted by a crash; they were never visible.
+fn clean_staging(dir: &std::os::fd::OwnedFd) {
+    if let Err(e) = crate::branch::clear_dir(dir.as_fd()) {
+        tracing::warn!("could not clean the workdir staging area: {e}");
+    }
+}
+
+/// Mount `union` at `mountpoint` and serve it until unmounted. `on_mounted` runs once the
+/// mount is live (the daemonizing parent is told then).
+pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Result<(), MountError> {
+    let union = Arc::new(union);
+    let adapter = FuseAdapter::new(union.clone());
+    let mut config = fuser::Config::default();
+    let opts = union.options();
+    let mut mo = vec![
+        fuser::MountOption::FSName(opts.fsname.clone()),
+        fuser::MountOption::Subtype("strata".into()),
+        fuser::MountOption::DefaultPermissions,
+    ];
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        config.acl = fuser::SessionACL::All;
+        mo.push(fuser::MountOption::Dev);
+        mo.push(fuser::MountOption::Suid);
+    }
+    if !union.writable() {
+        mo.push(fuser::MountOption::RO);
+    }
+    for k in &opts.kernel {
+        let m = match k.as_str() {
+            "allow_other" => {
+                config.acl = fuser::SessionACL::All;
+                continue;
+            }
+            "allow_root" => {
+                config.acl = fuser::SessionACL::RootAndOwner;
+                continue;
+            }
+            "nodev" => fuser::MountOption::NoDev,
+            "nosuid" => fuser::MountOption::NoSuid,
+            "noexec" => fuser::MountOption::NoExec,
+            "noatime" => fuser::MountOption::NoAtime,
+            "sync" => fuser::MountOption::Sync,
+            "dirsync" => fuser::MountOption::DirSync,
+            "auto_unmount" => fuser::MountOption::AutoUnmount,
+            _ => continue,
+        };
+        mo.push(m);
+    }
+    config.mount_options = mo;
+    config.n_threads = Some(match opts.threads {
+        0 => std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).max(4)),
+        n => n,
+    });
+    config.clone_fd = true;
+    // Block the stop signals in every thread (workers inherit the mask) and let one thread
+    // wait for them, so that SIGTERM unmounts cleanly instead of leaving a dead mount.
+    let mut stop = SigSet::empty();
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        stop.add(sig);
+    }
+    stop.thread_block()
+        .map_err(|e| err(format!("cannot block signals: {e}")))?;
+    let mut session = fuser::Session::new(adapter, mountpoint, &config).map_err(|e| {
+        err(format!(
+            "cannot mount at {}: {e} (does the directory exist, and is /dev/fuse usable?)",
+            mountpoint.display()
+        ))
+    })?;
+    let mut unmounter = session.unmount_callable();
+    let mnt = mountpoint.to_path_buf();
+    std::thread::spawn(move || {
+        if let Ok(sig) = stop.wait() {
+            tracing::info!("{sig:?}: unmounting {}", mnt.display());
+            if let Err(e) = unmounter.unmount() {
+                tracing::warn!("unmount failed ({e}); detaching lazily");
+                let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    });
+    on_mounted();
+    session
+        .run()
+        .map_err(|e| err(format!("FUSE session ended with an error: {e}")))
+}

@@ -1,0 +1,567 @@
+//! Namespace operations: lookup, create, mkdir, mknod, symlink, link, unlink, rmdir, rename.
+
+use crate::attr::Attr;
+use crate::branch::{open_in, stat_at};
+use crate::copyup::split;
+use crate::handles::OpenFile;
+use crate::inode::{join, Placement};
+use crate::resolve::{check_name, Resolved};
+use crate::sys;
+use crate::union::{errno, Ctx, Layer, Union};
+use crate::whiteout::{
+    create_whiteout, has_whiteout_file, is_internal_name, make_opaque, remove_whiteout,
+};
+use nix::fcntl::{AtFlags, OFlag, RenameFlags};
+use nix::sys::stat::{Mode, SFlag};
+use nix::unistd::{Gid, Uid, UnlinkatFlags};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Where a new entry goes: the upper parent and whether a whiteout must be replaced.
+struct NewEntry {
+    pd: Arc<OwnedFd>,
+    whiteout: bool,
+    uid: u32,
+    gid: u32,
+    setgid_dir: bool,
+}
+
+fn is_enoent(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOENT)
+}
+
+impl Union {
+    /// Find `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> io::Result<Attr> {
+        let (ppath, pplace) = self.node_info(parent)?;
+        if !pplace.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        let r = self.resolve_child(&ppath, &pplace, name)?;
+        let attr = self.resolved_attr(&r);
+        self.nodes.write().found(parent, name, r.ino, r.place, true);
+        Ok(attr)
+    }
+
+    /// Check that `name` can be created in `parent` and bring the parent into the upper.
+    fn prepare_new(&self, parent: u64, name: &OsStr, ctx: &Ctx) -> io::Result<NewEntry> {
+        check_name(name)?;
+        if is_internal_name(name) {
+            return Err(errno(libc::EINVAL));
+        }
+        let (ppath, pplace) = self.node_info(parent)?;
+        if !pplace.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        match self.resolve_child(&ppath, &pplace, name) {
+            Ok(_) => return Err(errno(libc::EEXIST)),
+            Err(e) if is_enoent(&e) => {}
+            Err(e) => return Err(e),
+        }
+        self.upper()?;
+        self.copy_up(parent, false)?;
+        let pd = self.dirfd(Layer::Upper, &ppath)?;
+        let whiteout = has_whiteout_file(pd.as_fd(), name)?;
+        let pst = nix::sys::stat::fstat(pd.as_fd())?;
+        let setgid_dir = pst.st_mode & libc::S_ISGID != 0;
+        Ok(NewEntry {
+            whiteout,
+            uid: self.uid_out(ctx.uid)?,
+            gid: if setgid_dir {
+                pst.st_gid
+            } else {
+                self.gid_out(ctx.gid)?
+            },
+            setgid_dir,
+            pd,
+        })
+    }
+
+    /// Give a freshly made entry its owner, drop a replaced whiteout, register the node.
+    fn finish_new(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        ne: &NewEntry,
+        dir: BorrowedFd<'_>,
+        staged: &OsStr,
+        place: Placement,
+    ) -> io::Result<Attr> {
+        nix::unistd::fchownat(
+            dir,
+            staged,
+            Some(Uid::from_raw(ne.uid)),
+            Some(Gid::from_raw(ne.gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+        if ne.whiteout {
+            remove_whiteout(ne.pd.as_fd(), name)?;
+        }
+        let st = stat_at(ne.pd.as_fd(), name)?;
+        let ino = self.layer_ino(Layer::Upper, &st)?;
+        self.nodes.write().found(parent, name, ino, place, true);
+        Ok(self.attr_from(&st, ino))
+    }
+
+    fn plain_place(kind: u32) -> Placement {
+        Placement {
+            kind,
+            upper: true,
+            ..Placement::default()
+        }
+    }
+
+    /// mknod: fifos, sockets, regular files and (when permitted) devices.
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        rdev: u64,
+        ctx: &Ctx,
+    ) -> io::Result<Attr> {
+        let ne = self.prepare_new(parent, name, ctx)?;
+        let kind = mode & libc::S_IFMT;
+        let perm = mode & 0o7777 & !ctx.umask;
+        nix::sys::stat::mknodat(
+            ne.pd.as_fd(),
+            name,
+            SFlag::from_bits_truncate(kind),
+            Mode::from_bits_truncate(perm),
+            rdev,
+        )?;
+        let r = self.finish_new(
+            parent,
+            name,
+            &ne,
+            ne.pd.as_fd(),
+            name,
+            Self::plain_place(kind),
+        );
+        self.fix_mode_after_chown(&ne, name, perm, kind)?;
+        r.and_then(|_| self.getattr_by_name(parent, name))
+    }
+
+    /// chown clears set-id bits; put back the mode the caller asked for.
+    fn fix_mode_after_chown(
+        &self,
+        ne: &NewEntry,
+        name: &OsStr,
+        perm: u32,
+        kind: u32,
+    ) -> io::Result<()> {
+        if kind != libc::S_IFLNK && perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            self.chmod_at(ne.pd.as_fd(), name, perm)?;
+        }
+        Ok(())
+    }
+
+    /// Attributes of `name` in `parent` as just registered.
+    fn getattr_by_name(&self, parent: u64, name: &OsStr) -> io::Result<Attr> {
+        let (ppath, pplace) = self.node_info(parent)?;
+        let r = self.resolve_child(&ppath, &pplace, name)?;
+        Ok(self.resolved_attr(&r))
+    }
+
+    /// mkdir; the new directory is opaque when it replaces a whited-out lower entry.
+    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, ctx: &Ctx) -> io::Result<Attr> {
+        let ne = self.prepare_new(parent, name, ctx)?;
+        let work = self.work()?;
+        let tmp = self.tmp_name();
+        let mut perm = mode & 0o7777 & !ctx.umask;
+        if ne.setgid_dir {
+            perm |= libc::S_ISGID;
+        }
+        nix::sys::stat::mkdirat(
+            work.dir.as_fd(),
+            tmp.as_os_str(),
+            Mode::from_bits_truncate(perm),
+        )?;
+        let staged = (|| -> io::Result<()> {
+            nix::unistd::fchownat(
+                work.dir.as_fd(),
+                tmp.as_os_str(),
+                Some(Uid::from_raw(ne.uid)),
+                Some(Gid::from_raw(ne.gid)),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+            // mkdirat applied the daemon's umask; set exactly what the caller asked for.
+            self.chmod_at(work.dir.as_fd(), &tmp, perm)?;
+            if ne.whiteout {
+                let d = open_in(
+                    work.dir.as_fd(),
+                    &tmp,
+                    OFlag::O_PATH | OFlag::O_DIRECTORY,
+                    0,
+                )?;
+                make_opaque(d)?;
+            }
+            nix::fcntl::renameat2(
+                work.dir.as_fd(),
+                tmp.as_os_str(),
+                ne.pd.as_fd(),
+                name,
+                RenameFlags::RENAME_NOREPLACE,
+            )?;
+            Ok(())
+        })();
+        if let Err(e) = staged {
+            let _ = crate::branch::remove_tree(work.dir.as_fd(), &tmp);
+            return Err(e);
+        }
+        if ne.whiteout {
+            remove_whiteout(ne.pd.as_fd(), name)?;
+        }
+        let st = stat_at(ne.pd.as_fd(), name)?;
+        let ino = self.layer_ino(Layer::Upper, &st)?;
+        let place = Self::plain_place(libc::S_IFDIR);
+        self.nodes.write().found(parent, name, ino, place, true);
+        Ok(self.attr_from(&st, ino))
+    }
+
+    /// symlink NAME -> TARGET.
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        target: &OsStr,
+        ctx: &Ctx,
+    ) -> io::Result<Attr> {
+        let ne = self.prepare_new(parent, name, ctx)?;
+        nix::unistd::symlinkat(target, ne.pd.as_fd(), name)?;
+        self.finish_new(
+            parent,
+            name,
+            &ne,
+            ne.pd.as_fd(),
+            name,
+            Self::plain_place(libc::S_IFLNK),
+        )
+    }
+
+    /// create + open a regular file; returns its attributes and an open handle.
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        ctx: &Ctx,
+    ) -> io::Result<(Attr, u64)> {
+        let ne = self.prepare_new(parent, name, ctx)?;
+        let perm = mode & 0o7777 & !ctx.umask;
+        let oflags = self.file_open_flags(flags) | OFlag::O_CREAT | OFlag::O_EXCL;
+        let fd = open_in(ne.pd.as_fd(), name, oflags, perm)?;
+        let attr = self.finish_new(
+            parent,
+            name,
+            &ne,
+            ne.pd.as_fd(),
+            name,
+            Self::plain_place(libc::S_IFREG),
+        )?;
+        self.fix_mode_after_chown(&ne, name, perm, libc::S_IFREG)?;
+        let fh = self.handles.add_file(OpenFile {
+            file: File::from(fd),
+            ino: attr.ino,
+            layer: Layer::Upper,
+            writable: true,
+        });
+        let attr = if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            self.getattr(attr.ino)?
+        } else {
+            attr
+        };
+        Ok((attr, fh))
+    }
+
+    /// Hard link `ino` as `newname` in `newparent`.
+    pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr, ctx: &Ctx) -> io::Result<Attr> {
+        let (_, place) = self.node_info(ino)?;
+        if place.is_dir() {
+            return Err(errno(libc::EPERM));
+        }
+        let ne = self.prepare_new(newparent, newname, ctx)?;
+        self.copy_up(ino, false)?;
+        let (path, place) = self.node_info(ino)?;
+        let (sppath, sname) = split(&path)?;
+        let spd = self.dirfd(Layer::Upper, &sppath)?;
+        nix::unistd::linkat(
+            spd.as_fd(),
+            sname.as_os_str(),
+            ne.pd.as_fd(),
+            newname,
+            AtFlags::empty(),
+        )?;
+        if ne.whiteout {
+            remove_whiteout(ne.pd.as_fd(), newname)?;
+        }
+        self.adjust_index_nlink(spd.as_fd(), &sname, 1)?;
+        self.nodes
+            .write()
+            .found(newparent, newname, ino, place, true);
+        self.getattr(ino)
+    }
+
+    /// Keep the recorded link count of a copied-up lower hard link in step.
+    fn adjust_index_nlink(&self, dir: BorrowedFd<'_>, name: &OsStr, delta: i64) -> io::Result<()> {
+        let p = sys::proc_path(dir, name)?;
+        if let Some(mut m) = self.meta.read(&p)? {
+            if let Some(n) = m.nlink {
+                m.nlink = Some(n.saturating_add_signed(delta).max(1));
+                self.meta.write(&p, &m)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// unlink a non-directory.
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> io::Result<()> {
+        let (ppath, pplace) = self.node_info(parent)?;
+        let r = self.resolve_child(&ppath, &pplace, name)?;
+        if r.place.is_dir() {
+            return Err(errno(libc::EISDIR));
+        }
+        self.upper()?;
+        self.copy_up(parent, false)?;
+        let pd = self.dirfd(Layer::Upper, &ppath)?;
+        if self.lower_visible(&pplace, name)? {
+            create_whiteout(pd.as_fd(), name)?;
+        }
+        if r.place.upper {
+            if r.meta.as_ref().and_then(|m| m.nlink).is_some() {
+                self.adjust_index_nlink(pd.as_fd(), name, -1)?;
+            }
+            nix::unistd::unlinkat(pd.as_fd(), name, UnlinkatFlags::NoRemoveDir)?;
+        }
+        self.nodes.write().remove_alias(r.ino, parent, name);
+        Ok(())
+    }
+
+    /// rmdir a directory that is empty in the merged view.
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> io::Result<()> {
+        let (ppath, pplace) = self.node_info(parent)?;
+        let r = self.resolve_child(&ppath, &pplace, name)?;
+        if !r.place.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        let path = join(&ppath, name);
+        self.upper()?;
+        if !self.list_dir(&path, &r.place)?.is_empty() {
+            return Err(errno(libc::ENOTEMPTY));
+        }
+        self.copy_up(parent, false)?;
+        let pd = self.dirfd(Layer::Upper, &ppath)?;
+        if self.lower_visible(&pplace, name)? {
+            create_whiteout(pd.as_fd(), name)?;
+        }
+        if r.place.upper {
+            self.discard_upper_dir(pd.as_fd(), name)?;
+        }
+        self.invalidate_upper_dirfds();
+        self.nodes.write().remove_alias(r.ino, parent, name);
+        Ok(())
+    }
+
+    /// Move an upper directory (holding at most whiteouts) to the workdir and delete it.
+    fn discard_upper_dir(&self, pd: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+        let work = self.work()?;
+        let tmp = self.tmp_name();
+        nix::fcntl::renameat(pd, name, work.dir.as_fd(), tmp.as_os_str())?;
+        crate::branch::remove_tree(work.dir.as_fd(), &tmp)
+    }
+
+    /// Get an entry ready to move in the upper: copy it up and, for a directory, record a
+    /// redirect to its lower contents or make it opaque where it lands over lower entries.
+    fn prepare_move(
+        &self,
+        path: &Path,
+        r: &Resolved,
+        dest_place: &Placement,
+        dest_name: &OsStr,
+    ) -> io::Result<()> {
+        self.copy_up_at(path, r, false)?;
+        if !r.place.is_dir() {
+            return Ok(());
+        }
+        let (ppath, name) = split(path)?;
+        let pd = self.dirfd(Layer::Upper, &ppath)?;
+        match &r.place.dir {
+            Some(d) if !d.layers.is_empty() && !r.place.redirected => {
+                let p = sys::proc_path(pd.as_fd(), &name)?;
+                let mut m = self.meta.read(&p)?.unwrap_or_default();
+                m.ino.get_or_insert(r.ino);
+                m.redirect = Some(d.lower_path.clone());
+                self.meta.write(&p, &m)?;
+            }
+            Some(d) if !d.layers.is_empty() => {}
+            _ => {
+                if self.lower_visible(dest_place, dest_name)? {
+                    let d = open_in(pd.as_fd(), &name, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
+                    make_opaque(d)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// rename with RENAME_NOREPLACE / RENAME_EXCHANGE semantics.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> io::Result<()> {
+        check_name(newname)?;
+        if is_internal_name(newname) {
+            return Err(errno(libc::EINVAL));
+        }
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
+        if flags & !(libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE) != 0 || (exchange && noreplace)
+        {
+            return Err(errno(libc::EINVAL));
+        }
+        let (ppath, pplace) = self.node_info(parent)?;
+        let (nppath, npplace) = self.node_info(newparent)?;
+        let src = self.resolve_child(&ppath, &pplace, name)?;
+        let dst = match self.resolve_child(&nppath, &npplace, newname) {
+            Ok(r) => Some(r),
+            Err(e) if is_enoent(&e) => None,
+            Err(e) => return Err(e),
+        };
+        let spath = join(&ppath, name);
+        let dpath = join(&nppath, newname);
+        match &dst {
+            Some(d) => {
+                if noreplace {
+                    return Err(errno(libc::EEXIST));
+                }
+                if d.ino == src.ino && !exchange {
+                    return Ok(());
+                }
+                if !exchange {
+                    match (src.place.is_dir(), d.place.is_dir()) {
+                        (true, false) => return Err(errno(libc::ENOTDIR)),
+                        (false, true) => return Err(errno(libc::EISDIR)),
+                        (true, true) if !self.list_dir(&dpath, &d.place)?.is_empty() => {
+                            return Err(errno(libc::ENOTEMPTY));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            None if exchange => return Err(errno(libc::ENOENT)),
+            None => {}
+        }
+        if parent == newparent && name == newname {
+            return Ok(());
+        }
+        self.upper()?;
+        self.copy_up(parent, false)?;
+        self.copy_up(newparent, false)?;
+        self.prepare_move(&spath, &src, &npplace, newname)?;
+        let spd = self.dirfd(Layer::Upper, &ppath)?;
+        let dpd = self.dirfd(Layer::Upper, &nppath)?;
+        let moved_dir = src.place.is_dir() || dst.as_ref().is_some_and(|d| d.place.is_dir());
+        if exchange {
+            let Some(d) = &dst else {
+                return Err(errno(libc::ENOENT));
+            };
+            self.prepare_move(&dpath, d, &pplace, name)?;
+            nix::fcntl::renameat2(
+                spd.as_fd(),
+                name,
+                dpd.as_fd(),
+                newname,
+                RenameFlags::RENAME_EXCHANGE,
+            )?;
+        } else {
+            if self.lower_visible(&pplace, name)? {
+                create_whiteout(spd.as_fd(), name)?;
+            }
+            if let Some(d) = &dst {
+                if d.place.is_dir() && d.place.upper {
+                    self.discard_upper_dir(dpd.as_fd(), newname)?;
+                }
+            }
+            nix::fcntl::renameat(spd.as_fd(), name, dpd.as_fd(), newname)?;
+            remove_whiteout(dpd.as_fd(), newname)?;
+        }
+        if moved_dir {
+            self.invalidate_upper_dirfds();
+        }
+        self.update_after_rename(
+            parent,
+            name,
+            newparent,
+            newname,
+            &src,
+            dst.as_ref(),
+            exchange,
+        );
+        Ok(())
+    }
+
+    /// Bring the inode table in line with a completed rename.
+    #[allow(clippy::too_many_arguments)]
+    fn update_after_rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        src: &Resolved,
+        dst: Option<&Resolved>,
+        exchange: bool,
+    ) {
+        let mut nodes = self.nodes.write();
+        let mark_upper = |n: &mut crate::inode::Node, r: &Resolved| {
+            n.place.upper = true;
+            if r.place.is_dir() && r.place.dir.as_ref().is_some_and(|d| !d.layers.is_empty()) {
+                n.place.redirected = true;
+            }
+        };
+        if let Some(d) = dst {
+            if exchange {
+                nodes.move_alias(d.ino, newparent, newname, parent, name);
+                if let Some(n) = nodes.get_mut(d.ino) {
+                    mark_upper(n, d);
+                }
+            } else {
+                nodes.remove_alias(d.ino, newparent, newname);
+            }
+        }
+        nodes.move_alias(src.ino, parent, name, newparent, newname);
+        if let Some(n) = nodes.get_mut(src.ino) {
+            mark_upper(n, src);
+        }
+    }
+
+    /// Flags for opening a branch file on behalf of the caller.
+    pub(crate) fn file_open_flags(&self, flags: i32) -> OFlag {
+        let mut f = OFlag::from_bits_truncate(flags)
+            & !(OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_NOCTTY
+                | OFlag::O_DIRECT
+                | OFlag::O_NOATIME
+                | OFlag::O_PATH);
+        if self.writeback_cache() {
+            // The kernel's page cache may read back pages of a write-only file and does
+            // O_APPEND positioning itself.
+            if f.contains(OFlag::O_WRONLY) {
+                f.remove(OFlag::O_WRONLY);
+                f.insert(OFlag::O_RDWR);
+            }
+            f.remove(OFlag::O_APPEND);
+        }
+        f
+    }
+}

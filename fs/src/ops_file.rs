@@ -1,0 +1,454 @@
+//! Attribute, file-data and directory-reading operations.
+
+use crate::attr::Attr;
+use crate::branch::open_in;
+use crate::copyup::split;
+use crate::handles::{DirEntry, OpenFile};
+use crate::inode::{Placement, ROOT};
+use crate::union::{errno, Layer, Union};
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::UtimensatFlags;
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// A time to set: a given instant or "now".
+#[derive(Debug, Clone, Copy)]
+pub enum SetTime {
+    /// The current time.
+    Now,
+    /// This instant.
+    At(SystemTime),
+}
+
+/// The changes a setattr asks for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SetAttr {
+    /// New permission bits.
+    pub mode: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New size.
+    pub size: Option<u64>,
+    /// New access time.
+    pub atime: Option<SetTime>,
+    /// New modification time.
+    pub mtime: Option<SetTime>,
+    /// The open handle the change came through, if any.
+    pub fh: Option<u64>,
+}
+
+fn to_timespec(t: Option<SetTime>) -> TimeSpec {
+    match t {
+        None => TimeSpec::UTIME_OMIT,
+        Some(SetTime::Now) => TimeSpec::UTIME_NOW,
+        Some(SetTime::At(t)) => match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => TimeSpec::new(d.as_secs() as i64, i64::from(d.subsec_nanos())),
+            Err(e) => {
+                let d = e.duration();
+                TimeSpec::new(-(d.as_secs() as i64), 0)
+            }
+        },
+    }
+}
+
+impl Union {
+    /// The branch entry that supplies a node's attributes: (branch, path).
+    pub(crate) fn attr_source(
+        &self,
+        path: &Path,
+        place: &Placement,
+    ) -> io::Result<(Layer, PathBuf)> {
+        if place.upper {
+            return Ok((Layer::Upper, path.to_path_buf()));
+        }
+        if let Some((l, p)) = &place.lower {
+            return Ok((Layer::Lower(*l), p.clone()));
+        }
+        if let Some(d) = &place.dir {
+            if let Some(&l) = d.layers.first() {
+                return Ok((Layer::Lower(l), d.lower_path.clone()));
+            }
+        }
+        if path.as_os_str().is_empty() && !self.lowers.is_empty() {
+            return Ok((Layer::Lower(0), PathBuf::new()));
+        }
+        Err(errno(libc::EIO))
+    }
+
+    /// Attributes of node `ino`.
+    pub fn getattr(&self, ino: u64) -> io::Result<Attr> {
+        let unlinked = self.nodes.read().get(ino).map(|n| n.unlinked);
+        match unlinked {
+            None => return Err(errno(libc::ESTALE)),
+            Some(true) => return self.getattr_unlinked(ino),
+            Some(false) => {}
+        }
+        let (path, place) = self.node_info(ino)?;
+        let (layer, bpath) = self.attr_source(&path, &place)?;
+        let st = self.branch(layer)?.stat(&bpath)?;
+        let mut a = self.attr_from(&st, ino);
+        if place.metacopy() {
+            if let Some((l, p)) = &place.lower {
+                if let Ok(lst) = self.branch(Layer::Lower(*l))?.stat(p) {
+                    a.blocks = lst.st_blocks.max(0) as u64;
+                }
+            }
+        }
+        if layer == Layer::Upper && a.kind() == libc::S_IFREG && st.st_nlink > 1 {
+            let (pp, name) = split(&path)?;
+            let pd = self.dirfd(Layer::Upper, &pp)?;
+            if let Some(n) = self
+                .meta
+                .read(&crate::sys::proc_path(pd.as_fd(), &name)?)?
+                .and_then(|m| m.nlink)
+            {
+                a.nlink = n.min(u64::from(u32::MAX)) as u32;
+            }
+        }
+        Ok(a)
+    }
+
+    /// Attributes of a node whose last name is gone: from an open handle, nlink 0.
+    fn getattr_unlinked(&self, ino: u64) -> io::Result<Attr> {
+        let f = self
+            .handles
+            .any_file_of(ino)
+            .ok_or_else(|| errno(libc::ENOENT))?;
+        let st = nix::sys::stat::fstat(f.file.as_fd())?;
+        let mut a = self.attr_from(&st, ino);
+        a.nlink = 0;
+        Ok(a)
+    }
+
+    /// chmod/chown/truncate/utimes; metadata changes copy up metadata only.
+    pub fn setattr(&self, ino: u64, sa: &SetAttr) -> io::Result<Attr> {
+        let via_handle = sa.fh.and_then(|fh| self.handles.file(fh));
+        let unlinked = self.nodes.read().get(ino).is_some_and(|n| n.unlinked);
+        if unlinked {
+            let f = via_handle
+                .or_else(|| self.handles.any_file_of(ino))
+                .ok_or_else(|| errno(libc::ENOENT))?;
+            self.setattr_fd(&f, sa)?;
+            return self.getattr(ino);
+        }
+        if !self.writable() {
+            return Err(errno(libc::EROFS));
+        }
+        self.copy_up(ino, sa.size.is_some())?;
+        let (path, _) = self.node_info(ino)?;
+        if path.as_os_str().is_empty() {
+            let root = self.upper()?.root();
+            let f = File::from(crate::sys::open_proc(
+                &crate::sys::fd_path(root)?,
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            )?);
+            self.setattr_fd_file(&f, sa)?;
+            return self.getattr(ino);
+        }
+        let (ppath, name) = split(&path)?;
+        let pd = self.dirfd(Layer::Upper, &ppath)?;
+        if sa.uid.is_some() || sa.gid.is_some() {
+            nix::unistd::fchownat(
+                pd.as_fd(),
+                name.as_os_str(),
+                sa.uid
+                    .map(|u| self.uid_out(u))
+                    .transpose()?
+                    .map(Uid::from_raw),
+                sa.gid
+                    .map(|g| self.gid_out(g))
+                    .transpose()?
+                    .map(Gid::from_raw),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        if let Some(mode) = sa.mode {
+            self.chmod_at(pd.as_fd(), &name, mode & 0o7777)?;
+        }
+        if let Some(size) = sa.size {
+            match via_handle.filter(|h| h.writable && h.layer == Layer::Upper) {
+                Some(h) => h.file.set_len(size)?,
+                None => {
+                    File::from(open_in(pd.as_fd(), &name, OFlag::O_WRONLY, 0)?).set_len(size)?
+                }
+            }
+        }
+        if sa.atime.is_some() || sa.mtime.is_some() {
+            nix::sys::stat::utimensat(
+                pd.as_fd(),
+                name.as_os_str(),
+                &to_timespec(sa.atime),
+                &to_timespec(sa.mtime),
+                UtimensatFlags::NoFollowSymlink,
+            )?;
+        }
+        self.getattr(ino)
+    }
+
+    fn setattr_fd(&self, f: &OpenFile, sa: &SetAttr) -> io::Result<()> {
+        self.setattr_fd_file(&f.file, sa)
+    }
+
+    fn setattr_fd_file(&self, f: &File, sa: &SetAttr) -> io::Result<()> {
+        if sa.uid.is_some() || sa.gid.is_some() {
+            nix::unistd::fchown(
+                f.as_fd(),
+                sa.uid
+                    .map(|u| self.uid_out(u))
+                    .transpose()?
+                    .map(Uid::from_raw),
+                sa.gid
+                    .map(|g| self.gid_out(g))
+                    .transpose()?
+                    .map(Gid::from_raw),
+            )?;
+        }
+        if let Some(mode) = sa.mode {
+            nix::sys::stat::fchmod(
+                f.as_fd(),
+                nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777),
+            )?;
+        }
+        if let Some(size) = sa.size {
+            f.set_len(size)?;
+        }
+        if sa.atime.is_some() || sa.mtime.is_some() {
+            nix::sys::stat::futimens(f.as_fd(), &to_timespec(sa.atime), &to_timespec(sa.mtime))?;
+        }
+        Ok(())
+    }
+
+    /// Target of a symlink.
+    pub fn readlink(&self, ino: u64) -> io::Result<Vec<u8>> {
+        let (path, place) = self.node_info(ino)?;
+        let (layer, bpath) = self.attr_source(&path, &place)?;
+        let (pp, name) = split(&bpath)?;
+        let d = self.dirfd(layer, &pp)?;
+        let t = nix::fcntl::readlinkat(d.as_fd(), name.as_os_str())?;
+        Ok(t.into_encoded_bytes())
+    }
+
+    /// Open a regular file; writers get a full upper copy first.
+    pub fn open(&self, ino: u64, flags: i32) -> io::Result<u64> {
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let (layer, file) = if write {
+            if !self.writable() {
+                return Err(errno(libc::EROFS));
+            }
+            self.copy_up(ino, true)?;
+            let (path, _) = self.node_info(ino)?;
+            let fd = self.open_upper_file(&path, self.file_open_flags(flags))?;
+            (Layer::Upper, File::from(fd))
+        } else {
+            let (path, place) = self.node_info(ino)?;
+            let (layer, bpath) = match &place.lower {
+                Some((l, p)) => (Layer::Lower(*l), p.clone()),
+                None => self.attr_source(&path, &place)?,
+            };
+            let fd = self.branch(layer)?.open_at(
+                &bpath,
+                self.file_open_flags(flags & !libc::O_TRUNC),
+                0,
+            )?;
+            (layer, File::from(fd))
+        };
+        Ok(self.handles.add_file(OpenFile {
+            file,
+            ino,
+            layer,
+            writable: write,
+        }))
+    }
+
+    /// The open file behind a handle.
+    pub fn file(&self, fh: u64) -> io::Result<Arc<OpenFile>> {
+        self.handles.file(fh).ok_or_else(|| errno(libc::EBADF))
+    }
+
+    /// Read up to `size` bytes at `offset`.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> io::Result<Vec<u8>> {
+        let f = self.file(fh)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            match f.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// Write `data` at `offset`.
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> io::Result<usize> {
+        let f = self.file(fh)?;
+        if !f.writable {
+            return Err(errno(libc::EBADF));
+        }
+        f.file.write_all_at(data, offset)?;
+        Ok(data.len())
+    }
+
+    /// Drop a handle.
+    pub fn release(&self, fh: u64) {
+        self.handles.remove_file(fh);
+    }
+
+    /// fsync (skipped with fsync=0 / volatile).
+    pub fn fsync(&self, fh: u64, datasync: bool) -> io::Result<()> {
+        if self.opts.no_fsync {
+            return Ok(());
+        }
+        let f = self.file(fh)?;
+        if datasync {
+            f.file.sync_data()
+        } else {
+            f.file.sync_all()
+        }
+    }
+
+    /// lseek for SEEK_DATA / SEEK_HOLE (and the others).
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> io::Result<i64> {
+        let f = self.file(fh)?;
+        let w = match whence {
+            libc::SEEK_SET => nix::unistd::Whence::SeekSet,
+            libc::SEEK_CUR => nix::unistd::Whence::SeekCur,
+            libc::SEEK_END => nix::unistd::Whence::SeekEnd,
+            libc::SEEK_DATA => nix::unistd::Whence::SeekData,
+            libc::SEEK_HOLE => nix::unistd::Whence::SeekHole,
+            _ => return Err(errno(libc::EINVAL)),
+        };
+        Ok(nix::unistd::lseek(f.file.as_fd(), offset, w)?)
+    }
+
+    /// fallocate on an open file.
+    pub fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> io::Result<()> {
+        let f = self.file(fh)?;
+        if !f.writable {
+            return Err(errno(libc::EBADF));
+        }
+        let off = i64::try_from(offset).map_err(|_| errno(libc::EFBIG))?;
+        let len = i64::try_from(length).map_err(|_| errno(libc::EFBIG))?;
+        crate::sys::fallocate(f.file.as_fd(), mode, off, len)
+    }
+
+    /// copy_file_range between two open files.
+    pub fn copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+    ) -> io::Result<usize> {
+        let fi = self.file(fh_in)?;
+        let fo = self.file(fh_out)?;
+        if !fo.writable {
+            return Err(errno(libc::EBADF));
+        }
+        let mut oi = i64::try_from(off_in).map_err(|_| errno(libc::EFBIG))?;
+        let mut oo = i64::try_from(off_out).map_err(|_| errno(libc::EFBIG))?;
+        let n = nix::fcntl::copy_file_range(
+            fi.file.as_fd(),
+            Some(&mut oi),
+            fo.file.as_fd(),
+            Some(&mut oo),
+            usize::try_from(len).unwrap_or(usize::MAX),
+        )?;
+        Ok(n)
+    }
+
+    /// Open a directory.
+    pub fn opendir(&self, ino: u64) -> io::Result<u64> {
+        let (_, place) = self.node_info(ino)?;
+        if !place.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        Ok(self.handles.add_dir(ino))
+    }
+
+    /// Entries of an open directory from position `offset` on, with "." and "..".
+    /// Positions: 0 is ".", 1 is "..", n+2 is entry n; each entry's offset is its position+1.
+    pub fn readdir(&self, fh: u64, offset: u64) -> io::Result<(Arc<Vec<DirEntry>>, u64)> {
+        let d = self.handles.dir(fh).ok_or_else(|| errno(libc::EBADF))?;
+        let mut guard = d.entries.lock();
+        let entries = match (&*guard, offset) {
+            (Some(e), o) if o > 0 => e.clone(),
+            _ => {
+                let ino = d.ino;
+                let (path, place) = self.node_info(ino)?;
+                let parent = if ino == ROOT {
+                    ROOT
+                } else {
+                    self.nodes
+                        .read()
+                        .get(ino)
+                        .and_then(|n| n.aliases.first().map(|a| a.0))
+                        .unwrap_or(ROOT)
+                };
+                let mut v = vec![
+                    DirEntry {
+                        name: OsString::from("."),
+                        kind: libc::S_IFDIR,
+                        ino,
+                    },
+                    DirEntry {
+                        name: OsString::from(".."),
+                        kind: libc::S_IFDIR,
+                        ino: parent,
+                    },
+                ];
+                v.extend(self.list_dir(&path, &place)?);
+                let e = Arc::new(v);
+                *guard = Some(e.clone());
+                e
+            }
+        };
+        Ok((entries, offset))
+    }
+
+    /// Close a directory handle.
+    pub fn releasedir(&self, fh: u64) {
+        self.handles.remove_dir(fh);
+    }
+
+    /// fsync a directory (the upper copy, if any).
+    pub fn fsyncdir(&self, ino: u64) -> io::Result<()> {
+        if self.opts.no_fsync || !self.writable() {
+            return Ok(());
+        }
+        let (path, place) = self.node_info(ino)?;
+        if !place.upper {
+            return Ok(());
+        }
+        let fd = self
+            .upper()?
+            .open_at(&path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+        File::from(fd).sync_all()
+    }
+
+    /// Whether the kernel's writeback cache is on (decided at FUSE init).
+    pub(crate) fn writeback_cache(&self) -> bool {
+        self.writeback.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Record whether the writeback cache was negotiated.
+    pub fn set_writeback_cache(&self, on: bool) {
+        self.writeback
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}

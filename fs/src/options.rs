@@ -1,0 +1,266 @@
+//! Mount options, parsed from fuse-overlayfs-compatible `-o` strings.
+
+use crate::idmap::IdMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `strata mount -o ...` can set.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// Lower branches, topmost first.
+    pub lowerdirs: Vec<PathBuf>,
+    /// The writable branch; None for a read-only union.
+    pub upperdir: Option<PathBuf>,
+    /// Scratch directory on the upper's filesystem for atomic copy-up.
+    pub workdir: Option<PathBuf>,
+    /// uid mapping between the mount and the branches (fuse-overlayfs uidmapping=).
+    pub uidmap: IdMap,
+    /// gid mapping between the mount and the branches (fuse-overlayfs gidmapping=).
+    pub gidmap: IdMap,
+    /// Report every file as owned by this uid (squash_to_root / squash_to_uid).
+    pub squash_uid: Option<u32>,
+    /// Report every file as owned by this gid (squash_to_root / squash_to_gid).
+    pub squash_gid: Option<u32>,
+    /// Report nlink 1 for directories (static_nlink).
+    pub static_nlink: bool,
+    /// Skip fsync on the branches (fsync=0 / volatile).
+    pub no_fsync: bool,
+    /// Entry and attribute cache lifetime handed to the kernel.
+    pub timeout: Duration,
+    /// Number of request threads (0 = choose from the CPU count).
+    pub threads: usize,
+    /// Mount read-only even with an upper.
+    pub read_only: bool,
+    /// Use FUSE passthrough for whole files when allowed (root).
+    pub passthrough: bool,
+    /// Files smaller than this are always copied up whole.
+    pub delta_threshold: u64,
+    /// Name shown as the mount source.
+    pub fsname: String,
+    /// Extra options passed to the kernel mount unchanged (e.g. allow_other, dev, suid).
+    pub kernel: Vec<String>,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            lowerdirs: Vec::new(),
+            upperdir: None,
+            workdir: None,
+            uidmap: IdMap::default(),
+            gidmap: IdMap::default(),
+            squash_uid: None,
+            squash_gid: None,
+            static_nlink: false,
+            no_fsync: false,
+            timeout: Duration::from_secs(86400),
+            threads: 0,
+            read_only: false,
+            passthrough: true,
+            delta_threshold: 0,
+            fsname: "strata".into(),
+            kernel: Vec::new(),
+        }
+    }
+}
+
+/// Split on unescaped `sep`, turning `\sep` and `\\` into the literal characters.
+fn split_escaped(s: &str, sep: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(n) => cur.push(n),
+                None => cur.push('\\'),
+            }
+        } else if c == sep {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    out.push(cur);
+    out
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "on" | "yes" | "true" | "y" => Ok(true),
+        "0" | "off" | "no" | "false" | "n" => Ok(false),
+        _ => Err(format!("option {key}={v}: expected on/off or 1/0")),
+    }
+}
+
+fn parse_u32(key: &str, v: &str) -> Result<u32, String> {
+    v.parse()
+        .map_err(|_| format!("option {key}={v}: expected a number"))
+}
+
+impl MountOptions {
+    /// Parse one or more comma-separated option strings (several `-o` are allowed).
+    pub fn parse<S: AsRef<str>>(groups: &[S]) -> Result<MountOptions, String> {
+        let mut o = MountOptions::default();
+        for group in groups {
+            for opt in split_escaped(group.as_ref(), ',') {
+                o.apply(&opt)?;
+            }
+        }
+        if o.lowerdirs.is_empty() {
+            return Err(
+                "no lowerdir given: pass -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR]"
+                    .into(),
+            );
+        }
+        if o.upperdir.is_some() != o.workdir.is_some() {
+            return Err("upperdir and workdir go together: give both or neither".into());
+        }
+        Ok(o)
+    }
+
+    fn apply(&mut self, opt: &str) -> Result<(), String> {
+        let opt = opt.trim();
+        if opt.is_empty() {
+            return Ok(());
+        }
+        let (key, val) = match opt.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (opt, None),
+        };
+        let need = |v: Option<&str>| -> Result<String, String> {
+            v.map(str::to_string)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| format!("option {key} needs a value ({key}=...)"))
+        };
+        match key {
+            "lowerdir" => {
+                let v = need(val)?;
+                // fuse-overlayfs and overlayfs list the top layer first; "::" is a data-only
+                // separator in overlayfs that we treat like ":".
+                self.lowerdirs = split_escaped(&v, ':')
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect();
+            }
+            "upperdir" => self.upperdir = Some(PathBuf::from(need(val)?)),
+            "workdir" => self.workdir = Some(PathBuf::from(need(val)?)),
+            "uidmapping" => self.uidmap = IdMap::parse(&need(val)?)?,
+            "gidmapping" => self.gidmap = IdMap::parse(&need(val)?)?,
+            "squash_to_root" => {
+                self.squash_uid = Some(0);
+                self.squash_gid = Some(0);
+            }
+            "squash_to_uid" => self.squash_uid = Some(parse_u32(key, &need(val)?)?),
+            "squash_to_gid" => self.squash_gid = Some(parse_u32(key, &need(val)?)?),
+            "static_nlink" => self.static_nlink = true,
+            "noacl"
+            | "xattr_permissions"
+            | "fast_ino"
+            | "plugins"
+            | "context"
+            | "fscontext"
+            | "defcontext"
+            | "rootcontext"
+            | "redirect_dir"
+            | "index"
+            | "metacopy"
+            | "xino"
+            | "userxattr"
+            | "default_permissions"
+            | "nfs_export" => {}
+            "volatile" => self.no_fsync = true,
+            "fsync" => self.no_fsync = !parse_bool(key, &need(val)?)?,
+            "timeout" => {
+                let v = need(val)?;
+                let secs: f64 = v
+                    .parse()
+                    .map_err(|_| format!("option timeout={v}: expected seconds"))?;
+                if !(0.0..=1e9).contains(&secs) {
+                    return Err(format!("option timeout={v}: out of range"));
+                }
+                self.timeout = Duration::from_secs_f64(secs);
+            }
+            "threaded" => {
+                let v = val.unwrap_or("1");
+                // fuse-overlayfs takes a boolean; a larger number is a thread count.
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("option threaded={v}: expected a number"))?;
+                self.threads = if n <= 1 { usize::from(n == 0) } else { n };
+            }
+            "threads" => {
+                self.threads = parse_u32(key, &need(val)?)? as usize;
+            }
+            "passthrough" => self.passthrough = parse_bool(key, val.unwrap_or("1"))?,
+            "delta_threshold" => {
+                let v = need(val)?;
+                self.delta_threshold = parse_size(&v)
+                    .ok_or_else(|| format!("option delta_threshold={v}: expected a size"))?;
+            }
+            "fsname" | "source" => self.fsname = need(val)?,
+            "ro" => self.read_only = true,
+            "rw" => self.read_only = false,
+            "allow_other" | "allow_root" | "dev" | "nodev" | "suid" | "nosuid" | "exec"
+            | "noexec" | "atime" | "noatime" | "relatime" | "strictatime" | "nodiratime"
+            | "sync" | "async" | "dirsync" | "auto_unmount" => self.kernel.push(key.to_string()),
+            _ => {
+                return Err(format!(
+                    "unknown mount option '{opt}' (see `strata mount --help` for the list)"
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parse a size like `64k`, `1M`, `4096`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&s[..i], 1 << 20),
+        (i, 'g' | 'G') => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podman_form_with_empty_options() {
+        let o =
+            MountOptions::parse(&["lowerdir=/a:/b\\:c,,upperdir=/u,workdir=/w,volatile"]).unwrap();
+        assert_eq!(
+            o.lowerdirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b:c")]
+        );
+        assert_eq!(o.upperdir, Some(PathBuf::from("/u")));
+        assert!(o.no_fsync);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        assert!(MountOptions::parse(&["upperdir=/u"])
+            .unwrap_err()
+            .contains("lowerdir"));
+        assert!(MountOptions::parse(&["lowerdir=/a,upperdir=/u"])
+            .unwrap_err()
+            .contains("workdir"));
+        assert!(MountOptions::parse(&["lowerdir=/a,bogus"])
+            .unwrap_err()
+            .contains("bogus"));
+        assert!(MountOptions::parse(&["lowerdir=/a,timeout=x"]).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64k"), Some(65536));
+        assert_eq!(parse_size("3"), Some(3));
+        assert_eq!(parse_size("x"), None);
+    }
+}

@@ -1,0 +1,325 @@
+//! Name resolution across branches: which branch serves a name, with whiteouts, opaque
+//! directories, redirects and the hard-link index applied.
+
+use crate::attr::{fmt, is_dir, Attr};
+use crate::branch::stat_at;
+use crate::inode::{join, DirInfo, Placement, ROOT};
+use crate::meta::Meta;
+use crate::sys;
+use crate::union::{errno, Layer, Union};
+use crate::whiteout::{dir_is_opaque, has_whiteout_file, is_char_whiteout, is_internal_name};
+use nix::sys::stat::FileStat;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+/// The outcome of resolving one name.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    /// Where it lives.
+    pub place: Placement,
+    /// Stat of the entry that supplies the attributes.
+    pub st: FileStat,
+    /// Reported inode number.
+    pub ino: u64,
+    /// Upper metadata, when the entry is in the upper.
+    pub meta: Option<Meta>,
+}
+
+fn is_enoent(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+}
+
+/// Check a name the caller gave us.
+pub(crate) fn check_name(name: &OsStr) -> io::Result<()> {
+    if name.len() > 255 {
+        return Err(errno(libc::ENAMETOOLONG));
+    }
+    if name.is_empty() || name == "." || name == ".." || name.as_encoded_bytes().contains(&b'/') {
+        return Err(errno(libc::EINVAL));
+    }
+    Ok(())
+}
+
+impl Union {
+    /// Resolve `name` in the directory `parent` (merged path `ppath`, placement `pplace`).
+    pub(crate) fn resolve_child(
+        &self,
+        ppath: &Path,
+        pplace: &Placement,
+        name: &OsStr,
+    ) -> io::Result<Resolved> {
+        check_name(name)?;
+        if is_internal_name(name) {
+            return Err(errno(libc::ENOENT));
+        }
+        let path = join(ppath, name);
+        if pplace.upper && self.upper.is_some() {
+            let ud = self.dirfd(Layer::Upper, ppath)?;
+            match stat_at(ud.as_fd(), name) {
+                Ok(st) if is_char_whiteout(&st) => return Err(errno(libc::ENOENT)),
+                Ok(st) => return self.resolved_upper(&path, pplace, name, st),
+                Err(e) if is_enoent(&e) => {
+                    if has_whiteout_file(ud.as_fd(), name)? {
+                        return Err(errno(libc::ENOENT));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match &pplace.dir {
+            Some(pdir) => self.resolve_in_lowers(&path, pdir, name, true),
+            None => Err(errno(libc::ENOENT)),
+        }
+    }
+
+    /// Whether `name` in the directory with placement `pplace` would show a lower entry
+    /// if the upper had nothing there (so removing it from the upper needs a whiteout).
+    pub(crate) fn lower_visible(&self, pplace: &Placement, name: &OsStr) -> io::Result<bool> {
+        let Some(pdir) = &pplace.dir else {
+            return Ok(false);
+        };
+        match self.resolve_in_lowers(Path::new(""), pdir, name, false) {
+            Ok(_) => Ok(true),
+            Err(e) if is_enoent(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Resolve `name` in the lower part `pdir` of a directory; `use_index` lets a copied-up
+    /// lower hard link resolve to its upper copy.
+    fn resolve_in_lowers(
+        &self,
+        path: &Path,
+        pdir: &DirInfo,
+        name: &OsStr,
+        use_index: bool,
+    ) -> io::Result<Resolved> {
+        let lpath = join(&pdir.lower_path, name);
+        for (k, &layer) in pdir.layers.iter().enumerate() {
+            let d = self.dirfd(Layer::Lower(layer), &pdir.lower_path)?;
+            match stat_at(d.as_fd(), name) {
+                Ok(st) if is_char_whiteout(&st) => return Err(errno(libc::ENOENT)),
+                Ok(st) if is_dir(&st) => {
+                    let layers = self.lower_dir_chain(&pdir.layers[k..], &lpath)?;
+                    let ino = self.layer_ino(Layer::Lower(layer), &st)?;
+                    return Ok(Resolved {
+                        place: Placement {
+                            kind: libc::S_IFDIR,
+                            upper: false,
+                            lower: None,
+                            dir: Some(DirInfo {
+                                lower_path: lpath,
+                                layers,
+                            }),
+                            redirected: false,
+                        },
+                        st,
+                        ino,
+                        meta: None,
+                    });
+                }
+                Ok(st) => return self.resolved_lower(path, layer, lpath, st, use_index),
+                Err(e) if is_enoent(&e) => {
+                    if has_whiteout_file(d.as_fd(), name)? {
+                        return Err(errno(libc::ENOENT));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(errno(libc::ENOENT))
+    }
+
+    /// The lower branches among `candidates` that hold a directory at `lpath`, stopping
+    /// at a whiteout, a non-directory or an opaque directory.
+    pub(crate) fn lower_dir_chain(
+        &self,
+        candidates: &[usize],
+        lpath: &Path,
+    ) -> io::Result<Vec<usize>> {
+        let (parent, name) = match (lpath.parent(), lpath.file_name()) {
+            (Some(p), Some(n)) => (p, n),
+            _ => return Ok(candidates.to_vec()),
+        };
+        let mut out = Vec::new();
+        for &layer in candidates {
+            let pd = match self.dirfd(Layer::Lower(layer), parent) {
+                Ok(fd) => fd,
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            match stat_at(pd.as_fd(), name) {
+                Ok(st) if is_dir(&st) => {
+                    out.push(layer);
+                    let d = self.dirfd(Layer::Lower(layer), lpath)?;
+                    if dir_is_opaque(d.as_fd())? {
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(e) if is_enoent(&e) => {
+                    if has_whiteout_file(pd.as_fd(), name)? {
+                        break;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolution of an entry found in the upper.
+    fn resolved_upper(
+        &self,
+        path: &Path,
+        pplace: &Placement,
+        name: &OsStr,
+        st: FileStat,
+    ) -> io::Result<Resolved> {
+        let ppath = path.parent().unwrap_or(Path::new(""));
+        let ud = self.dirfd(Layer::Upper, ppath)?;
+        let meta = self
+            .meta
+            .read(&sys::proc_path(ud.as_fd(), name)?)?
+            .unwrap_or_default();
+        let ino = match meta.ino {
+            Some(i) => i,
+            None => self.layer_ino(Layer::Upper, &st)?,
+        };
+        let mut place = Placement {
+            kind: fmt(&st),
+            upper: true,
+            lower: None,
+            dir: None,
+            redirected: meta.redirect.is_some(),
+        };
+        if is_dir(&st) {
+            let d = self.dirfd(Layer::Upper, path)?;
+            if !dir_is_opaque(d.as_fd())? {
+                place.dir = match &meta.redirect {
+                    Some(r) => {
+                        let all: Vec<usize> = (0..self.lowers.len()).collect();
+                        Some(DirInfo {
+                            layers: self.lower_dir_chain(&all, r)?,
+                            lower_path: r.clone(),
+                        })
+                    }
+                    None => match &pplace.dir {
+                        Some(pdir) => {
+                            let lpath = join(&pdir.lower_path, name);
+                            Some(DirInfo {
+                                layers: self.lower_dir_chain(&pdir.layers, &lpath)?,
+                                lower_path: lpath,
+                            })
+                        }
+                        None => None,
+                    },
+                };
+            }
+        } else if let Some((layer, p)) = &meta.data {
+            if *layer >= self.lowers.len() {
+                tracing::error!(path = %path.display(), layer, "metadata-only copy names a lower branch that is not mounted");
+                return Err(errno(libc::EIO));
+            }
+            place.lower = Some((*layer, p.clone()));
+        }
+        Ok(Resolved {
+            place,
+            st,
+            ino,
+            meta: Some(meta),
+        })
+    }
+
+    /// Resolution of a non-directory found in lower `layer`; a lower hard link whose inode
+    /// was already copied up resolves to its index copy, linked into the upper here.
+    fn resolved_lower(
+        &self,
+        path: &Path,
+        layer: usize,
+        lpath: PathBuf,
+        st: FileStat,
+        use_index: bool,
+    ) -> io::Result<Resolved> {
+        let ino = self.layer_ino(Layer::Lower(layer), &st)?;
+        if use_index && st.st_nlink > 1 && fmt(&st) == libc::S_IFREG && self.writable() {
+            if let Some(r) = self.link_from_index(path, ino)? {
+                return Ok(r);
+            }
+        }
+        Ok(Resolved {
+            place: Placement {
+                kind: fmt(&st),
+                upper: false,
+                lower: Some((layer, lpath)),
+                dir: None,
+                redirected: false,
+            },
+            st,
+            ino,
+            meta: None,
+        })
+    }
+
+    /// Resolve a node's current state from scratch by its path.
+    pub(crate) fn resolve_path(&self, path: &Path) -> io::Result<Resolved> {
+        let mut place = self.root_placement();
+        let mut cur = PathBuf::new();
+        let mut last = None;
+        for comp in path.iter() {
+            let r = self.resolve_child(&cur, &place, comp)?;
+            cur.push(comp);
+            place = r.place.clone();
+            last = Some(r);
+        }
+        match last {
+            Some(r) => Ok(r),
+            None => self.resolve_root(),
+        }
+    }
+
+    /// Placement of the root directory.
+    pub(crate) fn root_placement(&self) -> Placement {
+        self.nodes
+            .read()
+            .get(ROOT)
+            .map(|n| n.place.clone())
+            .unwrap_or_default()
+    }
+
+    /// Resolution of the root directory.
+    pub(crate) fn resolve_root(&self) -> io::Result<Resolved> {
+        let place = self.root_placement();
+        let layer = if self.upper.is_some() {
+            Layer::Upper
+        } else {
+            Layer::Lower(0)
+        };
+        let st = self.branch(layer)?.stat(Path::new(""))?;
+        Ok(Resolved {
+            place,
+            st,
+            ino: ROOT,
+            meta: None,
+        })
+    }
+
+    /// Attributes from a resolution, fixed up for metadata-only copies.
+    pub(crate) fn resolved_attr(&self, r: &Resolved) -> Attr {
+        let mut a = self.attr_from(&r.st, r.ino);
+        if r.place.metacopy() {
+            if let Some((layer, p)) = &r.place.lower {
+                if let Ok(lst) = self
+                    .lowers
+                    .get(*layer)
+                    .map_or_else(|| Err(errno(libc::EIO)), |b| b.stat(p))
+                {
+                    a.blocks = lst.st_blocks.max(0) as u64;
+                }
+            }
+        }
+        a
+    }
+}

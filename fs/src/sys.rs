@@ -1,0 +1,186 @@
+//! Thin wrappers over the syscalls that neither std nor nix cover safely.
+//!
+//! This is the only module of strata-fs allowed to use `unsafe`; every function here is a
+//! direct call with its arguments checked and its result turned into `io::Result`.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+fn cstr(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// A path naming entry `name` inside the directory open as `dir`, through /proc/self/fd.
+///
+/// `l*xattr` on it acts on the entry itself (no final symlink is followed) while the
+/// directory part cannot be redirected: it is the magic link of an fd we resolved safely.
+pub fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<CString> {
+    let mut v = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
+    if !name.is_empty() {
+        v.push(b'/');
+        v.extend_from_slice(name.as_bytes());
+    }
+    CString::new(v).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The /proc/self/fd path of an open fd itself (a magic link: use it with calls that
+/// follow symlinks; for l*xattr on a directory use `proc_path(fd, ".")`).
+pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<CString> {
+    proc_path(fd, OsStr::new(""))
+}
+
+/// Read an xattr of `path` without following a final symlink; Ok(None) when it is absent.
+pub fn lgetxattr(path: &CStr, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    let cname = cstr(name)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: path and name are NUL-terminated; buf is valid for buf.len() bytes.
+        let r = unsafe {
+            libc::lgetxattr(
+                path.as_ptr(),
+                cname.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENODATA) => return Ok(None),
+            Some(libc::ERANGE) if buf.len() < 65536 * 2 => {
+                // SAFETY: a size query with a null buffer writes nothing.
+                let need = unsafe {
+                    libc::lgetxattr(path.as_ptr(), cname.as_ptr(), std::ptr::null_mut(), 0)
+                };
+                let need = check_size(need)?;
+                buf.resize(need.max(buf.len() * 2), 0);
+            }
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Set an xattr on `path` without following a final symlink.
+pub fn lsetxattr(path: &CStr, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+    let cname = cstr(name)?;
+    // SAFETY: pointers are valid for the lengths given.
+    check(unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+    .map(|_| ())
+}
+
+/// Remove an xattr from `path` without following a final symlink.
+pub fn lremovexattr(path: &CStr, name: &OsStr) -> io::Result<()> {
+    let cname = cstr(name)?;
+    // SAFETY: both strings are NUL-terminated.
+    check(unsafe { libc::lremovexattr(path.as_ptr(), cname.as_ptr()) }).map(|_| ())
+}
+
+/// List the xattr names of `path` (without following a final symlink).
+pub fn llistxattr(path: &CStr) -> io::Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let r = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(buf
+                .split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if e.raw_os_error() == Some(libc::ENOTSUP) {
+            return Ok(Vec::new());
+        }
+        return Err(e);
+    }
+}
+
+/// Clone `src` into `dst` with FICLONE (reflink); fails where the filesystem cannot.
+pub fn ficlone(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> io::Result<()> {
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    // SAFETY: FICLONE takes the source fd as its integer argument.
+    check(unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, src.as_raw_fd()) }).map(|_| ())
+}
+
+/// fallocate(2) with raw mode bits (nix's flag type does not cover every mode FUSE sends).
+pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: i64, len: i64) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd.
+    check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) }).map(|_| ())
+}
+
+/// Which side of a fork we are on.
+pub enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// fork(2). Only call while the process has a single thread.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller guarantees that no other thread exists, so the child's copy of the
+    // address space holds no lock owned by a vanished thread.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Duplicate `fd` onto the standard stream number `target` (0, 1 or 2).
+pub fn dup_onto_stdio(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<()> {
+    if !(0..=2).contains(&target) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: dup2 onto a standard stream number; the old stream is replaced on purpose.
+    check(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(|_| ())
+}
+
+/// Adopt a raw fd returned by a syscall wrapper of this module.
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: only called with fresh fds returned by successful syscalls.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// openat(2) with O_CLOEXEC, for re-opening through a /proc/self/fd path.
+pub fn open_proc(path: &CStr, flags: i32) -> io::Result<OwnedFd> {
+    // SAFETY: path is NUL-terminated; the result is adopted exactly once.
+    let fd = check(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0) })?;
+    Ok(owned(fd))
+}

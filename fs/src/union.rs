@@ -1,0 +1,283 @@
+//! The union core: branches, the inode table and the per-request context.
+//!
+//! Operations live in ops_*.rs; name resolution across branches in resolve.rs; copy-up in
+//! copyup.rs; directory merging in dirmerge.rs. Nothing here knows about FUSE.
+
+use crate::attr::Attr;
+use crate::branch::Branch;
+use crate::handles::Handles;
+use crate::inode::{NodeTable, Placement, ROOT};
+use crate::meta::MetaStore;
+use crate::options::MountOptions;
+use lru::LruCache;
+use nix::sys::stat::FileStat;
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use std::io;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Which branch an operation touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layer {
+    /// The writable branch.
+    Upper,
+    /// Lower branch N (0 = topmost).
+    Lower(usize),
+}
+
+/// Who is asking: credentials of the calling process, as seen inside the mount.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    /// Caller's fsuid.
+    pub uid: u32,
+    /// Caller's fsgid.
+    pub gid: u32,
+    /// Caller's umask.
+    pub umask: u32,
+}
+
+/// The workdir: scratch space on the upper's filesystem.
+#[derive(Debug)]
+pub(crate) struct Work {
+    /// `WORKDIR/work`: staging for copy-up and new directories.
+    pub dir: OwnedFd,
+    /// `WORKDIR/index`: one entry per lower hard-linked inode that was copied up.
+    pub index: OwnedFd,
+}
+
+const COPYUP_STRIPES: usize = 64;
+const DIRFD_CACHE: usize = 4096;
+
+/// The union filesystem.
+pub struct Union {
+    pub(crate) upper: Option<Branch>,
+    pub(crate) lowers: Vec<Branch>,
+    pub(crate) work: Option<Work>,
+    pub(crate) nodes: RwLock<NodeTable>,
+    pub(crate) handles: Handles,
+    pub(crate) opts: MountOptions,
+    pub(crate) meta: MetaStore,
+    dirfds: Mutex<LruCache<(Layer, PathBuf), Arc<OwnedFd>>>,
+    copyup_locks: Vec<Mutex<()>>,
+    tmp_seq: AtomicU64,
+    pub(crate) writeback: AtomicBool,
+}
+
+impl Union {
+    /// Assemble a union from opened branches; see [`crate::mount::prepare`].
+    pub(crate) fn new(
+        upper: Option<Branch>,
+        lowers: Vec<Branch>,
+        work: Option<Work>,
+        opts: MountOptions,
+        meta: MetaStore,
+    ) -> Union {
+        let layers: Vec<usize> = (0..lowers.len()).collect();
+        let root_place = Placement {
+            kind: libc::S_IFDIR,
+            upper: upper.is_some(),
+            lower: None,
+            dir: Some(crate::inode::DirInfo {
+                lower_path: PathBuf::new(),
+                layers,
+            }),
+            redirected: false,
+        };
+        Union {
+            upper,
+            lowers,
+            work,
+            nodes: RwLock::new(NodeTable::with_root(root_place)),
+            handles: Handles::default(),
+            opts,
+            meta,
+            dirfds: Mutex::new(LruCache::new(
+                NonZeroUsize::new(DIRFD_CACHE).unwrap_or(NonZeroUsize::MIN),
+            )),
+            copyup_locks: (0..COPYUP_STRIPES).map(|_| Mutex::new(())).collect(),
+            tmp_seq: AtomicU64::new(0),
+            writeback: AtomicBool::new(false),
+        }
+    }
+
+    /// The branch behind `layer`.
+    pub(crate) fn branch(&self, layer: Layer) -> io::Result<&Branch> {
+        match layer {
+            Layer::Upper => self.upper.as_ref().ok_or_else(erofs),
+            Layer::Lower(i) => self.lowers.get(i).ok_or_else(|| errno(libc::EIO)),
+        }
+    }
+
+    /// The upper branch, or EROFS for a read-only union.
+    pub(crate) fn upper(&self) -> io::Result<&Branch> {
+        if self.opts.read_only {
+            return Err(erofs());
+        }
+        self.upper.as_ref().ok_or_else(erofs)
+    }
+
+    /// The workdir, present whenever the upper is.
+    pub(crate) fn work(&self) -> io::Result<&Work> {
+        self.work.as_ref().ok_or_else(erofs)
+    }
+
+    /// Whether this union can be written.
+    pub fn writable(&self) -> bool {
+        self.upper.is_some() && !self.opts.read_only
+    }
+
+    /// Mount options in force.
+    pub fn options(&self) -> &MountOptions {
+        &self.opts
+    }
+
+    /// An O_PATH fd of directory `rel` in `layer`, from a small LRU cache.
+    pub(crate) fn dirfd(&self, layer: Layer, rel: &Path) -> io::Result<Arc<OwnedFd>> {
+        let key = (layer, rel.to_path_buf());
+        if let Some(fd) = self.dirfds.lock().get(&key) {
+            return Ok(fd.clone());
+        }
+        let fd = Arc::new(self.branch(layer)?.open_dir(rel)?);
+        self.dirfds.lock().put(key, fd.clone());
+        Ok(fd)
+    }
+
+    /// Forget cached directory fds of the upper (after directories moved or vanished there).
+    pub(crate) fn invalidate_upper_dirfds(&self) {
+        let mut cache = self.dirfds.lock();
+        let stale: Vec<_> = cache
+            .iter()
+            .filter(|((l, _), _)| *l == Layer::Upper)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            cache.pop(&k);
+        }
+    }
+
+    /// A unique name for staging an entry in the workdir.
+    pub(crate) fn tmp_name(&self) -> std::ffi::OsString {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        format!("#{}.{n}", std::process::id()).into()
+    }
+
+    /// Serialize copy-ups of one inode.
+    pub(crate) fn copyup_lock(&self, ino: u64) -> MutexGuard<'_, ()> {
+        let i = (ino.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % COPYUP_STRIPES;
+        self.copyup_locks[i].lock()
+    }
+
+    /// Unique inode number for a raw inode of the filesystem with index `fs_index`.
+    pub(crate) fn xino(&self, fs_index: u64, raw: u64) -> u64 {
+        let ino = raw ^ (fs_index << 56);
+        if ino == ROOT || ino == 0 {
+            ino | (1 << 63)
+        } else {
+            ino
+        }
+    }
+
+    /// Reported inode number of an entry stat'ed in `layer`.
+    pub(crate) fn layer_ino(&self, layer: Layer, st: &FileStat) -> io::Result<u64> {
+        Ok(self.xino(self.branch(layer)?.fs_index, st.st_ino))
+    }
+
+    /// Turn a branch stat into reported attributes: inode number, ownership mapping, nlink.
+    pub(crate) fn attr_from(&self, st: &FileStat, ino: u64) -> Attr {
+        let mut a = Attr::from_stat(st, ino);
+        a.uid = self
+            .opts
+            .squash_uid
+            .unwrap_or_else(|| self.opts.uidmap.to_inside(st.st_uid));
+        a.gid = self
+            .opts
+            .squash_gid
+            .unwrap_or_else(|| self.opts.gidmap.to_inside(st.st_gid));
+        if self.opts.static_nlink && a.kind() == libc::S_IFDIR {
+            a.nlink = 1;
+        }
+        a
+    }
+
+    /// Disk uid for a uid given in the mount (EINVAL when unmapped).
+    pub(crate) fn uid_out(&self, uid: u32) -> io::Result<u32> {
+        self.opts
+            .uidmap
+            .to_outside(uid)
+            .ok_or_else(|| errno(libc::EINVAL))
+    }
+
+    /// Disk gid for a gid given in the mount (EINVAL when unmapped).
+    pub(crate) fn gid_out(&self, gid: u32) -> io::Result<u32> {
+        self.opts
+            .gidmap
+            .to_outside(gid)
+            .ok_or_else(|| errno(libc::EINVAL))
+    }
+
+    /// Merged path and placement of a node.
+    pub(crate) fn node_info(&self, ino: u64) -> io::Result<(PathBuf, Placement)> {
+        let nodes = self.nodes.read();
+        let node = nodes.get(ino).ok_or_else(|| errno(libc::ESTALE))?;
+        if node.unlinked {
+            return Err(errno(libc::ENOENT));
+        }
+        let path = nodes.path(ino).ok_or_else(|| errno(libc::ESTALE))?;
+        Ok((path, node.place.clone()))
+    }
+
+    /// Update the placement of a node after copy-up or a change of data source.
+    pub(crate) fn set_place(&self, ino: u64, place: Placement) {
+        if let Some(n) = self.nodes.write().get_mut(ino) {
+            n.place = place;
+        }
+    }
+
+    /// Number of nodes the kernel holds (for statistics).
+    pub fn node_count(&self) -> usize {
+        self.nodes.read().len()
+    }
+
+    /// Reported inode number of the root directory.
+    pub fn root_ino(&self) -> u64 {
+        ROOT
+    }
+
+    /// The fd of the branch root of `layer`.
+    pub(crate) fn root_fd(&self, layer: Layer) -> io::Result<BorrowedFd<'_>> {
+        Ok(self.branch(layer)?.root())
+    }
+
+    /// The kernel forgot `n` lookups of `ino`.
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.nodes.write().forget(ino, n);
+    }
+
+    /// Filesystem statistics of the upper (or top lower) branch.
+    pub fn statfs(&self) -> io::Result<nix::sys::statvfs::Statvfs> {
+        let layer = if self.upper.is_some() {
+            Layer::Upper
+        } else {
+            Layer::Lower(0)
+        };
+        nix::sys::statvfs::fstatvfs(self.root_fd(layer)?.as_fd()).map_err(io::Error::from)
+    }
+}
+
+/// An io::Error from an errno value.
+pub(crate) fn errno(e: i32) -> io::Error {
+    io::Error::from_raw_os_error(e)
+}
+
+/// EROFS.
+pub(crate) fn erofs() -> io::Error {
+    errno(libc::EROFS)
+}
+
+/// The errno of an io::Error (EIO when it has none).
+pub fn err_no(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
