@@ -64,15 +64,20 @@ impl Default for MountOptions {
     }
 }
 
-/// Split on unescaped `sep`, turning `\sep` and `\\` into the literal characters.
-fn split_escaped(s: &str, sep: char) -> Vec<String> {
+/// Split on unescaped `sep`. With `unescape`, `\X` becomes `X`; without, only `\sep`
+/// loses its backslash (so an inner level can still see its own escapes).
+fn split_escaped(s: &str, sep: char, unescape: bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars();
     while let Some(c) = chars.next() {
         if c == '\\' {
             match chars.next() {
-                Some(n) => cur.push(n),
+                Some(n) if unescape || n == sep => cur.push(n),
+                Some(n) => {
+                    cur.push('\\');
+                    cur.push(n);
+                }
                 None => cur.push('\\'),
             }
         } else if c == sep {
@@ -103,7 +108,7 @@ impl MountOptions {
     pub fn parse<S: AsRef<str>>(groups: &[S]) -> Result<MountOptions, String> {
         let mut o = MountOptions::default();
         for group in groups {
-            for opt in split_escaped(group.as_ref(), ',') {
+            for opt in split_escaped(group.as_ref(), ',', false) {
                 o.apply(&opt)?;
             }
         }
@@ -138,7 +143,7 @@ impl MountOptions {
                 let v = need(val)?;
                 // fuse-overlayfs and overlayfs list the top layer first; "::" is a data-only
                 // separator in overlayfs that we treat like ":".
-                self.lowerdirs = split_escaped(&v, ':')
+                self.lowerdirs = split_escaped(&v, ':', true)
                     .into_iter()
                     .filter(|s| !s.is_empty())
                     .map(PathBuf::from)
