@@ -1,0 +1,282 @@
+//! Container records: a directory per container holding config.json (what to run),
+//! state.json (what happened), the union's upper/work/merged directories and the log.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::err;
+use crate::store::Store;
+use crate::util::{read_json, write_json, Ctx, Result};
+
+/// A bind mount from the host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Volume {
+    /// Absolute host path.
+    pub source: PathBuf,
+    /// Absolute path in the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub readonly: bool,
+}
+
+/// cgroup limits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Limits {
+    /// Memory limit in bytes.
+    pub memory: Option<u64>,
+    /// Maximum number of tasks.
+    pub pids: Option<i64>,
+    /// CPU quota in CPUs (0.5 = half a CPU).
+    pub cpus: Option<f64>,
+}
+
+/// The process a container runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// argv.
+    pub args: Vec<String>,
+    /// KEY=VALUE.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// USER[:GROUP] (names resolved in the container's /etc/passwd).
+    pub user: String,
+    /// Allocate a pty.
+    pub tty: bool,
+    /// Keep stdin open.
+    pub interactive: bool,
+}
+
+/// Everything fixed when the container is created.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// "sha256:<hex>".
+    pub image_id: String,
+    /// Layer diff_id hexes, bottom first (kept so the layers outlive a forced rmi).
+    pub layers: Vec<String>,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// "overlay" or "fuse".
+    pub driver: String,
+    /// Why this driver.
+    #[serde(default)]
+    pub driver_reason: String,
+    /// What to run.
+    pub process: ProcessSpec,
+    /// UTS hostname.
+    pub hostname: String,
+    /// "host" or "none".
+    pub network: String,
+    /// Bind mounts.
+    pub volumes: Vec<Volume>,
+    /// cgroup limits.
+    pub limits: Limits,
+    /// Remove when it exits (--rm).
+    pub auto_remove: bool,
+}
+
+/// Lifecycle status.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, never started.
+    Created,
+    /// Its init is alive.
+    Running,
+    /// Stopped.
+    Exited,
+}
+
+/// What happened to a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// Lifecycle status.
+    pub status: Status,
+    /// Host pid of the container's init while running.
+    pub pid: Option<i32>,
+    /// Start time of that pid (clock ticks since boot) so a reused pid is not mistaken for it.
+    pub pid_start: Option<u64>,
+    /// Host pid of the supervising strata process.
+    pub supervisor: Option<i32>,
+    /// Seconds since the epoch.
+    pub started_at: Option<i64>,
+    /// Seconds since the epoch.
+    pub finished_at: Option<i64>,
+    /// Exit status (128+N when killed by signal N).
+    pub exit_code: Option<i32>,
+    /// Set by `strata stop`/`kill` so the exit is not reported as a crash.
+    #[serde(default)]
+    pub stopping: bool,
+    /// Error that stopped the container from starting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl State {
+    /// The state of a created container.
+    pub fn created() -> State {
+        State {
+            status: Status::Created,
+            pid: None,
+            pid_start: None,
+            supervisor: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            stopping: false,
+            error: None,
+        }
+    }
+}
+
+/// Paths of one container's files.
+pub struct Paths {
+    /// containers/<id>.
+    pub dir: PathBuf,
+}
+
+impl Paths {
+    /// Paths of container `id`.
+    pub fn new(store: &Store, id: &str) -> Paths {
+        Paths {
+            dir: store.containers_dir().join(id),
+        }
+    }
+    /// config.json.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    /// state.json.
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+    /// The union's upper (writable) branch.
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    /// The union's work directory.
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    /// Where the union is mounted while the container runs.
+    pub fn merged(&self) -> PathBuf {
+        self.dir.join("merged")
+    }
+    /// stdout and stderr of a detached container.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+}
+
+/// Load a container's config.
+pub fn load_config(store: &Store, id: &str) -> Result<ContainerConfig> {
+    read_json(&Paths::new(store, id).config())
+}
+
+/// Load a container's state.
+pub fn load_state(store: &Store, id: &str) -> Result<State> {
+    read_json(&Paths::new(store, id).state())
+}
+
+/// Write a container's state atomically.
+pub fn save_state(store: &Store, id: &str, st: &State) -> Result<()> {
+    write_json(&Paths::new(store, id).state(), st)
+}
+
+/// Change a container's state under the exclusive store lock.
+pub fn update_state(store: &Store, id: &str, f: impl FnOnce(&mut State)) -> Result<State> {
+    let _lock = store.lock_exclusive()?;
+    let mut st = load_state(store, id)?;
+    f(&mut st);
+    save_state(store, id, &st)?;
+    Ok(st)
+}
+
+/// All container ids.
+pub fn list_ids(store: &Store) -> Result<Vec<String>> {
+    let dir = store.containers_dir();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir)
+        .ctx(|| format!("cannot list {}", dir.display()))?
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.len() == 64 && e.path().join("config.json").is_file() {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// All containers' configs.
+pub fn list(store: &Store) -> Result<Vec<ContainerConfig>> {
+    let mut out = Vec::new();
+    for id in list_ids(store)? {
+        out.push(load_config(store, &id)?);
+    }
+    out.sort_by_key(|c| std::cmp::Reverse(c.created));
+    Ok(out)
+}
+
+/// Resolve a name, full id or unique id prefix to a container id.
+pub fn resolve(store: &Store, what: &str) -> Result<String> {
+    let all = list(store)?;
+    if let Some(c) = all.iter().find(|c| c.id == what || c.name == what) {
+        return Ok(c.id.clone());
+    }
+    let matches: Vec<&ContainerConfig> = all
+        .iter()
+        .filter(|c| !what.is_empty() && c.id.starts_with(what))
+        .collect();
+    match matches.as_slice() {
+        [c] => Ok(c.id.clone()),
+        [] => Err(err!("no such container: {what} (see `strata ps -a`)")),
+        _ => Err(err!(
+            "container id prefix {what} is ambiguous: give more digits or the name"
+        )),
+    }
+}
+
+/// Start time (field 22 of /proc/PID/stat) of a live process.
+pub fn pid_start_time(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+/// True while the recorded init process is alive (and is the same process).
+pub fn init_alive(st: &State) -> bool {
+    match (st.pid, st.pid_start) {
+        (Some(pid), Some(start)) => pid_start_time(pid) == Some(start),
+        _ => false,
+    }
+}
+
+/// True while the supervising strata process is alive.
+pub fn supervisor_alive(st: &State) -> bool {
+    st.supervisor
+        .is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+}
+
+/// A name like docker's: adjective_noun from the id.
+pub fn generate_name(id: &str) -> String {
+    const A: [&str; 16] = [
+        "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nimble", "proud", "quiet", "sharp", "tender", "witty",
+    ];
+    const N: [&str; 16] = [
+        "otter", "lynx", "heron", "bison", "koala", "panda", "raven", "tapir", "yak", "zebra",
+        "gecko", "ibis", "moose", "newt", "quail", "wombat",
+    ];
+    let b = id.as_bytes();
+    let h = |i: usize| (b.get(i).copied().unwrap_or(b'0') as usize) % 16;
+    format!("{}_{}_{}", A[h(0)], N[h(1)], id.get(2..6).unwrap_or("0000"))
+}

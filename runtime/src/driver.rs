@@ -1,0 +1,221 @@
+//! Storage drivers: how a container's layers and upper directory become its root.
+//! `overlay` is the kernel's overlayfs, `fuse` is strata's own union (the strata binary in
+//! podman's mount_program form), `auto` picks overlay where it mounts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::err;
+use crate::store::Store;
+use crate::util::{Ctx, Result};
+
+/// A storage driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// Kernel overlayfs.
+    Overlay,
+    /// strata's FUSE union.
+    Fuse,
+}
+
+impl Driver {
+    /// Its name on the command line and in metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Overlay => "overlay",
+            Driver::Fuse => "fuse",
+        }
+    }
+    /// Parse a stored name.
+    pub fn from_name(s: &str) -> Result<Driver> {
+        match s {
+            "overlay" => Ok(Driver::Overlay),
+            "fuse" => Ok(Driver::Fuse),
+            _ => Err(err!(
+                "unknown storage driver {s:?}: use fuse, overlay or auto"
+            )),
+        }
+    }
+}
+
+/// Pick the driver for `requested` ("fuse", "overlay" or "auto") and say why.
+pub fn choose(store: &Store, requested: &str) -> Result<(Driver, String)> {
+    match requested {
+        "overlay" => Ok((Driver::Overlay, "requested with --driver overlay".into())),
+        "fuse" => Ok((Driver::Fuse, "requested with --driver fuse".into())),
+        "auto" | "" => match probe_overlay(store) {
+            Ok(()) => Ok((
+                Driver::Overlay,
+                format!("kernel overlayfs mounts on {}", store.root.display()),
+            )),
+            Err(why) => Ok((
+                Driver::Fuse,
+                format!("kernel overlayfs unusable here ({why}), using strata's FUSE union"),
+            )),
+        },
+        other => Err(err!(
+            "unknown storage driver {other:?}: use fuse, overlay or auto"
+        )),
+    }
+}
+
+/// Try a tiny overlay mount in the store's tmp directory.
+fn probe_overlay(store: &Store) -> std::result::Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("not running as root".into());
+    }
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !fs
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"))
+    {
+        return Err("the kernel has no overlay filesystem".into());
+    }
+    let dir = store.staging_dir("probe").map_err(|e| e.to_string())?;
+    let (lower, upper, work, merged) = (dir.join("l"), dir.join("u"), dir.join("w"), dir.join("m"));
+    let r = (|| {
+        for d in [&lower, &upper, &work, &merged] {
+            std::fs::create_dir(d).map_err(|e| e.to_string())?;
+        }
+        mount_overlay(std::slice::from_ref(&lower), &upper, &work, &merged).map_err(|e| e.to_string())?;
+        let _ = umount2(&merged, MntFlags::MNT_DETACH);
+        Ok(())
+    })();
+    let _ = crate::store::remove_tree(&dir);
+    r
+}
+
+fn check_path(p: &Path) -> Result<String> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| err!("{} is not UTF-8", p.display()))?;
+    if s.contains([',', ':']) {
+        return Err(err!(
+            "{} contains ',' or ':': use a --root without them",
+            p.display()
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -> Result<()> {
+    let lower = lowers
+        .iter()
+        .map(|p| check_path(p))
+        .collect::<Result<Vec<_>>>()?
+        .join(":");
+    // No redirects or metacopy: the upper must hold whole files and plain directories so a
+    // commit can turn it into an OCI layer.
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+        check_path(upper)?,
+        check_path(work)?
+    );
+    mount(
+        Some("overlay"),
+        merged,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .ctx(|| {
+        format!(
+            "cannot mount overlayfs on {} (try --driver fuse)",
+            merged.display()
+        )
+    })
+}
+
+/// Mount the union of `lowers` (top first) and `upper` at `merged`.
+pub fn mount_union(
+    driver: Driver,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    merged: &Path,
+) -> Result<()> {
+    match driver {
+        Driver::Overlay => mount_overlay(lowers, upper, work, merged),
+        Driver::Fuse => {
+            let exe = std::env::current_exe().ctx(|| "cannot find the strata binary")?;
+            let lower = lowers
+                .iter()
+                .map(|p| check_path(p))
+                .collect::<Result<Vec<_>>>()?
+                .join(":");
+            let opts = format!(
+                "lowerdir={lower},upperdir={},workdir={}",
+                check_path(upper)?,
+                check_path(work)?
+            );
+            let out = Command::new(&exe)
+                .arg("-o")
+                .arg(&opts)
+                .arg(merged)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .ctx(|| format!("cannot run {}", exe.display()))?;
+            if !out.status.success() {
+                let msg = String::from_utf8_lossy(&out.stderr);
+                return Err(err!(
+                    "strata's FUSE union did not mount on {} ({}): {} (try --driver overlay)",
+                    merged.display(),
+                    out.status,
+                    msg.trim()
+                ));
+            }
+            if !is_mounted(merged) {
+                return Err(err!(
+                    "strata's FUSE union exited 0 but {} is not mounted",
+                    merged.display()
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Unmount `path`; detach lazily if it is busy. Not mounted is fine.
+pub fn unmount(path: &Path) -> Result<()> {
+    if !is_mounted(path) {
+        return Ok(());
+    }
+    match umount2(path, MntFlags::empty()) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
+        Err(Errno::EBUSY) => {
+            umount2(path, MntFlags::MNT_DETACH).ctx(|| format!("cannot unmount {}", path.display()))
+        }
+        Err(e) => Err(err!("cannot unmount {}: {e}", path.display())),
+    }
+}
+
+/// True if something is mounted exactly at `path` (in this mount namespace).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&*want))
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let mut out = String::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v as char);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i] as char);
+        i += 1;
+    }
+    out
+}

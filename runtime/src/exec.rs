@@ -1,0 +1,168 @@
+//! `strata exec`: run another process in a running container by joining its namespaces
+//! and cgroups (setns), with the same capabilities and no_new_privs as the container's command.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsFd;
+
+use nix::fcntl::OFlag;
+use nix::sched::{setns, CloneFlags};
+
+use crate::container::{self, ProcessSpec, Status};
+use crate::init;
+use crate::process::{self, fail, Target};
+use crate::store::Store;
+use crate::sys::{self, Forked};
+use crate::util::{Ctx, Result};
+use crate::{caps, cgroups, err, pty, run};
+
+/// Options of `strata exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// -i.
+    pub interactive: bool,
+    /// -t.
+    pub tty: bool,
+    /// -e.
+    pub env: Vec<String>,
+    /// -u.
+    pub user: Option<String>,
+    /// -w.
+    pub workdir: Option<String>,
+    /// The command.
+    pub cmd: Vec<String>,
+}
+
+/// Run `o.cmd` in container `id`; its exit status.
+pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
+    let cfg = container::load_config(store, id)?;
+    let st = run::reconcile(store, id)?;
+    let pid = match (st.status, st.pid) {
+        (Status::Running, Some(pid)) if container::init_alive(&st) => pid,
+        _ => {
+            return Err(err!(
+                "container {} is not running: start it first",
+                cfg.name
+            ))
+        }
+    };
+    if o.cmd.is_empty() {
+        return Err(err!("no command given to exec"));
+    }
+    let mut env = cfg.process.env.clone();
+    for e in &o.env {
+        if let Some((k, _)) = e.split_once('=') {
+            env.retain(|x| x.split('=').next() != Some(k));
+            env.push(e.clone());
+        }
+    }
+    let spec = ProcessSpec {
+        args: o.cmd.clone(),
+        env,
+        cwd: o.workdir.clone().unwrap_or_else(|| cfg.process.cwd.clone()),
+        user: o.user.clone().unwrap_or_else(|| cfg.process.user.clone()),
+        tty: o.tty,
+        interactive: o.interactive,
+    };
+    let ns = |name: &str| {
+        File::open(format!("/proc/{pid}/ns/{name}"))
+            .ctx(|| format!("cannot open the container's {name} namespace"))
+    };
+    let nsfds = [
+        (ns("ipc")?, CloneFlags::CLONE_NEWIPC),
+        (ns("uts")?, CloneFlags::CLONE_NEWUTS),
+        (ns("net")?, CloneFlags::CLONE_NEWNET),
+        (ns("mnt")?, CloneFlags::CLONE_NEWNS),
+    ];
+    let pidns = ns("pid")?;
+    let cgroup = cgroups::existing(&cfg.id);
+    let tty = if o.tty { Some(pty::open()?) } else { None };
+    let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
+    let sigs = init::handled_signals();
+    sigs.thread_block().ctx(|| "cannot block signals")?;
+    // Joining the pid namespace affects only children: the fork below lands inside it.
+    setns(pidns.as_fd(), CloneFlags::CLONE_NEWPID)
+        .ctx(|| "cannot join the container's pid namespace")?;
+    let child = match sys::fork().ctx(|| "cannot fork")? {
+        Forked::Child => {
+            drop(err_r);
+            if let Err(e) = cgroup.join_self() {
+                fail(&err_w, 125, &e.to_string());
+            }
+            for (fd, flag) in &nsfds {
+                if let Err(e) = setns(fd.as_fd(), *flag) {
+                    fail(
+                        &err_w,
+                        125,
+                        &format!("cannot join the container's namespaces: {e}"),
+                    );
+                }
+            }
+            if !o.interactive && !o.tty {
+                if let Ok(null) =
+                    nix::fcntl::open("/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
+                {
+                    let _ = nix::unistd::dup2_stdin(null.as_fd());
+                }
+            }
+            let (u, env) = match init::prepare_process(&spec, None) {
+                Ok(x) => x,
+                Err(e) => fail(&err_w, 125, &e.to_string()),
+            };
+            if let Err(e) = caps::restrict_to_default() {
+                fail(&err_w, 125, &e.to_string());
+            }
+            if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+                fail(&err_w, 125, &format!("cannot set no_new_privs: {e}"));
+            }
+            let target = Target {
+                args: &spec.args,
+                env: &env,
+                cwd: &spec.cwd,
+                user: &u,
+            };
+            let slave = tty.map(|p| {
+                drop(p.master);
+                p.slave
+            });
+            process::exec(&target, slave, &err_w)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop(err_w);
+    let master = tty.map(|p| {
+        drop(p.slave);
+        p.master
+    });
+    let mut raw = None;
+    let mut out_thread = None;
+    if let Some(m) = &master {
+        raw = Some(pty::RawMode::enter());
+        out_thread = Some(pty::copy_thread(
+            m.try_clone().ctx(|| "dup")?,
+            Box::new(std::io::stdout()),
+        ));
+        if o.interactive {
+            let stdin = std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .ctx(|| "dup")?;
+            drop(pty::copy_thread(
+                stdin,
+                Box::new(File::from(m.try_clone().ctx(|| "dup")?)),
+            ));
+        }
+    }
+    let mut msg = String::new();
+    let _ = File::from(err_r).read_to_string(&mut msg);
+    if !msg.is_empty() {
+        drop(raw.take());
+        eprintln!("strata: {msg}");
+    }
+    let code = run::wait_forwarding(child, master.as_ref(), &sigs);
+    if let Some(t) = out_thread {
+        let _ = t.join();
+    }
+    drop(raw);
+    Ok(code)
+}

@@ -1,0 +1,187 @@
+//! PID 1 of a container: finish the namespaces and mounts, start the command, then reap
+//! zombies and forward signals until the command exits, and exit with its status.
+//!
+//! A PID 1 has no default signal actions, so every signal is blocked and taken with sigwait:
+//! blocked signals are queued even for init, and nothing runs in signal context.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::cgroups::Cgroup;
+use crate::container::ContainerConfig;
+use crate::process::{self, fail, Target};
+use crate::sys::{self, Forked};
+use crate::util::Result;
+use crate::{caps, rootfs, user};
+
+/// Where the container's terminal is, when it has one.
+pub struct Tty {
+    /// The pty slave, to become the command's stdio.
+    pub slave: OwnedFd,
+    /// Its path on the host (bound to /dev/console).
+    pub path: std::path::PathBuf,
+}
+
+/// The exit status a shell would report: the code, or 128+N when killed by signal N.
+pub fn exit_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+fn setup(
+    cfg: &ContainerConfig,
+    merged: &Path,
+    cgroup: Option<&Cgroup>,
+    tty: Option<&Tty>,
+) -> Result<()> {
+    if let Some(cg) = cgroup {
+        cg.join_self()?;
+    }
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if cfg.network == "none" {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).map_err(|e| crate::err!("cannot create namespaces: {e}"))?;
+    rootfs::prepare(merged, &cfg.volumes, tty.map(|t| t.path.as_path()))?;
+    rootfs::pivot(merged)?;
+    rootfs::mask_paths()?;
+    nix::unistd::sethostname(&cfg.hostname)
+        .map_err(|e| crate::err!("cannot set the hostname: {e}"))?;
+    if cfg.network == "none" {
+        sys::loopback_up().map_err(|e| crate::err!("cannot bring up lo: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Resolve the user and environment inside the container root, and create the working
+/// directory if the image lacks it (as docker does).
+pub fn prepare_process(
+    spec: &crate::container::ProcessSpec,
+    hostname: Option<&str>,
+) -> Result<(user::ExecUser, Vec<String>)> {
+    let u = user::resolve(Path::new("/"), &spec.user)?;
+    let mut env = spec.env.clone();
+    let has = |env: &[String], k: &str| env.iter().any(|e| e.split('=').next() == Some(k));
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={}", process::DEFAULT_PATH));
+    }
+    if let Some(h) = hostname {
+        if !has(&env, "HOSTNAME") {
+            env.push(format!("HOSTNAME={h}"));
+        }
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", u.home));
+    }
+    if spec.tty && !has(&env, "TERM") {
+        env.push("TERM=xterm".into());
+    }
+    if !Path::new(&spec.cwd).is_dir() {
+        std::fs::create_dir_all(&spec.cwd)
+            .map_err(|e| crate::err!("cannot create the working directory {}: {e}", spec.cwd))?;
+        let _ = nix::unistd::chown(
+            Path::new(&spec.cwd),
+            Some(nix::unistd::Uid::from_raw(u.uid)),
+            Some(nix::unistd::Gid::from_raw(u.gid)),
+        );
+    }
+    Ok((u, env))
+}
+
+/// The container's PID 1 (a forked child in a new pid namespace, signals blocked). Never returns.
+pub fn container_main(
+    cfg: &ContainerConfig,
+    merged: &Path,
+    cgroup: Option<&Cgroup>,
+    tty: Option<Tty>,
+    err_fd: OwnedFd,
+) -> ! {
+    if let Err(e) = setup(cfg, merged, cgroup, tty.as_ref()) {
+        fail(&err_fd, 125, &e.to_string());
+    }
+    let (u, env) = match prepare_process(&cfg.process, Some(&cfg.hostname)) {
+        Ok(x) => x,
+        Err(e) => fail(&err_fd, 125, &e.to_string()),
+    };
+    if let Err(e) = caps::restrict_to_default() {
+        fail(&err_fd, 125, &e.to_string());
+    }
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        fail(&err_fd, 125, &format!("cannot set no_new_privs: {e}"));
+    }
+    let target = Target {
+        args: &cfg.process.args,
+        env: &env,
+        cwd: &cfg.process.cwd,
+        user: &u,
+    };
+    let child = match sys::fork() {
+        Ok(Forked::Child) => process::exec(&target, tty.map(|t| t.slave), &err_fd),
+        Ok(Forked::Parent(pid)) => pid,
+        Err(e) => fail(&err_fd, 125, &format!("cannot fork: {e}")),
+    };
+    // Only the command (until it execs) may report errors; the terminal belongs to it alone.
+    drop(err_fd);
+    drop(tty);
+    sys::exit_now(reap_until(child))
+}
+
+/// Wait for `child`, forwarding signals to it and reaping every other process; its exit code.
+pub fn reap_until(child: Pid) -> i32 {
+    let all = handled_signals();
+    loop {
+        // Reap first: SIGCHLD may have arrived before the signals were waited for.
+        loop {
+            match waitpid(
+                None::<Pid>,
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(st) => {
+                    if st.pid() == Some(child) {
+                        if let Some(code) = exit_code(st) {
+                            return code;
+                        }
+                    }
+                }
+            }
+        }
+        match all.wait() {
+            Ok(Signal::SIGCHLD) => {}
+            Ok(sig) => {
+                let _ = kill(child, sig);
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+        }
+    }
+}
+
+/// The signals strata blocks and takes with sigwait: every standard signal but the
+/// synchronous faults (which must keep their default action) and SIGKILL/SIGSTOP.
+pub fn handled_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for sig in Signal::iterator() {
+        if !matches!(
+            sig,
+            Signal::SIGKILL
+                | Signal::SIGSTOP
+                | Signal::SIGSEGV
+                | Signal::SIGBUS
+                | Signal::SIGILL
+                | Signal::SIGFPE
+                | Signal::SIGTRAP
+                | Signal::SIGSYS
+        ) {
+            set.add(sig);
+        }
+    }
+    set
+}

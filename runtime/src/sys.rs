@@ -1,0 +1,246 @@
+//! Thin wrappers over the syscalls that need `unsafe`: everything unsafe in this crate lives here.
+
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::unistd::{ForkResult, Pid};
+
+/// Which side of a fork we are on.
+pub enum Forked {
+    /// In the parent; the child's pid.
+    Parent(Pid),
+    /// In the child.
+    Child,
+}
+
+/// fork(2). Callers keep the process single-threaded around it (no locks held by other threads).
+pub fn fork() -> nix::Result<Forked> {
+    // SAFETY: strata forks only from single-threaded points (before pty copy threads start),
+    // and the child either execs or runs plain code that takes no locks held by other threads.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Exit immediately without running destructors or atexit handlers (for forked children).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+fn cpath(p: &Path) -> nix::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+fn cstr(s: &OsStr) -> nix::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// Drop `cap` from the bounding set (PR_CAPBSET_DROP).
+pub fn capbset_drop(cap: u32) -> nix::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+    Errno::result(r).map(drop)
+}
+
+/// Clear the ambient capability set.
+pub fn clear_ambient_caps() -> nix::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Set the effective, permitted and inheritable capability sets (64-bit masks) of this thread.
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> nix::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let lo = |m: u64| m as u32;
+    let hi = |m: u64| (m >> 32) as u32;
+    let data = [
+        Data {
+            effective: lo(effective),
+            permitted: lo(permitted),
+            inheritable: lo(inheritable),
+        },
+        Data {
+            effective: hi(effective),
+            permitted: hi(permitted),
+            inheritable: hi(inheritable),
+        },
+    ];
+    // SAFETY: header and data are valid, correctly laid out v3 capability structures.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    Errno::result(r).map(drop)
+}
+
+/// lgetxattr(2): the value of `name` on `path` (not following symlinks), None if absent.
+pub fn lgetxattr(path: &Path, name: &OsStr) -> nix::Result<Option<Vec<u8>>> {
+    let p = cpath(path)?;
+    let n = cstr(name)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: p and n are NUL-terminated; buf is valid for buf.len() bytes.
+        let r =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        match Errno::result(r) {
+            Ok(len) => {
+                buf.truncate(len as usize);
+                return Ok(Some(buf));
+            }
+            Err(Errno::ENODATA) => return Ok(None),
+            Err(Errno::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// lsetxattr(2) on `path`, not following symlinks.
+pub fn lsetxattr(path: &Path, name: &OsStr, value: &[u8]) -> nix::Result<()> {
+    let p = cpath(path)?;
+    let n = cstr(name)?;
+    // SAFETY: p and n are NUL-terminated; value is valid for value.len() bytes.
+    let r = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// llistxattr(2): the xattr names on `path`, not following symlinks.
+pub fn llistxattr(path: &Path) -> nix::Result<Vec<Vec<u8>>> {
+    let p = cpath(path)?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: p is NUL-terminated; buf is valid for buf.len() bytes.
+        let r = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        match Errno::result(r) {
+            Ok(len) => {
+                buf.truncate(len as usize);
+                return Ok(buf
+                    .split(|b| *b == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect());
+            }
+            Err(Errno::ENOTSUP) => return Ok(Vec::new()),
+            Err(Errno::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The window size of the terminal on `fd`.
+pub fn get_winsize(fd: BorrowedFd<'_>) -> nix::Result<libc::winsize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into ws.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCGWINSZ,
+            &mut ws as *mut libc::winsize,
+        )
+    };
+    Errno::result(r).map(|_| ws)
+}
+
+/// Set the window size of the terminal on `fd`.
+pub fn set_winsize(fd: BorrowedFd<'_>, ws: &libc::winsize) -> nix::Result<()> {
+    // SAFETY: TIOCSWINSZ reads one winsize from ws.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws as *const libc::winsize) };
+    Errno::result(r).map(drop)
+}
+
+/// Make the terminal on `fd` the controlling terminal of this (session leader) process.
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as libc::c_int) };
+    Errno::result(r).map(drop)
+}
+
+/// Bring the loopback interface up (a new network namespace starts with it down).
+pub fn loopback_up() -> nix::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: socket(2) with constant arguments; the fd is owned right away.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let raw = Errno::result(raw)?;
+    // SAFETY: raw is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: ifreq is plain old data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write one ifreq.
+    let r = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFFLAGS,
+            &mut req as *mut libc::ifreq,
+        )
+    };
+    Errno::result(r)?;
+    // SAFETY: the flags member was just filled in by the kernel.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCSIFFLAGS,
+            &mut req as *mut libc::ifreq,
+        )
+    };
+    Errno::result(r).map(drop)
+}
+
+/// Reset every signal disposition to the default (an exec keeps ignored signals ignored, and
+/// Rust ignores SIGPIPE) and unblock all signals.
+pub fn reset_signals() -> nix::Result<()> {
+    use nix::sys::signal::{signal, SigHandler, SigSet, Signal};
+    for sig in Signal::iterator() {
+        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no Rust code in signal context.
+        unsafe { signal(sig, SigHandler::SigDfl) }?;
+    }
+    SigSet::all().thread_unblock()
+}
