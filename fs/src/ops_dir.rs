@@ -322,12 +322,19 @@ impl Union {
     /// unlink a non-directory.
     pub fn unlink(&self, parent: u64, name: &OsStr) -> io::Result<()> {
         let (ppath, pplace) = self.node_info(parent)?;
-        let r = self.resolve_child(&ppath, &pplace, name)?;
+        let mut r = self.resolve_child(&ppath, &pplace, name)?;
         if r.place.is_dir() {
             return Err(errno(libc::EISDIR));
         }
         self.upper()?;
         self.copy_up(parent, false)?;
+        if !r.place.upper && r.place.kind == libc::S_IFREG && r.st.st_nlink > 1 {
+            // Like overlayfs with index=on: copy a lower hard link up through the index
+            // first, so the other names can report the lowered link count.
+            let path = join(&ppath, name);
+            self.copy_up_at(&path, &r, false)?;
+            r = self.resolve_child(&ppath, &pplace, name)?;
+        }
         let pd = self.dirfd(Layer::Upper, &ppath)?;
         if self.lower_visible(&pplace, name)? {
             create_whiteout(pd.as_fd(), name)?;

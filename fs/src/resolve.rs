@@ -309,6 +309,9 @@ impl Union {
     /// Attributes from a resolution, fixed up for metadata-only copies.
     pub(crate) fn resolved_attr(&self, r: &Resolved) -> Attr {
         let mut a = self.attr_from(&r.st, r.ino);
+        if let Some(n) = r.meta.as_ref().and_then(|m| m.nlink) {
+            a.nlink = n.min(u64::from(u32::MAX)) as u32;
+        }
         if r.place.metacopy() {
             if let Some((layer, p)) = &r.place.lower {
                 if let Ok(lst) = self
