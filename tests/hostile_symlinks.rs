@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use strata_tests::sys;
+use strata_tests::sys::{self, Dir};
 use strata_tests::{fnv1a, Errno, FileKind, Fixture, Layer, Mounted, TempDir};
 
 const SECRET: &str = "CANARY-SECRET";
@@ -166,18 +166,6 @@ fn assert_no_secret(m: &Mounted) {
                 _ => {}
             }
         }
-    }
-}
-
-/// The canary secret must not be readable at `p` through the mount.
-#[track_caller]
-fn assert_not_secret(m: &Mounted, p: &str) {
-    if let Ok(d) = m.read(p) {
-        assert!(
-            !String::from_utf8_lossy(&d).contains(SECRET),
-            "{}: /{p} shows the canary's content",
-            m.label()
-        );
     }
 }
 
@@ -393,8 +381,30 @@ fn upper_symlinks_planted_before_mount() {
     assert_no_secret(&p.s);
 }
 
+/// Reads through a held directory handle must never show the canary.
+#[track_caller]
+fn assert_handle_clean(d: &Dir, what: &str) {
+    if let Ok(names) = d.names() {
+        assert!(
+            !names.iter().any(|n| n == "canary-only"),
+            "{what}: listing shows the canary's entries: {names:?}"
+        );
+    }
+    for name in ["secret", "f", "g", "g2", "canary-only"] {
+        if let Ok(data) = d.read(name) {
+            assert!(
+                !String::from_utf8_lossy(&data).contains(SECRET),
+                "{what}: {name} shows the canary's content"
+            );
+        }
+    }
+}
+
 /// The upper gains a symlink (pointing out) where strata will need a directory for a
-/// copy-up, after strata looked the path up: the copy-up must not follow it.
+/// copy-up, after strata looked the path up. The operations go through a directory
+/// handle opened before, so the kernel asks the daemon about (that inode, name) and
+/// never resolves the planted symlink itself: whatever strata does, it must not
+/// follow it.
 #[test]
 fn upper_symlink_planted_while_mounted() {
     let c = Canary::new();
@@ -405,35 +415,42 @@ fn upper_symlink_planted_while_mounted() {
         .file("secret", "not the canary\n");
     let fx = Fixture::new().lower(lower);
     let m = fx.strata();
-    assert_eq!(m.names("d").unwrap(), vec!["f", "g", "sub"]);
-    assert!(m.stat("d/f").is_ok() && m.stat("d/sub/h").is_ok());
+    let d = Dir::open(&m.p("d")).unwrap();
+    let sub = d.subdir("sub").unwrap();
+    assert_eq!(d.names().unwrap(), vec!["f", "g", "sub"]);
     let upper = m.upper.clone().unwrap();
     sys::symlink(&c.abs(""), &upper.join("d")).unwrap();
     // Every operation that needs d (and d/sub) in the upper.
-    let _ = m.write_at("d/f", 0, "F");
-    let _ = m.put("d/secret", "mine");
-    let _ = m.chmod("d/g", 0o600);
-    let _ = m.setxattr("d/g", "user.a", b"1");
-    let _ = m.mkdir("d/etc", 0o755);
-    let _ = m.put("d/etc/passwd", "mine");
-    let _ = m.link("d/f", "d/f2");
-    let _ = m.rename("d/g", "d/g2");
-    let _ = m.unlink("d/f");
-    let _ = m.write_at("d/sub/h", 0, "H");
-    let _ = m.rename("d/sub", "d/sub2");
-    let _ = m.symlink("x", "d/newlink");
-    let _ = m.mkfifo("d/fifo", 0o644);
-    let _ = m.truncate("d/g2", 0);
-    let _ = m.readdir("d");
-    assert_not_secret(&m, "d/secret");
-    assert_not_secret(&m, "d/etc/passwd");
+    let _ = d.write("f", 0, b"F");
+    let _ = d.put("secret", b"mine");
+    let _ = d.chmod("g", 0o600);
+    let _ = d.chown("g", 1, 1);
+    let _ = d.setxattr("g", "user.a", b"1");
+    let _ = d.mkdir("etc", 0o755);
+    if let Ok(etc) = d.subdir("etc") {
+        let _ = etc.put("passwd", b"mine");
+    }
+    let _ = d.link("f", "f2");
+    let _ = d.rename("g", "g2");
+    let _ = d.unlink("f");
+    let _ = sub.write("h", 0, b"H");
+    let _ = sub.put("new", b"new");
+    let _ = d.rename("sub", "sub2");
+    let _ = d.symlink("x", "newlink");
+    let _ = d.mkfifo("fifo");
+    let _ = d.truncate("g2", 0);
+    let _ = d.rmdir("etc");
+    assert_handle_clean(&d, "held handle on d");
+    assert_handle_clean(&sub, "held handle on d/sub");
     c.assert_untouched("upper symlink planted under a mounted strata");
+    drop((d, sub));
     drop(m);
     c.assert_untouched("after unmount");
 }
 
 /// A lower directory replaced by a symlink out while mounted (lower branches are
-/// not supposed to change, but the daemon must still not follow).
+/// not supposed to change, but the daemon must still not follow). Operations go
+/// through handles opened before the swap.
 #[test]
 fn lower_dir_swapped_for_symlink_while_mounted() {
     let c = Canary::new();
@@ -443,31 +460,34 @@ fn lower_dir_swapped_for_symlink_while_mounted() {
         .file("k/l", "lower k/l\n");
     let fx = Fixture::new().lower(lower);
     let m = fx.strata();
-    assert_eq!(m.names("e").unwrap(), vec!["f", "sub"]);
-    assert!(m.stat("e/f").is_ok() && m.stat("e/sub/g").is_ok() && m.stat("k/l").is_ok());
+    let e = Dir::open(&m.p("e")).unwrap();
+    let esub = e.subdir("sub").unwrap();
+    let k = Dir::open(&m.p("k")).unwrap();
+    assert_eq!(e.names().unwrap(), vec!["f", "sub"]);
     let l0 = m.lowers[0].clone();
     std::fs::rename(l0.join("e"), l0.join("e.moved")).unwrap();
     sys::symlink(&c.abs(""), &l0.join("e")).unwrap();
     std::fs::rename(l0.join("k"), l0.join("k.moved")).unwrap();
-    sys::symlink(&c.rel_from_branch(0, "sub"), &l0.join("k")).unwrap();
-    let _ = m.readdir("e");
-    let _ = m.readdir("k");
-    assert_not_secret(&m, "e/secret");
-    assert_not_secret(&m, "e/f");
-    assert_not_secret(&m, "k/deep/file");
-    let _ = m.write_at("e/f", 0, "F");
-    let _ = m.write_at("e/secret", 0, "S");
-    let _ = m.put("e/new", "mine");
-    let _ = m.chmod("e/sub/g", 0o600);
-    let _ = m.chown("k/l", 1, 1);
-    let _ = m.rename("e/sub", "e/sub2");
-    let _ = m.rename("k", "k2");
-    let _ = m.unlink("e/f");
-    let _ = m.mkdir("e/etc", 0o755);
-    let _ = m.link("k/l", "k/l2");
-    let _ = m.readdir("e");
-    assert_not_secret(&m, "e/secret");
+    sys::symlink(&c.rel_from_branch(0, ""), &l0.join("k")).unwrap();
+    assert_handle_clean(&e, "e before writes");
+    assert_handle_clean(&k, "k before writes");
+    let _ = e.write("f", 0, b"F");
+    let _ = e.write("secret", 0, b"S");
+    let _ = e.put("new", b"mine");
+    let _ = esub.chmod("g", 0o600);
+    let _ = esub.write("g", 0, b"G");
+    let _ = k.chown("l", 1, 1);
+    let _ = k.write("secret", 0, b"S");
+    let _ = k.put("mine", b"mine");
+    let _ = e.rename("sub", "sub2");
+    let _ = e.unlink("f");
+    let _ = e.mkdir("etc", 0o755);
+    let _ = k.link("l", "l2");
+    let _ = k.truncate("f", 0);
+    assert_handle_clean(&e, "e after writes");
+    assert_handle_clean(&esub, "e/sub after writes");
     c.assert_untouched("lower dir swapped for a symlink");
+    drop((e, esub, k));
     drop(m);
     c.assert_untouched("after unmount");
 }
