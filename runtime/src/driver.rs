@@ -80,7 +80,8 @@ fn probe_overlay(store: &Store) -> std::result::Result<(), String> {
         for d in [&lower, &upper, &work, &merged] {
             std::fs::create_dir(d).map_err(|e| e.to_string())?;
         }
-        mount_overlay(std::slice::from_ref(&lower), &upper, &work, &merged).map_err(|e| e.to_string())?;
+        mount_overlay(std::slice::from_ref(&lower), &upper, &work, &merged)
+            .map_err(|e| e.to_string())?;
         let _ = umount2(&merged, MntFlags::MNT_DETACH);
         Ok(())
     })();

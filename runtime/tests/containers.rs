@@ -1,0 +1,509 @@
+//! End-to-end tests: real containers from a busybox image (Debian's busybox-static), driven
+//! through the strata binary (STRATA_BIN or <workspace>/target/debug/strata). Rootful.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+fn strata_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("STRATA_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/strata");
+    assert!(
+        p.exists(),
+        "strata binary not found at {} (cargo build first, or set STRATA_BIN)",
+        p.display()
+    );
+    p
+}
+
+fn busybox() -> PathBuf {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("busybox is missing: run scripts/setup (or apt-get install -y busybox-static)");
+}
+
+/// A private store with a busybox image imported as `busybox`.
+struct Env {
+    dir: PathBuf,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Env {
+    fn new() -> Env {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests run containers and need root"
+        );
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("strata-rt-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "etc", "tmp", "root", "home/bob"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+        // The host's copy: executing the fresh copy races with forks in parallel tests
+        // that briefly hold its write descriptor (ETXTBSY).
+        let list = Command::new(busybox()).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+            }
+        }
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1000:bob:/home/bob:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            rootfs.join("etc/group"),
+            "root:x:0:\nbob:x:1000:\nwheel:x:10:bob\n",
+        )
+        .unwrap();
+        std::fs::write(rootfs.join("etc/keep"), "original\n").unwrap();
+        let tar = dir.join("busybox.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let env = Env { dir };
+        let out = env.strata(&[
+            "import",
+            tar.to_str().unwrap(),
+            "busybox",
+            "--change",
+            r#"CMD ["/bin/sh"]"#,
+        ]);
+        assert!(
+            out.status.success(),
+            "import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+
+    fn strata(&self, args: &[&str]) -> Output {
+        Command::new(strata_bin())
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Run and expect success; stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.strata(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(args);
+        let out = self.strata(&a);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let ids = self.strata(&["ps", "-a", "-q"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.strata(&["rm", "-f", id]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn poll(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn echo_and_exit_statuses() {
+    let e = Env::new();
+    assert_eq!(
+        e.run(&["busybox", "echo", "hello"]),
+        (0, "hello\n".into(), String::new())
+    );
+    assert_eq!(e.run(&["busybox", "sh", "-c", "exit 3"]).0, 3);
+    assert_eq!(e.run(&["busybox", "sh", "-c", "kill -9 $$"]).0, 137);
+    assert_eq!(e.run(&["busybox", "sh", "-c", "kill -TERM $$"]).0, 143);
+    let (code, _, err) = e.run(&["busybox", "no-such-command"]);
+    assert_eq!(code, 127);
+    assert!(err.contains("executable file not found"), "{err}");
+    // The image's CMD is used when none is given.
+    let out = Command::new(strata_bin())
+        .arg("--root")
+        .arg(e.root())
+        .args(["run", "--rm", "-i", "busybox"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"echo from-stdin; exit 5\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-stdin\n");
+}
+
+#[test]
+fn env_workdir_user_hostname_pid1() {
+    let e = Env::new();
+    let (code, out, err) = e.run(&[
+        "-e",
+        "A=1",
+        "-w",
+        "/work/dir",
+        "-u",
+        "bob",
+        "-h",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $PWD $(id -u) $(id -g) $(id -G) $(hostname) $HOME $$; echo $PATH",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1 /work/dir 1000 1000 1000 10 box /home/bob 2");
+    assert_eq!(
+        lines[1],
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    );
+    let (_, out, _) = e.run(&[
+        "-u",
+        "4242:7",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $(id -u):$(id -g)",
+    ]);
+    assert_eq!(out, "4242:7\n");
+    let (code, _, err) = e.run(&["-u", "nobody-here", "busybox", "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unable to find user"), "{err}");
+}
+
+#[test]
+fn proc_masks_caps_and_isolation() {
+    let e = Env::new();
+    let script = "grep CapBnd /proc/self/status; grep NoNewPrivs /proc/self/status; \
+                  if echo x > /proc/sys/kernel/domainname; then echo proc-sys-writable; fi; \
+                  wc -c < /proc/timer_list 2>/dev/null || echo 0; ls /proc/acpi 2>/dev/null | wc -l; \
+                  ls /dev | tr '\\n' ' '; echo; \
+                  if touch /sys/x 2>/dev/null; then echo sys-writable; fi; \
+                  ls / | tr '\\n' ' '";
+    let (code, out, err) = e.run(&["busybox", "sh", "-c", script]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "CapBnd:\t00000000a80425fb");
+    assert_eq!(lines[1], "NoNewPrivs:\t1");
+    assert!(!out.contains("writable"), "{out}");
+    assert_eq!(lines[2].trim(), "0", "/proc/timer_list must read empty");
+    assert_eq!(lines[3].trim(), "0", "/proc/acpi must be empty");
+    for d in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "mqueue",
+    ] {
+        assert!(
+            lines[4].split(' ').any(|x| x == d),
+            "/dev lacks {d}: {}",
+            lines[4]
+        );
+    }
+    // The host's files are not visible: only the image's top-level directories.
+    assert!(
+        !lines[5].contains("work") && !lines[5].contains("var"),
+        "{}",
+        lines[5]
+    );
+}
+
+#[test]
+fn volumes_ro_and_rw() {
+    let e = Env::new();
+    let vol = e.dir.join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("f"), "hostfile\n").unwrap();
+    let ro = format!("{}:/data:ro", vol.display());
+    let (code, out, _) = e.run(&[
+        "-v",
+        &ro,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/f; echo x > /data/g",
+    ]);
+    assert_ne!(code, 0);
+    assert_eq!(out, "hostfile\n");
+    assert!(!vol.join("g").exists());
+    let rw = format!("{}:/data", vol.display());
+    let (code, _, err) = e.run(&["-v", &rw, "busybox", "sh", "-c", "echo y > /data/g"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(vol.join("g")).unwrap(), "y\n");
+}
+
+#[test]
+fn net_none_has_only_loopback() {
+    let e = Env::new();
+    let (code, out, err) = e.run(&["--net", "none", "busybox", "ls", "/sys/class/net"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "lo\n");
+}
+
+#[test]
+fn pids_limit_bounds_a_fork_bomb() {
+    let e = Env::new();
+    let (code, _, err) = e.run(&[
+        "--pids-limit",
+        "16",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 64 ]; do sleep 60 & i=$((i+1)); done",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("can't fork"), "{err}");
+}
+
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    ["memory", "pids", "cpu", "devices"]
+        .iter()
+        .map(|c| Path::new("/sys/fs/cgroup").join(c).join("strata").join(id))
+        .chain([Path::new("/sys/fs/cgroup/strata").join(id)])
+        .collect()
+}
+
+#[test]
+fn detached_logs_stop_start_kill_rm_and_cgroups() {
+    let e = Env::new();
+    let script = "echo started; trap 'echo got TERM; exit 7' TERM; while true; do sleep 0.1; done";
+    let id = e.ok(&[
+        "run", "-d", "--name", "web", "--memory", "64m", "--cpus", "0.5", "busybox", "sh", "-c",
+        script,
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64);
+    let limit = ["/sys/fs/cgroup/memory/strata", "/sys/fs/cgroup/strata"]
+        .iter()
+        .find_map(|d| {
+            let d = Path::new(d).join(&id);
+            std::fs::read_to_string(d.join("memory.limit_in_bytes"))
+                .or_else(|_| std::fs::read_to_string(d.join("memory.max")))
+                .ok()
+        })
+        .expect("the container's memory cgroup");
+    assert_eq!(limit.trim(), "67108864");
+    poll("the log", || e.ok(&["logs", "web"]).contains("started"));
+    assert!(e.ok(&["ps"]).contains("web"));
+    assert_eq!(e.ok(&["exec", "web", "hostname"]).trim(), &id[..12]);
+    assert_eq!(
+        e.strata(&["exec", "web", "sh", "-c", "exit 4"])
+            .status
+            .code(),
+        Some(4)
+    );
+    e.ok(&["stop", "web"]);
+    assert!(e.ok(&["logs", "web"]).contains("got TERM"));
+    let ps = e.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (7)"), "{ps}");
+    assert!(!e.ok(&["ps"]).contains("web"));
+    for d in cgroup_dirs(&id) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+    e.ok(&["start", "web"]);
+    assert!(e.ok(&["ps"]).contains("web"));
+    e.ok(&["kill", "web"]);
+    poll("the exit", || e.ok(&["ps", "-a"]).contains("Exited (137)"));
+    let out = e.strata(&["run", "--name", "web", "busybox", "true"]);
+    assert!(!out.status.success(), "duplicate names must be refused");
+    e.ok(&["rm", "web"]);
+    assert!(!e.ok(&["ps", "-a"]).contains("web"));
+    assert!(!e.root().join("containers").join(&id).exists());
+}
+
+#[test]
+fn rm_force_kills_a_running_container() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "busybox", "sleep", "1000"]);
+    let id = id.trim();
+    let out = e.strata(&["rm", id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rm -f"));
+    e.ok(&["rm", "-f", id]);
+    assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
+    for d in cgroup_dirs(id) {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
+#[test]
+fn images_tag_history_inspect_rmi() {
+    let e = Env::new();
+    e.ok(&["tag", "busybox", "bb:v2"]);
+    let images = e.ok(&["images"]);
+    assert!(
+        images.contains("busybox") && images.contains("v2"),
+        "{images}"
+    );
+    assert!(e.ok(&["history", "bb:v2"]).contains("strata import"));
+    let inspect: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "busybox"])).unwrap();
+    assert_eq!(inspect[0]["Config"]["Cmd"][0], "/bin/sh");
+    assert_eq!(e.ok(&["rmi", "bb:v2"]).trim(), "Untagged: bb:v2");
+    assert!(e.ok(&["rmi", "busybox"]).contains("Deleted: sha256:"));
+    assert_eq!(
+        std::fs::read_dir(e.root().join("layers")).unwrap().count(),
+        0,
+        "layers must be collected"
+    );
+    let out = e.strata(&["run", "--rm", "busybox", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such image"));
+}
+
+/// A tar holding raw (unvalidated) entries, as an attacker would write it.
+fn hostile_tar(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, link) in entries {
+        let mut h = tar::Header::new_old();
+        let name = &mut h.as_old_mut().name;
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        if !link.is_empty() {
+            let l = &mut h.as_old_mut().linkname;
+            l[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        let data: &[u8] = if *kind == tar::EntryType::Regular {
+            b"pwned\n"
+        } else {
+            b""
+        };
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn store_snapshot(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in ["layers", "images", "tmp"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(d)) {
+            for e in rd.flatten() {
+                out.push(format!("{d}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn hostile_tars_are_refused_and_the_store_is_unchanged() {
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
+    let e = Env::new();
+    let victim = e.dir.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "dotdot",
+            hostile_tar(&[("../../../../escape", Regular, "")]),
+        ),
+        ("absolute", hostile_tar(&[("/tmp/escape-abs", Regular, "")])),
+        (
+            "symlink-write-through",
+            hostile_tar(&[
+                ("d", Directory, ""),
+                ("d/l", Symlink, victim.to_str().unwrap()),
+                ("d/l/file", Regular, ""),
+            ]),
+        ),
+        (
+            "hardlink-outside",
+            hostile_tar(&[("h", Link, "../../../etc/passwd")]),
+        ),
+        (
+            "hardlink-absolute",
+            hostile_tar(&[("h", Link, "/etc/passwd")]),
+        ),
+    ];
+    let before = store_snapshot(&e.root());
+    for (what, data) in cases {
+        let p = e.dir.join(format!("{what}.tar"));
+        std::fs::write(&p, data).unwrap();
+        let out = e.strata(&["import", p.to_str().unwrap(), "evil"]);
+        assert!(!out.status.success(), "{what}: hostile tar imported");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("refusing"), "{what}: {err}");
+        assert_eq!(
+            store_snapshot(&e.root()),
+            before,
+            "{what}: the store changed"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 0);
+    assert!(!Path::new("/tmp/escape-abs").exists());
+    assert!(!e.ok(&["images"]).contains("evil"));
+}
+
+#[test]
+fn fuse_driver_runs_a_container() {
+    let e = Env::new();
+    let (code, out, err) = e.run(&[
+        "--driver",
+        "fuse",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /tmp/x; cat /tmp/x /etc/keep",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "hi\noriginal\n");
+}
+
+#[test]
+fn info_names_the_driver_and_why() {
+    let e = Env::new();
+    let out = e.ok(&["info"]);
+    assert!(out.contains("Storage driver: "), "{out}");
+    assert!(out.contains("Driver reason: "), "{out}");
+    assert!(out.contains(&e.root().display().to_string()));
+}
