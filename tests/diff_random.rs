@@ -6,6 +6,7 @@
 //!   STRATA_SEED=<seed> cargo test -p strata-tests --test diff_random
 //! `STRATA_OPS=<n>` sets the number of operations per seed (default 1500).
 
+use std::collections::BTreeMap;
 use strata_tests::{fnv1a, seeds, Fixture, Layer, Mounted, Opq, Pair, Rng, Wh};
 
 /// A small namespace so that operations collide with each other and with lower entries.
@@ -119,8 +120,49 @@ fn gen_op(r: &mut Rng) -> Op {
     }
 }
 
-/// Run one operation; the outcome as comparable text.
+/// Run one operation; the outcome as comparable text, including whether st_ino
+/// stayed put where it must (in-place changes / copy-up, rename, link).
 fn run(m: &Mounted, op: &Op) -> String {
+    let ino = |p: &str| m.ino(p).ok();
+    match op {
+        Op::WriteAt(p, ..)
+        | Op::Append(p, ..)
+        | Op::Truncate(p, _)
+        | Op::Chown(p, ..)
+        | Op::Chmod(p, _)
+        | Op::Utimes(p, _)
+        | Op::SetXattr(p, ..)
+        | Op::RemoveXattr(p, _)
+        | Op::Fallocate(p, ..) => {
+            let before = ino(p);
+            let out = run_op(m, op);
+            format!("{out} ino_kept={}", before == ino(p))
+        }
+        Op::Rename(a, b, flags) => {
+            let (ia, ib) = (ino(a), ino(b));
+            let out = run_op(m, op);
+            let kept = if out.starts_with("Ok") {
+                if *flags == 2 {
+                    ino(a) == ib && ino(b) == ia
+                } else {
+                    ino(b) == ia
+                }
+            } else {
+                ino(a) == ia && ino(b) == ib
+            };
+            format!("{out} ino_kept={kept}")
+        }
+        Op::Link(a, b) => {
+            let ia = ino(a);
+            let out = run_op(m, op);
+            let same = out.starts_with("Ok") && ino(b) == ia && ino(a) == ia;
+            format!("{out} same_ino={same}")
+        }
+        _ => run_op(m, op),
+    }
+}
+
+fn run_op(m: &Mounted, op: &Op) -> String {
     match op {
         Op::Stat(p) => format!("{:?}", m.stat(p)),
         Op::Read(p) => format!("{:?}", m.read(p).map(|d| (d.len(), fnv1a(&d)))),
@@ -178,6 +220,22 @@ fn compare_trees(p: &Pair, seed: u64, i: usize, log: &[String]) {
     }
 }
 
+/// path -> st_ino of every entry of the mount.
+fn inodes(m: &Mounted) -> BTreeMap<String, u64> {
+    m.tree()
+        .entries
+        .keys()
+        .map(|p| (p.clone(), m.ino(p).unwrap()))
+        .collect()
+}
+
+fn changed_inodes(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> Vec<String> {
+    a.iter()
+        .filter(|(p, i)| b.get(*p) != Some(i))
+        .map(|(p, _)| p.clone())
+        .collect()
+}
+
 fn tail(log: &[String]) -> String {
     let start = log.len().saturating_sub(40);
     log[start..].join("\n")
@@ -210,7 +268,17 @@ fn random_sequence(seed: u64) {
             compare_trees(&p, seed, i, &log);
         }
         if i % 250 == 0 {
+            let before = (inodes(&p.o), inodes(&p.s));
             p.remount();
+            let after = (inodes(&p.o), inodes(&p.s));
+            let changed_o = changed_inodes(&before.0, &after.0);
+            let changed_s = changed_inodes(&before.1, &after.1);
+            if changed_o != changed_s {
+                panic!(
+                    "seed {seed}: st_ino across remount after op {i}: paths whose inode changed\n  overlayfs: {changed_o:?}\n  strata:    {changed_s:?}\n{}",
+                    replay_hint(seed)
+                );
+            }
             log.push(format!("#{i} -- remount --"));
             compare_trees(&p, seed, i, &log);
         }

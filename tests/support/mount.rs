@@ -451,7 +451,15 @@ impl Mounted {
         };
         let mut errs = Vec::new();
         for opts in &candidates {
-            match sys::mount("overlay", &self.mnt, "overlay", 0, opts) {
+            // Right after an unmount the previous superblock may still hold the
+            // upper/work "in use" marks for a moment (EBUSY): poll with a deadline.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut r = sys::mount("overlay", &self.mnt, "overlay", 0, opts);
+            while r == Err(Errno::EBUSY) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+                r = sys::mount("overlay", &self.mnt, "overlay", 0, opts);
+            }
+            match r {
                 Ok(()) => {
                     if opts != &candidates[0] {
                         eprintln!("overlayfs: kernel refused richer options, mounted with {opts}");
