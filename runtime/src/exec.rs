@@ -80,14 +80,20 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
-    // Joining the pid namespace affects only children: the fork below lands inside it.
-    setns(pidns.as_fd(), CloneFlags::CLONE_NEWPID)
-        .ctx(|| "cannot join the container's pid namespace")?;
+    // The parent stays outside the container (so it may start the pty threads); the child
+    // joins the namespaces and forks the process into the pid namespace.
     let child = match sys::fork().ctx(|| "cannot fork")? {
         Forked::Child => {
             drop(err_r);
             if let Err(e) = cgroup.join_self() {
                 fail(&err_w, 125, &e.to_string());
+            }
+            if let Err(e) = setns(pidns.as_fd(), CloneFlags::CLONE_NEWPID) {
+                fail(
+                    &err_w,
+                    125,
+                    &format!("cannot join the container's pid namespace: {e}"),
+                );
             }
             for (fd, flag) in &nsfds {
                 if let Err(e) = setns(fd.as_fd(), *flag) {
@@ -125,7 +131,15 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
                 drop(p.master);
                 p.slave
             });
-            process::exec(&target, slave, &err_w)
+            match sys::fork() {
+                Ok(Forked::Child) => process::exec(&target, slave, &err_w),
+                Ok(Forked::Parent(grandchild)) => {
+                    drop(err_w);
+                    drop(slave);
+                    sys::exit_now(init::reap_until(grandchild))
+                }
+                Err(e) => fail(&err_w, 125, &format!("cannot fork: {e}")),
+            }
         }
         Forked::Parent(pid) => pid,
     };

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
-use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
@@ -345,8 +344,7 @@ fn supervise_mounted(
     };
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
-    unshare(CloneFlags::CLONE_NEWPID).ctx(|| "cannot create a pid namespace")?;
-    let pid = match sys::fork().ctx(|| "cannot fork")? {
+    let pid = match sys::fork_new_pid_ns().ctx(|| "cannot create a pid namespace")? {
         Forked::Child => {
             drop(err_r);
             // Only the supervisor reports readiness; a copy held here would delay the EOF.

@@ -244,3 +244,25 @@ pub fn reset_signals() -> nix::Result<()> {
     }
     SigSet::all().thread_unblock()
 }
+
+/// fork(2) into a new pid namespace (clone with CLONE_NEWPID): the child is its PID 1. Unlike
+/// unshare(CLONE_NEWPID), the caller's later children stay in its own namespace, so it can
+/// still start threads (the pty copiers).
+pub fn fork_new_pid_ns() -> nix::Result<Forked> {
+    // SAFETY: a raw clone without CLONE_VM and a NULL stack behaves like fork(2): the child
+    // runs on a copy of this (single-threaded) process.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match Errno::result(r)? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
+    }
+}
