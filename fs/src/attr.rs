@@ -30,6 +30,8 @@ pub struct Attr {
     pub rdev: u32,
     /// Preferred I/O size.
     pub blksize: u32,
+    /// FUSE generation of the inode (set by operations that hand out a new reference).
+    pub generation: u64,
 }
 
 fn time(sec: i64, nsec: i64) -> SystemTime {
@@ -60,6 +62,7 @@ impl Attr {
             gid: st.st_gid,
             rdev: st.st_rdev as u32,
             blksize: st.st_blksize.clamp(512, 1 << 20) as u32,
+            generation: 0,
         }
     }
 

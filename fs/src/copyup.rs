@@ -131,6 +131,7 @@ impl Union {
         }
         let r = self.resolve_path(&path)?;
         if r.ino != ino {
+            tracing::debug!(ino, found = r.ino, path = %path.display(), "copy-up target changed identity");
             return Err(errno(libc::ESTALE));
         }
         self.copy_up_at(&path, &r, data)

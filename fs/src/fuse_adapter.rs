@@ -83,7 +83,7 @@ impl FuseAdapter {
 
     fn entry(&self, reply: ReplyEntry, r: io::Result<Attr>) {
         match r {
-            Ok(a) => reply.entry(&self.ttl, &fuse_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&self.ttl, &fuse_attr(&a), Generation(a.generation)),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -407,7 +407,7 @@ impl Filesystem for FuseAdapter {
                 &e.name,
                 &self.ttl,
                 &fuse_attr(&attr),
-                Generation(0),
+                Generation(attr.generation),
             );
             if full {
                 if !dots {
@@ -505,7 +505,7 @@ impl Filesystem for FuseAdapter {
             Ok((a, fh)) => reply.created(
                 &self.ttl,
                 &fuse_attr(&a),
-                Generation(0),
+                Generation(a.generation),
                 FileHandle(fh),
                 FopenFlags::empty(),
             ),

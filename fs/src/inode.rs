@@ -61,12 +61,18 @@ pub struct Node {
     pub place: Placement,
     /// Removed from the namespace while still open or referenced.
     pub unlinked: bool,
+    /// Its last name is being removed right now: the number may be reused any moment.
+    pub dying: bool,
+    /// FUSE generation: changes when an inode number is reused for a new file, so the
+    /// kernel drops an old inode it may still cache under the same number.
+    pub generation: u64,
 }
 
 /// All nodes.
 #[derive(Debug, Default)]
 pub struct NodeTable {
     nodes: HashMap<u64, Node>,
+    next_generation: u64,
 }
 
 impl NodeTable {
@@ -81,9 +87,14 @@ impl NodeTable {
                 children: 0,
                 place,
                 unlinked: false,
+                dying: false,
+                generation: 0,
             },
         );
-        NodeTable { nodes }
+        NodeTable {
+            nodes,
+            next_generation: 1,
+        }
     }
 
     /// The node for `ino`.
@@ -123,11 +134,28 @@ impl NodeTable {
         Some(p)
     }
 
-    /// Record a lookup of (`parent`, `name`) that found `ino` with placement `place`.
-    pub fn found(&mut self, parent: u64, name: &OsStr, ino: u64, place: Placement, count: bool) {
+    /// Record a lookup of (`parent`, `name`) that found `ino` with placement `place`;
+    /// returns the generation to report.
+    pub fn found(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        ino: u64,
+        place: Placement,
+        count: bool,
+    ) -> u64 {
         let mut new_alias = false;
+        let fresh = self.next_generation;
+        let generation;
         match self.nodes.get_mut(&ino) {
             Some(node) => {
+                if node.unlinked || node.dying {
+                    // The number now names a different file.
+                    node.generation = fresh;
+                    node.dying = false;
+                    self.next_generation += 1;
+                }
+                generation = node.generation;
                 if !node.aliases.iter().any(|(p, n)| *p == parent && n == name) {
                     // The name just looked up is the surest path: put it first.
                     node.aliases.insert(0, (parent, name.to_os_string()));
@@ -148,8 +176,12 @@ impl NodeTable {
                         children: 0,
                         place,
                         unlinked: false,
+                        dying: false,
+                        generation: fresh,
                     },
                 );
+                self.next_generation += 1;
+                generation = fresh;
                 new_alias = true;
             }
         }
@@ -157,6 +189,14 @@ impl NodeTable {
             if let Some(p) = self.nodes.get_mut(&parent) {
                 p.children += 1;
             }
+        }
+        generation
+    }
+
+    /// Mark `ino` as about to lose its last name (or clear the mark when that failed).
+    pub fn set_dying(&mut self, ino: u64, dying: bool) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.dying = dying;
         }
     }
 

@@ -42,8 +42,8 @@ impl Union {
             return Err(errno(libc::ENOTDIR));
         }
         let r = self.resolve_child(&ppath, &pplace, name)?;
-        let attr = self.resolved_attr(&r);
-        self.nodes.write().found(parent, name, r.ino, r.place, true);
+        let mut attr = self.resolved_attr(&r);
+        attr.generation = self.nodes.write().found(parent, name, r.ino, r.place, true);
         Ok(attr)
     }
 
@@ -58,7 +58,10 @@ impl Union {
             return Err(errno(libc::ENOTDIR));
         }
         match self.resolve_child(&ppath, &pplace, name) {
-            Ok(_) => return Err(errno(libc::EEXIST)),
+            Ok(r) => {
+                tracing::debug!(parent, ?name, ino = r.ino, "create: name exists");
+                return Err(errno(libc::EEXIST));
+            }
             Err(e) if is_enoent(&e) => {}
             Err(e) => return Err(e),
         }
@@ -103,8 +106,9 @@ impl Union {
         }
         let st = stat_at(ne.pd.as_fd(), name)?;
         let ino = self.layer_ino(Layer::Upper, &st)?;
-        self.nodes.write().found(parent, name, ino, place, true);
-        Ok(self.attr_from(&st, ino))
+        let mut attr = self.attr_from(&st, ino);
+        attr.generation = self.nodes.write().found(parent, name, ino, place, true);
+        Ok(attr)
     }
 
     fn plain_place(kind: u32) -> Placement {
@@ -134,16 +138,18 @@ impl Union {
             Mode::from_bits_truncate(perm),
             rdev,
         )?;
-        let r = self.finish_new(
+        let attr = self.finish_new(
             parent,
             name,
             &ne,
             ne.pd.as_fd(),
             name,
             Self::plain_place(kind),
-        );
+        )?;
         self.fix_mode_after_chown(&ne, name, perm, kind)?;
-        r.and_then(|_| self.getattr_by_name(parent, name))
+        let mut fresh = self.getattr(attr.ino)?;
+        fresh.generation = attr.generation;
+        Ok(fresh)
     }
 
     /// chown clears set-id bits; put back the mode the caller asked for.
@@ -158,13 +164,6 @@ impl Union {
             self.chmod_at(ne.pd.as_fd(), name, perm)?;
         }
         Ok(())
-    }
-
-    /// Attributes of `name` in `parent` as just registered.
-    fn getattr_by_name(&self, parent: u64, name: &OsStr) -> io::Result<Attr> {
-        let (ppath, pplace) = self.node_info(parent)?;
-        let r = self.resolve_child(&ppath, &pplace, name)?;
-        Ok(self.resolved_attr(&r))
     }
 
     /// mkdir; the new directory is opaque when it replaces a whited-out lower entry.
@@ -219,8 +218,9 @@ impl Union {
         let st = stat_at(ne.pd.as_fd(), name)?;
         let ino = self.layer_ino(Layer::Upper, &st)?;
         let place = Self::plain_place(libc::S_IFDIR);
-        self.nodes.write().found(parent, name, ino, place, true);
-        Ok(self.attr_from(&st, ino))
+        let mut attr = self.attr_from(&st, ino);
+        attr.generation = self.nodes.write().found(parent, name, ino, place, true);
+        Ok(attr)
     }
 
     /// symlink NAME -> TARGET.
@@ -272,7 +272,9 @@ impl Union {
             writable: true,
         });
         let attr = if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            self.getattr(attr.ino)?
+            let mut fresh = self.getattr(attr.ino)?;
+            fresh.generation = attr.generation;
+            fresh
         } else {
             attr
         };
@@ -301,10 +303,13 @@ impl Union {
             remove_whiteout(ne.pd.as_fd(), newname)?;
         }
         self.adjust_index_nlink(spd.as_fd(), &sname, 1)?;
-        self.nodes
+        let generation = self
+            .nodes
             .write()
             .found(newparent, newname, ino, place, true);
-        self.getattr(ino)
+        let mut attr = self.getattr(ino)?;
+        attr.generation = generation;
+        Ok(attr)
     }
 
     /// Keep the recorded link count of a copied-up lower hard link in step.
@@ -343,7 +348,10 @@ impl Union {
             if r.meta.as_ref().and_then(|m| m.nlink).is_some() {
                 self.adjust_index_nlink(pd.as_fd(), name, -1)?;
             }
-            nix::unistd::unlinkat(pd.as_fd(), name, UnlinkatFlags::NoRemoveDir)?;
+            self.freeing(&r, || {
+                nix::unistd::unlinkat(pd.as_fd(), name, UnlinkatFlags::NoRemoveDir)
+                    .map_err(io::Error::from)
+            })?;
         }
         self.nodes.write().remove_alias(r.ino, parent, name);
         Ok(())
@@ -367,11 +375,25 @@ impl Union {
             create_whiteout(pd.as_fd(), name)?;
         }
         if r.place.upper {
-            self.discard_upper_dir(pd.as_fd(), name)?;
+            self.freeing(&r, || self.discard_upper_dir(pd.as_fd(), name))?;
         }
         self.invalidate_upper_dirfds();
         self.nodes.write().remove_alias(r.ino, parent, name);
         Ok(())
+    }
+
+    /// Run `op`, which may free the upper inode behind `r`, with its node marked as dying,
+    /// so that a file created meanwhile under the same inode number gets a new generation.
+    fn freeing<T>(&self, r: &Resolved, op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        let last_link = r.place.is_dir() || r.st.st_nlink <= 1;
+        if last_link {
+            self.nodes.write().set_dying(r.ino, true);
+        }
+        let out = op();
+        if out.is_err() && last_link {
+            self.nodes.write().set_dying(r.ino, false);
+        }
+        out
     }
 
     /// Move an upper directory (holding at most whiteouts) to the workdir and delete it.
@@ -493,12 +515,19 @@ impl Union {
             if self.lower_visible(&pplace, name)? {
                 create_whiteout(spd.as_fd(), name)?;
             }
-            if let Some(d) = &dst {
-                if d.place.is_dir() && d.place.upper {
-                    self.discard_upper_dir(dpd.as_fd(), newname)?;
+            let rename = || {
+                if let Some(d) = &dst {
+                    if d.place.is_dir() && d.place.upper {
+                        self.discard_upper_dir(dpd.as_fd(), newname)?;
+                    }
                 }
+                nix::fcntl::renameat(spd.as_fd(), name, dpd.as_fd(), newname)
+                    .map_err(io::Error::from)
+            };
+            match dst.as_ref().filter(|d| d.place.upper) {
+                Some(d) => self.freeing(d, rename)?,
+                None => rename()?,
             }
-            nix::fcntl::renameat(spd.as_fd(), name, dpd.as_fd(), newname)?;
             remove_whiteout(dpd.as_fd(), newname)?;
         }
         if moved_dir {

@@ -221,11 +221,17 @@ impl Union {
     /// Merged path and placement of a node.
     pub(crate) fn node_info(&self, ino: u64) -> io::Result<(PathBuf, Placement)> {
         let nodes = self.nodes.read();
-        let node = nodes.get(ino).ok_or_else(|| errno(libc::ESTALE))?;
+        let Some(node) = nodes.get(ino) else {
+            tracing::debug!(ino, "request for a node the table does not hold");
+            return Err(errno(libc::ESTALE));
+        };
         if node.unlinked {
             return Err(errno(libc::ENOENT));
         }
-        let path = nodes.path(ino).ok_or_else(|| errno(libc::ESTALE))?;
+        let Some(path) = nodes.path(ino) else {
+            tracing::debug!(ino, aliases = ?node.aliases, "node has no reachable path");
+            return Err(errno(libc::ESTALE));
+        };
         Ok((path, node.place.clone()))
     }
 
