@@ -349,6 +349,9 @@ fn many_threads_same_dirs() {
             let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 worker(&m, i, seed.wrapping_add(i as u64 * 7919))
             }));
+            // Let go of the mount before reporting, so that the main thread holds the
+            // last reference and unmounts on every path.
+            drop(m);
             let _ = tx.send((i, res));
         });
     }
