@@ -312,6 +312,30 @@ impl Union {
         Ok(attr)
     }
 
+    /// Before a name of a lower hard link goes away, copy the inode up through the index
+    /// (as overlayfs does with index=on) so its other names report the lowered link count.
+    fn index_before_drop(
+        &self,
+        ppath: &Path,
+        pplace: &Placement,
+        name: &OsStr,
+        r: Resolved,
+    ) -> io::Result<Resolved> {
+        if r.place.upper || r.place.kind != libc::S_IFREG || r.st.st_nlink <= 1 {
+            return Ok(r);
+        }
+        self.copy_up_at(&join(ppath, name), &r, false)?;
+        self.resolve_child(ppath, pplace, name)
+    }
+
+    /// One name of an indexed hard link is going away: lower its recorded link count.
+    fn drop_index_link(&self, dir: BorrowedFd<'_>, name: &OsStr, r: &Resolved) -> io::Result<()> {
+        if r.meta.as_ref().and_then(|m| m.nlink).is_some() {
+            self.adjust_index_nlink(dir, name, -1)?;
+        }
+        Ok(())
+    }
+
     /// Keep the recorded link count of a copied-up lower hard link in step.
     fn adjust_index_nlink(&self, dir: BorrowedFd<'_>, name: &OsStr, delta: i64) -> io::Result<()> {
         let p = sys::proc_path(dir, name)?;
@@ -333,21 +357,13 @@ impl Union {
         }
         self.upper()?;
         self.copy_up(parent, false)?;
-        if !r.place.upper && r.place.kind == libc::S_IFREG && r.st.st_nlink > 1 {
-            // Like overlayfs with index=on: copy a lower hard link up through the index
-            // first, so the other names can report the lowered link count.
-            let path = join(&ppath, name);
-            self.copy_up_at(&path, &r, false)?;
-            r = self.resolve_child(&ppath, &pplace, name)?;
-        }
+        r = self.index_before_drop(&ppath, &pplace, name, r)?;
         let pd = self.dirfd(Layer::Upper, &ppath)?;
         if self.lower_visible(&pplace, name)? {
             create_whiteout(pd.as_fd(), name)?;
         }
         if r.place.upper {
-            if r.meta.as_ref().and_then(|m| m.nlink).is_some() {
-                self.adjust_index_nlink(pd.as_fd(), name, -1)?;
-            }
+            self.drop_index_link(pd.as_fd(), name, &r)?;
             self.freeing(&r, || {
                 nix::unistd::unlinkat(pd.as_fd(), name, UnlinkatFlags::NoRemoveDir)
                     .map_err(io::Error::from)
@@ -460,7 +476,7 @@ impl Union {
         let (ppath, pplace) = self.node_info(parent)?;
         let (nppath, npplace) = self.node_info(newparent)?;
         let src = self.resolve_child(&ppath, &pplace, name)?;
-        let dst = match self.resolve_child(&nppath, &npplace, newname) {
+        let mut dst = match self.resolve_child(&nppath, &npplace, newname) {
             Ok(r) => Some(r),
             Err(e) if is_enoent(&e) => None,
             Err(e) => return Err(e),
@@ -514,6 +530,13 @@ impl Union {
         } else {
             if self.lower_visible(&pplace, name)? {
                 create_whiteout(spd.as_fd(), name)?;
+            }
+            if let Some(d) = dst.take() {
+                let d = self.index_before_drop(&nppath, &npplace, newname, d)?;
+                if d.place.upper && !d.place.is_dir() {
+                    self.drop_index_link(dpd.as_fd(), newname, &d)?;
+                }
+                dst = Some(d);
             }
             let rename = || {
                 if let Some(d) = &dst {
