@@ -112,7 +112,7 @@ impl Union {
                 } else {
                     self.copy_up_dir(&child, &r)?
                 };
-                self.set_place(r.ino, p.clone());
+                self.set_place(r.ino, &child, p.clone());
                 p
             };
             cur = child;
@@ -166,7 +166,7 @@ impl Union {
         } else {
             self.copy_up_nondir(path, &r, data)?
         };
-        self.set_place(r.ino, new_place.clone());
+        self.set_place(r.ino, path, new_place.clone());
         Ok(new_place)
     }
 

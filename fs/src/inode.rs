@@ -61,6 +61,8 @@ pub struct Node {
     pub place: Placement,
     /// Removed from the namespace while still open or referenced.
     pub unlinked: bool,
+    /// The placement describes a name that is no longer the first alias: resolve again.
+    pub place_stale: bool,
     /// Its last name is being removed right now: the number may be reused any moment.
     pub dying: bool,
     /// FUSE generation: changes when an inode number is reused for a new file, so the
@@ -87,6 +89,7 @@ impl NodeTable {
                 children: 0,
                 place,
                 unlinked: false,
+                place_stale: false,
                 dying: false,
                 generation: 0,
             },
@@ -162,6 +165,7 @@ impl NodeTable {
                     new_alias = true;
                 }
                 node.place = place;
+                node.place_stale = false;
                 node.unlinked = false;
                 if count {
                     node.lookups += 1;
@@ -176,6 +180,7 @@ impl NodeTable {
                         children: 0,
                         place,
                         unlinked: false,
+                        place_stale: false,
                         dying: false,
                         generation: fresh,
                     },
@@ -205,9 +210,16 @@ impl NodeTable {
         let removed = match self.nodes.get_mut(&ino) {
             Some(node) => {
                 let before = node.aliases.len();
+                let was_first = node
+                    .aliases
+                    .first()
+                    .is_some_and(|(p, n)| *p == parent && n == name);
                 node.aliases.retain(|(p, n)| !(*p == parent && n == name));
                 if node.aliases.is_empty() {
                     node.unlinked = true;
+                } else if was_first {
+                    // Another name of a hard link now leads; it may live elsewhere.
+                    node.place_stale = true;
                 }
                 before != node.aliases.len()
             }

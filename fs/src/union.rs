@@ -220,6 +220,19 @@ impl Union {
 
     /// Merged path and placement of a node.
     pub(crate) fn node_info(&self, ino: u64) -> io::Result<(PathBuf, Placement)> {
+        let (path, place, stale) = self.node_info_raw(ino)?;
+        if !stale {
+            return Ok((path, place));
+        }
+        let r = self.resolve_path(&path)?;
+        if let Some(n) = self.nodes.write().get_mut(ino) {
+            n.place = r.place.clone();
+            n.place_stale = false;
+        }
+        Ok((path, r.place))
+    }
+
+    fn node_info_raw(&self, ino: u64) -> io::Result<(PathBuf, Placement, bool)> {
         let nodes = self.nodes.read();
         let Some(node) = nodes.get(ino) else {
             tracing::debug!(ino, "request for a node the table does not hold");
@@ -232,13 +245,20 @@ impl Union {
             tracing::debug!(ino, aliases = ?node.aliases, "node has no reachable path");
             return Err(errno(libc::ESTALE));
         };
-        Ok((path, node.place.clone()))
+        Ok((path, node.place.clone(), node.place_stale))
     }
 
-    /// Update the placement of a node after copy-up or a change of data source.
-    pub(crate) fn set_place(&self, ino: u64, place: Placement) {
-        if let Some(n) = self.nodes.write().get_mut(ino) {
-            n.place = place;
+    /// Update the placement of a node after the entry at `path` was copied up; for a hard
+    /// link copied up under another of its names, only note that it must be resolved again.
+    pub(crate) fn set_place(&self, ino: u64, path: &Path, place: Placement) {
+        let mut nodes = self.nodes.write();
+        let primary = nodes.path(ino);
+        if let Some(n) = nodes.get_mut(ino) {
+            if primary.as_deref() == Some(path) {
+                n.place = place;
+            } else {
+                n.place_stale = true;
+            }
         }
     }
 
