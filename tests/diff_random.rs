@@ -273,7 +273,9 @@ fn random_sequence(seed: u64) {
             let after = (inodes(&p.o), inodes(&p.s));
             let changed_o = changed_inodes(&before.0, &after.0);
             let changed_s = changed_inodes(&before.1, &after.1);
-            if changed_o != changed_s {
+            // strata promises stable inode numbers across remount; kernel overlayfs keeps
+            // them only in some configurations, so its list is shown for context.
+            if !changed_s.is_empty() {
                 panic!(
                     "seed {seed}: st_ino across remount after op {i}: paths whose inode changed\n  overlayfs: {changed_o:?}\n  strata:    {changed_s:?}\n{}",
                     replay_hint(seed)

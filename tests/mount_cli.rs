@@ -278,9 +278,10 @@ fn lowerdir_with_escaped_colon() {
     std::fs::create_dir_all(&colon).unwrap();
     std::fs::write(colon.join("c"), "colon\n").unwrap();
     let opts = format!(
-        "lowerdir={}:{},upperdir={},workdir={}",
+        "lowerdir={}:{}:{},upperdir={},workdir={}",
         colon.to_string_lossy().replace(':', "\\:"),
         s.lower.display(),
+        s.lower2.display(),
         s.upper.display(),
         s.work.display()
     );
