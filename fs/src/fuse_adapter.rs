@@ -4,23 +4,37 @@
 use crate::attr::Attr;
 use crate::handles::DirEntry;
 use crate::ops_file::{SetAttr, SetTime};
-use crate::union::{err_no, Ctx, Union};
+use crate::union::{err_no, Ctx, Layer, Union};
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, CopyFileRangeFlags, Errno, FileHandle, FileType, Filesystem,
+    FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// A backing file registered with the kernel for passthrough I/O, shared by all open
+/// handles of one inode (the kernel requires one backing file per inode at a time).
+struct Backing {
+    id: Arc<BackingId>,
+    layer: Layer,
+    users: usize,
+}
+
 /// Serves a [`Union`] to the kernel.
 pub struct FuseAdapter {
     union: Arc<Union>,
     ttl: Duration,
+    passthrough: bool,
+    backings: Mutex<HashMap<u64, Backing>>,
+    /// File handles opened with passthrough, and their inode.
+    passthrough_fh: Mutex<HashMap<u64, u64>>,
 }
 
 fn errno(e: &io::Error) -> Errno {
@@ -78,7 +92,71 @@ impl FuseAdapter {
     /// Wrap a union.
     pub fn new(union: Arc<Union>) -> FuseAdapter {
         let ttl = union.options().timeout;
-        FuseAdapter { union, ttl }
+        FuseAdapter {
+            union,
+            ttl,
+            passthrough: false,
+            backings: Mutex::new(HashMap::new()),
+            passthrough_fh: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The backing id to pass an open of `ino` through to `fh`'s branch file, if the kernel
+    /// can take it: None means "serve this handle's I/O in the daemon".
+    fn backing_for(
+        &self,
+        ino: u64,
+        fh: u64,
+        register: impl FnOnce(&std::fs::File) -> io::Result<BackingId>,
+    ) -> Option<Arc<BackingId>> {
+        if !self.passthrough {
+            return None;
+        }
+        let f = self.union.file(fh).ok()?;
+        let mut backings = self.backings.lock();
+        let id = match backings.get_mut(&ino) {
+            Some(b) if b.layer == f.layer => {
+                b.users += 1;
+                b.id.clone()
+            }
+            // Another branch file already backs this inode (a reader of the lower copy
+            // while the upper copy is written): this handle goes through the daemon.
+            Some(_) => return None,
+            None => match register(&f.file) {
+                Ok(id) => {
+                    let id = Arc::new(id);
+                    backings.insert(
+                        ino,
+                        Backing {
+                            id: id.clone(),
+                            layer: f.layer,
+                            users: 1,
+                        },
+                    );
+                    id
+                }
+                Err(e) => {
+                    tracing::debug!(ino, "passthrough not available for this file: {e}");
+                    return None;
+                }
+            },
+        };
+        self.passthrough_fh.lock().insert(fh, ino);
+        Some(id)
+    }
+
+    /// A handle closed: release its share of the inode's backing file.
+    fn release_backing(&self, fh: u64) {
+        let Some(ino) = self.passthrough_fh.lock().remove(&fh) else {
+            return;
+        };
+        let mut backings = self.backings.lock();
+        if let Some(b) = backings.get_mut(&ino) {
+            b.users = b.users.saturating_sub(1);
+            if b.users == 0 {
+                backings.remove(&ino);
+            }
+        }
     }
 
     fn entry(&self, reply: ReplyEntry, r: io::Result<Attr>) {
@@ -104,6 +182,16 @@ impl FuseAdapter {
         }
     }
 
+    /// Open flags for a handle whose I/O the daemon serves: while another handle of the
+    /// same inode is passed through, the kernel only allows direct I/O beside it.
+    fn daemon_io_flags(&self, ino: u64) -> FopenFlags {
+        if self.passthrough && self.backings.lock().contains_key(&ino) {
+            FopenFlags::FOPEN_DIRECT_IO
+        } else {
+            FopenFlags::empty()
+        }
+    }
+
     fn dir_entries(&self, fh: FileHandle, offset: u64) -> io::Result<Arc<Vec<DirEntry>>> {
         self.union.readdir(fh.0, offset).map(|(e, _)| e)
     }
@@ -111,6 +199,15 @@ impl FuseAdapter {
 
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        // Passthrough hands whole-file I/O to the kernel; it needs CAP_SYS_ADMIN and rules
+        // out the writeback cache.
+        if self.union.options().passthrough
+            && nix::unistd::geteuid().is_root()
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough = true;
+        }
         let wanted = [
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
@@ -122,6 +219,9 @@ impl Filesystem for FuseAdapter {
             InitFlags::FUSE_MAX_PAGES,
         ];
         for f in wanted {
+            if f == InitFlags::FUSE_WRITEBACK_CACHE && self.passthrough {
+                continue;
+            }
             if config.add_capabilities(f).is_ok() && f == InitFlags::FUSE_WRITEBACK_CACHE {
                 self.union.set_writeback_cache(true);
             }
@@ -270,9 +370,13 @@ impl Filesystem for FuseAdapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.union.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(errno(&e)),
+        let fh = match self.union.open(ino.0, flags.0) {
+            Ok(fh) => fh,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        match self.backing_for(ino.0, fh, |f| reply.open_backing(f)) {
+            Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
+            None => reply.opened(FileHandle(fh), self.daemon_io_flags(ino.0)),
         }
     }
 
@@ -332,6 +436,7 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.release_backing(fh.0);
         self.union.release(fh.0);
         reply.ok();
     }
@@ -502,13 +607,23 @@ impl Filesystem for FuseAdapter {
             .union
             .create(parent.0, name, mode, flags, &ctx(req, umask))
         {
-            Ok((a, fh)) => reply.created(
-                &self.ttl,
-                &fuse_attr(&a),
-                Generation(a.generation),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
+            Ok((a, fh)) => match self.backing_for(a.ino, fh, |f| reply.open_backing(f)) {
+                Some(id) => reply.created_passthrough(
+                    &self.ttl,
+                    &fuse_attr(&a),
+                    Generation(a.generation),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                    &id,
+                ),
+                None => reply.created(
+                    &self.ttl,
+                    &fuse_attr(&a),
+                    Generation(a.generation),
+                    FileHandle(fh),
+                    self.daemon_io_flags(a.ino),
+                ),
+            },
             Err(e) => reply.error(errno(&e)),
         }
     }

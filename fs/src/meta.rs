@@ -145,6 +145,12 @@ impl MetaStore {
         }
     }
 
+    /// Read the meta of an open file; None when absent or unreadable.
+    pub fn read_fd(&self, fd: std::os::fd::BorrowedFd<'_>) -> Option<Meta> {
+        let v = sys::fgetxattr(fd, &self.name).ok()??;
+        Meta::decode(&v).ok()
+    }
+
     /// Write (or with an empty meta, remove) the meta of the entry at `path`.
     pub fn write(&self, path: &CStr, meta: &Meta) -> io::Result<()> {
         if *meta == Meta::default() {

@@ -126,7 +126,15 @@ impl Union {
             .ok_or_else(|| errno(libc::ENOENT))?;
         let st = nix::sys::stat::fstat(f.file.as_fd())?;
         let mut a = self.attr_from(&st, ino);
-        a.nlink = 0;
+        // An upper file may still have names the kernel has not looked up yet (hard links,
+        // index copies); a lower file whose last merged name went is gone for good.
+        a.nlink = match f.layer {
+            Layer::Upper => match self.meta.read_fd(f.file.as_fd()).and_then(|m| m.nlink) {
+                Some(n) => n.min(u64::from(u32::MAX)) as u32,
+                None => a.nlink,
+            },
+            Layer::Lower(_) => 0,
+        };
         Ok(a)
     }
 

@@ -82,6 +82,30 @@ pub fn lgetxattr(path: &CStr, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// Read an xattr of an open (not O_PATH) fd; Ok(None) when it is absent.
+pub fn fgetxattr(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    let cname = cstr(name)?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: name is NUL-terminated; buf is valid for buf.len() bytes.
+    let r = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            cname.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if r >= 0 {
+        buf.truncate(r as usize);
+        return Ok(Some(buf));
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
+        _ => Err(e),
+    }
+}
+
 /// Set an xattr on `path` without following a final symlink.
 pub fn lsetxattr(path: &CStr, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
     let cname = cstr(name)?;
