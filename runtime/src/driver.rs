@@ -110,11 +110,15 @@ fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -
         .join(":");
     // No redirects or metacopy: the upper must hold whole files and plain directories so a
     // commit can turn it into an OCI layer.
-    let opts = format!(
+    let mut opts = format!(
         "lowerdir={lower},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
         check_path(upper)?,
         check_path(work)?
     );
+    if crate::rootless::in_userns() {
+        // Unprivileged overlay mounts keep their metadata in user.overlay.* xattrs.
+        opts.push_str(",userxattr");
+    }
     mount(
         Some("overlay"),
         merged,
@@ -140,42 +144,83 @@ pub fn mount_union(
 ) -> Result<()> {
     match driver {
         Driver::Overlay => mount_overlay(lowers, upper, work, merged),
-        Driver::Fuse => {
-            let exe = std::env::current_exe().ctx(|| "cannot find the strata binary")?;
-            let lower = lowers
-                .iter()
-                .map(|p| check_path(p))
-                .collect::<Result<Vec<_>>>()?
-                .join(":");
-            let opts = format!(
-                "lowerdir={lower},upperdir={},workdir={}",
-                check_path(upper)?,
-                check_path(work)?
-            );
-            let out = Command::new(&exe)
-                .arg("-o")
-                .arg(&opts)
-                .arg(merged)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .ctx(|| format!("cannot run {}", exe.display()))?;
-            if !out.status.success() {
-                let msg = String::from_utf8_lossy(&out.stderr);
-                return Err(err!(
-                    "strata's FUSE union did not mount on {} ({}): {} (try --driver overlay)",
-                    merged.display(),
-                    out.status,
-                    msg.trim()
-                ));
+        Driver::Fuse => fuse_mount(lowers, upper, work, merged, ""),
+    }
+}
+
+fn fuse_mount(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    merged: &Path,
+    extra: &str,
+) -> Result<()> {
+    let exe = std::env::current_exe().ctx(|| "cannot find the strata binary")?;
+    let lower = lowers
+        .iter()
+        .map(|p| check_path(p))
+        .collect::<Result<Vec<_>>>()?
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}{extra}",
+        check_path(upper)?,
+        check_path(work)?
+    );
+    let out = Command::new(&exe)
+        .arg("-o")
+        .arg(&opts)
+        .arg(merged)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ctx(|| format!("cannot run {}", exe.display()))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr);
+        return Err(err!(
+            "strata's FUSE union did not mount on {} ({}): {} (try --driver overlay)",
+            merged.display(),
+            out.status,
+            msg.trim()
+        ));
+    }
+    if !is_mounted(merged) {
+        return Err(err!(
+            "strata's FUSE union exited 0 but {} is not mounted",
+            merged.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Mount a read-only view of a stopped container's root at `merged` (for commit and export):
+/// overlay stacks the upper as the top lower branch; strata's union is mounted `ro` over
+/// the same branches so its meta xattrs are still interpreted.
+pub fn mount_readonly(
+    driver: Driver,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    merged: &Path,
+) -> Result<()> {
+    match driver {
+        Driver::Overlay => {
+            let mut all = vec![check_path(upper)?];
+            for l in lowers {
+                all.push(check_path(l)?);
             }
-            if !is_mounted(merged) {
-                return Err(err!(
-                    "strata's FUSE union exited 0 but {} is not mounted",
-                    merged.display()
-                ));
+            let mut opts = format!("lowerdir={}", all.join(":"));
+            if crate::rootless::in_userns() {
+                opts.push_str(",userxattr");
             }
-            Ok(())
+            mount(
+                Some("overlay"),
+                merged,
+                Some("overlay"),
+                MsFlags::MS_RDONLY,
+                Some(opts.as_str()),
+            )
+            .ctx(|| format!("cannot mount a read-only overlay on {}", merged.display()))
         }
+        Driver::Fuse => fuse_mount(lowers, upper, work, merged, ",ro"),
     }
 }
 

@@ -43,6 +43,11 @@ impl Drop for Staged {
 
 /// Extract a layer tar into the staging area (no store lock needed: the directory is private).
 pub fn stage(store: &Store, reader: impl Read) -> Result<Staged> {
+    stage_opts(store, reader, false)
+}
+
+/// [`stage`], accepting an empty layer when `allow_empty`.
+pub fn stage_opts(store: &Store, reader: impl Read, allow_empty: bool) -> Result<Staged> {
     let dir = store.staging_dir("layer")?;
     let mut staged = Staged {
         dir,
@@ -50,7 +55,7 @@ pub fn stage(store: &Store, reader: impl Read) -> Result<Staged> {
     };
     std::fs::create_dir(staged.tree())
         .ctx(|| format!("cannot create {}", staged.tree().display()))?;
-    let x = crate::tar_import::extract(reader, &staged.tree())?;
+    let x = crate::tar_import::extract_opts(reader, &staged.tree(), allow_empty)?;
     staged.diff_hex = x.diff_hex;
     Ok(staged)
 }

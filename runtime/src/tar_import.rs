@@ -43,14 +43,20 @@ pub struct Extracted {
 /// Extract a tar (plain or gzip, detected by magic) from `reader` into the empty directory
 /// `dest`. On error `dest` is left partly filled: the caller removes it.
 pub fn extract(reader: impl Read, dest: &Path) -> Result<Extracted> {
+    extract_opts(reader, dest, false)
+}
+
+/// [`extract`], optionally accepting a tar without entries (an empty layer, as a commit of
+/// an unchanged container makes).
+pub fn extract_opts(reader: impl Read, dest: &Path, allow_empty: bool) -> Result<Extracted> {
     let mut buffered = BufReader::with_capacity(1 << 16, reader);
     let magic = buffered.fill_buf().ctx(|| "cannot read the tar")?;
     let gzip = magic.len() >= 2 && magic[0] == 0x1f && magic[1] == 0x8b;
     if gzip {
         let dec = flate2::read::MultiGzDecoder::new(buffered);
-        extract_plain(dec, dest)
+        extract_plain(dec, dest, allow_empty)
     } else {
-        extract_plain(buffered, dest)
+        extract_plain(buffered, dest, allow_empty)
     }
 }
 
@@ -71,7 +77,7 @@ struct Extractor {
     cache: Option<(Vec<OsString>, OwnedFd)>,
 }
 
-fn extract_plain(reader: impl Read, dest: &Path) -> Result<Extracted> {
+fn extract_plain(reader: impl Read, dest: &Path, allow_empty: bool) -> Result<Extracted> {
     let mut hashing = HashingReader::new(reader);
     let root = openat(
         nix::fcntl::AT_FDCWD,
@@ -105,7 +111,7 @@ fn extract_plain(reader: impl Read, dest: &Path) -> Result<Extracted> {
     }
     // The digest covers the whole stream, including padding after the end-of-archive blocks.
     io::copy(&mut hashing, &mut io::sink()).ctx(|| "cannot read the tar")?;
-    if entries == 0 {
+    if entries == 0 && !allow_empty {
         return Err(err!("the tar is empty or not a tar archive"));
     }
     x.finish_dirs()?;
@@ -440,6 +446,7 @@ impl Extractor {
                 if name.starts_with(b"trusted.overlay.")
                     || name.starts_with(b"user.overlay.")
                     || name.starts_with(b"user.strata.")
+                    || name.starts_with(b"trusted.strata.")
                 {
                     continue;
                 }

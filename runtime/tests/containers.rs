@@ -70,6 +70,8 @@ impl Env {
         )
         .unwrap();
         std::fs::write(rootfs.join("etc/keep"), "original\n").unwrap();
+        std::fs::write(rootfs.join("etc/motd"), "motd text\n").unwrap();
+        std::fs::write(rootfs.join("home/bob/.profile"), "export X=1\n").unwrap();
         let tar = dir.join("busybox.tar");
         let st = Command::new("tar")
             .arg("-C")
@@ -506,4 +508,143 @@ fn info_names_the_driver_and_why() {
     assert!(out.contains("Storage driver: "), "{out}");
     assert!(out.contains("Driver reason: "), "{out}");
     assert!(out.contains(&e.root().display().to_string()));
+}
+
+/// Names and contents of the regular files in a tar.
+fn tar_files(data: &[u8]) -> std::collections::BTreeMap<String, String> {
+    use std::io::Read;
+    let mut out = std::collections::BTreeMap::new();
+    let mut a = tar::Archive::new(data);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut body = String::new();
+        if e.header().entry_type() == tar::EntryType::Regular {
+            e.read_to_string(&mut body).unwrap_or_default();
+        }
+        out.insert(name.trim_end_matches('/').to_string(), body);
+    }
+    out
+}
+
+const CHANGES: &str = "echo new > /tmp/new; echo changed >> /etc/keep; rm /etc/group; \
+                       chmod 600 /etc/motd; mv /home /home2";
+
+#[test]
+fn diff_commit_export_round_trip_on_both_drivers() {
+    let e = Env::new();
+    for driver in ["overlay", "fuse"] {
+        let name = format!("c-{driver}");
+        let (code, _, err) = {
+            let out = e.strata(&[
+                "run", "--name", &name, "--driver", driver, "busybox", "sh", "-c", CHANGES,
+            ]);
+            (
+                out.status.code(),
+                String::new(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        assert_eq!(code, Some(0), "{driver}: {err}");
+        let diff = e.ok(&["diff", &name]);
+        assert_eq!(
+            diff,
+            "C /etc\nD /etc/group\nC /etc/keep\nC /etc/motd\nD /home\nA /home2\nA /home2/bob\n\
+             A /home2/bob/.profile\nC /tmp\nA /tmp/new\n",
+            "{driver}"
+        );
+        let img = format!("img-{driver}:v1");
+        let id = e.ok(&[
+            "commit",
+            "-m",
+            "round trip",
+            "-c",
+            r#"CMD ["/bin/cat", "/tmp/new"]"#,
+            &name,
+            &img,
+        ]);
+        assert!(id.starts_with("sha256:"), "{id}");
+        assert!(e.ok(&["history", &img]).contains("round trip"));
+        let inspect: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", &img])).unwrap();
+        assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 2);
+        // The image's CMD came from -c; the changes are all there, on either driver.
+        for run_driver in ["overlay", "fuse"] {
+            assert_eq!(
+                e.run(&["--driver", run_driver, &img]),
+                (0, "new\n".into(), String::new())
+            );
+            let (code, out, err) = e.run(&[
+                "--driver",
+                run_driver,
+                &img,
+                "sh",
+                "-c",
+                "cat /etc/keep /etc/motd /home2/bob/.profile; stat -c %a /etc/motd; \
+                 ls /etc/group /home 2>&1 | wc -l; ls -A /home2/bob",
+            ]);
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(
+                out, "original\nchanged\nmotd text\nexport X=1\n600\n2\n.profile\n",
+                "committed on {driver}, run on {run_driver}"
+            );
+        }
+        // export: the merged tree, with the container stopped (a read-only mount).
+        let tar = e.dir.join(format!("{driver}.tar"));
+        e.ok(&["export", "-o", tar.to_str().unwrap(), &name]);
+        let files = tar_files(&std::fs::read(&tar).unwrap());
+        assert_eq!(files["etc/keep"], "original\nchanged\n");
+        assert_eq!(files["etc/motd"], "motd text\n");
+        assert_eq!(files["home2/bob/.profile"], "export X=1\n");
+        assert!(files.contains_key("bin/busybox"));
+        assert!(!files.contains_key("etc/group") && !files.contains_key("home"));
+        assert!(!files.keys().any(|k| k.contains(".wh.")), "{files:?}");
+        // To stdout too, identical.
+        let out = e.strata(&["export", &name]);
+        assert!(out.status.success());
+        assert_eq!(tar_files(&out.stdout), files);
+    }
+    // No mounts are left behind by the read-only views.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(e.root().to_str().unwrap()), "{mounts}");
+}
+
+#[test]
+fn commit_and_export_a_running_container_and_an_unchanged_one() {
+    let e = Env::new();
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "--driver",
+        "fuse",
+        "busybox",
+        "sh",
+        "-c",
+        "chmod 640 /etc/motd; echo up > /tmp/ready; exec sleep 1000",
+    ]);
+    poll("the container", || {
+        e.ok(&["diff", "live"]).contains("/tmp/ready")
+    });
+    e.ok(&["commit", "live", "snap"]);
+    let (code, out, err) = e.run(&[
+        "snap",
+        "sh",
+        "-c",
+        "cat /tmp/ready /etc/motd; stat -c %a /etc/motd",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "up\nmotd text\n640\n");
+    let out = e.strata(&["export", "live"]);
+    assert!(out.status.success());
+    assert_eq!(tar_files(&out.stdout)["tmp/ready"], "up\n");
+    e.ok(&["rm", "-f", id.trim()]);
+    // A container that changed nothing commits to an empty layer, as docker does.
+    e.ok(&["run", "--name", "idle", "busybox", "true"]);
+    assert_eq!(e.ok(&["diff", "idle"]), "");
+    e.ok(&["commit", "idle", "same"]);
+    assert_eq!(e.run(&["same", "cat", "/etc/keep"]).1, "original\n");
+    let out = e.strata(&["commit", "idle", "Bad:Name"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid"));
 }
