@@ -409,6 +409,7 @@ impl Union {
             },
             dir: None,
             redirected: false,
+            delta: false,
         })
     }
 
@@ -417,6 +418,16 @@ impl Union {
         let Some((layer, lpath)) = &r.place.lower else {
             return Ok(r.place.clone());
         };
+        if r.meta.as_ref().is_some_and(|m| m.delta.is_some()) {
+            // Written blocks live in the upper: only the rest comes from below.
+            let d = self.delta_file(r.ino, path)?;
+            self.delta_make_whole_now(&d)?;
+            return Ok(Placement {
+                lower: None,
+                delta: false,
+                ..r.place.clone()
+            });
+        }
         let (ppath, name) = split(path)?;
         let pd = self.dirfd(Layer::Upper, &ppath)?;
         let dst = File::from(open_in(pd.as_fd(), &name, OFlag::O_RDWR, 0)?);
@@ -472,6 +483,7 @@ impl Union {
                 lower: None,
                 dir: None,
                 redirected: false,
+                delta: false,
             },
             ino: meta.as_ref().and_then(|m| m.ino).unwrap_or(ino),
             st,

@@ -113,6 +113,10 @@ impl FuseAdapter {
             return None;
         }
         let f = self.union.file(fh).ok()?;
+        if f.delta.is_some() {
+            // A delta merges two files: only the daemon can serve it.
+            return None;
+        }
         let mut backings = self.backings.lock();
         let id = match backings.get_mut(&ino) {
             Some(b) if b.layer == f.layer => {

@@ -19,6 +19,15 @@ pub struct OpenFile {
     pub layer: Layer,
     /// Opened for writing.
     pub writable: bool,
+    /// The shared state when the file is a block-level delta.
+    pub delta: Option<std::sync::Arc<crate::delta_io::DeltaFile>>,
+}
+
+impl OpenFile {
+    /// The delta behind this handle, unless the file is (or became) whole.
+    pub fn live_delta(&self) -> Option<&crate::delta_io::DeltaFile> {
+        self.delta.as_deref().filter(|d| !d.is_whole())
+    }
 }
 
 /// One merged directory entry.

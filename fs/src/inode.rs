@@ -34,6 +34,8 @@ pub struct Placement {
     pub dir: Option<DirInfo>,
     /// Upper directory carries a redirect.
     pub redirected: bool,
+    /// Upper file is a block-level delta over `lower`.
+    pub delta: bool,
 }
 
 impl Placement {

@@ -8,6 +8,8 @@
 pub mod attr;
 pub mod branch;
 mod copyup;
+pub mod delta;
+mod delta_io;
 mod dirmerge;
 pub mod fuse_adapter;
 mod handles;
@@ -17,7 +19,7 @@ pub mod meta;
 pub mod mount;
 mod ops_dir;
 mod ops_file;
-mod ops_xattr;
+pub mod ops_xattr;
 pub mod options;
 mod resolve;
 pub mod sys;

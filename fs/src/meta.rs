@@ -11,6 +11,7 @@
 //! ```
 //! Unknown keys are ignored so later versions can add fields. See docs/format.md.
 
+use crate::delta::{DeltaMap, Ident};
 use crate::sys;
 use std::ffi::{CStr, OsStr, OsString};
 use std::io;
@@ -43,6 +44,10 @@ pub struct Meta {
     pub data: Option<(usize, PathBuf)>,
     /// Link count of a copied-up lower hard link (its upper copy also lives in the index).
     pub nlink: Option<u64>,
+    /// Identity of the lower file named by `data` when the copy was made.
+    pub ident: Option<Ident>,
+    /// Block map of a delta file (with `data` naming the lower file it is a delta of).
+    pub delta: Option<DeltaMap>,
 }
 
 impl Meta {
@@ -60,6 +65,14 @@ impl Meta {
             v.extend_from_slice(r.as_os_str().as_bytes());
             v.push(b'\n');
         }
+        if let Some(i) = &self.ident {
+            v.extend_from_slice(
+                format!("ident {} {} {} {}\n", i.size, i.mtime, i.mtime_nsec, i.ino).as_bytes(),
+            );
+        }
+        if let Some(d) = &self.delta {
+            v.extend_from_slice(d.encode().as_bytes());
+        }
         if let Some((layer, p)) = &self.data {
             v.extend_from_slice(format!("data {layer} ").as_bytes());
             v.extend_from_slice(p.as_os_str().as_bytes());
@@ -71,6 +84,8 @@ impl Meta {
     /// Parse an xattr value; malformed lines are an error naming the problem.
     pub fn decode(value: &[u8]) -> Result<Meta, String> {
         let mut m = Meta::default();
+        let mut delta_line: Option<String> = None;
+        let mut blocks_line: Option<String> = None;
         for line in value.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let (key, rest) = match line.iter().position(|b| *b == b' ') {
                 Some(i) => (&line[..i], &line[i + 1..]),
@@ -84,6 +99,26 @@ impl Meta {
                 b"nlink" => {
                     let s = std::str::from_utf8(rest).map_err(|_| "bad nlink".to_string())?;
                     m.nlink = Some(s.parse().map_err(|_| format!("bad nlink '{s}'"))?);
+                }
+                b"ident" => {
+                    let s = std::str::from_utf8(rest).map_err(|_| "bad ident".to_string())?;
+                    let f: Vec<&str> = s.split_whitespace().collect();
+                    let bad = || format!("bad ident '{s}'");
+                    let [size, mtime, nsec, ino] = f.as_slice() else {
+                        return Err(bad());
+                    };
+                    m.ident = Some(Ident {
+                        size: size.parse().map_err(|_| bad())?,
+                        mtime: mtime.parse().map_err(|_| bad())?,
+                        mtime_nsec: nsec.parse().map_err(|_| bad())?,
+                        ino: ino.parse().map_err(|_| bad())?,
+                    });
+                }
+                b"delta" => {
+                    delta_line = Some(String::from_utf8_lossy(rest).into_owned());
+                }
+                b"blocks" => {
+                    blocks_line = Some(String::from_utf8_lossy(rest).into_owned());
                 }
                 b"redirect" => {
                     let p = rest.strip_prefix(b"/").unwrap_or(rest);
@@ -102,6 +137,12 @@ impl Meta {
                     m.data = Some((layer, p));
                 }
                 _ => {}
+            }
+        }
+        if let Some(d) = delta_line {
+            m.delta = Some(DeltaMap::decode(&d, blocks_line.as_deref())?);
+            if m.data.is_none() {
+                return Err("delta without the lower file it applies to".into());
             }
         }
         Ok(m)
@@ -147,8 +188,27 @@ impl MetaStore {
 
     /// Read the meta of an open file; None when absent or unreadable.
     pub fn read_fd(&self, fd: std::os::fd::BorrowedFd<'_>) -> Option<Meta> {
-        let v = sys::fgetxattr(fd, &self.name).ok()??;
-        Meta::decode(&v).ok()
+        self.try_read_fd(fd).ok().flatten()
+    }
+
+    /// Read the meta of an open file; a corrupt value is an error naming the problem.
+    pub fn try_read_fd(&self, fd: std::os::fd::BorrowedFd<'_>) -> Result<Option<Meta>, String> {
+        match sys::fgetxattr(fd, &self.name) {
+            Ok(Some(v)) => Meta::decode(&v).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Write the meta of an open file (an empty meta removes the xattr).
+    pub fn write_fd(&self, fd: std::os::fd::BorrowedFd<'_>, meta: &Meta) -> io::Result<()> {
+        if *meta == Meta::default() {
+            return match sys::fremovexattr(fd, &self.name) {
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+                r => r,
+            };
+        }
+        sys::fsetxattr(fd, &self.name, &meta.encode())
     }
 
     /// Write (or with an empty meta, remove) the meta of the entry at `path`.
@@ -184,9 +244,22 @@ mod tests {
             redirect: Some(PathBuf::from("a/b c")),
             data: Some((3, PathBuf::from("x/y z"))),
             nlink: Some(3),
+            ident: Some(Ident {
+                size: 10,
+                mtime: -1,
+                mtime_nsec: 5,
+                ino: 77,
+            }),
+            delta: Some(DeltaMap {
+                block: 4096,
+                limit: 9,
+                ranges: vec![(0, 2), (4, 5)],
+            }),
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
         assert!(Meta::decode(b"ino x\n").is_err());
         assert_eq!(Meta::decode(b"future stuff\n").unwrap(), Meta::default());
+        assert!(Meta::decode(b"delta 1 4096 0\n").is_err());
+        assert!(Meta::decode(b"data 0 x\ndelta 9 4096 0\n").is_err());
     }
 }

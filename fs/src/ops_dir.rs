@@ -270,6 +270,7 @@ impl Union {
             ino: attr.ino,
             layer: Layer::Upper,
             writable: true,
+            delta: None,
         });
         let attr = if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
             let mut fresh = self.getattr(attr.ino)?;

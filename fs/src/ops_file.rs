@@ -97,7 +97,7 @@ impl Union {
         let (layer, bpath) = self.attr_source(&path, &place)?;
         let st = self.branch(layer)?.stat(&bpath)?;
         let mut a = self.attr_from(&st, ino);
-        if place.metacopy() {
+        if place.metacopy() && !place.delta {
             if let Some((l, p)) = &place.lower {
                 if let Ok(lst) = self.branch(Layer::Lower(*l))?.stat(p) {
                     a.blocks = lst.st_blocks.max(0) as u64;
@@ -152,7 +152,20 @@ impl Union {
         if !self.writable() {
             return Err(errno(libc::EROFS));
         }
-        self.copy_up(ino, sa.size.is_some())?;
+        let mut size = sa.size;
+        if let Some(new_size) = sa.size {
+            let (path, place) = self.node_info(ino)?;
+            if self.wants_delta(&place) {
+                let place = self.copy_up(ino, false)?;
+                if place.metacopy() {
+                    let d = self.delta_file(ino, &path)?;
+                    self.delta_truncate(&d, new_size)?;
+                    self.note_delta_state(ino, &path, &place, &d);
+                    size = None;
+                }
+            }
+        }
+        self.copy_up(ino, size.is_some())?;
         let (path, _) = self.node_info(ino)?;
         if path.as_os_str().is_empty() {
             let root = self.upper()?.root();
@@ -183,7 +196,7 @@ impl Union {
         if let Some(mode) = sa.mode {
             self.chmod_at(pd.as_fd(), &name, mode & 0o7777)?;
         }
-        if let Some(size) = sa.size {
+        if let Some(size) = size {
             match via_handle.filter(|h| h.writable && h.layer == Layer::Upper) {
                 Some(h) => h.file.set_len(size)?,
                 None => {
@@ -254,11 +267,17 @@ impl Union {
             if !self.writable() {
                 return Err(errno(libc::EROFS));
             }
+            if let Some(fh) = self.open_delta(ino, flags, true)? {
+                return Ok(fh);
+            }
             self.copy_up(ino, true)?;
             let (path, _) = self.node_info(ino)?;
             let fd = self.open_upper_file(&path, self.file_open_flags(flags))?;
             (Layer::Upper, File::from(fd))
         } else {
+            if let Some(fh) = self.open_delta(ino, flags, false)? {
+                return Ok(fh);
+            }
             let (path, place) = self.node_info(ino)?;
             let (layer, bpath) = match &place.lower {
                 Some((l, p)) => (Layer::Lower(*l), p.clone()),
@@ -276,7 +295,43 @@ impl Union {
             ino,
             layer,
             writable: write,
+            delta: None,
         }))
+    }
+
+    /// Open node `ino` as a delta when it is one, or (for writers) when it should become
+    /// one; None means "open it as a whole file".
+    fn open_delta(&self, ino: u64, flags: i32, write: bool) -> io::Result<Option<u64>> {
+        let (path, place) = self.node_info(ino)?;
+        let use_delta = if write {
+            self.wants_delta(&place)
+        } else {
+            place.delta
+        };
+        if !use_delta {
+            return Ok(None);
+        }
+        let place = if write {
+            self.copy_up(ino, false)?
+        } else {
+            place
+        };
+        if !place.metacopy() {
+            return Ok(None);
+        }
+        let d = self.delta_file(ino, &path)?;
+        if write && flags & libc::O_TRUNC != 0 {
+            self.delta_truncate(&d, 0)?;
+        }
+        self.note_delta_state(ino, &path, &place, &d);
+        let file = d.upper.try_clone()?;
+        Ok(Some(self.handles.add_file(OpenFile {
+            file,
+            ino,
+            layer: Layer::Upper,
+            writable: write,
+            delta: Some(d),
+        })))
     }
 
     /// The open file behind a handle.
@@ -287,6 +342,9 @@ impl Union {
     /// Read up to `size` bytes at `offset`.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> io::Result<Vec<u8>> {
         let f = self.file(fh)?;
+        if let Some(d) = f.live_delta() {
+            return self.delta_read(d, offset, size);
+        }
         let mut buf = vec![0u8; size as usize];
         let mut done = 0;
         while done < buf.len() {
@@ -306,6 +364,9 @@ impl Union {
         let f = self.file(fh)?;
         if !f.writable {
             return Err(errno(libc::EBADF));
+        }
+        if let Some(d) = f.live_delta() {
+            return self.delta_write(d, offset, data);
         }
         f.file.write_all_at(data, offset)?;
         Ok(data.len())
@@ -332,6 +393,19 @@ impl Union {
     /// lseek for SEEK_DATA / SEEK_HOLE (and the others).
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> io::Result<i64> {
         let f = self.file(fh)?;
+        if f.live_delta().is_some() && matches!(whence, libc::SEEK_DATA | libc::SEEK_HOLE) {
+            // A delta reports itself as all data: a valid answer, and holes in its upper
+            // file are not holes of the merged file.
+            let size = f.file.metadata()?.len() as i64;
+            if offset < 0 || offset >= size {
+                return Err(errno(libc::ENXIO));
+            }
+            return Ok(if whence == libc::SEEK_DATA {
+                offset
+            } else {
+                size
+            });
+        }
         let w = match whence {
             libc::SEEK_SET => nix::unistd::Whence::SeekSet,
             libc::SEEK_CUR => nix::unistd::Whence::SeekCur,
@@ -351,7 +425,47 @@ impl Union {
         }
         let off = i64::try_from(offset).map_err(|_| errno(libc::EFBIG))?;
         let len = i64::try_from(length).map_err(|_| errno(libc::EFBIG))?;
+        if let Some(d) = f.live_delta() {
+            return self.delta_fallocate(d, offset, length, mode);
+        }
         crate::sys::fallocate(f.file.as_fd(), mode, off, len)
+    }
+
+    /// fallocate on a delta: zeroing modes write zeros through the delta, allocation only
+    /// changes the size (the blocks below stay readable).
+    fn delta_fallocate(
+        &self,
+        d: &crate::delta_io::DeltaFile,
+        offset: u64,
+        length: u64,
+        mode: i32,
+    ) -> io::Result<()> {
+        let keep = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        let zero = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0;
+        let known =
+            libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+        if mode & !known != 0 {
+            return Err(errno(libc::EOPNOTSUPP));
+        }
+        let size = d.upper.metadata()?.len();
+        let end = offset
+            .checked_add(length)
+            .ok_or_else(|| errno(libc::EFBIG))?;
+        if zero {
+            let stop = if keep { end.min(size) } else { end };
+            let zeros = vec![0u8; 1 << 20];
+            let mut pos = offset;
+            while pos < stop {
+                let n = (stop - pos).min(zeros.len() as u64) as usize;
+                self.delta_write(d, pos, &zeros[..n])?;
+                pos += n as u64;
+            }
+            return Ok(());
+        }
+        if !keep && end > size {
+            self.delta_truncate(d, end)?;
+        }
+        Ok(())
     }
 
     /// copy_file_range between two open files.
@@ -367,6 +481,20 @@ impl Union {
         let fo = self.file(fh_out)?;
         if !fo.writable {
             return Err(errno(libc::EBADF));
+        }
+        if fi.live_delta().is_some() || fo.live_delta().is_some() {
+            // Deltas merge two files: copy through the merged view.
+            let mut done: u64 = 0;
+            while done < len {
+                let n = (len - done).min(1 << 20) as u32;
+                let buf = self.read(fh_in, off_in + done, n)?;
+                if buf.is_empty() {
+                    break;
+                }
+                self.write(fh_out, off_out + done, &buf)?;
+                done += buf.len() as u64;
+            }
+            return Ok(done as usize);
         }
         let mut oi = i64::try_from(off_in).map_err(|_| errno(libc::EFBIG))?;
         let mut oo = i64::try_from(off_out).map_err(|_| errno(libc::EFBIG))?;

@@ -9,6 +9,9 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 
+/// The control xattr behind `strata compact`.
+pub const COMPACT_XATTR: &str = "user.strata.compact";
+
 impl Union {
     /// /proc path of the branch entry that holds node `ino`'s attributes.
     fn xattr_path(&self, ino: u64) -> io::Result<CString> {
@@ -42,8 +45,12 @@ impl Union {
         Ok(out)
     }
 
-    /// Set xattr `name` (copies up metadata first).
+    /// Set xattr `name` (copies up metadata first). Setting `user.strata.compact` asks for
+    /// the file's delta to be made whole (what `strata compact` does).
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+        if name.as_bytes() == COMPACT_XATTR.as_bytes() {
+            return self.compact(ino);
+        }
         if is_internal_xattr(name.as_bytes()) {
             return Err(errno(libc::EPERM));
         }

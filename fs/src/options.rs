@@ -33,8 +33,13 @@ pub struct MountOptions {
     pub read_only: bool,
     /// Use FUSE passthrough for whole files when allowed (root).
     pub passthrough: bool,
-    /// Files smaller than this are always copied up whole.
+    /// Lower files of at least this size become block-level deltas when written
+    /// (u64::MAX: never; smaller files are copied up whole).
     pub delta_threshold: u64,
+    /// Block size of delta files (0: the default, 4 KiB).
+    pub delta_block: u64,
+    /// A delta holding more than this fraction of its blocks is made a whole file.
+    pub compact_ratio: f64,
     /// Name shown as the mount source.
     pub fsname: String,
     /// Extra options passed to the kernel mount unchanged (e.g. allow_other, dev, suid).
@@ -57,7 +62,9 @@ impl Default for MountOptions {
             threads: 0,
             read_only: false,
             passthrough: true,
-            delta_threshold: 0,
+            delta_threshold: 1 << 20,
+            delta_block: 0,
+            compact_ratio: 0.5,
             fsname: "strata".into(),
             kernel: Vec::new(),
         }
@@ -204,6 +211,23 @@ impl MountOptions {
                 self.delta_threshold = parse_size(&v)
                     .ok_or_else(|| format!("option delta_threshold={v}: expected a size"))?;
             }
+            "delta_block" => {
+                let v = need(val)?;
+                self.delta_block = parse_size(&v)
+                    .filter(|b| b.is_power_of_two() && (512..=1 << 24).contains(b))
+                    .ok_or_else(|| {
+                        format!("option delta_block={v}: expected a power of two from 512 to 16M")
+                    })?;
+            }
+            "compact_ratio" => {
+                let v = need(val)?;
+                self.compact_ratio = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| format!("option compact_ratio={v}: expected 0.0 to 1.0"))?;
+            }
+            "nodelta" => self.delta_threshold = u64::MAX,
             "fsname" | "source" => self.fsname = need(val)?,
             "ro" => self.read_only = true,
             "rw" => self.read_only = false,

@@ -114,6 +114,7 @@ impl Union {
                                 layers,
                             }),
                             redirected: false,
+                            delta: false,
                         },
                         st,
                         ino,
@@ -194,6 +195,7 @@ impl Union {
             lower: None,
             dir: None,
             redirected: meta.redirect.is_some(),
+            delta: meta.delta.is_some(),
         };
         if is_dir(&st) {
             let d = self.dirfd(Layer::Upper, path)?;
@@ -256,6 +258,7 @@ impl Union {
                 lower: Some((layer, lpath)),
                 dir: None,
                 redirected: false,
+                delta: false,
             },
             st,
             ino,

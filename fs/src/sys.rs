@@ -106,6 +106,29 @@ pub fn fgetxattr(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Vec<u8>>
     }
 }
 
+/// Set an xattr on an open (not O_PATH) fd.
+pub fn fsetxattr(fd: BorrowedFd<'_>, name: &OsStr, value: &[u8]) -> io::Result<()> {
+    let cname = cstr(name)?;
+    // SAFETY: pointers are valid for the lengths given.
+    check(unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            cname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(|_| ())
+}
+
+/// Remove an xattr from an open (not O_PATH) fd.
+pub fn fremovexattr(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let cname = cstr(name)?;
+    // SAFETY: name is NUL-terminated.
+    check(unsafe { libc::fremovexattr(fd.as_raw_fd(), cname.as_ptr()) }).map(|_| ())
+}
+
 /// Set an xattr on `path` without following a final symlink.
 pub fn lsetxattr(path: &CStr, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
     let cname = cstr(name)?;

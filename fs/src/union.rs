@@ -64,6 +64,8 @@ pub struct Union {
     copyup_locks: Vec<Mutex<()>>,
     tmp_seq: AtomicU64,
     pub(crate) writeback: AtomicBool,
+    pub(crate) deltas:
+        Mutex<std::collections::HashMap<u64, std::sync::Weak<crate::delta_io::DeltaFile>>>,
 }
 
 impl Union {
@@ -85,6 +87,7 @@ impl Union {
                 layers,
             }),
             redirected: false,
+            delta: false,
         };
         Union {
             upper,
@@ -100,6 +103,7 @@ impl Union {
             copyup_locks: (0..COPYUP_STRIPES).map(|_| Mutex::new(())).collect(),
             tmp_seq: AtomicU64::new(0),
             writeback: AtomicBool::new(false),
+            deltas: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
