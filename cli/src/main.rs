@@ -4,6 +4,7 @@
 mod containers;
 mod logging;
 mod mount;
+mod transfer_cmd;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;

@@ -1,7 +1,7 @@
 //! Layers: extracted once under layers/<diff_id hex>/ and shared by every image that lists them.
 
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +33,24 @@ impl Staged {
     fn tree(&self) -> PathBuf {
         self.dir.join("tree")
     }
+    fn tar(&self) -> PathBuf {
+        self.dir.join("layer.tar")
+    }
+}
+
+/// Copies what is read through it into a file: the uncompressed layer tar, kept so that
+/// save and push give back byte-identical layers (same diff_id).
+struct Tee<R> {
+    inner: R,
+    out: BufWriter<std::fs::File>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 impl Drop for Staged {
@@ -41,13 +59,9 @@ impl Drop for Staged {
     }
 }
 
-/// Extract a layer tar into the staging area (no store lock needed: the directory is private).
+/// Extract a layer tar (plain, gzip or zstd) into the staging area, keeping the uncompressed
+/// tar beside it (no store lock needed: the directory is private).
 pub fn stage(store: &Store, reader: impl Read) -> Result<Staged> {
-    stage_opts(store, reader, false)
-}
-
-/// [`stage`], accepting an empty layer when `allow_empty`.
-pub fn stage_opts(store: &Store, reader: impl Read, allow_empty: bool) -> Result<Staged> {
     let dir = store.staging_dir("layer")?;
     let mut staged = Staged {
         dir,
@@ -55,7 +69,16 @@ pub fn stage_opts(store: &Store, reader: impl Read, allow_empty: bool) -> Result
     };
     std::fs::create_dir(staged.tree())
         .ctx(|| format!("cannot create {}", staged.tree().display()))?;
-    let x = crate::tar_import::extract_opts(reader, &staged.tree(), allow_empty)?;
+    let tar = std::fs::File::create(staged.tar())
+        .ctx(|| format!("cannot create {}", staged.tar().display()))?;
+    let mut tee = Tee {
+        inner: crate::transfer::compress::decompressed(reader)?,
+        out: BufWriter::with_capacity(1 << 16, tar),
+    };
+    let x = crate::tar_import::extract(&mut tee, &staged.tree())?;
+    tee.out
+        .flush()
+        .ctx(|| format!("cannot write {}", staged.tar().display()))?;
     staged.diff_hex = x.diff_hex;
     Ok(staged)
 }
@@ -66,6 +89,11 @@ pub fn publish(store: &Store, staged: Staged) -> Result<String> {
     let hex = staged.diff_hex.clone();
     let dest = store.layer_dir(&hex);
     let info_path = info_path(store, &hex);
+    let tar = tar_path(store, &hex);
+    if !tar.is_file() {
+        std::fs::rename(staged.tar(), &tar)
+            .ctx(|| format!("cannot move the layer tar into {}", tar.display()))?;
+    }
     if dest.is_dir() && info_path.is_file() {
         return Ok(hex);
     }
@@ -89,6 +117,12 @@ pub fn publish(store: &Store, staged: Staged) -> Result<String> {
 
 fn info_path(store: &Store, hex: &str) -> PathBuf {
     store.layers_dir().join(format!("{hex}.json"))
+}
+
+/// The uncompressed tar a layer was extracted from (its sha256 is the diff_id). Layers stored
+/// by older versions may lack it.
+pub fn tar_path(store: &Store, hex: &str) -> PathBuf {
+    store.layers_dir().join(format!("{hex}.tar"))
 }
 
 /// Metadata of a stored layer.
@@ -141,13 +175,30 @@ pub fn gc(store: &Store, referenced: &HashSet<String>) -> Result<Vec<String>> {
         .flatten()
     {
         let name = e.file_name().to_string_lossy().into_owned();
-        let hex = name.strip_suffix(".json").unwrap_or(&name).to_string();
+        let hex = name
+            .strip_suffix(".json")
+            .or_else(|| name.strip_suffix(".tar"))
+            .unwrap_or(&name)
+            .to_string();
         if hex.len() != 64 || referenced.contains(&hex) {
             continue;
         }
-        if name.ends_with(".json") {
+        if name.ends_with(".tar") {
+            if !info_path(store, &hex).exists() {
+                match std::fs::remove_file(e.path()) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(err!("cannot remove {}: {err}", e.path().display()))
+                    }
+                    _ => {}
+                }
+            }
+        } else if name.ends_with(".json") {
             // The tree goes first so a crash never leaves a tree without its metadata listed as whole.
             remove_tree(&store.layer_dir(&hex))?;
+            let tar = tar_path(store, &hex);
+            if tar.exists() {
+                std::fs::remove_file(&tar).ctx(|| format!("cannot remove {}", tar.display()))?;
+            }
             std::fs::remove_file(e.path())
                 .ctx(|| format!("cannot remove {}", e.path().display()))?;
             removed.push(hex);

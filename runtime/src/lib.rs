@@ -22,6 +22,7 @@ pub mod run;
 pub mod store;
 pub mod sys;
 pub mod tar_import;
+pub mod transfer;
 pub mod user;
 pub mod util;
 
