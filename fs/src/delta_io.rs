@@ -1,0 +1,323 @@
+//! Reading and writing delta files (the format is in delta.rs).
+//!
+//! All open handles of one inode share one [`DeltaFile`], so they see one block map. Writes
+//! to a delta hold its lock for the write (blocks must be filled and claimed in order);
+//! reads take a snapshot of the map and do their I/O without it.
+
+use crate::delta::{read_full, DeltaMap, Ident, Source, DEFAULT_BLOCK, MAX_ENCODED};
+use crate::inode::Placement;
+use crate::meta::Meta;
+use crate::union::{errno, Layer, Union};
+use nix::fcntl::OFlag;
+use parking_lot::Mutex;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The shared state of one open delta file.
+#[derive(Debug)]
+pub struct DeltaFile {
+    /// The upper file (read-write).
+    pub upper: File,
+    /// The lower file the unwritten blocks come from.
+    lower: File,
+    /// Path of the file in the mount, for log lines.
+    name: String,
+    state: Mutex<DeltaState>,
+}
+
+#[derive(Debug)]
+struct DeltaState {
+    /// The whole meta record; `meta.delta` is Some while the file is a delta.
+    meta: Meta,
+}
+
+impl DeltaFile {
+    /// Whether the file has become whole (compacted or truncated to nothing below).
+    pub fn is_whole(&self) -> bool {
+        self.state.lock().meta.delta.is_none()
+    }
+
+    /// Blocks held in the upper and total blocks, for statistics and `whence`.
+    pub fn coverage(&self) -> Option<(u64, u64)> {
+        let st = self.state.lock();
+        let d = st.meta.delta.as_ref()?;
+        let size = self.upper.metadata().ok()?.len();
+        Some((d.blocks(), size.div_ceil(d.block)))
+    }
+}
+
+impl Union {
+    /// The shared delta state of node `ino` at `path`, opening it if needed.
+    /// Turns a metadata-only copy into a delta on first use.
+    pub(crate) fn delta_file(&self, ino: u64, path: &Path) -> io::Result<Arc<DeltaFile>> {
+        if let Some(d) = self
+            .deltas
+            .lock()
+            .get(&ino)
+            .and_then(std::sync::Weak::upgrade)
+        {
+            return Ok(d);
+        }
+        let upper = File::from(self.open_upper_file(path, OFlag::O_RDWR)?);
+        let meta = self
+            .meta
+            .try_read_fd(upper.as_fd())
+            .map_err(|e| {
+                tracing::error!(path = %path.display(), "corrupt delta record: {e}; run `strata fsck` on the upper directory");
+                errno(libc::EIO)
+            })?
+            .unwrap_or_default();
+        let Some((layer, lpath)) = meta.data.clone() else {
+            return Err(errno(libc::EINVAL));
+        };
+        let lower = File::from(
+            self.branch(Layer::Lower(layer))?
+                .open_at(&lpath, OFlag::O_RDONLY, 0)
+                .map_err(|e| {
+                    tracing::error!(path = %path.display(), lower = %lpath.display(), "the lower file of a delta is gone: {e}");
+                    errno(libc::EIO)
+                })?,
+        );
+        let now = Ident::of(&nix::sys::stat::fstat(lower.as_fd())?);
+        let mut meta = meta;
+        match meta.ident {
+            Some(was) if was != now => {
+                tracing::error!(
+                    path = %path.display(),
+                    lower = %lpath.display(),
+                    layer,
+                    "the lower file changed underneath its delta (was size {} mtime {}.{} ino {}, now size {} mtime {}.{} ino {}); refusing to serve mixed data",
+                    was.size, was.mtime, was.mtime_nsec, was.ino, now.size, now.mtime, now.mtime_nsec, now.ino
+                );
+                return Err(errno(libc::EIO));
+            }
+            Some(_) => {}
+            None => meta.ident = Some(now),
+        }
+        if meta.delta.is_none() {
+            let size = upper.metadata()?.len();
+            meta.delta = Some(DeltaMap::new(self.delta_block(), size.min(now.size)));
+        }
+        let d = Arc::new(DeltaFile {
+            upper,
+            lower,
+            name: path.display().to_string(),
+            state: Mutex::new(DeltaState { meta }),
+        });
+        let mut map = self.deltas.lock();
+        map.retain(|_, w| w.strong_count() > 0);
+        // Another thread may have opened it meanwhile: use theirs.
+        if let Some(existing) = map.get(&ino).and_then(std::sync::Weak::upgrade) {
+            return Ok(existing);
+        }
+        map.insert(ino, Arc::downgrade(&d));
+        Ok(d)
+    }
+
+    fn delta_block(&self) -> u64 {
+        if self.opts.delta_block > 0 {
+            self.opts.delta_block
+        } else {
+            DEFAULT_BLOCK
+        }
+    }
+
+    /// Read from a delta, merging upper blocks over the lower file.
+    pub(crate) fn delta_read(&self, d: &DeltaFile, off: u64, size: u32) -> io::Result<Vec<u8>> {
+        let file_size = d.upper.metadata()?.len();
+        if off >= file_size {
+            return Ok(Vec::new());
+        }
+        let len = u64::from(size).min(file_size - off);
+        let runs = {
+            let st = d.state.lock();
+            match &st.meta.delta {
+                Some(m) => m.runs(off, len),
+                None => vec![(Source::Upper, off, len)],
+            }
+        };
+        let mut buf = vec![0u8; len as usize];
+        for (src, o, n) in runs {
+            let at = (o - off) as usize;
+            let part = &mut buf[at..at + n as usize];
+            match src {
+                Source::Upper => read_full(&d.upper, part, o)?,
+                Source::Lower => read_full(&d.lower, part, o)?,
+                Source::Zero => part.fill(0),
+            }
+        }
+        Ok(buf)
+    }
+
+    /// Write into a delta: fill partly written blocks from below, write, then claim.
+    pub(crate) fn delta_write(&self, d: &DeltaFile, off: u64, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let mut st = d.state.lock();
+        let Some(map) = st.meta.delta.clone() else {
+            d.upper.write_all_at(data, off)?;
+            return Ok(data.len());
+        };
+        let b = map.block;
+        let end = off + data.len() as u64;
+        let first = off / b;
+        let last = (end - 1) / b;
+        let file_size = d.upper.metadata()?.len();
+        for blk in [first, last] {
+            let (bs, be) = (blk * b, (blk + 1) * b);
+            let covered = off <= bs && end >= be;
+            if covered || map.has(blk) || bs >= file_size {
+                continue;
+            }
+            // Bring the rest of a partly written block up first, so the block is whole.
+            let fill_len = be.min(file_size) - bs;
+            let mut block = vec![0u8; fill_len as usize];
+            for (src, o, n) in map.runs(bs, fill_len) {
+                if src == Source::Lower {
+                    let at = (o - bs) as usize;
+                    read_full(&d.lower, &mut block[at..at + n as usize], o)?;
+                }
+            }
+            d.upper.write_all_at(&block, bs)?;
+        }
+        d.upper.write_all_at(data, off)?;
+        let mut map = map;
+        map.insert(first, last + 1);
+        st.meta.delta = Some(map);
+        self.delta_store(d, &mut st.meta)?;
+        Ok(data.len())
+    }
+
+    /// Truncate a delta to `size`.
+    pub(crate) fn delta_truncate(&self, d: &DeltaFile, size: u64) -> io::Result<()> {
+        let mut st = d.state.lock();
+        if let Some(map) = st.meta.delta.as_mut() {
+            map.truncate(size);
+        }
+        d.upper.set_len(size)?;
+        self.delta_store(d, &mut st.meta)
+    }
+
+    /// Persist the record, compacting the delta when it covers enough of the file or its
+    /// block list grew too long; a delta with nothing left below becomes a whole file.
+    fn delta_store(&self, d: &DeltaFile, meta: &mut Meta) -> io::Result<()> {
+        if let Some(map) = &meta.delta {
+            let size = d.upper.metadata()?.len();
+            let total = size.div_ceil(map.block).max(1);
+            let ratio = self.opts.compact_ratio.clamp(0.0, 1.0);
+            let nothing_below = map.limit == 0;
+            let dense = (map.blocks() as f64) > ratio * total as f64;
+            let long = map.encode().len() > MAX_ENCODED;
+            if nothing_below || dense || long {
+                return self.delta_make_whole(d, meta);
+            }
+        }
+        self.meta.write_fd(d.upper.as_fd(), meta)
+    }
+
+    /// Copy every block still below into the upper file, then drop the delta record.
+    fn delta_make_whole(&self, d: &DeltaFile, meta: &mut Meta) -> io::Result<()> {
+        if let Some(map) = meta.delta.clone() {
+            let size = d.upper.metadata()?.len();
+            let mut buf = Vec::new();
+            for (src, o, n) in map.runs(0, size) {
+                if src != Source::Lower {
+                    continue;
+                }
+                let mut pos = o;
+                while pos < o + n {
+                    let chunk = (o + n - pos).min(1 << 20);
+                    buf.resize(chunk as usize, 0);
+                    read_full(&d.lower, &mut buf, pos)?;
+                    d.upper.write_all_at(&buf, pos)?;
+                    pos += chunk;
+                }
+            }
+            if !self.opts.no_fsync {
+                d.upper.sync_data()?;
+            }
+            tracing::debug!(file = %d.name, blocks = map.blocks(), "delta made whole");
+        }
+        meta.delta = None;
+        meta.data = None;
+        meta.ident = None;
+        self.meta.write_fd(d.upper.as_fd(), meta)
+    }
+
+    /// Make a delta whole now (used when a whole copy is needed anyway).
+    pub(crate) fn delta_make_whole_now(&self, d: &DeltaFile) -> io::Result<()> {
+        let mut st = d.state.lock();
+        self.delta_make_whole(d, &mut st.meta)
+    }
+
+    /// `strata compact`: make the delta behind node `ino` a whole file now.
+    pub fn compact(&self, ino: u64) -> io::Result<()> {
+        let (path, place) = self.node_info(ino)?;
+        if !place.metacopy() {
+            return Ok(());
+        }
+        let d = self.delta_file(ino, &path)?;
+        let mut st = d.state.lock();
+        self.delta_make_whole(&d, &mut st.meta)?;
+        drop(st);
+        self.mark_whole(ino, &path);
+        Ok(())
+    }
+
+    /// After a delta became whole, its node's data lives in the upper only.
+    pub(crate) fn mark_whole(&self, ino: u64, path: &Path) {
+        if let Ok((_, place)) = self.node_info(ino) {
+            self.set_place(
+                ino,
+                path,
+                Placement {
+                    lower: None,
+                    delta: false,
+                    ..place
+                },
+            );
+        }
+    }
+
+    /// Record in the node whether its file is still a delta after an operation on it.
+    pub(crate) fn note_delta_state(&self, ino: u64, path: &Path, place: &Placement, d: &DeltaFile) {
+        if d.is_whole() {
+            self.mark_whole(ino, path);
+        } else if !place.delta {
+            self.set_place(
+                ino,
+                path,
+                Placement {
+                    delta: true,
+                    ..place.clone()
+                },
+            );
+        }
+    }
+
+    /// Whether writing to a node with placement `place` should go through a delta.
+    pub(crate) fn wants_delta(&self, place: &Placement) -> bool {
+        if place.kind != libc::S_IFREG || self.opts.delta_threshold == u64::MAX {
+            return false;
+        }
+        if place.metacopy() {
+            return true;
+        }
+        if place.upper {
+            return false;
+        }
+        let Some((layer, p)) = &place.lower else {
+            return false;
+        };
+        let Ok(st) = self.branch(Layer::Lower(*layer)).and_then(|b| b.stat(p)) else {
+            return false;
+        };
+        // Lower hard links go through the index whole, so all their names stay one inode.
+        st.st_nlink <= 1 && st.st_size.max(0) as u64 >= self.opts.delta_threshold
+    }
+}
