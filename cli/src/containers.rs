@@ -10,7 +10,7 @@ use strata_runtime::exec::ExecOptions;
 use strata_runtime::run::{self, RunOptions};
 use strata_runtime::store::Store;
 use strata_runtime::util::{ago, human_size};
-use strata_runtime::{cgroups, driver, image, images};
+use strata_runtime::{cgroups, commit, driver, image, images};
 
 /// The docker-like subcommands, plus the global `--root DIR` they share.
 #[derive(Debug)]
@@ -161,6 +161,35 @@ enum Cmd {
     Load(crate::transfer_cmd::LoadArgs),
     /// Save images as a docker-archive, an OCI archive or an OCI layout directory.
     Save(crate::transfer_cmd::SaveArgs),
+    /// List a container's changes: A added, C changed, D deleted.
+    Diff {
+        /// Container.
+        container: String,
+    },
+    /// Make a new image from a container's changes.
+    Commit {
+        /// Dockerfile instruction applied to the new image's config (CMD, ENV, ...).
+        #[arg(short, long = "change")]
+        change: Vec<String>,
+        /// Commit message.
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Author.
+        #[arg(short, long)]
+        author: Option<String>,
+        /// Container.
+        container: String,
+        /// NAME[:TAG] of the new image.
+        image: Option<String>,
+    },
+    /// Write a container's filesystem as a tar (to stdout unless -o).
+    Export {
+        /// Output file.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Container.
+        container: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -417,6 +446,40 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
             }
             Ok(())
         }
+        Cmd::Diff { container: c } => {
+            let id = container::resolve(store, &c)?;
+            let mut out = std::io::stdout().lock();
+            for ch in commit::diff(store, &id)? {
+                if writeln!(out, "{} {}", ch.kind.letter(), ch.path).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        Cmd::Commit {
+            change,
+            message,
+            author,
+            container: c,
+            image,
+        } => {
+            let id = container::resolve(store, &c)?;
+            let o = commit::CommitOptions {
+                reference: image,
+                changes: change,
+                message,
+                author,
+            };
+            println!("{}", commit::commit(store, &id, &o)?);
+            Ok(())
+        }
+        Cmd::Export {
+            output,
+            container: c,
+        } => {
+            let id = container::resolve(store, &c)?;
+            export(store, &id, output)
+        }
         Cmd::Exec(a) => {
             let id = container::resolve(store, &a.container)?;
             let o = ExecOptions {
@@ -431,6 +494,35 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
             exit_with(code)
         }
     }
+}
+
+fn export(store: &Store, id: &str, output: Option<PathBuf>) -> R {
+    let Some(path) = output else {
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(strata_runtime::Error(
+                "refusing to write a tar to a terminal: redirect stdout or use -o FILE".into(),
+            ));
+        }
+        let out = std::io::BufWriter::new(std::io::stdout().lock());
+        return commit::export(store, id, out);
+    };
+    // Written beside the target and renamed, so a failed export leaves no partial file.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.strata-tmp{}", std::process::id()));
+    let r = std::fs::File::create(&tmp)
+        .map_err(|e| strata_runtime::Error(format!("cannot create {}: {e}", tmp.display())))
+        .and_then(|f| commit::export(store, id, std::io::BufWriter::new(f)))
+        .and_then(|()| {
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| strata_runtime::Error(format!("cannot write {}: {e}", path.display())))
+        });
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 fn info(store: &Store) -> R {

@@ -62,6 +62,11 @@ impl Drop for Staged {
 /// Extract a layer tar (plain, gzip or zstd) into the staging area, keeping the uncompressed
 /// tar beside it (no store lock needed: the directory is private).
 pub fn stage(store: &Store, reader: impl Read) -> Result<Staged> {
+    stage_opts(store, reader, false)
+}
+
+/// [`stage`], accepting an empty layer when `allow_empty`.
+pub fn stage_opts(store: &Store, reader: impl Read, allow_empty: bool) -> Result<Staged> {
     let dir = store.staging_dir("layer")?;
     let mut staged = Staged {
         dir,
@@ -75,7 +80,7 @@ pub fn stage(store: &Store, reader: impl Read) -> Result<Staged> {
         inner: crate::transfer::compress::decompressed(reader)?,
         out: BufWriter::with_capacity(1 << 16, tar),
     };
-    let x = crate::tar_import::extract(&mut tee, &staged.tree())?;
+    let x = crate::tar_import::extract_opts(&mut tee, &staged.tree(), allow_empty)?;
     tee.out
         .flush()
         .ctx(|| format!("cannot write {}", staged.tar().display()))?;
