@@ -4,6 +4,7 @@
 mod containers;
 mod logging;
 mod mount;
+mod tools;
 mod transfer_cmd;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -27,6 +28,11 @@ enum Command {
     Mount(mount::MountArgs),
     /// Unmount a strata mount (lazy detach as a last resort).
     Umount(mount::UmountArgs),
+    /// Check the strata records (deltas, metadata) in an upper directory; --repair fixes
+    /// what is safe to fix.
+    Fsck(tools::FsckArgs),
+    /// Make the delta files at PATHs (inside a mounted strata union) whole copies now.
+    Compact(tools::CompactArgs),
     /// Image store and container commands.
     #[command(flatten)]
     Containers(containers::ContainerCommand),
@@ -47,6 +53,8 @@ fn main() -> ExitCode {
             logging::init_stderr(&cli.log_level);
             mount::run_umount(args)
         }
+        Command::Fsck(args) => tools::run_fsck(args),
+        Command::Compact(args) => tools::run_compact(args),
         Command::Containers(cmd) => {
             logging::init_stderr(&cli.log_level);
             containers::run(cmd)

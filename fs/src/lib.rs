@@ -11,6 +11,7 @@ mod copyup;
 pub mod delta;
 mod delta_io;
 mod dirmerge;
+pub mod fsck;
 pub mod fuse_adapter;
 mod handles;
 pub mod idmap;
