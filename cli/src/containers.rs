@@ -10,7 +10,7 @@ use strata_runtime::exec::ExecOptions;
 use strata_runtime::run::{self, RunOptions};
 use strata_runtime::store::Store;
 use strata_runtime::util::{ago, human_size};
-use strata_runtime::{cgroups, commit, driver, image, images};
+use strata_runtime::{cgroups, commit, driver, image, images, rootless};
 
 /// The docker-like subcommands, plus the global `--root DIR` they share.
 #[derive(Debug)]
@@ -299,7 +299,31 @@ fn exit_with(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// Rootless: commands that mount, run containers or touch files owned by subordinate ids
+/// work inside a user namespace where the caller is root.
+fn enter_rootless(store: &Store, cmd: &Cmd) -> R {
+    if !rootless::needed() {
+        return Ok(());
+    }
+    match cmd {
+        Cmd::Run(_)
+        | Cmd::Start { .. }
+        | Cmd::Import(_)
+        | Cmd::Rm { .. }
+        | Cmd::Rmi { .. }
+        | Cmd::Info => rootless::enter_new(),
+        Cmd::Diff { container: c }
+        | Cmd::Commit { container: c, .. }
+        | Cmd::Export { container: c, .. } => {
+            let id = container::resolve(store, c)?;
+            rootless::enter_for_container(store, &id)
+        }
+        _ => Ok(()),
+    }
+}
+
 fn dispatch(store: &Store, cmd: Cmd) -> R {
+    enter_rootless(store, &cmd)?;
     match cmd {
         Cmd::Load(a) => crate::transfer_cmd::load(store, a),
         Cmd::Save(a) => crate::transfer_cmd::save(store, a),
@@ -535,7 +559,7 @@ fn info(store: &Store) -> R {
     println!("Storage driver: {}", drv.name());
     println!("Driver reason: {reason}");
     println!("Cgroup version: {cg}");
-    println!("Rootless: {}", !nix::unistd::geteuid().is_root());
+    println!("Rootless: {}", rootless::in_userns());
     println!("Images: {}", image::list_image_ids(store)?.len());
     println!("Containers: {}", container::list_ids(store)?.len());
     Ok(())

@@ -111,13 +111,16 @@ fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -
     // No redirects or metacopy: the upper must hold whole files and plain directories so a
     // commit can turn it into an OCI layer.
     let mut opts = format!(
-        "lowerdir={lower},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
+        "lowerdir={lower},upperdir={},workdir={}",
         check_path(upper)?,
         check_path(work)?
     );
     if crate::rootless::in_userns() {
-        // Unprivileged overlay mounts keep their metadata in user.overlay.* xattrs.
+        // Unprivileged overlay mounts keep their metadata in user.overlay.* xattrs; that mode
+        // never creates redirects or metacopy files and refuses the options below.
         opts.push_str(",userxattr");
+    } else {
+        opts.push_str(",redirect_dir=off,metacopy=off,index=off");
     }
     mount(
         Some("overlay"),

@@ -68,13 +68,33 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
         File::open(format!("/proc/{pid}/ns/{name}"))
             .ctx(|| format!("cannot open the container's {name} namespace"))
     };
-    let nsfds = [
-        (ns("ipc")?, CloneFlags::CLONE_NEWIPC),
-        (ns("uts")?, CloneFlags::CLONE_NEWUTS),
-        (ns("net")?, CloneFlags::CLONE_NEWNET),
-        (ns("mnt")?, CloneFlags::CLONE_NEWNS),
-    ];
+    // Namespaces the container shares with us (the host network) are not joined: a rootless
+    // exec may not enter namespaces owned by the initial user namespace, even its own.
+    let same = |name: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let id = |p: String| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+        let theirs = id(format!("/proc/{pid}/ns/{name}"));
+        theirs.is_some() && theirs == id(format!("/proc/self/ns/{name}"))
+    };
+    let mut nsfds = Vec::new();
+    for (name, flag) in [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ] {
+        if !same(name) {
+            nsfds.push((ns(name)?, flag));
+        }
+    }
     let pidns = ns("pid")?;
+    // A rootless container lives in a user namespace: join it first for the rights the
+    // other joins need.
+    let userns = if crate::rootless::other_userns(pid) {
+        Some(ns("user")?)
+    } else {
+        None
+    };
     let cgroup = cgroups::existing(&cfg.id);
     let tty = if o.tty { Some(pty::open()?) } else { None };
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
@@ -85,6 +105,15 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     let child = match sys::fork().ctx(|| "cannot fork")? {
         Forked::Child => {
             drop(err_r);
+            if let Some(u) = &userns {
+                if let Err(e) = setns(u.as_fd(), CloneFlags::CLONE_NEWUSER) {
+                    fail(
+                        &err_w,
+                        125,
+                        &format!("cannot join the container's user namespace: {e}"),
+                    );
+                }
+            }
             if let Err(e) = cgroup.join_self() {
                 fail(&err_w, 125, &e.to_string());
             }

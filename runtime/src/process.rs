@@ -76,7 +76,14 @@ pub fn exec(t: &Target<'_>, tty: Option<OwnedFd>, err_fd: &OwnedFd) -> ! {
         }
     }
     let groups: Vec<Gid> = t.user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    if let Err(e) = nix::unistd::setgroups(&groups) {
+    // A user namespace with a single-id map denies setgroups: keep the (empty) list then.
+    if let Err(e) = nix::unistd::setgroups(&groups).or_else(|e| {
+        if crate::rootless::in_userns() {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }) {
         fail(
             err_fd,
             125,
@@ -87,7 +94,16 @@ pub fn exec(t: &Target<'_>, tty: Option<OwnedFd>, err_fd: &OwnedFd) -> ! {
         fail(err_fd, 125, &format!("cannot set gid {}: {e}", t.user.gid));
     }
     if let Err(e) = nix::unistd::setuid(Uid::from_raw(t.user.uid)) {
-        fail(err_fd, 125, &format!("cannot set uid {}: {e}", t.user.uid));
+        let hint = if crate::rootless::in_userns() {
+            " (rootless: only ids mapped from /etc/subuid exist; add a range for this user)"
+        } else {
+            ""
+        };
+        fail(
+            err_fd,
+            125,
+            &format!("cannot set uid {}: {e}{hint}", t.user.uid),
+        );
     }
     if let Err(e) = nix::unistd::chdir(t.cwd) {
         fail(

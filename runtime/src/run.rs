@@ -126,8 +126,22 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
     if limits.pids.is_some_and(|p| p <= 0) {
         return Err(err!("--pids-limit must be positive"));
     }
-    if !nix::unistd::geteuid().is_root() {
-        return Err(err!("strata run needs root for now (rootless containers are not built yet): run it with sudo"));
+    if crate::rootless::in_userns() || crate::rootless::needed() {
+        let asked: Vec<&str> = [
+            ("--memory", limits.memory.is_some()),
+            ("--pids-limit", limits.pids.is_some()),
+            ("--cpus", limits.cpus.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(n, _)| *n)
+        .collect();
+        if !asked.is_empty() {
+            return Err(err!(
+                "{} cannot be applied rootless: the cgroup hierarchies are not delegated to unprivileged users here; run as root or drop the limit",
+                asked.join(", ")
+            ));
+        }
     }
     let volumes = o
         .volumes
@@ -327,7 +341,12 @@ fn supervise_mounted(
     ready: &mut Option<OwnedFd>,
 ) -> Result<(i32, Option<String>)> {
     let paths = Paths::new(store, &cfg.id);
-    let cgroup = Some(cgroups::create(&cfg.id, &cfg.limits)?);
+    // Rootless containers get no cgroup (their limits were refused at create).
+    let cgroup = if crate::rootless::in_userns() {
+        None
+    } else {
+        Some(cgroups::create(&cfg.id, &cfg.limits)?)
+    };
     let tty = if cfg.process.tty {
         Some(pty::open()?)
     } else {

@@ -648,3 +648,128 @@ fn commit_and_export_a_running_container_and_an_unchanged_one() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid"));
 }
+
+/// Run strata as the unprivileged user `user` with its store under `home` (the default
+/// rootless location, $XDG_DATA_HOME/strata).
+fn as_user(user: &str, home: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid", user, "--regid", user, "--init-groups", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("XDG_DATA_HOME={}", home.join("data").display()))
+        .arg(strata_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn rootless_runs_as_an_unprivileged_user() {
+    let e = Env::new();
+    let user = "strata-rootless";
+    if Command::new("id").arg(user).output().unwrap().status.code() != Some(0) {
+        // useradd gives the user subordinate id ranges (/etc/subuid, /etc/subgid).
+        let st = Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", user])
+            .status()
+            .unwrap();
+        assert!(st.success() || st.code() == Some(9), "useradd failed");
+    }
+    // As distributions ship it.
+    std::fs::set_permissions(
+        "/dev/fuse",
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let home = e.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::copy(e.dir.join("busybox.tar"), home.join("busybox.tar")).unwrap();
+    let st = Command::new("chown")
+        .args(["-R", &format!("{user}:{user}")])
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let u = |args: &[&str]| as_user(user, &home, args);
+    let tar = home.join("busybox.tar");
+    let (code, _, err) = u(&["import", tar.to_str().unwrap(), "busybox"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        home.join("data/strata/layers").is_dir(),
+        "store under $XDG_DATA_HOME"
+    );
+    let (_, info, _) = u(&["info"]);
+    assert!(info.contains("Rootless: true"), "{info}");
+    for driver in ["auto", "fuse"] {
+        assert_eq!(
+            u(&["run", "--rm", "--driver", driver, "busybox", "echo", "hello"]),
+            (0, "hello\n".into(), String::new()),
+            "{driver}"
+        );
+        assert_eq!(
+            u(&["run", "--rm", "--driver", driver, "busybox", "sh", "-c", "exit 3"]).0,
+            3
+        );
+        assert_eq!(
+            u(&[
+                "run",
+                "--rm",
+                "--driver",
+                driver,
+                "busybox",
+                "sh",
+                "-c",
+                "kill -9 $$"
+            ])
+            .0,
+            137
+        );
+        // Root inside is the caller; other users come from its subordinate range.
+        let (code, out, err) = u(&[
+            "run",
+            "--rm",
+            "--driver",
+            driver,
+            "-u",
+            "1000",
+            "busybox",
+            "sh",
+            "-c",
+            "id -u; ls -ln /etc/keep | cut -c1-20; cat /etc/keep",
+        ]);
+        assert_eq!(code, 0, "{driver}: {err}");
+        assert_eq!(out, "1000\n-rw-r--r--    1 0   \noriginal\n", "{driver}");
+    }
+    let (code, out, err) = u(&[
+        "run",
+        "--name",
+        "rc",
+        "--driver",
+        "fuse",
+        "busybox",
+        "sh",
+        "-c",
+        "echo rootless > /tmp/r; chmod 600 /etc/motd",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        u(&["diff", "rc"]).1,
+        "C /etc\nC /etc/motd\nC /tmp\nA /tmp/r\n"
+    );
+    assert_eq!(u(&["commit", "rc", "rimg"]).0, 0);
+    assert_eq!(
+        u(&["run", "--rm", "rimg", "sh", "-c", "cat /tmp/r /etc/motd"]).1,
+        "rootless\nmotd text\n"
+    );
+    assert_eq!(u(&["rm", "rc"]).0, 0);
+    let (code, _, err) = u(&["run", "--rm", "--memory", "64m", "busybox", "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--memory cannot be applied rootless"), "{err}");
+    assert_eq!(u(&["ps", "-a", "-q"]).1, "");
+    // The user's files can all be removed by root afterwards (Env's drop).
+}
