@@ -420,8 +420,9 @@ impl Union {
         };
         if r.meta.as_ref().is_some_and(|m| m.delta.is_some()) {
             // Written blocks live in the upper: only the rest comes from below.
-            let d = self.delta_file(r.ino, path)?;
-            self.delta_make_whole_now(&d)?;
+            if let Some(d) = self.delta_file(r.ino, path)? {
+                self.delta_make_whole_now(&d)?;
+            }
             return Ok(Placement {
                 lower: None,
                 delta: false,

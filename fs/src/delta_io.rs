@@ -24,8 +24,9 @@ pub struct DeltaFile {
     pub upper: File,
     /// The lower file the unwritten blocks come from.
     lower: File,
-    /// Path of the file in the mount, for log lines.
-    name: String,
+    /// Node and path of the file in the mount (to update the node when it becomes whole).
+    ino: u64,
+    path: std::path::PathBuf,
     state: Mutex<DeltaState>,
 }
 
@@ -51,16 +52,16 @@ impl DeltaFile {
 }
 
 impl Union {
-    /// The shared delta state of node `ino` at `path`, opening it if needed.
-    /// Turns a metadata-only copy into a delta on first use.
-    pub(crate) fn delta_file(&self, ino: u64, path: &Path) -> io::Result<Arc<DeltaFile>> {
+    /// The shared delta state of node `ino` at `path`, opening it if needed; turns a
+    /// metadata-only copy into a delta on first use. None: the file is whole by now.
+    pub(crate) fn delta_file(&self, ino: u64, path: &Path) -> io::Result<Option<Arc<DeltaFile>>> {
         if let Some(d) = self
             .deltas
             .lock()
             .get(&ino)
             .and_then(std::sync::Weak::upgrade)
         {
-            return Ok(d);
+            return Ok(Some(d));
         }
         let upper = File::from(self.open_upper_file(path, OFlag::O_RDWR)?);
         let meta = self
@@ -72,7 +73,8 @@ impl Union {
             })?
             .unwrap_or_default();
         let Some((layer, lpath)) = meta.data.clone() else {
-            return Err(errno(libc::EINVAL));
+            self.mark_whole(ino, path);
+            return Ok(None);
         };
         let lower = File::from(
             self.branch(Layer::Lower(layer))?
@@ -105,17 +107,18 @@ impl Union {
         let d = Arc::new(DeltaFile {
             upper,
             lower,
-            name: path.display().to_string(),
+            ino,
+            path: path.to_path_buf(),
             state: Mutex::new(DeltaState { meta }),
         });
         let mut map = self.deltas.lock();
         map.retain(|_, w| w.strong_count() > 0);
         // Another thread may have opened it meanwhile: use theirs.
         if let Some(existing) = map.get(&ino).and_then(std::sync::Weak::upgrade) {
-            return Ok(existing);
+            return Ok(Some(existing));
         }
         map.insert(ino, Arc::downgrade(&d));
-        Ok(d)
+        Ok(Some(d))
     }
 
     fn delta_block(&self) -> u64 {
@@ -241,12 +244,14 @@ impl Union {
             if !self.opts.no_fsync {
                 d.upper.sync_data()?;
             }
-            tracing::debug!(file = %d.name, blocks = map.blocks(), "delta made whole");
+            tracing::debug!(file = %d.path.display(), blocks = map.blocks(), "delta made whole");
         }
         meta.delta = None;
         meta.data = None;
         meta.ident = None;
-        self.meta.write_fd(d.upper.as_fd(), meta)
+        self.meta.write_fd(d.upper.as_fd(), meta)?;
+        self.mark_whole(d.ino, &d.path);
+        Ok(())
     }
 
     /// Make a delta whole now (used when a whole copy is needed anyway).
@@ -261,12 +266,11 @@ impl Union {
         if !place.metacopy() {
             return Ok(());
         }
-        let d = self.delta_file(ino, &path)?;
+        let Some(d) = self.delta_file(ino, &path)? else {
+            return Ok(());
+        };
         let mut st = d.state.lock();
-        self.delta_make_whole(&d, &mut st.meta)?;
-        drop(st);
-        self.mark_whole(ino, &path);
-        Ok(())
+        self.delta_make_whole(&d, &mut st.meta)
     }
 
     /// After a delta became whole, its node's data lives in the upper only.
@@ -300,13 +304,20 @@ impl Union {
         }
     }
 
-    /// Whether writing to a node with placement `place` should go through a delta.
-    pub(crate) fn wants_delta(&self, place: &Placement) -> bool {
+    /// Whether writing to a node with placement `place` (at `path`) should go through a
+    /// delta: it already is one, or its data is still below and big enough.
+    pub(crate) fn wants_delta(&self, path: &Path, place: &Placement) -> bool {
+        if place.delta {
+            return true;
+        }
         if place.kind != libc::S_IFREG || self.opts.delta_threshold == u64::MAX {
             return false;
         }
         if place.metacopy() {
-            return true;
+            return self
+                .upper()
+                .and_then(|u| u.stat(path))
+                .is_ok_and(|st| st.st_size.max(0) as u64 >= self.opts.delta_threshold);
         }
         if place.upper {
             return false;

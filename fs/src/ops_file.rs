@@ -155,13 +155,14 @@ impl Union {
         let mut size = sa.size;
         if let Some(new_size) = sa.size {
             let (path, place) = self.node_info(ino)?;
-            if self.wants_delta(&place) {
+            if self.wants_delta(&path, &place) {
                 let place = self.copy_up(ino, false)?;
                 if place.metacopy() {
-                    let d = self.delta_file(ino, &path)?;
-                    self.delta_truncate(&d, new_size)?;
-                    self.note_delta_state(ino, &path, &place, &d);
-                    size = None;
+                    if let Some(d) = self.delta_file(ino, &path)? {
+                        self.delta_truncate(&d, new_size)?;
+                        self.note_delta_state(ino, &path, &place, &d);
+                        size = None;
+                    }
                 }
             }
         }
@@ -304,7 +305,7 @@ impl Union {
     fn open_delta(&self, ino: u64, flags: i32, write: bool) -> io::Result<Option<u64>> {
         let (path, place) = self.node_info(ino)?;
         let use_delta = if write {
-            self.wants_delta(&place)
+            self.wants_delta(&path, &place)
         } else {
             place.delta
         };
@@ -319,7 +320,9 @@ impl Union {
         if !place.metacopy() {
             return Ok(None);
         }
-        let d = self.delta_file(ino, &path)?;
+        let Some(d) = self.delta_file(ino, &path)? else {
+            return Ok(None);
+        };
         if write && flags & libc::O_TRUNC != 0 {
             self.delta_truncate(&d, 0)?;
         }
