@@ -161,6 +161,10 @@ enum Cmd {
     Load(crate::transfer_cmd::LoadArgs),
     /// Save images as a docker-archive, an OCI archive or an OCI layout directory.
     Save(crate::transfer_cmd::SaveArgs),
+    /// Pull an image from a registry (OCI distribution API); only missing layers are fetched.
+    Pull(crate::transfer_cmd::PullArgs),
+    /// Push an image to a registry; blobs the registry has are skipped or mounted.
+    Push(crate::transfer_cmd::PushArgs),
     /// List a container's changes: A added, C changed, D deleted.
     Diff {
         /// Container.
@@ -327,6 +331,8 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
     match cmd {
         Cmd::Load(a) => crate::transfer_cmd::load(store, a),
         Cmd::Save(a) => crate::transfer_cmd::save(store, a),
+        Cmd::Pull(a) => crate::transfer_cmd::pull(store, a),
+        Cmd::Push(a) => crate::transfer_cmd::push(store, a),
         Cmd::Info => info(store),
         Cmd::Import(a) => {
             let id = if a.tarball == "-" {

@@ -61,3 +61,92 @@ pub fn save(store: &Store, a: SaveArgs) -> R {
     }
     transfer::save(store, &a.images, format, &a.output, a.quiet)
 }
+
+#[derive(Args, Debug)]
+pub struct RegistryArgs {
+    /// Credentials USER:PASSWORD (default: docker's ~/.docker/config.json).
+    #[arg(long)]
+    creds: Option<String>,
+    /// Plain http (always used for localhost and 127.0.0.1).
+    #[arg(long)]
+    insecure: bool,
+    /// No progress bars and no summary: print only the image id (pull) or digest (push).
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> strata_runtime::Result<transfer::registry::Options> {
+        Ok(transfer::registry::Options {
+            creds: self
+                .creds
+                .as_deref()
+                .map(transfer::auth::Creds::parse)
+                .transpose()?,
+            insecure: self.insecure,
+            quiet: self.quiet,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// [HOST[:PORT]/]PATH[:TAG][@sha256:DIGEST] (short names are docker.io/library/...).
+    reference: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Image in the store (name[:tag] or id).
+    image: String,
+    /// Destination HOST[:PORT]/PATH[:TAG] (default: the image's name).
+    reference: Option<String>,
+}
+
+pub fn pull(store: &Store, a: PullArgs) -> R {
+    let o = a.registry.options()?;
+    let p = transfer::pull::pull(store, &a.reference, &o)?;
+    if o.quiet {
+        println!("{}", p.id);
+        return Ok(());
+    }
+    println!(
+        "Pulled {} ({}): {} layers, {} fetched ({}), {} already present",
+        a.reference,
+        p.digest,
+        p.layers,
+        p.fetched,
+        strata_runtime::util::human_size(p.bytes),
+        p.layers - p.fetched
+    );
+    match p.tag {
+        Some(t) => println!("Image: {t} ({})", p.id),
+        None => println!("Image: {}", p.id),
+    }
+    Ok(())
+}
+
+pub fn push(store: &Store, a: PushArgs) -> R {
+    let o = a.registry.options()?;
+    let target = a.reference.as_deref().unwrap_or(&a.image);
+    let p = transfer::push::push(store, &a.image, target, &o)?;
+    if o.quiet {
+        println!("{}", p.digest);
+        return Ok(());
+    }
+    println!(
+        "Pushed {}: {} layers, {} uploaded ({}), {} already present, {} mounted",
+        p.reference,
+        p.layers,
+        p.uploaded,
+        strata_runtime::util::human_size(p.bytes),
+        p.skipped,
+        p.mounted
+    );
+    println!("Digest: {}", p.digest);
+    Ok(())
+}

@@ -2,12 +2,18 @@
 //! layout directory) and `pull` and `push` (the OCI distribution API). Each format has its
 //! own module; [`ingest`] is the one way verified images enter the store.
 
+pub mod auth;
 pub mod compress;
 pub mod docker_archive;
 pub mod ingest;
+pub mod known;
 pub mod media;
 pub mod oci_layout;
 pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod reference;
+pub mod registry;
 pub mod source;
 pub mod write;
 

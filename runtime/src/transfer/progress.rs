@@ -48,6 +48,7 @@ impl Progress {
 }
 
 /// One progress line (or nothing when bars are off).
+#[derive(Clone)]
 pub struct Bar(Option<ProgressBar>);
 
 impl Bar {
@@ -72,19 +73,39 @@ impl Bar {
             b.finish_with_message(msg.to_string());
         }
     }
+    /// Set the total once it is known.
+    pub fn set_length(&self, len: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(len);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{prefix:<14} {msg:<12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
+            ) {
+                b.set_style(style.progress_chars("=> "));
+            }
+        }
+    }
+    /// Back to zero (a request sent again).
+    pub fn reset(&self) {
+        if let Some(b) = &self.0 {
+            b.set_position(0);
+        }
+    }
     /// Wrap a reader so that what is read moves the bar.
-    pub fn reader<'a, R: Read + 'a>(&'a self, inner: R) -> BarReader<'a, R> {
-        BarReader { inner, bar: self }
+    pub fn reader<R: Read>(&self, inner: R) -> BarReader<R> {
+        BarReader {
+            inner,
+            bar: self.clone(),
+        }
     }
 }
 
 /// A reader that moves a bar.
-pub struct BarReader<'a, R> {
+pub struct BarReader<R> {
     inner: R,
-    bar: &'a Bar,
+    bar: Bar,
 }
 
-impl<R: Read> Read for BarReader<'_, R> {
+impl<R: Read> Read for BarReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.bar.inc(n as u64);

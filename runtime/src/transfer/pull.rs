@@ -1,0 +1,134 @@
+//! `strata pull`: manifest (or index, then this platform's manifest), config, and only the
+//! layers the store lacks. Each layer is verified (blob digest and diff_id) in the staging
+//! area and published whole, so an interrupted pull leaves no half layer and a retry goes on
+//! from the layers already complete.
+
+use crate::err;
+use crate::image::Reference;
+use crate::store::Store;
+use crate::util::Result;
+
+use super::docker_archive::short;
+use super::ingest::{have_layer, parse_config, read_verified, Ingest};
+use super::known::{self, Form};
+use super::media::{self, digest_hex, Document};
+use super::progress::Progress;
+use super::reference::RemoteRef;
+use super::registry::{Client, Options};
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// Image id ("sha256:<config hex>").
+    pub id: String,
+    /// Local tag, when the reference had one.
+    pub tag: Option<String>,
+    /// Manifest digest.
+    pub digest: String,
+    /// Layers in the image.
+    pub layers: usize,
+    /// Layers downloaded.
+    pub fetched: usize,
+    /// Compressed bytes downloaded.
+    pub bytes: u64,
+}
+
+/// Pull `reference` into the store.
+pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
+    let r = RemoteRef::parse(reference)?;
+    let progress = Progress::new(o.quiet);
+    let mut client = Client::new(&r, o, false);
+    let (mut bytes, mut ct) = client.manifest(r.manifest_ref())?;
+    let mut digest = format!("sha256:{}", crate::util::sha256_hex(&bytes));
+    let manifest = match media::parse_document(&bytes, &ct)? {
+        Document::Manifest(m) => m,
+        Document::Index(idx) => {
+            let d = media::select_platform(&idx, &r.to_string())?.clone();
+            (bytes, ct) = client.manifest(&d.digest)?;
+            digest = d.digest.clone();
+            match media::parse_document(&bytes, &ct)? {
+                Document::Manifest(m) => m,
+                Document::Index(_) => {
+                    return Err(err!(
+                        "{r}: the index for this platform points at another index: refusing nested indexes"
+                    ))
+                }
+            }
+        }
+    };
+    let size = |d: &media::Descriptor| u64::try_from(d.size).ok().filter(|s| *s > 0);
+    let config = read_verified(
+        client.blob(&manifest.config.digest)?,
+        &manifest.config.digest,
+        size(&manifest.config),
+        &format!("image config {}", manifest.config.digest),
+    )?;
+    let cfg = parse_config(&config)?;
+    if cfg.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(err!(
+            "{r}: the manifest lists {} layers but the config has {} diff_ids: the image is corrupt",
+            manifest.layers.len(),
+            cfg.rootfs.diff_ids.len()
+        ));
+    }
+    let location = r.location();
+    let mut fetched = 0;
+    let mut transferred = 0u64;
+    for (l, diff_id) in manifest.layers.iter().zip(&cfg.rootfs.diff_ids) {
+        if !media::is_layer(&l.media_type) {
+            return Err(err!(
+                "layer {} has media type {:?}, which strata cannot unpack",
+                l.digest,
+                l.media_type
+            ));
+        }
+        let diff_hex = digest_hex(diff_id)?.to_string();
+        let form = Form {
+            digest: l.digest.clone(),
+            size: size(l).unwrap_or(0),
+            media_type: known::oci_layer_type(&l.media_type),
+            locations: Vec::new(),
+            ours: false,
+        };
+        let bar = progress.bar(&short(&l.digest), size(l));
+        if have_layer(store, &diff_hex) {
+            bar.finish("exists");
+        } else {
+            bar.message("pulling");
+            let mut ingest = Ingest::new(store);
+            let body = client.blob(&l.digest)?;
+            let counted = bar.reader(body);
+            ingest.add_layer(
+                counted,
+                diff_id,
+                Some((&l.digest, size(l))),
+                &format!("layer {}", l.digest),
+            )?;
+            ingest.commit()?;
+            fetched += 1;
+            transferred += size(l).unwrap_or(0);
+            bar.finish("done");
+        }
+        let _lock = store.lock_exclusive()?;
+        known::remember(store, &diff_hex, &form, &location)?;
+    }
+    let tag = match &r.tag {
+        Some(t) => Some(Reference::parse(&format!("{}:{t}", r.local_name()))?),
+        None => None,
+    };
+    let mut ingest = Ingest::new(store);
+    ingest.add_image(config, tag.iter().cloned().collect())?;
+    let stored = ingest.commit()?;
+    let id = stored
+        .first()
+        .map(|s| s.id.clone())
+        .ok_or_else(|| err!("the pulled image was not stored"))?;
+    Ok(Pulled {
+        id,
+        tag: tag.map(|t| t.to_string()),
+        digest,
+        layers: manifest.layers.len(),
+        fetched,
+        bytes: transferred,
+    })
+}
