@@ -14,6 +14,7 @@
 //! The strata binary is `$STRATA_BIN` or `<workspace>/target/debug/strata`; with
 //! `STRATA_BIN=/usr/bin/fuse-overlayfs` the harness itself can be validated.
 
+pub mod delta;
 pub mod layer;
 pub mod mount;
 pub mod ops;
