@@ -204,11 +204,7 @@ pub fn is_layer(media_type: &str) -> bool {
 /// Pick the entry of an index for this machine (linux and this architecture).
 pub fn select_platform<'a>(index: &'a Index, what: &str) -> Result<&'a Descriptor> {
     let arch = crate::images::arch();
-    let candidates: Vec<&Descriptor> = index
-        .manifests
-        .iter()
-        .filter(|d| d.media_type != OCI_INDEX && d.media_type != DOCKER_LIST)
-        .collect();
+    let candidates: Vec<&Descriptor> = index.manifests.iter().collect();
     let chosen = candidates.iter().find(|d| match &d.platform {
         Some(p) => p.os == "linux" && p.architecture == arch,
         None => false,
@@ -216,7 +212,7 @@ pub fn select_platform<'a>(index: &'a Index, what: &str) -> Result<&'a Descripto
     if let Some(d) = chosen {
         return Ok(d);
     }
-    // Single-entry indexes without a platform (OCI layouts) mean "this image".
+    // Single-entry indexes without a platform (OCI layouts, nested indexes) mean "this image".
     if candidates.len() == 1 && candidates[0].platform.is_none() {
         return Ok(candidates[0]);
     }
