@@ -1,5 +1,6 @@
 """bench/run: arguments, setup (peers, strata build, probes), the workload loop, the report."""
 import argparse
+import fcntl
 import os
 import sys
 import time
@@ -28,7 +29,8 @@ def parse(argv):
                     help=f"any of: {', '.join(list(ORDER) + list(ALIASES))} (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes that finish in seconds")
     ap.add_argument("--runs", type=int, help="runs per peer (default 3; 1 with --quick)")
-    ap.add_argument("--workdir", help="scratch dir for branches and mounts (default bench/work)")
+    ap.add_argument("--workdir", help="scratch dir for branches and mounts "
+                    "(default bench/work/full, bench/work/quick with --quick)")
     ap.add_argument("--results", help="write the markdown report here (default: bench/RESULTS.md "
                     "for a full run, WORKDIR/RESULTS-partial.md otherwise)")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get install peers")
@@ -64,8 +66,17 @@ def main(argv):
     chosen = select(args.workloads)
     sizes = QUICK if args.quick else FULL
     runs = args.runs or (1 if args.quick else 3)
-    work = os.path.abspath(args.workdir or os.path.join(BENCH, "work"))
+    # quick and full runs get sibling dirs, so a test suite's --quick never touches (or
+    # unmounts) a full run's mounts; a lock keeps two runs out of one dir.
+    work = os.path.abspath(args.workdir or os.path.join(BENCH, "work",
+                                                        "quick" if args.quick else "full"))
     os.makedirs(work, exist_ok=True)
+    lock = open(os.path.join(work, ".lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"bench/run: another bench/run is using {work}", file=sys.stderr)
+        return 2
     sysutil.LOG_PATH = os.path.join(work, "log.txt")
     sysutil.VERBOSE = args.verbose
     open(sysutil.LOG_PATH, "w").close()
@@ -74,7 +85,7 @@ def main(argv):
     mounts.install_cleanup_handlers()
     mounts.cleanup_stale(work)
     notes = []
-    t_start = time.time()
+    t_start, load_start = time.time(), sysutil.loadavg()
 
     if not args.no_install:
         need = sorted({p for w in chosen for p in NEEDS[w]})
@@ -94,9 +105,7 @@ def main(argv):
         err = mounts.probe(peer, ctx.scratch("probe", peer.name))
         if err:
             ctx.unavailable[peer.name] = f"mount fails: {err[:160]}"
-            say(f"{peer.name}: mount probe failed: {err}")
-            (ctx.strata_errors if peer.name == "strata" else ctx.harness_errors).append(
-                f"probe {peer.name}: {err}")
+            say(f"{peer.name}: mount probe failed: {err}")  # reported, not a harness error
         else:
             ctx.peers.append(peer)
 
@@ -133,6 +142,8 @@ def main(argv):
                   "kernel `mount -t overlay` with default options; lower dirs shared read-only, "
                   "fresh upper/work per mount",
         "total time": f"{time.time() - t_start:.0f} s",
+        "load average (1, 5, 15 min)": f"{load_start} at the start, {sysutil.loadavg()} at "
+                                       "the end (other work on the machine adds noise)",
     }
     for c, why in ctx.unavailable.items():
         notes.append(f"{c}: {why}")
@@ -141,9 +152,9 @@ def main(argv):
     dest = args.results or (os.path.join(BENCH, "RESULTS.md") if full
                             else os.path.join(work, "RESULTS-partial.md"))
     with open(dest, "w") as f:
-        f.write(report.markdown(metrics, sysutil.machine_facts(REPO), config, titles,
+        f.write(report.markdown(metrics, sysutil.machine_facts(REPO, work), config, titles,
                                 durations, notes))
     say(f"wrote {dest} (log: {sysutil.LOG_PATH})")
-    if ctx.harness_errors or (args.strict and ctx.strata_errors):
+    if ctx.harness_errors or (args.strict and (ctx.strata_errors or "strata" in ctx.unavailable)):
         return 1
     return 0

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+from .mounts import cleanup_stale
 from .sysutil import rmtree, sh
 
 PODMAN_ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
@@ -88,6 +89,7 @@ class Podman:
 
     def argv(self, *args):
         return ["podman", "--root", f"{self.root}/graph", "--runroot", f"{self.root}/run",
+                "--tmpdir", f"{self.root}/tmp",
                 "--storage-driver", "overlay",
                 "--storage-opt", "overlay.mount_program=/usr/bin/fuse-overlayfs",
                 "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args]
@@ -113,9 +115,10 @@ class Podman:
         return f"{self.root}/graph"
 
     def teardown(self):
-        if os.path.exists(self.root):
-            sh(self.argv("system", "reset", "-f"), check=False, timeout=300)
-            sh(["umount", "-R", "-l", self.root], check=False)
+        if os.path.exists(self.root):  # never `system reset`: it touches system-wide config
+            sh(self.argv("rm", "-af"), check=False, timeout=300)
+            sh(self.argv("rmi", "-af"), check=False, timeout=300)
+            cleanup_stale(self.root)
             rmtree(self.root)
 
 

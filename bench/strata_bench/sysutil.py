@@ -100,6 +100,11 @@ def rmtree(path):
         sh(["rm", "-rf", "--one-file-system", path], check=False, timeout=1800)
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def have(cmd):
     return shutil.which(cmd) is not None
 
@@ -113,7 +118,14 @@ def first_line(argv):
     return out[0].strip() if out else "?"
 
 
-def machine_facts(repo):
+def fs_of(path):
+    """'ext4 (rw,relatime,discard) on /dev/vda' for the filesystem holding path."""
+    p = sh(["findmnt", "-n", "-o", "FSTYPE,OPTIONS,SOURCE", "-T", path], check=False)
+    parts = p.stdout.split()
+    return f"{parts[0]} ({parts[1]}) on {parts[2]}" if len(parts) >= 3 else "?"
+
+
+def machine_facts(repo, work=None):
     """Facts RESULTS.md records: when and where it was measured."""
     mem_kib = 0
     with open("/proc/meminfo") as f:
@@ -143,4 +155,5 @@ def machine_facts(repo):
         "kernel": os.uname().release,
         "fuse-overlayfs": fo,
         "strata rev": (rev or "no commits yet") + (" (dirty tree)" if dirty else ""),
+        "work dir filesystem": fs_of(work or repo),
     }

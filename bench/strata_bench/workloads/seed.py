@@ -4,7 +4,7 @@ N containers from the commits. Time per container for each step, and disk per co
 from .start import runners
 from ..sysutil import CommandError, du_kib, timed
 
-TITLE = "seed scenario: write 64 KiB, commit, run from commits"
+TITLE = "the seed scenario: write 64 KiB, commit, run from commits"
 IMAGE = "bench-busybox"
 WRITE = ["sh", "-c", "dd if=/dev/urandom of=/data bs=64k count=1 2>/dev/null && sync"]
 

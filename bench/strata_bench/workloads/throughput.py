@@ -10,7 +10,7 @@ import time
 from .. import trees
 from ..sysutil import drop_caches, rmtree, sh
 
-TITLE = "throughput: sequential read/write, fio random reads"
+TITLE = "sequential read/write, fio random reads"
 CHUNK = 1 << 20
 TARGETS = [("lower", "big.img"), ("upper", "upper.img"), ("delta", "delta.img")]
 
