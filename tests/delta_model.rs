@@ -355,12 +355,12 @@ impl Round {
         let s = self.size().max(1);
         let b = self.cfg.block;
         let base = match self.rng.below(100) {
-            0..=79 => {
+            0..=87 => {
                 let hot = self.rng.below(6);
                 let region = (self.cfg.size / 7) * (hot + 1);
                 region + self.rng.below(24 * 4096)
             }
-            80..=94 => self.rng.below(s),
+            88..=95 => self.rng.below(s),
             _ => s.saturating_sub(self.rng.below(3 * b)) + self.rng.below(2 * b),
         };
         let base = base.min(self.max_size() - 256 * KIB);
