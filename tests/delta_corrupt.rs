@@ -392,3 +392,60 @@ fn map_past_end_repaired() {
     let (ok, out) = m.fsck(false);
     assert!(ok, "fsck after more writes is not clean:\n{out}");
 }
+
+/// A damaged `ino` line in a delta's record (the root's inode number 1, or another
+/// file's number) must not take the mount down nor change what another file reads.
+fn ino_collision(root: bool) {
+    let size = 128 * KIB;
+    let mut m = DeltaMount::new("ino", "delta_threshold=64K");
+    let a = write_lower(&m.lower.join("a.img"), 1, size);
+    let other = write_lower(&m.lower.join("other.img"), 3, 64 * KIB);
+    m.mount();
+    let want = make_delta(&m, "a.img", &a, 1, 11);
+    let other_ino = sys::stat(&m.p("other.img")).unwrap().st_ino;
+    m.unmount();
+    let (ino, what) = if root {
+        (1, "ino 1 (the root's)")
+    } else {
+        (other_ino, "the ino of other.img")
+    };
+    let g = m.meta("a.img").unwrap();
+    let old = meta_line(&g, "ino").unwrap().to_string();
+    set_meta(
+        &m,
+        "a.img",
+        g.replace(&format!("ino {old}\n"), &format!("ino {ino}\n"))
+            .as_bytes(),
+    );
+    m.mount();
+    let mut problems = Vec::new();
+    // Look the other file up first, then the damaged one, then the other again.
+    if let Err(e) = alive(&m, &other) {
+        problems.push(format!("before reading a.img: {e}"));
+    }
+    match read(&m.p("a.img")) {
+        Ok(v) if v == want => {}
+        Err(Errno::EIO) => {}
+        Ok(_) => problems.push(format!("a.img with {what}: reads wrong bytes")),
+        Err(e) => problems.push(format!("a.img with {what}: {e}")),
+    }
+    if let Err(e) = alive(&m, &other) {
+        problems.push(format!("after reading a.img with {what}: {e}"));
+    }
+    assert!(
+        problems.is_empty(),
+        "a damaged ino line in a delta's record broke the mount:\n  {}",
+        problems.join("\n  ")
+    );
+    m.unmount();
+}
+
+#[test]
+fn record_ino_of_root() {
+    ino_collision(true);
+}
+
+#[test]
+fn record_ino_of_another_file() {
+    ino_collision(false);
+}
