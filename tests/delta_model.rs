@@ -83,6 +83,7 @@ struct Round {
     /// Names of the file (first: the one the fds were opened by).
     names: Vec<String>,
     mode: u32,
+    owner: (u32, u32),
     history: Vec<String>,
     serial: u64,
     /// Counters for the summary.
@@ -205,6 +206,7 @@ impl Round {
             touched: BTreeSet::new(),
             names: vec!["data/f.img".to_string()],
             mode: 0o644,
+            owner: (0, 0),
             fd: None,
             dfd: None,
             history: Vec::new(),
@@ -402,6 +404,7 @@ impl Round {
             830..=839 => self.op_chmod_utimes(),
             840..=859 => self.op_reopen(),
             860..=869 => self.op_read_other_name(),
+            870..=889 => self.op_seek(),
             _ => self.op_read(),
         }
     }
@@ -651,7 +654,16 @@ impl Round {
     fn op_chmod_utimes(&mut self) {
         let name = self.names[self.rng.below(self.names.len() as u64) as usize].clone();
         let p = self.m.p(&name);
-        if self.rng.chance(50) {
+        if self.rng.chance(25) {
+            let owner = *self
+                .rng
+                .pick(&[(0, 0), (1000, 1000), (65534, 100), (0, 1000)]);
+            self.note(format!("chown {name} {owner:?}"));
+            if let Err(e) = sys::lchown(&p, owner.0, owner.1) {
+                fail(self, &format!("chown {name}: {e}"));
+            }
+            self.owner = owner;
+        } else if self.rng.chance(50) {
             let mode = *self.rng.pick(&[0o600, 0o640, 0o644, 0o664, 0o755]);
             self.note(format!("chmod {name} {mode:o}"));
             if let Err(e) = sys::chmod(&p, mode) {
@@ -679,7 +691,10 @@ impl Round {
             }
         }
         let st = sys::stat(&p).unwrap();
-        if st.st_mode & 0o7777 != self.mode || st.st_size as u64 != self.size() {
+        if st.st_mode & 0o7777 != self.mode
+            || st.st_size as u64 != self.size()
+            || (st.st_uid, st.st_gid) != self.owner
+        {
             fail(
                 self,
                 &format!(
@@ -693,6 +708,55 @@ impl Round {
         }
         let off = self.offset();
         self.verify(off, 4096, "after chmod/utimes");
+    }
+
+    /// SEEK_DATA / SEEK_HOLE: answers consistent with the model (data may be reported
+    /// anywhere; a hole only where the model has zeros; ENXIO at or past the end).
+    fn op_seek(&mut self) {
+        let s = self.size();
+        let off = if self.rng.chance(10) {
+            s + self.rng.below(3)
+        } else {
+            self.offset().min(s + 1)
+        };
+        let hole = self.rng.chance(50);
+        let whence = if hole {
+            libc::SEEK_HOLE
+        } else {
+            libc::SEEK_DATA
+        };
+        self.note(format!(
+            "lseek {} {off}",
+            if hole { "SEEK_HOLE" } else { "SEEK_DATA" }
+        ));
+        let r = sys::lseek(self.fd(), off as i64, whence);
+        let ok = match r {
+            Err(Errno::ENXIO) => {
+                off >= s || (!hole && self.model[off as usize..].iter().all(|b| *b == 0))
+            }
+            Err(_) => false,
+            Ok(p) => {
+                let p = p as u64;
+                if off >= s {
+                    false
+                } else if hole {
+                    p >= off && p <= s
+                } else {
+                    p >= off
+                        && p < s
+                        && self.model[off as usize..p as usize].iter().all(|b| *b == 0)
+                }
+            }
+        };
+        if !ok {
+            fail(
+                self,
+                &format!(
+                    "lseek({off}, {}) on a {s} byte file gave {r:?}",
+                    if hole { "SEEK_HOLE" } else { "SEEK_DATA" }
+                ),
+            );
+        }
     }
 
     fn op_reopen(&mut self) {
@@ -752,13 +816,16 @@ impl Round {
                 );
             }
             let st = sys::stat(&p).unwrap();
-            if st.st_mode & 0o7777 != self.mode {
+            if st.st_mode & 0o7777 != self.mode || (st.st_uid, st.st_gid) != self.owner {
                 fail(
                     self,
                     &format!(
-                        "{what}: {name} mode {:o}, want {:o}",
+                        "{what}: {name} mode {:o} owner {}:{}, want {:o} {:?}",
                         st.st_mode & 0o7777,
-                        self.mode
+                        st.st_uid,
+                        st.st_gid,
+                        self.mode,
+                        self.owner
                     ),
                 );
             }
