@@ -67,7 +67,7 @@ struct Allowed {
     states: HashMap<usize, Vec<Vec<u8>>>,
     /// Block -> index in `states` of the content after the last write that returned.
     done: HashMap<usize, usize>,
-    /// Generation -> (file, blocks) of writes issued, to mark them done.
+    /// fsyncs of this file that returned.
     fsyncs: usize,
 }
 
