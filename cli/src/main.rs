@@ -5,6 +5,7 @@ mod containers;
 mod logging;
 mod mount;
 mod tools;
+mod trace_cmd;
 mod transfer_cmd;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -33,6 +34,13 @@ enum Command {
     Fsck(tools::FsckArgs),
     /// Make the delta files at PATHs (inside a mounted strata union) whole copies now.
     Compact(tools::CompactArgs),
+    /// Read traces written by `strata mount --trace` (see docs/tracing.md).
+    Trace(trace_cmd::TraceArgs),
+    /// Which branch serves each PATH of a mounted strata union (upper, lower N, delta,
+    /// whiteout, ...).
+    Whence(trace_cmd::WhenceArgs),
+    /// Live counters of a mounted strata union.
+    Stats(trace_cmd::StatsArgs),
     /// Image store and container commands.
     #[command(flatten)]
     Containers(containers::ContainerCommand),
@@ -55,6 +63,9 @@ fn main() -> ExitCode {
         }
         Command::Fsck(args) => tools::run_fsck(args),
         Command::Compact(args) => tools::run_compact(args),
+        Command::Trace(args) => trace_cmd::run_trace(args),
+        Command::Whence(args) => trace_cmd::run_whence(args),
+        Command::Stats(args) => trace_cmd::run_stats(args),
         Command::Containers(cmd) => {
             logging::init_stderr(&cli.log_level);
             containers::run(cmd)

@@ -25,6 +25,15 @@ pub struct MountArgs {
     /// Log file of the daemon (default: WORKDIR/strata.log, or none without a workdir).
     #[arg(long, value_name = "PATH")]
     log_file: Option<PathBuf>,
+    /// Write one JSON line per FUSE request to FILE (also -o trace=FILE); see docs/tracing.md.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Trace only these ops, comma-separated (read,write,lookup,...; also -o trace_ops=a:b).
+    #[arg(long, value_name = "OPS", requires = "trace")]
+    trace_ops: Option<String>,
+    /// Trace only paths matching GLOB (*, ?, ** across directories; also -o trace_path=GLOB).
+    #[arg(long, value_name = "GLOB", requires = "trace")]
+    trace_path: Option<String>,
     /// `SOURCE MOUNTPOINT` (mount.fuse3 form) or `MOUNTPOINT`.
     #[arg(required = true, num_args = 1..=2, value_name = "MOUNTPOINT")]
     targets: Vec<PathBuf>,
@@ -64,6 +73,15 @@ pub fn run_mount(args: MountArgs, log_level: &str) -> Result<(), String> {
         _ => return Err("give the mountpoint (and optionally a source before it)".into()),
     };
     let mut opts = MountOptions::parse(&args.options)?;
+    if let Some(t) = &args.trace {
+        opts.trace.file = Some(strata_fs::trace::absolute(t));
+    }
+    if let Some(o) = &args.trace_ops {
+        opts.trace.ops = strata_fs::trace::parse_ops(o)?;
+    }
+    if let Some(g) = &args.trace_path {
+        opts.trace.path = Some(strata_fs::trace::Glob::new(g));
+    }
     if let [source, _] = args.targets.as_slice() {
         if opts.fsname == "strata" && source.as_os_str() != "none" {
             opts.fsname = source.display().to_string();

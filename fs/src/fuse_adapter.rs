@@ -1,9 +1,15 @@
 //! The thin adapter from `fuser::Filesystem` to the union core: argument conversion,
 //! errno replies, and the kernel cache settings. No union logic lives here.
+//!
+//! Every request goes through [`FuseAdapter::run`], which counts it in [`Stats`], logs a
+//! failure at debug level, notices copy-ups (by comparing a node's placement before and
+//! after) and, only when tracing is on, times it and hands a trace event to the writer.
 
 use crate::attr::Attr;
 use crate::handles::DirEntry;
 use crate::ops_file::{SetAttr, SetTime};
+use crate::stats::{errno_name, Move, Stats};
+use crate::trace::{Branch, Event, Op, Origin, Tracer};
 use crate::union::{err_no, Ctx, Layer, Union};
 use fuser::{
     AccessFlags, BackingId, CopyFileRangeFlags, Errno, FileHandle, FileType, Filesystem,
@@ -17,7 +23,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A backing file registered with the kernel for passthrough I/O, shared by all open
 /// handles of one inode (the kernel requires one backing file per inode at a time).
@@ -35,6 +41,98 @@ pub struct FuseAdapter {
     backings: Mutex<HashMap<u64, Backing>>,
     /// File handles opened with passthrough, and their inode.
     passthrough_fh: Mutex<HashMap<u64, u64>>,
+    stats: Arc<Stats>,
+    tracer: Option<Arc<Tracer>>,
+    /// Block size of delta files (to count delta blocks written).
+    delta_block: u64,
+}
+
+/// What a request is about: enough to name it in the trace and the debug log.
+#[derive(Debug, Clone, Copy)]
+enum On<'a> {
+    /// A node.
+    Node(u64),
+    /// A name in a directory node.
+    Name(u64, &'a OsStr),
+    /// An open file handle of a node.
+    Fh(u64, u64),
+    /// A rename: from (parent, name) to (parent, name).
+    Rename(u64, &'a OsStr, u64, &'a OsStr),
+    /// A new name (parent, name) for a node.
+    Link(u64, u64, &'a OsStr),
+}
+
+/// One request as the adapter observes it.
+struct Req<'a> {
+    op: Op,
+    on: On<'a>,
+    off: Option<u64>,
+    /// A node whose placement may change (copy-up): compared before and after.
+    watch: Option<u64>,
+}
+
+impl<'a> Req<'a> {
+    fn new(op: Op, on: On<'a>) -> Req<'a> {
+        Req {
+            op,
+            on,
+            off: None,
+            watch: None,
+        }
+    }
+
+    fn at(mut self, off: u64) -> Req<'a> {
+        self.off = Some(off);
+        self
+    }
+
+    fn watch(mut self, ino: u64) -> Req<'a> {
+        self.watch = Some(ino);
+        self
+    }
+}
+
+/// What a finished request produced.
+#[derive(Debug, Clone, Copy, Default)]
+struct Out {
+    errno: i32,
+    bytes: Option<u64>,
+    /// The node it found or made.
+    ino: u64,
+    /// The file handle it opened.
+    fh: Option<u64>,
+}
+
+impl Out {
+    fn bytes(n: usize) -> Out {
+        Out {
+            bytes: Some(n as u64),
+            ..Out::default()
+        }
+    }
+
+    fn node(a: &Attr) -> Out {
+        Out {
+            ino: a.ino,
+            ..Out::default()
+        }
+    }
+}
+
+fn none<T>(_: &T) -> Out {
+    Out::default()
+}
+
+/// What a node went through, from its origin before and after a request.
+fn moved((before, was_dir): (Origin, bool), (after, _): (Origin, bool)) -> Option<Move> {
+    match (before, after) {
+        (Origin::Lower(_), Origin::Upper) if was_dir => Some(Move::Dir),
+        (Origin::Lower(_) | Origin::MetaCopy(_), Origin::Upper) => Some(Move::Data(0)),
+        (Origin::Lower(_), Origin::MetaCopy(_)) => Some(Move::Meta),
+        (Origin::Lower(_) | Origin::MetaCopy(_), Origin::Delta(_)) => Some(Move::Delta),
+        (Origin::Delta(_), Origin::Upper) => Some(Move::Whole),
+        _ => None,
+    }
 }
 
 fn errno(e: &io::Error) -> Errno {
@@ -98,7 +196,184 @@ impl FuseAdapter {
             passthrough: false,
             backings: Mutex::new(HashMap::new()),
             passthrough_fh: Mutex::new(HashMap::new()),
+            stats: Arc::new(Stats::default()),
+            tracer: None,
+            delta_block: crate::delta::DEFAULT_BLOCK,
         }
+    }
+
+    /// Count requests in `stats` and trace them to `tracer` (when tracing is on).
+    pub fn observed(mut self, stats: Arc<Stats>, tracer: Option<Arc<Tracer>>) -> FuseAdapter {
+        self.stats = stats;
+        self.tracer = tracer;
+        let b = self.union.options().delta_block;
+        self.delta_block = if b > 0 {
+            b
+        } else {
+            crate::delta::DEFAULT_BLOCK
+        };
+        self
+    }
+
+    /// Serve one request: call the core, reply, then count (and maybe trace) it. With
+    /// tracing off this adds no clock read and no allocation.
+    #[inline]
+    fn run<T>(
+        &self,
+        req: Req<'_>,
+        call: impl FnOnce() -> io::Result<T>,
+        info: impl FnOnce(&T) -> Out,
+        reply: impl FnOnce(io::Result<T>),
+    ) {
+        let t = match &self.tracer {
+            Some(tr) => tr.begin(req.op),
+            None => None,
+        };
+        let before = req.watch.and_then(|ino| self.union.origin(ino));
+        let r = call();
+        let out = match &r {
+            Ok(v) => info(v),
+            Err(e) => Out {
+                errno: err_no(e),
+                ..Out::default()
+            },
+        };
+        let lat = t.map(|t| t.elapsed());
+        reply(r);
+        self.finish(t.zip(lat), &req, before, out);
+    }
+
+    /// The bookkeeping after a reply went out.
+    fn finish(
+        &self,
+        timed: Option<(Instant, Duration)>,
+        req: &Req<'_>,
+        before: Option<(Origin, bool)>,
+        out: Out,
+    ) {
+        self.stats
+            .request(req.op, out.errno, out.bytes.unwrap_or(0));
+        if out.errno != 0 {
+            tracing::debug!(
+                op = req.op.name(),
+                errno = out.errno,
+                on = ?req.on,
+                "request failed: {}",
+                errno_name(out.errno)
+            );
+        }
+        let mut delta_write = false;
+        if req.op == Op::Write && out.errno == 0 {
+            if let On::Fh(_, fh) = req.on {
+                if self.union.file(fh).is_ok_and(|f| f.live_delta().is_some()) {
+                    delta_write = true;
+                    let off = req.off.unwrap_or(0);
+                    let end = off.saturating_add(out.bytes.unwrap_or(0));
+                    let blocks = end.div_ceil(self.delta_block) - off / self.delta_block;
+                    self.stats.delta_write(blocks);
+                }
+            }
+        }
+        let mv = match (before, req.watch) {
+            (Some(b), Some(ino)) => self
+                .union
+                .origin(ino)
+                .and_then(|a| moved(b, a).map(|m| (ino, b.0, a.0, m))),
+            _ => None,
+        };
+        let mv = mv.map(|(ino, b, a, m)| {
+            let m = match m {
+                Move::Data(_) => Move::Data(self.union.getattr(ino).map_or(0, |a| a.size)),
+                m => m,
+            };
+            self.stats.moved(m);
+            (ino, b, a, m)
+        });
+        let (Some(tr), Some((start, lat))) = (&self.tracer, timed) else {
+            return;
+        };
+        let (path, to) = self.paths(req.on);
+        if !tr.wants_path(&path) && !to.as_deref().is_some_and(|t| tr.wants_path(t)) {
+            return;
+        }
+        let branch = if delta_write {
+            Branch::Delta
+        } else {
+            self.branch_of(req.on, &out)
+        };
+        if let Some((_, b, a, m)) = mv {
+            tr.send(Event {
+                start,
+                lat,
+                op: Op::Copyup,
+                path: path.clone(),
+                to: None,
+                branch: a.label(),
+                from: b.label(),
+                kind: Some(m.name()),
+                off: None,
+                size: match m {
+                    Move::Data(n) => Some(n),
+                    _ => None,
+                },
+                errno: 0,
+            });
+        }
+        tr.send(Event {
+            start,
+            lat,
+            op: req.op,
+            path,
+            to,
+            branch,
+            from: Branch::None,
+            kind: None,
+            off: req.off,
+            size: out.bytes,
+            errno: out.errno,
+        });
+    }
+
+    /// Merged paths a request names (best effort), for the trace.
+    fn paths(&self, on: On<'_>) -> (Vec<u8>, Option<Vec<u8>>) {
+        match on {
+            On::Node(ino) | On::Fh(ino, _) => (self.union.trace_path(ino, None), None),
+            On::Name(p, n) => (self.union.trace_path(p, Some(n)), None),
+            On::Rename(p, n, np, nn) => (
+                self.union.trace_path(p, Some(n)),
+                Some(self.union.trace_path(np, Some(nn))),
+            ),
+            On::Link(ino, np, nn) => (
+                self.union.trace_path(ino, None),
+                Some(self.union.trace_path(np, Some(nn))),
+            ),
+        }
+    }
+
+    /// The branch that served a request: an open handle's branch, else the node's.
+    fn branch_of(&self, on: On<'_>, out: &Out) -> Branch {
+        let fh = match on {
+            On::Fh(_, fh) => Some(fh),
+            _ => out.fh,
+        };
+        if let Some(f) = fh.and_then(|fh| self.union.file(fh).ok()) {
+            return match (f.live_delta(), f.layer) {
+                (Some(_), _) => Branch::Delta,
+                (None, Layer::Upper) => Branch::Upper,
+                (None, Layer::Lower(n)) => Branch::Lower(n),
+            };
+        }
+        let node = match on {
+            _ if out.ino != 0 => out.ino,
+            On::Node(ino) | On::Fh(ino, _) => ino,
+            // A failed name op (a lookup of nothing) was served by no branch.
+            _ if out.errno != 0 => return Branch::None,
+            On::Link(ino, _, _) => ino,
+            On::Name(p, _) | On::Rename(_, _, p, _) => p,
+        };
+        self.union
+            .origin(node)
+            .map_or(Branch::None, |(o, _)| o.label())
     }
 
     /// The backing id to pass an open of `ino` through to `fh`'s branch file, if the kernel
@@ -170,6 +445,58 @@ impl FuseAdapter {
         }
     }
 
+    fn attr(&self, reply: ReplyAttr, r: io::Result<Attr>) {
+        match r {
+            Ok(a) => reply.attr(&self.ttl, &fuse_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Fill a readdirplus reply from a listing, looking each entry up.
+    fn readdirplus_reply(
+        &self,
+        ino: INodeNo,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+        r: io::Result<Arc<Vec<DirEntry>>>,
+    ) {
+        let entries = match r {
+            Ok(e) => e,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            let dots = e.name.as_bytes() == b"." || e.name.as_bytes() == b"..";
+            let attr = if dots {
+                // The kernel takes no reference on "." and ".." entries.
+                match self.union.getattr(e.ino) {
+                    Ok(a) => a,
+                    Err(_) => continue,
+                }
+            } else {
+                match self.union.lookup(ino.0, &e.name) {
+                    Ok(a) => a,
+                    // Vanished since the listing was taken: skip it, as a fresh listing would.
+                    Err(_) => continue,
+                }
+            };
+            let full = reply.add(
+                INodeNo(attr.ino),
+                (i + 1) as u64,
+                &e.name,
+                &self.ttl,
+                &fuse_attr(&attr),
+                Generation(attr.generation),
+            );
+            if full {
+                if !dots {
+                    self.union.forget(attr.ino, 1);
+                }
+                break;
+            }
+        }
+        reply.ok();
+    }
+
     fn empty(reply: ReplyEmpty, r: io::Result<()>) {
         match r {
             Ok(()) => reply.ok(),
@@ -237,18 +564,33 @@ impl Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.entry(reply, self.union.lookup(parent.0, name));
+        self.run(
+            Req::new(Op::Lookup, On::Name(parent.0, name)),
+            || self.union.lookup(parent.0, name),
+            Out::node,
+            |r| self.entry(reply, r),
+        );
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.union.forget(ino.0, nlookup);
+        self.run(
+            Req::new(Op::Forget, On::Node(ino.0)),
+            || {
+                self.union.forget(ino.0, nlookup);
+                Ok(())
+            },
+            none,
+            |_| {},
+        );
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.union.getattr(ino.0) {
-            Ok(a) => reply.attr(&self.ttl, &fuse_attr(&a)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.run(
+            Req::new(Op::Getattr, On::Node(ino.0)),
+            || self.union.getattr(ino.0),
+            none,
+            |r| self.attr(reply, r),
+        );
     }
 
     fn setattr(
@@ -278,17 +620,27 @@ impl Filesystem for FuseAdapter {
             mtime: set_time(mtime),
             fh: fh.map(|f| f.0),
         };
-        match self.union.setattr(ino.0, &sa) {
-            Ok(a) => reply.attr(&self.ttl, &fuse_attr(&a)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        let mut req = Req::new(Op::Setattr, On::Node(ino.0)).watch(ino.0);
+        // A truncate is traced with its new size as the offset.
+        req.off = size;
+        self.run(
+            req,
+            || self.union.setattr(ino.0, &sa),
+            none,
+            |r| self.attr(reply, r),
+        );
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.union.readlink(ino.0) {
-            Ok(v) => reply.data(&v),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.run(
+            Req::new(Op::Readlink, On::Node(ino.0)),
+            || self.union.readlink(ino.0),
+            |v| Out::bytes(v.len()),
+            |r| match r {
+                Ok(v) => reply.data(&v),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn mknod(
@@ -301,10 +653,15 @@ impl Filesystem for FuseAdapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let r = self
-            .union
-            .mknod(parent.0, name, mode, u64::from(rdev), &ctx(req, umask));
-        self.entry(reply, r);
+        self.run(
+            Req::new(Op::Mknod, On::Name(parent.0, name)).watch(parent.0),
+            || {
+                self.union
+                    .mknod(parent.0, name, mode, u64::from(rdev), &ctx(req, umask))
+            },
+            Out::node,
+            |r| self.entry(reply, r),
+        );
     }
 
     fn mkdir(
@@ -316,18 +673,30 @@ impl Filesystem for FuseAdapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.entry(
-            reply,
-            self.union.mkdir(parent.0, name, mode, &ctx(req, umask)),
+        self.run(
+            Req::new(Op::Mkdir, On::Name(parent.0, name)).watch(parent.0),
+            || self.union.mkdir(parent.0, name, mode, &ctx(req, umask)),
+            Out::node,
+            |r| self.entry(reply, r),
         );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        Self::empty(reply, self.union.unlink(parent.0, name));
+        self.run(
+            Req::new(Op::Unlink, On::Name(parent.0, name)).watch(parent.0),
+            || self.union.unlink(parent.0, name),
+            none,
+            |r| Self::empty(reply, r),
+        );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        Self::empty(reply, self.union.rmdir(parent.0, name));
+        self.run(
+            Req::new(Op::Rmdir, On::Name(parent.0, name)).watch(parent.0),
+            || self.union.rmdir(parent.0, name),
+            none,
+            |r| Self::empty(reply, r),
+        );
     }
 
     fn symlink(
@@ -338,10 +707,15 @@ impl Filesystem for FuseAdapter {
         target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        let r = self
-            .union
-            .symlink(parent.0, link_name, target.as_os_str(), &ctx(req, 0));
-        self.entry(reply, r);
+        self.run(
+            Req::new(Op::Symlink, On::Name(parent.0, link_name)).watch(parent.0),
+            || {
+                self.union
+                    .symlink(parent.0, link_name, target.as_os_str(), &ctx(req, 0))
+            },
+            Out::node,
+            |r| self.entry(reply, r),
+        );
     }
 
     fn rename(
@@ -354,10 +728,15 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        Self::empty(
-            reply,
-            self.union
-                .rename(parent.0, name, newparent.0, newname, flags.bits()),
+        self.run(
+            Req::new(Op::Rename, On::Rename(parent.0, name, newparent.0, newname))
+                .watch(newparent.0),
+            || {
+                self.union
+                    .rename(parent.0, name, newparent.0, newname, flags.bits())
+            },
+            none,
+            |r| Self::empty(reply, r),
         );
     }
 
@@ -369,25 +748,43 @@ impl Filesystem for FuseAdapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let r = self.union.link(ino.0, newparent.0, newname, &ctx(req, 0));
-        self.entry(reply, r);
+        self.run(
+            Req::new(Op::Link, On::Link(ino.0, newparent.0, newname)).watch(ino.0),
+            || self.union.link(ino.0, newparent.0, newname, &ctx(req, 0)),
+            Out::node,
+            |r| self.entry(reply, r),
+        );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let fh = match self.union.open(ino.0, flags.0) {
-            Ok(fh) => fh,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        match self.backing_for(ino.0, fh, |f| reply.open_backing(f)) {
-            Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
-            None => reply.opened(FileHandle(fh), self.daemon_io_flags(ino.0)),
+        let mut req = Req::new(Op::Open, On::Node(ino.0));
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
+            req = req.watch(ino.0);
         }
+        self.run(
+            req,
+            || self.union.open(ino.0, flags.0),
+            |fh| Out {
+                fh: Some(*fh),
+                ..Out::default()
+            },
+            |r| {
+                let fh = match r {
+                    Ok(fh) => fh,
+                    Err(e) => return reply.error(errno(&e)),
+                };
+                match self.backing_for(ino.0, fh, |f| reply.open_backing(f)) {
+                    Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
+                    None => reply.opened(FileHandle(fh), self.daemon_io_flags(ino.0)),
+                }
+            },
+        );
     }
 
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -395,16 +792,21 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.union.read(fh.0, offset, size) {
-            Ok(v) => reply.data(&v),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.run(
+            Req::new(Op::Read, On::Fh(ino.0, fh.0)).at(offset),
+            || self.union.read(fh.0, offset, size),
+            |v| Out::bytes(v.len()),
+            |r| match r {
+                Ok(v) => reply.data(&v),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -413,79 +815,108 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.union.write(fh.0, offset, data) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.run(
+            Req::new(Op::Write, On::Fh(ino.0, fh.0)).at(offset),
+            || self.union.write(fh.0, offset, data),
+            |n| Out::bytes(*n),
+            |r| match r {
+                Ok(n) => reply.written(n as u32),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
+        ino: INodeNo,
+        fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        self.run(
+            Req::new(Op::Flush, On::Fh(ino.0, fh.0)),
+            || Ok(()),
+            none,
+            |_| reply.ok(),
+        );
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.release_backing(fh.0);
-        self.union.release(fh.0);
-        reply.ok();
+        self.run(
+            Req::new(Op::Release, On::Node(ino.0)),
+            || {
+                self.release_backing(fh.0);
+                self.union.release(fh.0);
+                Ok(())
+            },
+            none,
+            |_| reply.ok(),
+        );
     }
 
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.union.fsync(fh.0, datasync));
+        self.run(
+            Req::new(Op::Fsync, On::Fh(ino.0, fh.0)),
+            || self.union.fsync(fh.0, datasync),
+            none,
+            |r| Self::empty(reply, r),
+        );
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.union.opendir(ino.0) {
-            // Every change to a directory goes through this mount, and the kernel drops its
-            // cached listing when it sees one, so listings can be cached across opens.
-            Ok(fh) => reply.opened(
-                FileHandle(fh),
-                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-            ),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.run(
+            Req::new(Op::Opendir, On::Node(ino.0)),
+            || self.union.opendir(ino.0),
+            none,
+            |r| match r {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let entries = match self.dir_entries(fh, offset) {
-            Ok(e) => e,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(e.ino), (i + 1) as u64, file_type(e.kind), &e.name) {
-                break;
-            }
-        }
-        reply.ok();
+        self.run(
+            Req::new(Op::Readdir, On::Node(ino.0)).at(offset),
+            || self.dir_entries(fh, offset),
+            none,
+            |r| {
+                let entries = match r {
+                    Ok(e) => e,
+                    Err(e) => return reply.error(errno(&e)),
+                };
+                for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+                    if reply.add(INodeNo(e.ino), (i + 1) as u64, file_type(e.kind), &e.name) {
+                        break;
+                    }
+                }
+                reply.ok();
+            },
+        );
     }
 
     fn readdirplus(
@@ -494,55 +925,33 @@ impl Filesystem for FuseAdapter {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
-        let entries = match self.dir_entries(fh, offset) {
-            Ok(e) => e,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
-            let dots = e.name.as_bytes() == b"." || e.name.as_bytes() == b"..";
-            let attr = if dots {
-                // The kernel takes no reference on "." and ".." entries.
-                match self.union.getattr(e.ino) {
-                    Ok(a) => a,
-                    Err(_) => continue,
-                }
-            } else {
-                match self.union.lookup(ino.0, &e.name) {
-                    Ok(a) => a,
-                    // Vanished since the listing was taken: skip it, as a fresh listing would.
-                    Err(_) => continue,
-                }
-            };
-            let full = reply.add(
-                INodeNo(attr.ino),
-                (i + 1) as u64,
-                &e.name,
-                &self.ttl,
-                &fuse_attr(&attr),
-                Generation(attr.generation),
-            );
-            if full {
-                if !dots {
-                    self.union.forget(attr.ino, 1);
-                }
-                break;
-            }
-        }
-        reply.ok();
+        self.run(
+            Req::new(Op::Readdirplus, On::Node(ino.0)).at(offset),
+            || self.dir_entries(fh, offset),
+            none,
+            |r| self.readdirplus_reply(ino, offset, reply, r),
+        );
     }
 
     fn releasedir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.union.releasedir(fh.0);
-        reply.ok();
+        self.run(
+            Req::new(Op::Releasedir, On::Node(ino.0)),
+            || {
+                self.union.releasedir(fh.0);
+                Ok(())
+            },
+            none,
+            |_| reply.ok(),
+        );
     }
 
     fn fsyncdir(
@@ -553,23 +962,33 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.union.fsyncdir(ino.0));
+        self.run(
+            Req::new(Op::Fsyncdir, On::Node(ino.0)),
+            || self.union.fsyncdir(ino.0),
+            none,
+            |r| Self::empty(reply, r),
+        );
     }
 
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.union.statfs() {
-            Ok(s) => reply.statfs(
-                s.blocks(),
-                s.blocks_free(),
-                s.blocks_available(),
-                s.files(),
-                s.files_free(),
-                s.block_size() as u32,
-                255,
-                s.fragment_size() as u32,
-            ),
-            Err(e) => reply.error(errno(&e)),
-        }
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        self.run(
+            Req::new(Op::Statfs, On::Node(ino.0)),
+            || self.union.statfs(),
+            none,
+            |r| match r {
+                Ok(s) => reply.statfs(
+                    s.blocks(),
+                    s.blocks_free(),
+                    s.blocks_available(),
+                    s.files(),
+                    s.files_free(),
+                    s.block_size() as u32,
+                    255,
+                    s.fragment_size() as u32,
+                ),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn setxattr(
@@ -582,24 +1001,49 @@ impl Filesystem for FuseAdapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.union.setxattr(ino.0, name, value, flags));
+        self.run(
+            Req::new(Op::Setxattr, On::Node(ino.0)).watch(ino.0),
+            || self.union.setxattr(ino.0, name, value, flags),
+            none,
+            |r| Self::empty(reply, r),
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        Self::xattr_reply(reply, size, self.union.getxattr(ino.0, name));
+        self.run(
+            Req::new(Op::Getxattr, On::Node(ino.0)),
+            || self.union.getxattr(ino.0, name),
+            |v| Out::bytes(v.len()),
+            |r| Self::xattr_reply(reply, size, r),
+        );
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        Self::xattr_reply(reply, size, self.union.listxattr(ino.0));
+        self.run(
+            Req::new(Op::Listxattr, On::Node(ino.0)),
+            || self.union.listxattr(ino.0),
+            |v| Out::bytes(v.len()),
+            |r| Self::xattr_reply(reply, size, r),
+        );
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        Self::empty(reply, self.union.removexattr(ino.0, name));
+        self.run(
+            Req::new(Op::Removexattr, On::Node(ino.0)).watch(ino.0),
+            || self.union.removexattr(ino.0, name),
+            none,
+            |r| Self::empty(reply, r),
+        );
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
         // default_permissions makes the kernel check modes; we only confirm existence.
-        Self::empty(reply, self.union.getattr(ino.0).map(|_| ()));
+        self.run(
+            Req::new(Op::Access, On::Node(ino.0)),
+            || self.union.getattr(ino.0).map(|_| ()),
+            none,
+            |r| Self::empty(reply, r),
+        );
     }
 
     fn create(
@@ -612,57 +1056,81 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self
-            .union
-            .create(parent.0, name, mode, flags, &ctx(req, umask))
-        {
-            Ok((a, fh)) => match self.backing_for(a.ino, fh, |f| reply.open_backing(f)) {
-                Some(id) => reply.created_passthrough(
-                    &self.ttl,
-                    &fuse_attr(&a),
-                    Generation(a.generation),
-                    FileHandle(fh),
-                    FopenFlags::empty(),
-                    &id,
-                ),
-                None => reply.created(
-                    &self.ttl,
-                    &fuse_attr(&a),
-                    Generation(a.generation),
-                    FileHandle(fh),
-                    self.daemon_io_flags(a.ino),
-                ),
+        self.run(
+            Req::new(Op::Create, On::Name(parent.0, name)).watch(parent.0),
+            || {
+                self.union
+                    .create(parent.0, name, mode, flags, &ctx(req, umask))
             },
-            Err(e) => reply.error(errno(&e)),
-        }
+            |(a, fh)| Out {
+                ino: a.ino,
+                fh: Some(*fh),
+                ..Out::default()
+            },
+            |r| match r {
+                Ok((a, fh)) => match self.backing_for(a.ino, fh, |f| reply.open_backing(f)) {
+                    Some(id) => reply.created_passthrough(
+                        &self.ttl,
+                        &fuse_attr(&a),
+                        Generation(a.generation),
+                        FileHandle(fh),
+                        FopenFlags::empty(),
+                        &id,
+                    ),
+                    None => reply.created(
+                        &self.ttl,
+                        &fuse_attr(&a),
+                        Generation(a.generation),
+                        FileHandle(fh),
+                        self.daemon_io_flags(a.ino),
+                    ),
+                },
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.union.fallocate(fh.0, offset, length, mode));
+        self.run(
+            Req::new(Op::Fallocate, On::Fh(ino.0, fh.0))
+                .at(offset)
+                .watch(ino.0),
+            || self.union.fallocate(fh.0, offset, length, mode),
+            |_| Out {
+                bytes: Some(length),
+                ..Out::default()
+            },
+            |r| Self::empty(reply, r),
+        );
     }
 
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
-        match self.union.lseek(fh.0, offset, whence) {
-            Ok(o) => reply.offset(o),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.run(
+            Req::new(Op::Lseek, On::Fh(ino.0, fh.0)).at(offset.max(0) as u64),
+            || self.union.lseek(fh.0, offset, whence),
+            none,
+            |r| match r {
+                Ok(o) => reply.offset(o),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn copy_file_range(
@@ -671,19 +1139,26 @@ impl Filesystem for FuseAdapter {
         _ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
-        _ino_out: INodeNo,
+        ino_out: INodeNo,
         fh_out: FileHandle,
         offset_out: u64,
         len: u64,
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        match self
-            .union
-            .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
-        {
-            Ok(n) => reply.written(n.min(u32::MAX as usize) as u32),
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.run(
+            Req::new(Op::CopyFileRange, On::Fh(ino_out.0, fh_out.0))
+                .at(offset_out)
+                .watch(ino_out.0),
+            || {
+                self.union
+                    .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
+            },
+            |n| Out::bytes(*n),
+            |r| match r {
+                Ok(n) => reply.written(n.min(u32::MAX as usize) as u32),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod attr;
 pub mod branch;
+pub mod control;
 mod copyup;
 pub mod delta;
 mod delta_io;
@@ -23,7 +24,9 @@ mod ops_file;
 pub mod ops_xattr;
 pub mod options;
 mod resolve;
+pub mod stats;
 pub mod sys;
+pub mod trace;
 pub mod union;
 pub mod whiteout;
 

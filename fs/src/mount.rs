@@ -140,7 +140,11 @@ fn clean_staging(dir: &std::os::fd::OwnedFd) {
 /// mount is live (the daemonizing parent is told then).
 pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Result<(), MountError> {
     let union = Arc::new(union);
-    let adapter = FuseAdapter::new(union.clone());
+    let stats = Arc::new(crate::stats::Stats::default());
+    let tracer = crate::trace::Tracer::start(&union.options().trace)
+        .map_err(|e| err(format!("cannot start tracing: {e}")))?
+        .map(Arc::new);
+    let adapter = FuseAdapter::new(union.clone()).observed(stats.clone(), tracer.clone());
     let mut config = fuser::Config::default();
     let opts = union.options();
     let mut mo = vec![
@@ -209,8 +213,23 @@ pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Resu
             }
         }
     });
+    // `strata whence` and `strata stats` need it; a mount without it still works.
+    let control = match crate::control::start(union.clone(), stats, tracer.clone(), mountpoint) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(
+                "no control socket (strata whence/stats will not reach this mount): {e}"
+            );
+            None
+        }
+    };
     on_mounted();
-    session
+    let r = session
         .run()
-        .map_err(|e| err(format!("FUSE session ended with an error: {e}")))
+        .map_err(|e| err(format!("FUSE session ended with an error: {e}")));
+    drop(control);
+    if let Some(t) = &tracer {
+        t.finish();
+    }
+    r
 }

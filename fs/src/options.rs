@@ -44,6 +44,8 @@ pub struct MountOptions {
     pub fsname: String,
     /// Extra options passed to the kernel mount unchanged (e.g. allow_other, dev, suid).
     pub kernel: Vec<String>,
+    /// Op-by-op tracing (trace=FILE, trace_ops=read:write, trace_path=GLOB).
+    pub trace: crate::trace::TraceOptions,
 }
 
 impl Default for MountOptions {
@@ -67,6 +69,7 @@ impl Default for MountOptions {
             compact_ratio: 0.5,
             fsname: "strata".into(),
             kernel: Vec::new(),
+            trace: crate::trace::TraceOptions::default(),
         }
     }
 }
@@ -228,6 +231,10 @@ impl MountOptions {
                     .ok_or_else(|| format!("option compact_ratio={v}: expected 0.0 to 1.0"))?;
             }
             "nodelta" => self.delta_threshold = u64::MAX,
+            "trace" => self.trace.file = Some(crate::trace::absolute(&PathBuf::from(need(val)?))),
+            // Ops are separated by ':' here since ',' separates mount options.
+            "trace_ops" => self.trace.ops = crate::trace::parse_ops(&need(val)?)?,
+            "trace_path" => self.trace.path = Some(crate::trace::Glob::new(&need(val)?)),
             "fsname" | "source" => self.fsname = need(val)?,
             "ro" => self.read_only = true,
             "rw" => self.read_only = false,
