@@ -41,6 +41,9 @@ pub struct FuseAdapter {
     backings: Mutex<HashMap<u64, Backing>>,
     /// File handles opened with passthrough, and their inode.
     passthrough_fh: Mutex<HashMap<u64, u64>>,
+    /// Handles served by the daemon through the page cache, and their inode: while one is
+    /// open the kernel refuses passthrough opens of that inode.
+    cached_fh: Mutex<HashMap<u64, u64>>,
     stats: Arc<Stats>,
     tracer: Option<Arc<Tracer>>,
     /// Block size of delta files (to count delta blocks written).
@@ -196,6 +199,7 @@ impl FuseAdapter {
             passthrough: false,
             backings: Mutex::new(HashMap::new()),
             passthrough_fh: Mutex::new(HashMap::new()),
+            cached_fh: Mutex::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
             tracer: None,
             delta_block: crate::delta::DEFAULT_BLOCK,
@@ -392,6 +396,9 @@ impl FuseAdapter {
             // A delta merges two files: only the daemon can serve it.
             return None;
         }
+        if self.cached_fh.lock().values().any(|i| *i == ino) {
+            return None;
+        }
         let mut backings = self.backings.lock();
         let id = match backings.get_mut(&ino) {
             Some(b) if b.layer == f.layer => {
@@ -426,6 +433,7 @@ impl FuseAdapter {
 
     /// A handle closed: release its share of the inode's backing file.
     fn release_backing(&self, fh: u64) {
+        self.cached_fh.lock().remove(&fh);
         let Some(ino) = self.passthrough_fh.lock().remove(&fh) else {
             return;
         };
@@ -515,12 +523,15 @@ impl FuseAdapter {
 
     /// Open flags for a handle whose I/O the daemon serves: while another handle of the
     /// same inode is passed through, the kernel only allows direct I/O beside it.
-    fn daemon_io_flags(&self, ino: u64) -> FopenFlags {
-        if self.passthrough && self.backings.lock().contains_key(&ino) {
-            FopenFlags::FOPEN_DIRECT_IO
-        } else {
-            FopenFlags::empty()
+    fn daemon_io_flags(&self, ino: u64, fh: u64) -> FopenFlags {
+        if !self.passthrough {
+            return FopenFlags::empty();
         }
+        if self.backings.lock().contains_key(&ino) {
+            return FopenFlags::FOPEN_DIRECT_IO;
+        }
+        self.cached_fh.lock().insert(fh, ino);
+        FopenFlags::empty()
     }
 
     fn dir_entries(&self, fh: FileHandle, offset: u64) -> io::Result<Arc<Vec<DirEntry>>> {
@@ -775,7 +786,7 @@ impl Filesystem for FuseAdapter {
                 };
                 match self.backing_for(ino.0, fh, |f| reply.open_backing(f)) {
                     Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
-                    None => reply.opened(FileHandle(fh), self.daemon_io_flags(ino.0)),
+                    None => reply.opened(FileHandle(fh), self.daemon_io_flags(ino.0, fh)),
                 }
             },
         );
@@ -1082,7 +1093,7 @@ impl Filesystem for FuseAdapter {
                         &fuse_attr(&a),
                         Generation(a.generation),
                         FileHandle(fh),
-                        self.daemon_io_flags(a.ino),
+                        self.daemon_io_flags(a.ino, fh),
                     ),
                 },
                 Err(e) => reply.error(errno(&e)),
