@@ -78,15 +78,21 @@ impl Meta {
             v.extend_from_slice(p.as_os_str().as_bytes());
             v.push(b'\n');
         }
+        // The terminator tells a complete record from a cut or foreign one.
+        v.extend_from_slice(b"end\n");
         v
     }
 
     /// Parse an xattr value; malformed lines are an error naming the problem.
     pub fn decode(value: &[u8]) -> Result<Meta, String> {
+        let body = value
+            .strip_suffix(b"end\n")
+            .filter(|b| b.is_empty() || b.ends_with(b"\n"))
+            .ok_or_else(|| "record is cut short or not strata's (no end line)".to_string())?;
         let mut m = Meta::default();
         let mut delta_line: Option<String> = None;
         let mut blocks_line: Option<String> = None;
-        for line in value.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let (key, rest) = match line.iter().position(|b| *b == b' ') {
                 Some(i) => (&line[..i], &line[i + 1..]),
                 None => (line, &[][..]),
@@ -94,7 +100,11 @@ impl Meta {
             match key {
                 b"ino" => {
                     let s = std::str::from_utf8(rest).map_err(|_| "bad ino".to_string())?;
-                    m.ino = Some(s.parse().map_err(|_| format!("bad ino '{s}'"))?);
+                    let ino: u64 = s.parse().map_err(|_| format!("bad ino '{s}'"))?;
+                    if ino <= 1 {
+                        return Err(format!("ino {ino} is reserved"));
+                    }
+                    m.ino = Some(ino);
                 }
                 b"nlink" => {
                     let s = std::str::from_utf8(rest).map_err(|_| "bad nlink".to_string())?;
@@ -258,8 +268,20 @@ mod tests {
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
         assert!(Meta::decode(b"ino x\n").is_err());
-        assert_eq!(Meta::decode(b"future stuff\n").unwrap(), Meta::default());
-        assert!(Meta::decode(b"delta 1 4096 0\n").is_err());
-        assert!(Meta::decode(b"data 0 x\ndelta 9 4096 0\n").is_err());
+        assert_eq!(
+            Meta::decode(b"future stuff\nend\n").unwrap(),
+            Meta::default()
+        );
+        assert!(Meta::decode(b"delta 1 4096 0\nend\n").is_err());
+        assert!(Meta::decode(b"data 0 x\ndelta 9 4096 0\nend\n").is_err());
+        assert!(
+            Meta::decode(b"ino 5\n").is_err(),
+            "a record without its end line"
+        );
+        assert!(
+            Meta::decode(b"ino 1\nend\n").is_err(),
+            "the root's inode number"
+        );
+        assert!(Meta::decode(b"").is_err());
     }
 }

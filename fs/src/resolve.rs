@@ -225,6 +225,14 @@ impl Union {
                 tracing::error!(path = %path.display(), layer, "metadata-only copy names a lower branch that is not mounted");
                 return Err(errno(libc::EIO));
             }
+            if let (Some(ino), Some(ident)) = (meta.ino, meta.ident) {
+                let fs_index = self.branch(Layer::Lower(*layer))?.fs_index;
+                let origin = self.xino(fs_index, ident.ino);
+                if ino != origin {
+                    tracing::error!(path = %path.display(), ino, origin, "strata record names an inode number that is not its lower file's; run `strata fsck`");
+                    return Err(errno(libc::EIO));
+                }
+            }
             place.lower = Some((*layer, p.clone()));
         }
         Ok(Resolved {
