@@ -116,6 +116,14 @@ fn run(test: &str, extra: &str) {
             reads
         }));
     }
+    // Stop the readers however this ends (a failed join panics before the store below).
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_readers = StopOnDrop(stop.clone());
     let mut want = lower.to_vec();
     for w in writers {
         for (piece, data) in w.join().expect("writer panicked") {
