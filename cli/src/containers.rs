@@ -101,7 +101,7 @@ enum Cmd {
         image: String,
     },
     /// Create and run a container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers (running only, unless -a).
     Ps {
         /// Show all containers.
@@ -258,6 +258,16 @@ struct RunArgs {
     /// CPU quota in CPUs (0.5).
     #[arg(long)]
     cpus: Option<f64>,
+    /// Write one JSON line per filesystem request on the container's root to FILE (strata's
+    /// FUSE union only: auto picks it, overlay is refused); see docs/tracing.md.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Trace only these ops, comma-separated (read,write,lookup,...).
+    #[arg(long, value_name = "OPS", requires = "trace")]
+    trace_ops: Option<String>,
+    /// Trace only paths matching GLOB (*, ? within a component, ** across directories).
+    #[arg(long, value_name = "GLOB", requires = "trace")]
+    trace_path: Option<String>,
     /// Image.
     image: String,
     /// Command and arguments (default: the image's).
@@ -409,6 +419,9 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
             Ok(())
         }
         Cmd::Run(a) => {
+            if let Some(ops) = &a.trace_ops {
+                strata_fs::trace::parse_ops(ops).map_err(strata_runtime::Error)?;
+            }
             let o = RunOptions {
                 name: a.name,
                 auto_remove: a.rm,
@@ -425,6 +438,9 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
                 memory: a.memory,
                 pids_limit: a.pids_limit,
                 cpus: a.cpus,
+                trace: a.trace,
+                trace_ops: a.trace_ops,
+                trace_path: a.trace_path,
                 image: a.image,
                 cmd: a.cmd,
             };

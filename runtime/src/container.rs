@@ -31,6 +31,19 @@ pub struct Limits {
     pub cpus: Option<f64>,
 }
 
+/// Op-by-op tracing of a container's root (strata's FUSE union only; docs/tracing.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Trace {
+    /// Absolute path of the trace file (rewritten at each start).
+    pub file: PathBuf,
+    /// Ops to trace, ':'-separated as in the mount option; empty for all.
+    #[serde(default)]
+    pub ops: String,
+    /// Path glob (`--trace-path`); empty for all paths.
+    #[serde(default)]
+    pub path: String,
+}
+
 /// The process a container runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProcessSpec {
@@ -80,6 +93,9 @@ pub struct ContainerConfig {
     pub limits: Limits,
     /// Remove when it exits (--rm).
     pub auto_remove: bool,
+    /// Trace the root's filesystem requests (`run --trace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Trace>,
 }
 
 /// Lifecycle status.

@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use crate::container::Trace;
 use crate::err;
 use crate::store::Store;
 use crate::util::{Ctx, Result};
@@ -137,18 +139,95 @@ fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -
     })
 }
 
-/// Mount the union of `lowers` (top first) and `upper` at `merged`.
+/// Pick the driver for a traced container: only strata's union can be traced, so `auto`
+/// means fuse and `overlay` is refused.
+pub fn choose_traced(store: &Store, requested: &str) -> Result<(Driver, String)> {
+    match requested {
+        "overlay" => Err(err!(
+            "--trace needs strata's FUSE union (the kernel's overlayfs cannot be traced): use --driver fuse or auto"
+        )),
+        "auto" | "" => Ok((
+            Driver::Fuse,
+            "--trace needs strata's FUSE union (auto picks it when tracing)".into(),
+        )),
+        other => choose(store, other),
+    }
+}
+
+/// The mount options that turn tracing on. FUSE passthrough hands reads and writes of whole
+/// files to the kernel, where strata never sees them: it is off when those ops are traced.
+fn trace_options(t: &Trace) -> Result<String> {
+    let mut s = format!(",trace={}", check_path(&t.file)?);
+    if !t.ops.is_empty() {
+        s.push_str(&format!(",trace_ops={}", t.ops));
+    }
+    if !t.path.is_empty() {
+        s.push_str(&format!(",trace_path={}", t.path));
+    }
+    let io_traced = t.ops.is_empty()
+        || t.ops
+            .split(':')
+            .any(|o| matches!(o, "read" | "write" | "copy_file_range"));
+    if io_traced {
+        s.push_str(",passthrough=0");
+    }
+    Ok(s)
+}
+
+/// Mount the union of `lowers` (top first) and `upper` at `merged`, traced with `trace`
+/// (strata's union only).
 pub fn mount_union(
     driver: Driver,
     lowers: &[PathBuf],
     upper: &Path,
     work: &Path,
     merged: &Path,
+    trace: Option<&Trace>,
 ) -> Result<()> {
-    match driver {
-        Driver::Overlay => mount_overlay(lowers, upper, work, merged),
-        Driver::Fuse => fuse_mount(lowers, upper, work, merged, ""),
+    match (driver, trace) {
+        (Driver::Overlay, None) => mount_overlay(lowers, upper, work, merged),
+        (Driver::Overlay, Some(_)) => Err(err!(
+            "--trace needs strata's FUSE union (the kernel's overlayfs cannot be traced): use --driver fuse"
+        )),
+        (Driver::Fuse, None) => fuse_mount(lowers, upper, work, merged, ""),
+        (Driver::Fuse, Some(t)) => fuse_mount(lowers, upper, work, merged, &trace_options(t)?),
     }
+}
+
+/// After the unmount of a traced union: wait (up to `timeout`) until its daemon has written
+/// the trace's last line, so the trace is complete when the container's command returns.
+pub fn wait_trace_end(file: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if trace_ended(file) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn trace_ended(file: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(file) else {
+        return false;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut tail = Vec::new();
+    if f.seek(SeekFrom::Start(len.saturating_sub(512))).is_err()
+        || f.read_to_end(&mut tail).is_err()
+    {
+        return false;
+    }
+    let text = String::from_utf8_lossy(&tail);
+    text.ends_with('\n')
+        && text
+            .trim_end()
+            .rsplit('\n')
+            .next()
+            .is_some_and(|l| l.contains("\"op\":\"trace_end\""))
 }
 
 fn fuse_mount(

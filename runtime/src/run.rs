@@ -12,7 +12,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
-use crate::container::{self, ContainerConfig, Limits, Paths, ProcessSpec, State, Status, Volume};
+use crate::container::{
+    self, ContainerConfig, Limits, Paths, ProcessSpec, State, Status, Trace, Volume,
+};
 use crate::driver::{self, Driver};
 use crate::init::{self, exit_code, Tty};
 use crate::store::Store;
@@ -53,6 +55,12 @@ pub struct RunOptions {
     pub pids_limit: Option<i64>,
     /// --cpus.
     pub cpus: Option<f64>,
+    /// --trace FILE: trace the root's filesystem requests (fuse driver).
+    pub trace: Option<PathBuf>,
+    /// --trace-ops read,write,...
+    pub trace_ops: Option<String>,
+    /// --trace-path GLOB.
+    pub trace_path: Option<String>,
     /// IMAGE.
     pub image: String,
     /// CMD...
@@ -108,6 +116,53 @@ fn parse_volume(s: &str) -> Result<Volume> {
     })
 }
 
+/// The container's trace settings from `--trace`, `--trace-ops` and `--trace-path`.
+fn trace_spec(o: &RunOptions) -> Result<Option<Trace>> {
+    let Some(file) = &o.trace else {
+        if o.trace_ops.is_some() || o.trace_path.is_some() {
+            return Err(err!("--trace-ops and --trace-path need --trace FILE"));
+        }
+        return Ok(None);
+    };
+    let file = if file.is_absolute() {
+        file.clone()
+    } else {
+        std::env::current_dir()
+            .ctx(|| "cannot find the current directory for --trace")?
+            .join(file)
+    };
+    let name = file.to_string_lossy();
+    if name.contains(',') {
+        return Err(err!(
+            "the trace file {name} contains ',' (it separates mount options): pick another path"
+        ));
+    }
+    match file.parent() {
+        Some(d) if d.is_dir() => {}
+        _ => {
+            return Err(err!(
+                "cannot write the trace to {name}: its directory does not exist"
+            ))
+        }
+    }
+    let ops = o
+        .trace_ops
+        .as_deref()
+        .unwrap_or_default()
+        .split([',', ':'])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .collect::<Vec<_>>()
+        .join(":");
+    let path = o.trace_path.clone().unwrap_or_default();
+    if path.contains(',') {
+        return Err(err!(
+            "--trace-path {path:?} contains ',' (it separates mount options): match without it"
+        ));
+    }
+    Ok(Some(Trace { file, ops, path }))
+}
+
 /// Create a container (config, state and directories) from an image, without starting it.
 pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
     let network = match o.network.as_str() {
@@ -143,6 +198,7 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
             ));
         }
     }
+    let trace = trace_spec(o)?;
     let volumes = o
         .volumes
         .iter()
@@ -153,7 +209,10 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
     let img = image::load_image(store, &image_id)?;
     let layers = img.layer_hexes();
     layer::check_present(store, &layers)?;
-    let (driver, driver_reason) = driver::choose(store, &o.driver)?;
+    let (driver, driver_reason) = match &trace {
+        Some(_) => driver::choose_traced(store, &o.driver)?,
+        None => driver::choose(store, &o.driver)?,
+    };
 
     let id = random_id()?;
     let existing = container::list(store)?;
@@ -233,6 +292,7 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         volumes,
         limits,
         auto_remove: o.auto_remove,
+        trace,
     };
     let p = Paths::new(store, &id);
     for d in [p.dir.clone(), p.upper(), p.work(), p.merged()] {
@@ -304,9 +364,25 @@ pub fn supervise(
         std::fs::create_dir_all(&d).ctx(|| format!("cannot create {}", d.display()))?;
     }
     let drv = Driver::from_name(&cfg.driver)?;
-    driver::mount_union(drv, &lowers, &paths.upper(), &paths.work(), &paths.merged())?;
+    driver::mount_union(
+        drv,
+        &lowers,
+        &paths.upper(),
+        &paths.work(),
+        &paths.merged(),
+        cfg.trace.as_ref(),
+    )?;
     let result = supervise_mounted(store, cfg, io, ready);
     let cleaned = cleanup(store, &cfg.id);
+    if let Some(t) = &cfg.trace {
+        // The daemon writes the trace's last line once the unmount reaches it.
+        if !driver::wait_trace_end(&t.file, Duration::from_secs(10)) {
+            tracing::warn!(
+                "the trace {} has no end line yet: the mount daemon is still finishing it",
+                t.file.display()
+            );
+        }
+    }
     let (code, error) = match &result {
         Ok((code, msg)) => (Some(*code), msg.clone()),
         Err(e) => (None, Some(e.to_string())),

@@ -773,3 +773,87 @@ fn rootless_runs_as_an_unprivileged_user() {
     assert_eq!(u(&["ps", "-a", "-q"]).1, "");
     // The user's files can all be removed by root afterwards (Env's drop).
 }
+
+/// The trace's JSON lines.
+fn trace_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn run_trace_records_the_containers_reads_and_writes() {
+    let e = Env::new();
+    let trace = e.dir.join("ops.jsonl");
+    let t = trace.to_str().unwrap();
+    // auto picks strata's union when tracing.
+    let (code, out, err) = e.run(&[
+        "--trace",
+        t,
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/keep; echo hi > /tmp/out",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "original\n");
+    // Complete when run returns: the last line is the end line.
+    let lines = trace_lines(&trace);
+    assert_eq!(lines.last().unwrap()["op"], "trace_end", "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l["op"] == "read"
+            && l["path"] == "/etc/keep"
+            && l["branch"] == "lower 0"
+            && l["size"] == 9),
+        "no read of /etc/keep from the image: {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l["op"] == "write"
+            && l["path"] == "/tmp/out"
+            && l["branch"] == "upper"
+            && l["size"] == 3),
+        "no write of /tmp/out into the upper: {lines:?}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&e.ok(&["trace", "summary", "--json", t])).unwrap();
+    assert_eq!(summary["complete"], true);
+    assert!(summary["groups"]["read"]["count"].as_u64().unwrap() >= 1);
+    assert!(summary["groups"]["write"]["count"].as_u64().unwrap() >= 1);
+    let text = e.ok(&["trace", "summary", t]);
+    for op in ["read", "write"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{op} "))),
+            "{text}"
+        );
+    }
+    // Filters: only these ops, only these paths.
+    let (code, _, err) = e.run(&[
+        "--driver",
+        "fuse",
+        "--trace",
+        t,
+        "--trace-ops",
+        "read,write",
+        "--trace-path",
+        "/tmp/**",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/keep >/dev/null; echo hi > /tmp/out; cat /tmp/out >/dev/null",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines = trace_lines(&trace);
+    let ops: Vec<(&str, &str)> = lines
+        .iter()
+        .filter(|l| l["op"] != "trace_end")
+        .map(|l| (l["op"].as_str().unwrap(), l["path"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ops, [("write", "/tmp/out"), ("read", "/tmp/out")]);
+    // The kernel's overlayfs cannot be traced: refused in one line.
+    let (code, _, err) = e.run(&["--driver", "overlay", "--trace", t, "busybox", "true"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--trace needs strata's FUSE union"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
