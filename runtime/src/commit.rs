@@ -72,11 +72,7 @@ impl Drop for MergedView {
 }
 
 fn lowers_of(store: &Store, cfg: &ContainerConfig) -> Vec<PathBuf> {
-    cfg.layers
-        .iter()
-        .rev()
-        .map(|h| store.layer_dir(h))
-        .collect()
+    container::lower_dirs(store, cfg)
 }
 
 /// `strata diff`: the container's changes, sorted by path.

@@ -189,6 +189,50 @@ impl Paths {
     pub fn log(&self) -> PathBuf {
         self.dir.join("container.log")
     }
+    /// The container's init layer: empty mount points for the files bound over /etc
+    /// (hosts, resolv.conf, hostname), below the image's layers so that neither the upper
+    /// nor `diff` and `commit` see them (docker's init layer).
+    pub fn init_layer(&self) -> PathBuf {
+        self.dir.join("init")
+    }
+}
+
+/// Files of /etc the runtime binds over in every container.
+pub const ETC_FILES: [&str; 3] = ["hosts", "resolv.conf", "hostname"];
+
+/// Create the init layer of a container (idempotent).
+pub fn make_init_layer(paths: &Paths) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let etc = paths.init_layer().join("etc");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&etc)
+        .ctx(|| format!("cannot create {}", etc.display()))?;
+    for f in ETC_FILES {
+        let p = etc.join(f);
+        if !p.exists() {
+            std::fs::File::create(&p).ctx(|| format!("cannot create {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The union's lower branches of a container, top first: the image's layers, then its init
+/// layer (when it has one) at the bottom, where it only fills in what the image lacks and
+/// leaves the layers' branch numbers alone.
+pub fn lower_dirs(store: &Store, cfg: &ContainerConfig) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = cfg
+        .layers
+        .iter()
+        .rev()
+        .map(|h| store.layer_dir(h))
+        .collect();
+    let init = Paths::new(store, &cfg.id).init_layer();
+    if init.is_dir() {
+        dirs.push(init);
+    }
+    dirs
 }
 
 /// Load a container's config.

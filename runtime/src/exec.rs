@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
+use std::path::Path;
 
 use nix::fcntl::OFlag;
 use nix::sched::{setns, CloneFlags};
@@ -96,7 +97,14 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
         None
     };
     let cgroup = cgroups::existing(&cfg.id);
-    let tty = if o.tty { Some(pty::open()?) } else { None };
+    // The pty comes from the container's own devpts, so the process sees /dev/pts/N.
+    let tty = if o.tty {
+        Some(pty::open_in(Path::new(&format!(
+            "/proc/{pid}/root/dev/pts/ptmx"
+        )))?)
+    } else {
+        None
+    };
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
@@ -158,6 +166,12 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
             };
             let slave = tty.map(|p| {
                 drop(p.master);
+                // The terminal belongs to the user it runs as (as docker does).
+                let _ = nix::unistd::fchown(
+                    p.slave.as_fd(),
+                    Some(nix::unistd::Uid::from_raw(u.uid)),
+                    None,
+                );
                 p.slave
             });
             match sys::fork() {

@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cgroups::Cgroup;
-use crate::container::ContainerConfig;
+use crate::container::{ContainerConfig, Volume};
 use crate::process::{self, fail, Target};
 use crate::sys::{self, Forked};
 use crate::util::Result;
@@ -39,6 +39,7 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
 fn setup(
     cfg: &ContainerConfig,
     merged: &Path,
+    etc: &[Volume],
     cgroup: Option<&Cgroup>,
     tty: Option<&Tty>,
 ) -> Result<()> {
@@ -50,7 +51,9 @@ fn setup(
         flags |= CloneFlags::CLONE_NEWNET;
     }
     unshare(flags).map_err(|e| crate::err!("cannot create namespaces: {e}"))?;
-    rootfs::prepare(merged, &cfg.volumes, tty.map(|t| t.path.as_path()))?;
+    // The runtime's /etc files first: the user's volumes may replace them.
+    let binds: Vec<Volume> = etc.iter().chain(&cfg.volumes).cloned().collect();
+    rootfs::prepare(merged, &binds, tty.map(|t| t.path.as_path()))?;
     rootfs::pivot(merged)?;
     rootfs::mask_paths()?;
     nix::unistd::sethostname(&cfg.hostname)
@@ -100,11 +103,12 @@ pub fn prepare_process(
 pub fn container_main(
     cfg: &ContainerConfig,
     merged: &Path,
+    etc: &[Volume],
     cgroup: Option<&Cgroup>,
     tty: Option<Tty>,
     err_fd: OwnedFd,
 ) -> ! {
-    if let Err(e) = setup(cfg, merged, cgroup, tty.as_ref()) {
+    if let Err(e) = setup(cfg, merged, etc, cgroup, tty.as_ref()) {
         fail(&err_fd, 125, &e.to_string());
     }
     let (u, env) = match prepare_process(&cfg.process, Some(&cfg.hostname)) {

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
@@ -39,6 +39,47 @@ pub fn open() -> Result<Pty> {
         master: p.master,
         slave: p.slave,
         slave_path,
+    })
+}
+
+/// Open a pty in the devpts instance whose `ptmx` is at `ptmx` (a container's
+/// `/proc/PID/root/dev/pts/ptmx`), sized like the terminal on stdin: inside the container
+/// the slave is `/dev/pts/N` of its own devpts, so `tty` and `ttyname` work there.
+pub fn open_in(ptmx: &Path) -> Result<Pty> {
+    use nix::fcntl::OFlag;
+    let master = nix::fcntl::open(
+        ptmx,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| {
+        format!(
+            "cannot open the container's pty multiplexer {}",
+            ptmx.display()
+        )
+    })?;
+    // The container owns its /dev: make sure this really is a devpts ptmx (5:2).
+    let st = nix::sys::stat::fstat(master.as_fd()).ctx(|| "cannot stat the container's ptmx")?;
+    let fs =
+        nix::sys::statfs::fstatfs(master.as_fd()).ctx(|| "cannot stat the container's ptmx")?;
+    let is_ptmx = (st.st_mode & libc::S_IFMT) == libc::S_IFCHR
+        && nix::sys::stat::major(st.st_rdev) == 5
+        && nix::sys::stat::minor(st.st_rdev) == 2;
+    if !is_ptmx || fs.filesystem_type() != nix::sys::statfs::DEVPTS_SUPER_MAGIC {
+        return Err(crate::err!(
+            "{} is not a devpts ptmx: the container's /dev/pts was replaced; use exec without -t",
+            ptmx.display()
+        ));
+    }
+    let (slave, n) =
+        sys::pty_peer(master.as_fd()).ctx(|| "cannot allocate a pty in the container")?;
+    if let Ok(ws) = sys::get_winsize(std::io::stdin().as_fd()) {
+        let _ = sys::set_winsize(master.as_fd(), &ws);
+    }
+    Ok(Pty {
+        master,
+        slave,
+        slave_path: PathBuf::from(format!("/dev/pts/{n}")),
     })
 }
 

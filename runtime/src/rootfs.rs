@@ -110,14 +110,26 @@ fn bind(src: &Path, target: &Path, readonly: bool) -> Result<()> {
     )
     .ctx(|| format!("cannot bind {} on {}", src.display(), target.display()))?;
     if readonly {
-        mount(
-            NONE,
-            target,
-            NONE,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            NONE,
-        )
-        .ctx(|| format!("cannot make {} read-only", target.display()))?;
+        // Keep the flags the source mount has: in a user namespace (rootless) they are
+        // locked, and a remount that drops one fails.
+        use nix::sys::statvfs::{statvfs, FsFlags};
+        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        if let Ok(st) = statvfs(target) {
+            for (f, m) in [
+                (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+                (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+                (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+                (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+            ] {
+                if st.flags().contains(f) {
+                    flags |= m;
+                }
+            }
+        }
+        mount(NONE, target, NONE, flags, NONE)
+            .ctx(|| format!("cannot make {} read-only", target.display()))?;
     }
     Ok(())
 }

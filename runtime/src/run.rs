@@ -354,15 +354,11 @@ pub fn supervise(
     let paths = Paths::new(store, &cfg.id);
     layer::check_present(store, &cfg.layers)?;
     cleanup(store, &cfg.id)?;
-    let lowers: Vec<PathBuf> = cfg
-        .layers
-        .iter()
-        .rev()
-        .map(|h| store.layer_dir(h))
-        .collect();
     for d in [paths.upper(), paths.work(), paths.merged()] {
         std::fs::create_dir_all(&d).ctx(|| format!("cannot create {}", d.display()))?;
     }
+    container::make_init_layer(&paths)?;
+    let lowers = container::lower_dirs(store, cfg);
     let drv = Driver::from_name(&cfg.driver)?;
     driver::mount_union(
         drv,
@@ -410,6 +406,50 @@ pub fn supervise(
     result.map(|(code, _)| code)
 }
 
+/// The files bound over the container's /etc, as docker does: /etc/hostname (the
+/// container's own, written in its directory); with the host network the host's
+/// /etc/resolv.conf and /etc/hosts read-only (a missing one is skipped); without a network
+/// a small /etc/hosts naming localhost and the container.
+pub fn etc_binds(paths: &Paths, cfg: &ContainerConfig) -> Result<Vec<Volume>> {
+    let write = |name: &str, text: String| -> Result<PathBuf> {
+        let p = paths.dir.join(name);
+        std::fs::write(&p, text).ctx(|| format!("cannot write {}", p.display()))?;
+        Ok(p)
+    };
+    let h = &cfg.hostname;
+    let mut binds = vec![Volume {
+        source: write("hostname", format!("{h}\n"))?,
+        target: "/etc/hostname".into(),
+        readonly: false,
+    }];
+    if cfg.network == "none" {
+        binds.push(Volume {
+            source: write(
+                "hosts",
+                format!(
+                    "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n"
+                ),
+            )?,
+            target: "/etc/hosts".into(),
+            readonly: false,
+        });
+    } else {
+        for f in ["/etc/resolv.conf", "/etc/hosts"] {
+            // The file a symlink (systemd-resolved's) points to.
+            if let Ok(source) = std::fs::canonicalize(f) {
+                if source.is_file() {
+                    binds.push(Volume {
+                        source,
+                        target: f.into(),
+                        readonly: true,
+                    });
+                }
+            }
+        }
+    }
+    Ok(binds)
+}
+
 fn supervise_mounted(
     store: &Store,
     cfg: &ContainerConfig,
@@ -417,6 +457,7 @@ fn supervise_mounted(
     ready: &mut Option<OwnedFd>,
 ) -> Result<(i32, Option<String>)> {
     let paths = Paths::new(store, &cfg.id);
+    let etc = etc_binds(&paths, cfg)?;
     // Rootless containers get no cgroup (their limits were refused at create).
     let cgroup = if crate::rootless::in_userns() {
         None
@@ -463,7 +504,7 @@ fn supervise_mounted(
                     path: p.slave_path,
                 }
             });
-            init::container_main(cfg, &paths.merged(), cgroup.as_ref(), t, err_w)
+            init::container_main(cfg, &paths.merged(), &etc, cgroup.as_ref(), t, err_w)
         }
         Forked::Parent(pid) => pid,
     };

@@ -1,7 +1,7 @@
 //! Thin wrappers over the syscalls that need `unsafe`: everything unsafe in this crate lives here.
 
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -187,6 +187,43 @@ pub fn set_winsize(fd: BorrowedFd<'_>, ws: &libc::winsize) -> nix::Result<()> {
     Errno::result(r).map(drop)
 }
 
+/// Unlock the pty master `master` and open its slave (TIOCGPTPEER), which lives in the
+/// master's devpts instance; also the pty's number N (/dev/pts/N there).
+pub fn pty_peer(master: BorrowedFd<'_>) -> nix::Result<(OwnedFd, u32)> {
+    use std::os::fd::FromRawFd;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int.
+    let r = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCSPTLCK,
+            &unlock as *const libc::c_int,
+        )
+    };
+    Errno::result(r)?;
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int.
+    let r = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTN,
+            &mut n as *mut libc::c_uint,
+        )
+    };
+    Errno::result(r)?;
+    // SAFETY: TIOCGPTPEER takes open flags and returns a new descriptor, owned right away.
+    let fd = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    let fd = Errno::result(fd)?;
+    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, n))
+}
+
 /// Make the terminal on `fd` the controlling terminal of this (session leader) process.
 pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> nix::Result<()> {
     // SAFETY: TIOCSCTTY takes an integer argument.
@@ -196,7 +233,7 @@ pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> nix::Result<()> {
 
 /// Bring the loopback interface up (a new network namespace starts with it down).
 pub fn loopback_up() -> nix::Result<()> {
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::fd::FromRawFd;
     // SAFETY: socket(2) with constant arguments; the fd is owned right away.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     let raw = Errno::result(raw)?;

@@ -857,3 +857,84 @@ fn run_trace_records_the_containers_reads_and_writes() {
     assert!(err.contains("--trace needs strata's FUSE union"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn exec_tty_is_a_pty_of_the_containers_own_devpts() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--name", "tt", "busybox", "sleep", "1000"]);
+    let out = e.ok(&["exec", "-t", "tt", "sh", "-c", "tty; ls -1 /dev/pts"]);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    let n = lines[0]
+        .strip_prefix("/dev/pts/")
+        .unwrap_or_else(|| panic!("tty printed {out:?}"));
+    assert!(
+        lines[1..].contains(&n),
+        "not in the container's devpts: {out:?}"
+    );
+    // The terminal belongs to the user the process runs as.
+    let out = e.ok(&[
+        "exec",
+        "-t",
+        "-u",
+        "1000",
+        "tt",
+        "sh",
+        "-c",
+        "stat -c %u $(tty)",
+    ]);
+    assert_eq!(out.trim(), "1000");
+    let out = e.strata(&["exec", "tt", "tty"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "not a tty");
+    e.ok(&["rm", "-f", id.trim()]);
+}
+
+#[test]
+fn etc_hostname_hosts_and_resolv_conf() {
+    let e = Env::new();
+    let host = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let script = "cat /etc/hostname /etc/resolv.conf /etc/hosts; \
+                  if echo x >> /etc/hosts 2>/dev/null; then echo hosts-writable; fi; \
+                  if echo x >> /etc/resolv.conf 2>/dev/null; then echo resolv-writable; fi";
+    for driver in ["overlay", "fuse"] {
+        // --net host (the default): the host's files, read-only.
+        let (code, out, err) = e.run(&[
+            "--driver", driver, "-h", "box", "busybox", "sh", "-c", script,
+        ]);
+        assert_eq!(code, 0, "{driver}: {err}");
+        assert_eq!(
+            out,
+            format!("box\n{}{}", host("/etc/resolv.conf"), host("/etc/hosts")),
+            "{driver}"
+        );
+        // --net none: localhost and the container's name.
+        let (code, out, err) = e.run(&[
+            "--driver",
+            driver,
+            "--net",
+            "none",
+            "-h",
+            "box",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /etc/hostname /etc/hosts; ping -c1 -W5 box >/dev/null && echo box-resolves",
+        ]);
+        assert_eq!(code, 0, "{driver}: {err}");
+        assert_eq!(
+            out,
+            "box\n127.0.0.1\tlocalhost box\n::1\tlocalhost ip6-localhost ip6-loopback box\nbox-resolves\n",
+            "{driver}"
+        );
+        // The mount points are not the container's changes, and not committed.
+        let name = format!("quiet-{driver}");
+        e.ok(&[
+            "run", "--name", &name, "--driver", driver, "busybox", "true",
+        ]);
+        assert_eq!(e.ok(&["diff", &name]), "", "{driver}");
+        let img = format!("quiet-{driver}");
+        e.ok(&["commit", &name, &img]);
+        let (_, out, _) = e.run(&[&img, "sh", "-c", "cat /etc/hosts"]);
+        assert_eq!(out, host("/etc/hosts"));
+        e.ok(&["rm", &name]);
+    }
+}
