@@ -938,3 +938,99 @@ fn etc_hostname_hosts_and_resolv_conf() {
         e.ok(&["rm", &name]);
     }
 }
+
+#[test]
+fn init_is_pid_1_and_reaps_orphans() {
+    let e = Env::new();
+    // PID 1 is strata's init; the command is its child.
+    let (code, out, err) = e.run(&[
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/1/comm; echo $$ $PPID; cat /proc/$$/comm; true",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "strata\n2 1\nsh\n");
+    // Orphans (double-forked children) are reparented to init, which must reap them when
+    // they exit: poll inside until no sleep is left at all, then count zombies.
+    let script = "for i in 1 2 3 4 5; do (sleep 0.2 &); done; \
+                  n=0; while ps -o comm | grep -q sleep && [ $n -lt 300 ]; do sleep 0.05; n=$((n+1)); done; \
+                  ps -o stat,comm | grep -c '^ *Z'";
+    let (_, out, err) = e.run(&["busybox", "sh", "-c", script]);
+    assert_eq!(out.trim(), "0", "zombies left: {err}");
+}
+
+#[test]
+fn memory_limit_kills_a_hog() {
+    let e = Env::new();
+    // dd's 200 MiB buffer cannot fit in 32 MiB: the OOM killer ends it (SIGKILL).
+    let (code, _, err) = e.run(&[
+        "--memory",
+        "32m",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=200M",
+        "count=1",
+    ]);
+    assert_eq!(code, 137, "{err}");
+    // Without the limit it runs.
+    let (code, _, err) = e.run(&[
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=200M",
+        "count=1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn host_files_outside_the_root_are_invisible() {
+    let e = Env::new();
+    let canary = e.dir.join("canary-host-only");
+    std::fs::write(&canary, "secret\n").unwrap();
+    let c = canary.to_str().unwrap();
+    let dir = e.dir.to_str().unwrap();
+    for driver in ["overlay", "fuse"] {
+        let script = format!(
+            "ls {c} {dir} 2>/dev/null && echo listed; cat {c} 2>/dev/null && echo read; \
+             cat /../../..{c} /proc/1/root{c} /proc/self/root{c} 2>/dev/null && echo read-via-path; \
+             find / -xdev -name canary-host-only 2>/dev/null; echo done"
+        );
+        let (code, out, err) = e.run(&["--driver", driver, "busybox", "sh", "-c", &script]);
+        assert_eq!(code, 0, "{driver}: {err}");
+        assert_eq!(out, "done\n", "{driver}: the host's file is visible");
+    }
+}
+
+#[test]
+fn parallel_runs_of_the_same_image_on_both_drivers() {
+    let e = Env::new();
+    for driver in ["overlay", "fuse"] {
+        let results: Vec<(usize, (i32, String, String))> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let e = &e;
+                    s.spawn(move || {
+                        let script = format!("echo run-{i} > /tmp/me; cat /tmp/me /etc/keep");
+                        (
+                            i,
+                            e.run(&["--driver", driver, "busybox", "sh", "-c", &script]),
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (i, (code, out, err)) in results {
+            assert_eq!(code, 0, "{driver} run {i}: {err}");
+            assert_eq!(out, format!("run-{i}\noriginal\n"), "{driver} run {i}");
+        }
+    }
+    assert_eq!(e.ok(&["ps", "-a", "-q"]), "", "--rm left containers behind");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(e.root().to_str().unwrap()), "{mounts}");
+}
