@@ -767,6 +767,36 @@ fn rootless_runs_as_an_unprivileged_user() {
         "rootless\nmotd text\n"
     );
     assert_eq!(u(&["rm", "rc"]).0, 0);
+    // Tracing, /etc files and exec -t work rootless too.
+    let trace = home.join("ops.jsonl");
+    let (code, out, err) = u(&[
+        "run",
+        "--rm",
+        "--trace",
+        trace.to_str().unwrap(),
+        "-h",
+        "rl",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/keep /etc/hostname /etc/hosts; echo x > /tmp/w",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    assert_eq!(out, format!("original\nrl\n{hosts}"));
+    let lines = trace_lines(&trace);
+    assert!(lines
+        .iter()
+        .any(|l| l["op"] == "read" && l["path"] == "/etc/keep"));
+    assert!(lines
+        .iter()
+        .any(|l| l["op"] == "write" && l["path"] == "/tmp/w"));
+    let (code, _, err) = u(&["run", "-d", "--name", "rt", "busybox", "sleep", "1000"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = u(&["exec", "-t", "rt", "tty"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim().starts_with("/dev/pts/"), "{out:?}");
+    assert_eq!(u(&["rm", "-f", "rt"]).0, 0);
     let (code, _, err) = u(&["run", "--rm", "--memory", "64m", "busybox", "true"]);
     assert_ne!(code, 0);
     assert!(err.contains("--memory cannot be applied rootless"), "{err}");
