@@ -19,12 +19,46 @@ use crate::sys::{self, Forked};
 use crate::util::Result;
 use crate::{caps, rootfs, user};
 
-/// Where the container's terminal is, when it has one.
+/// How a container with `-t` gets its terminal: a pty of its own devpts (so `tty` says
+/// /dev/pts/N), which the supervisor allocates once init has mounted it.
 pub struct Tty {
-    /// The pty slave, to become the command's stdio.
-    pub slave: OwnedFd,
-    /// Its path on the host (bound to /dev/console).
-    pub path: std::path::PathBuf,
+    /// Init writes one byte here when /dev/pts is mounted and the root pivoted.
+    pub ready: OwnedFd,
+    /// The supervisor answers with the slave's path ("/dev/pts/N"), or closes it on failure.
+    pub answer: OwnedFd,
+}
+
+/// Ask the supervisor for the pty and open its slave; bind it to /dev/console.
+fn open_tty(t: &Tty) -> Result<OwnedFd> {
+    use nix::fcntl::OFlag;
+    nix::unistd::write(&t.ready, b"t").map_err(|e| crate::err!("cannot ask for a pty: {e}"))?;
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < buf.len() {
+        match nix::unistd::read(&t.answer, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(crate::err!("cannot get the pty: {e}")),
+        }
+    }
+    let path = std::str::from_utf8(&buf[..n]).unwrap_or_default();
+    let valid = path
+        .strip_prefix("/dev/pts/")
+        .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+    if !valid {
+        return Err(crate::err!(
+            "the supervisor could not allocate a pty in the container's /dev/pts: run without -t"
+        ));
+    }
+    let slave = nix::fcntl::open(
+        path,
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| crate::err!("cannot open the container's terminal {path}: {e}"))?;
+    rootfs::bind_console(Path::new(path))?;
+    Ok(slave)
 }
 
 /// The exit status a shell would report: the code, or 128+N when killed by signal N.
@@ -42,7 +76,7 @@ fn setup(
     etc: &[Volume],
     cgroup: Option<&Cgroup>,
     tty: Option<&Tty>,
-) -> Result<()> {
+) -> Result<Option<OwnedFd>> {
     if let Some(cg) = cgroup {
         cg.join_self()?;
     }
@@ -53,15 +87,16 @@ fn setup(
     unshare(flags).map_err(|e| crate::err!("cannot create namespaces: {e}"))?;
     // The runtime's /etc files first: the user's volumes may replace them.
     let binds: Vec<Volume> = etc.iter().chain(&cfg.volumes).cloned().collect();
-    rootfs::prepare(merged, &binds, tty.map(|t| t.path.as_path()))?;
+    rootfs::prepare(merged, &binds)?;
     rootfs::pivot(merged)?;
     rootfs::mask_paths()?;
+    let slave = tty.map(open_tty).transpose()?;
     nix::unistd::sethostname(&cfg.hostname)
         .map_err(|e| crate::err!("cannot set the hostname: {e}"))?;
     if cfg.network == "none" {
         sys::loopback_up().map_err(|e| crate::err!("cannot bring up lo: {e}"))?;
     }
-    Ok(())
+    Ok(slave)
 }
 
 /// Resolve the user and environment inside the container root, and create the working
@@ -108,13 +143,19 @@ pub fn container_main(
     tty: Option<Tty>,
     err_fd: OwnedFd,
 ) -> ! {
-    if let Err(e) = setup(cfg, merged, etc, cgroup, tty.as_ref()) {
-        fail(&err_fd, 125, &e.to_string());
-    }
+    let slave = match setup(cfg, merged, etc, cgroup, tty.as_ref()) {
+        Ok(s) => s,
+        Err(e) => fail(&err_fd, 125, &e.to_string()),
+    };
+    drop(tty);
     let (u, env) = match prepare_process(&cfg.process, Some(&cfg.hostname)) {
         Ok(x) => x,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };
+    if let Some(s) = &slave {
+        // The terminal belongs to the user the command runs as (as docker does).
+        let _ = nix::unistd::fchown(s, Some(nix::unistd::Uid::from_raw(u.uid)), None);
+    }
     if let Err(e) = caps::restrict_to_default() {
         fail(&err_fd, 125, &e.to_string());
     }
@@ -128,13 +169,13 @@ pub fn container_main(
         user: &u,
     };
     let child = match sys::fork() {
-        Ok(Forked::Child) => process::exec(&target, tty.map(|t| t.slave), &err_fd),
+        Ok(Forked::Child) => process::exec(&target, slave, &err_fd),
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => fail(&err_fd, 125, &format!("cannot fork: {e}")),
     };
     // Only the command (until it execs) may report errors; the terminal belongs to it alone.
     drop(err_fd);
-    drop(tty);
+    drop(slave);
     sys::exit_now(reap_until(child))
 }
 

@@ -150,7 +150,7 @@ fn mount_point(source: &Path, target: &Path) -> Result<()> {
 }
 
 /// Mount everything under `root` (the union mount), in the container's mount namespace.
-pub fn prepare(root: &Path, volumes: &[Volume], tty_slave: Option<&Path>) -> Result<()> {
+pub fn prepare(root: &Path, volumes: &[Volume]) -> Result<()> {
     // Nothing done here may propagate back to the host.
     mnt(
         NONE,
@@ -220,11 +220,6 @@ pub fn prepare(root: &Path, volumes: &[Volume], tty_slave: Option<&Path>) -> Res
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         NONE,
     )?;
-    if let Some(slave) = tty_slave {
-        let console = dev.join("console");
-        std::fs::File::create(&console).ctx(|| "cannot create /dev/console")?;
-        bind(slave, &console, false)?;
-    }
 
     let sys = root.join("sys");
     std::fs::create_dir_all(&sys).ctx(|| format!("cannot create {}", sys.display()))?;
@@ -239,6 +234,13 @@ pub fn prepare(root: &Path, volumes: &[Volume], tty_slave: Option<&Path>) -> Res
         bind(&v.source, &target, v.readonly)?;
     }
     Ok(())
+}
+
+/// Bind the container's terminal `pts` (/dev/pts/N) to /dev/console (after pivot_root).
+pub fn bind_console(pts: &Path) -> Result<()> {
+    let console = Path::new("/dev/console");
+    std::fs::File::create(console).ctx(|| "cannot create /dev/console")?;
+    bind(pts, console, false)
 }
 
 /// Make `root` the root directory and drop the old one.

@@ -464,8 +464,13 @@ fn supervise_mounted(
     } else {
         Some(cgroups::create(&cfg.id, &cfg.limits)?)
     };
-    let tty = if cfg.process.tty {
-        Some(pty::open()?)
+    // -t: init asks for the pty once the container's devpts is mounted (see init::Tty).
+    let tty_pipes = if cfg.process.tty {
+        let (ready_r, ready_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
+        let (answer_r, answer_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
+        Some((ready_r, ready_w, answer_r, answer_w))
     } else {
         None
     };
@@ -497,11 +502,11 @@ fn supervise_mounted(
             if !ok {
                 crate::process::fail(&err_w, 125, "cannot set up the container's stdio");
             }
-            let t = tty.map(|p| {
-                drop(p.master);
+            let t = tty_pipes.map(|(ready_r, ready_w, answer_r, answer_w)| {
+                drop((ready_r, answer_w));
                 Tty {
-                    slave: p.slave,
-                    path: p.slave_path,
+                    ready: ready_w,
+                    answer: answer_r,
                 }
             });
             init::container_main(cfg, &paths.merged(), &etc, cgroup.as_ref(), t, err_w)
@@ -509,9 +514,25 @@ fn supervise_mounted(
         Forked::Parent(pid) => pid,
     };
     drop(err_w);
-    let master = tty.map(|p| {
-        drop(p.slave);
-        p.master
+    let master = tty_pipes.and_then(|(ready_r, ready_w, answer_r, answer_w)| {
+        drop((ready_w, answer_r));
+        let mut b = [0u8; 1];
+        // EOF: init failed before asking; it reports why on the error pipe.
+        if !matches!(nix::unistd::read(&ready_r, &mut b), Ok(1)) {
+            return None;
+        }
+        let ptmx = PathBuf::from(format!("/proc/{pid}/root/dev/pts/ptmx"));
+        match pty::open_in(&ptmx) {
+            Ok(p) => {
+                let _ = nix::unistd::write(&answer_w, p.slave_path.to_string_lossy().as_bytes());
+                Some(p.master)
+            }
+            Err(e) => {
+                // Closing the answer unanswered makes init fail with a message.
+                tracing::warn!("{e}");
+                None
+            }
+        }
     });
     let start = container::pid_start_time(pid.as_raw());
     container::update_state(store, &cfg.id, |st| {

@@ -916,6 +916,18 @@ fn exec_tty_is_a_pty_of_the_containers_own_devpts() {
     let out = e.strata(&["exec", "tt", "tty"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "not a tty");
     e.ok(&["rm", "-f", id.trim()]);
+    // run -t too: the container's first pty, also its /dev/console, owned by the -u user.
+    let (code, out, err) = e.run(&[
+        "-t",
+        "-u",
+        "1000",
+        "busybox",
+        "sh",
+        "-c",
+        "tty; stat -c '%u %t:%T' $(tty) /dev/console",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "/dev/pts/0\r\n1000 88:0\r\n1000 88:0\r\n");
 }
 
 #[test]
