@@ -996,7 +996,7 @@ fn model_block4k() {
             c(5 * MIB, true),
             c(8 * MIB, false),
         ],
-        2,
+        4,
     );
 }
 
