@@ -223,3 +223,50 @@ fn reopen_after_compact_command() {
 fn reopen_after_automatic_compaction() {
     reopen_after_whole(false);
 }
+
+/// A delta whose origin is in the second lower branch (`data 1 PATH`): reads right
+/// before and after remount, fsck with both branches clean; changing that lower file is
+/// reported by fsck and answered with EIO.
+#[test]
+fn origin_in_deeper_branch() {
+    let mut m = DeltaMount::new("deep", "");
+    let lower = write_lower(&m.lower2.join("d/deep.img"), 9, 3 * MIB);
+    write_lower(&m.lower.join("d/top.txt"), 10, 100);
+    m.mount();
+    let want = write_block(&m, "d/deep.img", &lower);
+    assert!(
+        read(&m, "d/deep.img").unwrap() == want,
+        "deep.img reads wrong"
+    );
+    m.remount();
+    assert!(
+        read(&m, "d/deep.img").unwrap() == want,
+        "deep.img reads wrong after remount"
+    );
+    let meta = m.meta("d/deep.img").unwrap_or_default();
+    assert!(
+        meta_line(&meta, "delta").is_some() && meta_line(&meta, "data") == Some("1 d/deep.img"),
+        "record {meta:?}"
+    );
+    m.unmount();
+    let (ok, out) = m.fsck(false);
+    assert!(ok, "fsck:\n{out}");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.lower2.join("d/deep.img"))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"more"))
+        .unwrap();
+    let (ok, out) = m.fsck(false);
+    assert!(
+        !ok && out.contains("deep.img"),
+        "fsck misses the changed deep origin:\n{out}"
+    );
+    m.mount();
+    assert_eq!(
+        read(&m, "d/deep.img").err(),
+        Some(Errno::EIO),
+        "changed deep origin"
+    );
+    assert!(read(&m, "d/top.txt").is_ok(), "the other file");
+    m.unmount();
+}

@@ -19,6 +19,8 @@ pub const META_XATTR: &str = "trusted.strata.meta";
 pub struct DeltaMount {
     pub dir: TempDir,
     pub lower: PathBuf,
+    /// A second lower branch below `lower` (empty unless a test fills it).
+    pub lower2: PathBuf,
     pub upper: PathBuf,
     pub work: PathBuf,
     pub mnt: PathBuf,
@@ -35,15 +37,17 @@ impl DeltaMount {
     pub fn new(label: &str, extra: &str) -> DeltaMount {
         let dir = TempDir::new(label);
         let lower = dir.join("lower");
+        let lower2 = dir.join("lower2");
         let upper = dir.join("upper");
         let work = dir.join("work");
         let mnt = dir.join("mnt");
-        for d in [&lower, &upper, &work, &mnt] {
+        for d in [&lower, &lower2, &upper, &work, &mnt] {
             std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
         }
         DeltaMount {
             dir,
             lower,
+            lower2,
             upper,
             work,
             mnt,
@@ -56,8 +60,9 @@ impl DeltaMount {
     /// The full `-o` option string.
     pub fn options(&self) -> String {
         let mut o = format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={}:{},upperdir={},workdir={}",
             self.lower.display(),
+            self.lower2.display(),
             self.upper.display(),
             self.work.display()
         );
@@ -154,9 +159,9 @@ impl DeltaMount {
         self.mnt.join(rel)
     }
 
-    /// `strata fsck UPPER --lowerdir LOWER [--repair]`: (exit success, stdout+stderr).
+    /// `strata fsck UPPER --lowerdir LOWER:LOWER2 [--repair]`: (exit success, stdout+stderr).
     pub fn fsck(&self, repair: bool) -> (bool, String) {
-        fsck(&self.upper, &[&self.lower], repair)
+        fsck(&self.upper, &[&self.lower, &self.lower2], repair)
     }
 
     /// The meta xattr of upper file `rel`, as text (None when absent).
