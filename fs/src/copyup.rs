@@ -167,6 +167,10 @@ impl Union {
             self.copy_up_nondir(path, &r, data)?
         };
         self.set_place(r.ino, path, new_place.clone());
+        if new_place.kind == libc::S_IFREG && new_place.lower.is_none() {
+            // The bytes are in the upper now: readers still on the lower file follow.
+            self.handles.mark_moved(r.ino);
+        }
         Ok(new_place)
     }
 

@@ -293,6 +293,9 @@ impl Union {
         if d.is_whole() {
             self.mark_whole(ino, path);
         } else if !place.delta {
+            // Readers of the metadata-only copy read the lower file: they must see the
+            // blocks written into the delta from now on.
+            self.handles.mark_moved(ino);
             self.set_place(
                 ino,
                 path,

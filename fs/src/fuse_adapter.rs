@@ -392,8 +392,11 @@ impl FuseAdapter {
             return None;
         }
         let f = self.union.file(fh).ok()?;
-        if f.delta.is_some() {
-            // A delta merges two files: only the daemon can serve it.
+        if f.delta.is_some() || f.layer != Layer::Upper {
+            // A delta merges two files: only the daemon can serve it. A lower file is not
+            // passed through either: while an inode has a backing file the kernel requires
+            // every open of it to use that same file, so a later open for writing (which
+            // must reach the upper copy) would fail with EIO.
             return None;
         }
         if self.cached_fh.lock().values().any(|i| *i == ino) {
@@ -521,17 +524,24 @@ impl FuseAdapter {
         }
     }
 
-    /// Open flags for a handle whose I/O the daemon serves: while another handle of the
-    /// same inode is passed through, the kernel only allows direct I/O beside it.
+    /// Open flags for a handle whose I/O the daemon serves.
     fn daemon_io_flags(&self, ino: u64, fh: u64) -> FopenFlags {
-        if !self.passthrough {
-            return FopenFlags::empty();
+        if self.passthrough {
+            if self.backings.lock().contains_key(&ino) {
+                // Only reached when registering a backing file failed for this handle; the
+                // kernel may still refuse a non-passthrough open beside a passthrough one.
+                return FopenFlags::FOPEN_DIRECT_IO;
+            }
+            self.cached_fh.lock().insert(fh, ino);
         }
-        if self.backings.lock().contains_key(&ino) {
-            return FopenFlags::FOPEN_DIRECT_IO;
+        // strata is the only writer of the branches and every write goes through this
+        // page cache, so cached pages stay valid across opens (even across copy-up, which
+        // keeps the bytes). A traced mount drops them at open, so each open's reads show.
+        if self.tracer.is_some() {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE
         }
-        self.cached_fh.lock().insert(fh, ino);
-        FopenFlags::empty()
     }
 
     fn dir_entries(&self, fh: FileHandle, offset: u64) -> io::Result<Arc<Vec<DirEntry>>> {

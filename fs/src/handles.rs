@@ -21,9 +21,33 @@ pub struct OpenFile {
     pub writable: bool,
     /// The shared state when the file is a block-level delta.
     pub delta: Option<std::sync::Arc<crate::delta_io::DeltaFile>>,
+    /// The bytes moved away from `file` (a copy-up or a new delta since this read-only
+    /// handle was opened): reads follow `moved`, as they do on overlayfs.
+    pub stale: std::sync::atomic::AtomicBool,
+    /// Where reads go once `stale` is set (opened on first use).
+    pub moved: Mutex<Option<Arc<OpenFile>>>,
 }
 
 impl OpenFile {
+    /// A handle on `file` for node `ino`.
+    pub fn new(
+        file: File,
+        ino: u64,
+        layer: Layer,
+        writable: bool,
+        delta: Option<Arc<crate::delta_io::DeltaFile>>,
+    ) -> OpenFile {
+        OpenFile {
+            file,
+            ino,
+            layer,
+            writable,
+            delta,
+            stale: std::sync::atomic::AtomicBool::new(false),
+            moved: Mutex::new(None),
+        }
+    }
+
     /// The delta behind this handle, unless the file is (or became) whole.
     pub fn live_delta(&self) -> Option<&crate::delta_io::DeltaFile> {
         self.delta.as_deref().filter(|d| !d.is_whole())
@@ -83,6 +107,16 @@ impl Handles {
     /// Any open file of node `ino` (for attributes of unlinked-but-open files).
     pub fn any_file_of(&self, ino: u64) -> Option<Arc<OpenFile>> {
         self.files.read().values().find(|f| f.ino == ino).cloned()
+    }
+
+    /// The data of node `ino` moved (copy-up, new delta): point its read-only handles
+    /// that still read the old place at the new one.
+    pub fn mark_moved(&self, ino: u64) {
+        for f in self.files.read().values() {
+            if f.ino == ino && !f.writable && f.delta.is_none() {
+                f.stale.store(true, Ordering::Release);
+            }
+        }
     }
 
     /// Register an open directory.

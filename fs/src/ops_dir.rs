@@ -265,13 +265,13 @@ impl Union {
             Self::plain_place(libc::S_IFREG),
         )?;
         self.fix_mode_after_chown(&ne, name, perm, libc::S_IFREG)?;
-        let fh = self.handles.add_file(OpenFile {
-            file: File::from(fd),
-            ino: attr.ino,
-            layer: Layer::Upper,
-            writable: true,
-            delta: None,
-        });
+        let fh = self.handles.add_file(OpenFile::new(
+            File::from(fd),
+            attr.ino,
+            Layer::Upper,
+            true,
+            None,
+        ));
         let attr = if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
             let mut fresh = self.getattr(attr.ino)?;
             fresh.generation = attr.generation;

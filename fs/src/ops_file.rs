@@ -291,13 +291,9 @@ impl Union {
             )?;
             (layer, File::from(fd))
         };
-        Ok(self.handles.add_file(OpenFile {
-            file,
-            ino,
-            layer,
-            writable: write,
-            delta: None,
-        }))
+        Ok(self
+            .handles
+            .add_file(OpenFile::new(file, ino, layer, write, None)))
     }
 
     /// Open node `ino` as a delta when it is one, or (for writers) when it should become
@@ -328,13 +324,13 @@ impl Union {
         }
         self.note_delta_state(ino, &path, &place, &d);
         let file = d.upper.try_clone()?;
-        Ok(Some(self.handles.add_file(OpenFile {
+        Ok(Some(self.handles.add_file(OpenFile::new(
             file,
             ino,
-            layer: Layer::Upper,
-            writable: write,
-            delta: Some(d),
-        })))
+            Layer::Upper,
+            write,
+            Some(d),
+        ))))
     }
 
     /// The open file behind a handle.
@@ -342,9 +338,28 @@ impl Union {
         self.handles.file(fh).ok_or_else(|| errno(libc::EBADF))
     }
 
+    /// Where a read-only handle reads now: itself, or (after the node's data moved while
+    /// it was open) a handle on the new place, opened on first use.
+    fn current(&self, f: Arc<OpenFile>) -> io::Result<Arc<OpenFile>> {
+        if !f.stale.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(f);
+        }
+        let mut moved = f.moved.lock();
+        if let Some(m) = moved.as_ref() {
+            return Ok(m.clone());
+        }
+        let fh = self.open(f.ino, libc::O_RDONLY)?;
+        let m = self
+            .handles
+            .remove_file(fh)
+            .ok_or_else(|| errno(libc::EBADF))?;
+        *moved = Some(m.clone());
+        Ok(m)
+    }
+
     /// Read up to `size` bytes at `offset`.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> io::Result<Vec<u8>> {
-        let f = self.file(fh)?;
+        let f = self.current(self.file(fh)?)?;
         if let Some(d) = f.live_delta() {
             return self.delta_read(d, offset, size);
         }
@@ -395,7 +410,7 @@ impl Union {
 
     /// lseek for SEEK_DATA / SEEK_HOLE (and the others).
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> io::Result<i64> {
-        let f = self.file(fh)?;
+        let f = self.current(self.file(fh)?)?;
         if f.live_delta().is_some() && matches!(whence, libc::SEEK_DATA | libc::SEEK_HOLE) {
             // A delta reports itself as all data: a valid answer, and holes in its upper
             // file are not holes of the merged file.
