@@ -342,7 +342,7 @@ impl Union {
         let p = sys::proc_path(dir, name)?;
         if let Some(mut m) = self.meta.read(&p)? {
             if let Some(n) = m.nlink {
-                m.nlink = Some(n.saturating_add_signed(delta).max(1));
+                m.nlink = Some(n.saturating_add_signed(delta));
                 self.meta.write(&p, &m)?;
             }
         }
