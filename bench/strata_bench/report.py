@@ -93,15 +93,21 @@ def target_rows(metrics):
 
 
 def slowest(metrics, n=5):
-    """Metrics where the subject loses most against a peer (ratio normalised: >1 = slower)."""
+    """Metrics where the subject loses most against a peer (ratio normalised: >1 = slower),
+    one line per metric (its worst peer)."""
     out = []
     for m in metrics:
         if m.unit == "KiB" or m.workload in ("memory", "tracing"):
             continue
+        worst = None
         for p in m.columns[1:]:
             r = ratio(m, p)
             if r:
-                out.append((1 / r if m.better == "higher" else r, m, p))
+                bad = 1 / r if m.better == "higher" else r
+                if worst is None or bad > worst[0]:
+                    worst = (bad, m, p)
+        if worst:
+            out.append(worst)
     out.sort(key=lambda t: -t[0])
     return out[:n]
 
