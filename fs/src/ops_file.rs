@@ -264,6 +264,9 @@ impl Union {
     pub fn open(&self, ino: u64, flags: i32) -> io::Result<u64> {
         let acc = flags & libc::O_ACCMODE;
         let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        if self.nodes.read().get(ino).is_some_and(|n| n.unlinked) {
+            return self.reopen_unlinked(ino, flags, write);
+        }
         let (layer, file) = if write {
             if !self.writable() {
                 return Err(errno(libc::EROFS));
@@ -294,6 +297,25 @@ impl Union {
         Ok(self
             .handles
             .add_file(OpenFile::new(file, ino, layer, write, None)))
+    }
+
+    /// Open a file whose last name is gone (through /proc/PID/fd/N, as ext4 and overlayfs
+    /// allow) by reopening the branch file an existing handle holds.
+    fn reopen_unlinked(&self, ino: u64, flags: i32, write: bool) -> io::Result<u64> {
+        let f = self
+            .handles
+            .any_file_of(ino)
+            .ok_or_else(|| errno(libc::ENOENT))?;
+        if write && f.layer != Layer::Upper {
+            // Its bytes are only in a read-only branch; writes would have nowhere to go.
+            return Err(errno(libc::EROFS));
+        }
+        let path = crate::sys::fd_path(f.file.as_fd())?;
+        let oflags = self.file_open_flags(flags).bits() & !libc::O_NOFOLLOW;
+        let file = File::from(crate::sys::open_proc(&path, oflags)?);
+        Ok(self
+            .handles
+            .add_file(OpenFile::new(file, ino, f.layer, write, f.delta.clone())))
     }
 
     /// Open node `ino` as a delta when it is one, or (for writers) when it should become
