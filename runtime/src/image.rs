@@ -135,8 +135,8 @@ impl Reference {
             && name.len() <= 255
             && name
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:".contains(&b))
-            && name.as_bytes()[0].is_ascii_alphanumeric();
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:[]".contains(&b))
+            && (name.as_bytes()[0].is_ascii_alphanumeric() || name.starts_with('['));
         let tag_ok = !tag.is_empty()
             && tag.len() <= 128
             && tag

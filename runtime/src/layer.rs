@@ -1,7 +1,7 @@
 //! Layers: extracted once under layers/<diff_id hex>/ and shared by every image that lists them.
 
 use std::collections::HashSet;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -42,7 +42,8 @@ impl Staged {
 /// save and push give back byte-identical layers (same diff_id).
 struct Tee<R> {
     inner: R,
-    out: BufWriter<std::fs::File>,
+    /// Sparse, so a tar that is mostly zeros (a decompression bomb) costs no disk space.
+    out: crate::tar_import::SparseWriter,
 }
 
 impl<R: Read> Read for Tee<R> {
@@ -78,11 +79,11 @@ pub fn stage_opts(store: &Store, reader: impl Read, allow_empty: bool) -> Result
         .ctx(|| format!("cannot create {}", staged.tar().display()))?;
     let mut tee = Tee {
         inner: crate::transfer::compress::decompressed(reader)?,
-        out: BufWriter::with_capacity(1 << 16, tar),
+        out: crate::tar_import::SparseWriter::new(tar),
     };
     let x = crate::tar_import::extract_opts(&mut tee, &staged.tree(), allow_empty)?;
     tee.out
-        .flush()
+        .finish()
         .ctx(|| format!("cannot write {}", staged.tar().display()))?;
     staged.diff_hex = x.diff_hex;
     Ok(staged)

@@ -30,6 +30,43 @@ fn valid_component(c: &str) -> bool {
         && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
 }
 
+/// `host[:port]` or `[ipv6]:port`: what may stand before the first `/` as a registry. Host
+/// names are case-insensitive and kept lowercase, so the local tag a pull makes is valid.
+fn valid_registry(r: &str) -> bool {
+    let (host, port) = if let Some(rest) = r.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, p))
+                if !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b":.".contains(&b)) =>
+            {
+                (None, p)
+            }
+            _ => return false,
+        }
+    } else {
+        match r.split_once(':') {
+            Some((h, _)) => (Some(h), &r[h.len()..]),
+            None => (Some(r), ""),
+        }
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|p| {
+            !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+        });
+    let host_ok = match host {
+        None => true,
+        Some(h) => {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-".contains(&b))
+                && h.as_bytes()[0].is_ascii_alphanumeric()
+                && h.as_bytes()[h.len() - 1].is_ascii_alphanumeric()
+        }
+    };
+    port_ok && host_ok
+}
+
 impl RemoteRef {
     /// Parse a reference the way docker does.
     pub fn parse(s: &str) -> Result<RemoteRef> {
@@ -61,7 +98,11 @@ impl RemoteRef {
             Some((first, path))
                 if first.contains('.') || first.contains(':') || first == "localhost" =>
             {
-                (first.to_string(), path.to_string())
+                let first = first.to_ascii_lowercase();
+                if !valid_registry(&first) {
+                    return Err(bad("the registry is host[:port] or [ipv6]:port"));
+                }
+                (first, path.to_string())
             }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
         };
@@ -75,7 +116,10 @@ impl RemoteRef {
         } else {
             path
         };
-        if repository.len() > 255 || !repository.split('/').all(valid_component) {
+        if registry.len() + 1 + repository.len() > 255 {
+            return Err(bad("longer than 255 characters with its registry"));
+        }
+        if !repository.split('/').all(valid_component) {
             return Err(bad(
                 "repository names are lowercase letters, digits and . _ - separated by /",
             ));
