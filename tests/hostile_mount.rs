@@ -357,3 +357,52 @@ fn whiteout_char_devices_with_odd_names_and_a_vanishing_lower() {
     assert_eq!(std::fs::read(m.p("after")).unwrap(), b"ok");
     m.alive("after a lower dir vanished");
 }
+
+#[test]
+fn pathological_trace_glob_does_not_hang_the_daemon() {
+    // Found by fuzz/mount_options: `trace_path=` globs with many `*` were matched by
+    // backtracking, exponential in the number of stars: the request thread spins forever.
+    let dir = TempDir::new("glob");
+    let (l1, _l2, u, w) = branches(&dir);
+    let name = "a".repeat(40);
+    std::fs::write(l1.join(&name), "a").unwrap();
+    let pattern = format!("/{}x", "*".repeat(40));
+    let o = format!(
+        "{},trace={},trace_path={pattern}",
+        opts(&[&l1], &u, &w),
+        dir.join("trace.jsonl").display()
+    );
+    let m = RawMount::try_new(&dir, &o).expect("mount");
+    let p = m.p(&name);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // More requests than the daemon has threads.
+        for _ in 0..64 {
+            let r = std::fs::read(&p).map_err(|e| e.to_string());
+            let _ = sys::lstat(&p);
+            if tx.send(r).is_err() {
+                return;
+            }
+        }
+    });
+    // A deadline against a hang, not a timing assertion: each read takes microseconds.
+    for i in 0..64 {
+        let got = rx.recv_timeout(Duration::from_secs(60));
+        assert!(
+            matches!(got, Ok(Ok(ref b)) if b == b"a"),
+            "read {i} under trace_path={pattern} did not complete: {got:?}"
+        );
+    }
+    m.alive("after the glob");
+    // The daemon must also be able to finish: it exits after the unmount.
+    unmount_path(&m.mnt).unwrap();
+    let gone = wait_until(Duration::from_secs(60), || {
+        m.daemons
+            .iter()
+            .all(|p| !strata_tests::mount::pid_alive(*p))
+    });
+    assert!(
+        gone,
+        "the daemon is still busy matching trace_path={pattern} after the unmount"
+    );
+}
