@@ -406,3 +406,38 @@ fn pathological_trace_glob_does_not_hang_the_daemon() {
         "the daemon is still busy matching trace_path={pattern} after the unmount"
     );
 }
+
+#[test]
+fn id_mapping_ranges_past_u32_max() {
+    // uidmapping=IN:OUT:LEN with IN+LEN past 2^32: ids at the end of the range overflow
+    // when translated (a panic in a debug daemon, a wrong owner in a release one).
+    let dir = TempDir::new("idmap");
+    let (l1, _l2, u, w) = branches(&dir);
+    std::fs::write(l1.join("f5"), "5").unwrap();
+    sys::lchown(&l1.join("f5"), 5, 5).unwrap();
+    std::fs::write(l1.join("f0"), "0").unwrap();
+    let o = format!(
+        "{},uidmapping=4294967295:0:10,gidmapping=4294967295:0:10",
+        opts(&[&l1], &u, &w)
+    );
+    match RawMount::try_new(&dir, &o) {
+        Err(text) => {
+            // Refusing the mapping is fine: one line naming it.
+            let errs = error_lines(&text);
+            assert_eq!(errs.len(), 1, "{text}");
+            assert!(errs[0].contains("mapping"), "{text}");
+        }
+        Ok(m) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = m.p("f5");
+            std::thread::spawn(move || {
+                let _ = tx.send(sys::lstat(&p).map(|st| st.st_uid));
+            });
+            let got = rx.recv_timeout(Duration::from_secs(60));
+            // 4294967295 + 5 is not an id: the overflow id, like the kernel.
+            assert_eq!(got, Ok(Ok(65534)), "stat of a file owned by uid 5");
+            assert_eq!(std::fs::read(m.p("f0")).unwrap(), b"0");
+            m.alive("id mapping past u32::MAX");
+        }
+    }
+}
