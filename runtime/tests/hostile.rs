@@ -412,6 +412,11 @@ fn hostile_imports_are_refused_and_change_nothing() {
             "cannot replace",
         ),
         (
+            "file over a non-empty dir",
+            tar_of(&[d("y/"), f("y/z", b"1"), f("y", b"file")]),
+            "cannot replace",
+        ),
+        (
             "name over 255 bytes",
             tar_of(&[f(&"n".repeat(300), b"x")]),
             "too long",
