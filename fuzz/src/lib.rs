@@ -293,7 +293,10 @@ pub fn mount_options(data: &[u8]) {
                 let _ = o.gidmap.to_inside(id);
                 let _ = o.gidmap.to_outside(id);
             }
-            if let Some(g) = &o.trace.path {
+            // Known and reported (docs/robustness.md, finding 4): matching is exponential
+            // in the number of stars. Skip such patterns so the run goes on to new ground.
+            let stars = text.matches('*').count();
+            if let Some(g) = o.trace.path.as_ref().filter(|_| stars <= 6) {
                 for p in [
                     &b"/"[..],
                     b"/etc/passwd",

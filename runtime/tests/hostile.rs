@@ -1101,4 +1101,10 @@ fn tar_errors_quoting_names_stay_one_line() {
     let p = e.input("nl.tar", &t);
     let err = e.fails("newline name", &["import", p.to_str().unwrap(), "nl:1"]);
     assert!(!err.contains('\x1b'), "{err:?}");
+    // Found by fuzz/image_load: the same through `strata load` (the archive index).
+    let err = e.fails(
+        "newline name in an archive",
+        &["load", "-i", p.to_str().unwrap()],
+    );
+    assert!(!err.contains('\x1b'), "{err:?}");
 }

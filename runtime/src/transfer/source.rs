@@ -108,8 +108,13 @@ impl TarSource {
                 .entries()
                 .ctx(|| format!("{} is not a tar archive", path.display()))?;
             for entry in entries {
-                let entry = entry.ctx(|| {
-                    format!("{} is not a valid tar archive (truncated?)", path.display())
+                // The tar crate's messages quote raw member names: escape them.
+                let entry = entry.map_err(|e| {
+                    crate::err!(
+                        "{} is not a valid tar archive (truncated?): {}",
+                        path.display(),
+                        e.to_string().escape_debug()
+                    )
                 })?;
                 let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
                 let Ok(name) = normalize(&name) else {
