@@ -49,12 +49,13 @@ impl IdMap {
         if self.ranges.is_empty() {
             return outside;
         }
-        for r in &self.ranges {
-            if outside >= r.outside && outside - r.outside < r.len {
-                return r.inside + (outside - r.outside);
-            }
-        }
-        65534
+        self.ranges
+            .iter()
+            .find_map(|r| {
+                let off = outside.checked_sub(r.outside).filter(|o| *o < r.len)?;
+                r.inside.checked_add(off)
+            })
+            .unwrap_or(65534)
     }
 
     /// Mount id to disk id; None when the id has no mapping (the caller answers EINVAL).
@@ -63,8 +64,8 @@ impl IdMap {
             return Some(inside);
         }
         self.ranges.iter().find_map(|r| {
-            (inside >= r.inside && inside - r.inside < r.len)
-                .then(|| r.outside + (inside - r.inside))
+            let off = inside.checked_sub(r.inside).filter(|o| *o < r.len)?;
+            r.outside.checked_add(off)
         })
     }
 }
@@ -82,5 +83,10 @@ mod tests {
         assert_eq!(m.to_outside(0), Some(1000));
         assert_eq!(m.to_outside(70000), None);
         assert!(IdMap::parse("1:2").is_err());
+        // Ranges running past u32::MAX map what fits and nothing beyond.
+        let m = IdMap::parse("4294967000:0:1000").unwrap();
+        assert_eq!(m.to_inside(10), 4294967010);
+        assert_eq!(m.to_inside(400), 65534);
+        assert_eq!(m.to_outside(4294967295), Some(295));
     }
 }

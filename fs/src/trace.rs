@@ -105,32 +105,43 @@ impl Glob {
             Some(b'/') => &path[1..],
             _ => path,
         };
-        glob_match(&self.0, p)
+        let mut memo = vec![None; (self.0.len() + 1) * (p.len() + 1)];
+        glob_match(&self.0, p, 0, 0, &mut memo)
     }
 }
 
-fn glob_match(pat: &[u8], s: &[u8]) -> bool {
-    match pat.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) if rest.first() == Some(&b'*') => {
-            // `**/` also matches no directory at all.
-            let rest = &rest[1..];
-            if let Some(after) = rest.strip_prefix(b"/") {
-                if glob_match(after, s) {
-                    return true;
-                }
-            }
-            (0..=s.len()).any(|i| glob_match(rest, &s[i..]))
-        }
-        Some((b'*', rest)) => {
-            let stop = s.iter().position(|&c| c == b'/').unwrap_or(s.len());
-            (0..=stop).any(|i| glob_match(rest, &s[i..]))
-        }
-        Some((b'?', rest)) => {
-            matches!(s.first(), Some(&c) if c != b'/') && glob_match(rest, &s[1..])
-        }
-        Some((&c, rest)) => s.first() == Some(&c) && glob_match(rest, &s[1..]),
+/// Whether `pat[pi..]` matches `s[si..]`; `memo` remembers every (pi, si) answered, so a
+/// pattern with many stars costs at most len(pat) * len(s) steps, never exponential time.
+fn glob_match(pat: &[u8], s: &[u8], pi: usize, si: usize, memo: &mut [Option<bool>]) -> bool {
+    let key = pi * (s.len() + 1) + si;
+    if let Some(Some(known)) = memo.get(key) {
+        return *known;
     }
+    let rest_s = s.get(si..).unwrap_or(&[]);
+    let answer = match pat.get(pi) {
+        None => rest_s.is_empty(),
+        Some(b'*') if pat.get(pi + 1) == Some(&b'*') => {
+            // `**/` also matches no directory at all.
+            (pat.get(pi + 2) == Some(&b'/') && glob_match(pat, s, pi + 3, si, memo))
+                || (si..=s.len()).any(|i| glob_match(pat, s, pi + 2, i, memo))
+        }
+        Some(b'*') => {
+            let stop = rest_s
+                .iter()
+                .position(|&c| c == b'/')
+                .unwrap_or(rest_s.len());
+            (si..=si + stop).any(|i| glob_match(pat, s, pi + 1, i, memo))
+        }
+        Some(b'?') => {
+            matches!(rest_s.first(), Some(&c) if c != b'/')
+                && glob_match(pat, s, pi + 1, si + 1, memo)
+        }
+        Some(&c) => rest_s.first() == Some(&c) && glob_match(pat, s, pi + 1, si + 1, memo),
+    };
+    if let Some(slot) = memo.get_mut(key) {
+        *slot = Some(answer);
+    }
+    answer
 }
 
 /// What `--trace` and its filters ask for.
