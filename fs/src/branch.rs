@@ -104,24 +104,13 @@ pub fn open_in(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlag, mode: u32) -> io
 /// Remove `name` in `dir` and everything below it, never following symlinks.
 pub fn remove_tree(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     use nix::unistd::UnlinkatFlags;
-    use std::os::unix::ffi::OsStrExt;
     match nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => return Ok(()),
         Err(nix::errno::Errno::EISDIR) | Err(nix::errno::Errno::EPERM) => {}
         Err(e) => return Err(e.into()),
     }
-    let fd = open_in(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
-    let sub = fd.try_clone()?;
-    let mut d = nix::dir::Dir::from_fd(fd)?;
-    let names: Vec<std::ffi::OsString> = d
-        .iter()
-        .filter_map(Result::ok)
-        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-        .filter(|n| n != "." && n != "..")
-        .collect();
-    for n in names {
-        remove_tree(sub.as_fd(), &n)?;
-    }
+    let sub = open_in(dir, name, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
+    clear_dir(sub.as_fd())?;
     nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir)?;
     Ok(())
 }

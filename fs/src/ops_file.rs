@@ -179,18 +179,12 @@ impl Union {
         }
         let (ppath, name) = split(&path)?;
         let pd = self.dirfd(Layer::Upper, &ppath)?;
-        if sa.uid.is_some() || sa.gid.is_some() {
+        if let Some((uid, gid)) = self.owner_out(sa)? {
             nix::unistd::fchownat(
                 pd.as_fd(),
                 name.as_os_str(),
-                sa.uid
-                    .map(|u| self.uid_out(u))
-                    .transpose()?
-                    .map(Uid::from_raw),
-                sa.gid
-                    .map(|g| self.gid_out(g))
-                    .transpose()?
-                    .map(Gid::from_raw),
+                uid,
+                gid,
                 AtFlags::AT_SYMLINK_NOFOLLOW,
             )?;
         }
@@ -217,23 +211,23 @@ impl Union {
         self.getattr(ino)
     }
 
+    /// The on-disk owner a chown asks for (None: no chown); unmapped ids are EINVAL.
+    fn owner_out(&self, sa: &SetAttr) -> io::Result<Option<(Option<Uid>, Option<Gid>)>> {
+        if sa.uid.is_none() && sa.gid.is_none() {
+            return Ok(None);
+        }
+        let uid = sa.uid.map(|u| self.uid_out(u)).transpose()?;
+        let gid = sa.gid.map(|g| self.gid_out(g)).transpose()?;
+        Ok(Some((uid.map(Uid::from_raw), gid.map(Gid::from_raw))))
+    }
+
     fn setattr_fd(&self, f: &OpenFile, sa: &SetAttr) -> io::Result<()> {
         self.setattr_fd_file(&f.file, sa)
     }
 
     fn setattr_fd_file(&self, f: &File, sa: &SetAttr) -> io::Result<()> {
-        if sa.uid.is_some() || sa.gid.is_some() {
-            nix::unistd::fchown(
-                f.as_fd(),
-                sa.uid
-                    .map(|u| self.uid_out(u))
-                    .transpose()?
-                    .map(Uid::from_raw),
-                sa.gid
-                    .map(|g| self.gid_out(g))
-                    .transpose()?
-                    .map(Gid::from_raw),
-            )?;
+        if let Some((uid, gid)) = self.owner_out(sa)? {
+            nix::unistd::fchown(f.as_fd(), uid, gid)?;
         }
         if let Some(mode) = sa.mode {
             nix::sys::stat::fchmod(
