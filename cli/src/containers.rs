@@ -392,8 +392,17 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
             for n in names {
                 let v = match container::resolve(store, &n) {
                     Ok(id) => inspect_container(store, &id)?,
-                    Err(_) => images::inspect(store, &n).map_err(|_| {
-                        strata_runtime::Error(format!("no such image or container: {n}"))
+                    Err(cerr) => images::inspect(store, &n).map_err(|ierr| {
+                        // A damaged item's own error says more than "no such".
+                        let damaged = [&ierr, &cerr]
+                            .into_iter()
+                            .find(|e| e.0.contains("corrupt metadata"));
+                        match damaged {
+                            Some(e) => strata_runtime::Error(e.0.clone()),
+                            None => {
+                                strata_runtime::Error(format!("no such image or container: {n}"))
+                            }
+                        }
                     })?,
                 };
                 out.push(v);
@@ -609,8 +618,14 @@ fn ps(store: &Store, all: bool, quiet: bool) -> R {
             "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"
         );
     }
-    for c in container::list(store)? {
-        let st = run::reconcile(store, &c.id)?;
+    for c in container::list_readable(store)? {
+        let st = match run::reconcile(store, &c.id) {
+            Ok(st) => st,
+            Err(e) => {
+                eprintln!("strata: warning: skipping container {}: {e}", c.name);
+                continue;
+            }
+        };
         if !all && st.status != Status::Running {
             continue;
         }

@@ -275,7 +275,7 @@ pub fn list_ids(store: &Store) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// All containers' configs.
+/// All containers' configs; fails if one cannot be read (what garbage collection needs).
 pub fn list(store: &Store) -> Result<Vec<ContainerConfig>> {
     let mut out = Vec::new();
     for id in list_ids(store)? {
@@ -285,9 +285,46 @@ pub fn list(store: &Store) -> Result<Vec<ContainerConfig>> {
     Ok(out)
 }
 
+/// The containers whose config can be read; each unreadable one is reported on stderr, so
+/// one damaged container does not hide the others.
+pub fn list_readable(store: &Store) -> Result<Vec<ContainerConfig>> {
+    readable(store, true)
+}
+
+fn readable(store: &Store, warn: bool) -> Result<Vec<ContainerConfig>> {
+    let mut out = Vec::new();
+    for id in list_ids(store)? {
+        match load_config(store, &id) {
+            Ok(c) => out.push(c),
+            Err(e) if warn => {
+                eprintln!(
+                    "strata: warning: skipping container {}: {e}",
+                    &id[..12.min(id.len())]
+                )
+            }
+            Err(_) => {}
+        }
+    }
+    out.sort_by_key(|c| std::cmp::Reverse(c.created));
+    Ok(out)
+}
+
+/// "No such container", or, when some container's metadata cannot be read (it may be the
+/// one asked for), that error, which names the file and what to do.
+fn unreadable_hint(store: &Store, what: &str) -> crate::Error {
+    let damaged = list_ids(store)
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|id| load_config(store, &id).err());
+    match damaged {
+        Some(e) => err!("no readable container {what}; {}", e.0),
+        None => err!("no such container: {what} (see `strata ps -a`)"),
+    }
+}
+
 /// Resolve a name, full id or unique id prefix to a container id.
 pub fn resolve(store: &Store, what: &str) -> Result<String> {
-    let all = list(store)?;
+    let all = readable(store, false)?;
     if let Some(c) = all.iter().find(|c| c.id == what || c.name == what) {
         return Ok(c.id.clone());
     }
@@ -297,7 +334,7 @@ pub fn resolve(store: &Store, what: &str) -> Result<String> {
         .collect();
     match matches.as_slice() {
         [c] => Ok(c.id.clone()),
-        [] => Err(err!("no such container: {what} (see `strata ps -a`)")),
+        [] => Err(unreadable_hint(store, what)),
         _ => Err(err!(
             "container id prefix {what} is ambiguous: give more digits or the name"
         )),

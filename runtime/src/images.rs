@@ -89,7 +89,17 @@ pub fn list(store: &Store) -> Result<Vec<ImageRow>> {
     let repos = image::read_repositories(store)?;
     let mut rows = Vec::new();
     for id in image::list_image_ids(store)? {
-        let cfg = image::load_image(store, &id)?;
+        let cfg = match image::load_image(store, &id) {
+            Ok(c) => c,
+            Err(e) => {
+                // One damaged image must not hide the others.
+                eprintln!(
+                    "strata: warning: skipping image {}: {e}",
+                    image::short_id(&id)
+                );
+                continue;
+            }
+        };
         let created = cfg
             .created
             .as_deref()
@@ -135,13 +145,25 @@ pub fn tag(store: &Store, source: &str, target: &str) -> Result<()> {
     image::write_repositories(store, &repos)
 }
 
-/// Remove layers no image or container uses (hold the exclusive lock).
+/// Remove layers no image or container uses (hold the exclusive lock). While any image or
+/// container cannot be read nothing is removed: its layers are unknown.
 pub fn gc_layers(store: &Store) -> Result<()> {
     let mut used = HashSet::new();
-    for id in image::list_image_ids(store)? {
-        used.extend(image::load_image(store, &id)?.layer_hexes());
+    let images: Result<Vec<_>> = image::list_image_ids(store)?
+        .iter()
+        .map(|id| image::load_image(store, id))
+        .collect();
+    let (images, containers) = match (images, container::list(store)) {
+        (Ok(i), Ok(c)) => (i, c),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("strata: warning: unused layers kept: {e}");
+            return Ok(());
+        }
+    };
+    for img in images {
+        used.extend(img.layer_hexes());
     }
-    for c in container::list(store)? {
+    for c in containers {
         used.extend(c.layers);
     }
     layer::gc(store, &used)?;
@@ -172,7 +194,7 @@ pub fn rmi(store: &Store, what: &str, force: bool) -> Result<Vec<String>> {
             tags.join(", ")
         ));
     }
-    let users: Vec<String> = container::list(store)?
+    let users: Vec<String> = container::list_readable(store)?
         .into_iter()
         .filter(|c| c.image_id == id)
         .map(|c| c.name)

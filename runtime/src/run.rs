@@ -215,7 +215,7 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
     };
 
     let id = random_id()?;
-    let existing = container::list(store)?;
+    let existing = container::list_readable(store)?;
     let name = match &o.name {
         Some(n) => {
             let ok = !n.is_empty()

@@ -73,7 +73,12 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
 /// Read and parse a JSON file.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let data = std::fs::read(path).ctx(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&data).ctx(|| format!("corrupt metadata {}", path.display()))
+    serde_json::from_slice(&data).ctx(|| {
+        format!(
+            "corrupt metadata {} (restore the file, or remove the item with `strata rm -f` / `strata rmi -f`)",
+            path.display()
+        )
+    })
 }
 
 /// Lowercase hex sha256 of `data`.
