@@ -508,6 +508,13 @@ impl FuseAdapter {
         reply.ok();
     }
 
+    fn data(reply: ReplyData, r: io::Result<Vec<u8>>) {
+        match r {
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
     fn empty(reply: ReplyEmpty, r: io::Result<()>) {
         match r {
             Ok(()) => reply.ok(),
@@ -657,10 +664,7 @@ impl Filesystem for FuseAdapter {
             Req::new(Op::Readlink, On::Node(ino.0)),
             || self.union.readlink(ino.0),
             |v| Out::bytes(v.len()),
-            |r| match r {
-                Ok(v) => reply.data(&v),
-                Err(e) => reply.error(errno(&e)),
-            },
+            |r| Self::data(reply, r),
         );
     }
 
@@ -817,10 +821,7 @@ impl Filesystem for FuseAdapter {
             Req::new(Op::Read, On::Fh(ino.0, fh.0)).at(offset),
             || self.union.read(fh.0, offset, size),
             |v| Out::bytes(v.len()),
-            |r| match r {
-                Ok(v) => reply.data(&v),
-                Err(e) => reply.error(errno(&e)),
-            },
+            |r| Self::data(reply, r),
         );
     }
 
