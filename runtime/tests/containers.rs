@@ -2,33 +2,13 @@
 //! through the strata binary (STRATA_BIN or <workspace>/target/debug/strata). Rootful.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::{busybox, strata_bin};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-fn strata_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("STRATA_BIN") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/strata");
-    assert!(
-        p.exists(),
-        "strata binary not found at {} (cargo build first, or set STRATA_BIN)",
-        p.display()
-    );
-    p
-}
-
-fn busybox() -> PathBuf {
-    for p in ["/bin/busybox", "/usr/bin/busybox"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("busybox is missing: run scripts/setup (or apt-get install -y busybox-static)");
-}
 
 /// A private store with a busybox image imported as `busybox`.
 struct Env {

@@ -10,6 +10,8 @@
 //! Real binary, no mocks. Rootful (the rootless case switches to an unprivileged user).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::strata_bin;
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,19 +19,6 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::Digest;
-
-fn strata_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("STRATA_BIN") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/strata");
-    assert!(
-        p.exists(),
-        "strata binary not found at {} (cargo build first, or set STRATA_BIN)",
-        p.display()
-    );
-    p
-}
 
 fn sha(data: &[u8]) -> String {
     sha2::Sha256::digest(data)

@@ -3,25 +3,14 @@
 //! own store, podman storage and registry, so tests run in parallel. Rootful (containers run).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::strata_bin;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-fn strata_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("STRATA_BIN") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/strata");
-    assert!(
-        p.exists(),
-        "strata binary not found at {} (cargo build first, or set STRATA_BIN)",
-        p.display()
-    );
-    p
-}
 
 fn need(tool: &str) {
     let ok = Command::new("sh")
