@@ -100,6 +100,17 @@ fn split_escaped(s: &str, sep: char, unescape: bool) -> Vec<String> {
     out
 }
 
+/// Errors quote the caller's text; a newline or terminal escape in it must not split or
+/// colour the one error line, so control characters are shown escaped.
+fn one_line(msg: &str) -> String {
+    msg.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_debug().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
     match v {
         "1" | "on" | "yes" | "true" | "y" => Ok(true),
@@ -119,7 +130,7 @@ impl MountOptions {
         let mut o = MountOptions::default();
         for group in groups {
             for opt in split_escaped(group.as_ref(), ',', false) {
-                o.apply(&opt)?;
+                o.apply(&opt).map_err(|e| one_line(&e))?;
             }
         }
         if o.lowerdirs.is_empty() {
@@ -277,6 +288,19 @@ mod tests {
         );
         assert_eq!(o.upperdir, Some(PathBuf::from("/u")));
         assert!(o.no_fsync);
+    }
+
+    #[test]
+    fn errors_quoting_the_option_stay_one_line() {
+        for bad in [
+            "lowerdir=/a,bogus\nsecond line",
+            "lowerdir=/a,timeout=1\n2",
+            "lowerdir=/a,uidmapping=\x1b[31m:0:1",
+        ] {
+            let e = MountOptions::parse(&[bad]).unwrap_err();
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+            assert!(e.contains("\\n") || e.contains("\\u{1b}"), "{e:?}");
+        }
     }
 
     #[test]

@@ -274,10 +274,7 @@ pub fn mount_options(data: &[u8]) {
     let groups: Vec<&str> = text.split('\0').collect();
     let r = MountOptions::parse(&groups);
     match r {
-        // The messages quote the offending option verbatim, so a newline in the input
-        // shows (reported; not a crash of the parser).
-        Err(e) if !text.contains(['\n', '\r']) => one_line("mount options", &e),
-        Err(_) => {}
+        Err(e) => one_line("mount options", &e),
         Ok(o) => {
             let ids = [
                 0u32,
@@ -293,10 +290,7 @@ pub fn mount_options(data: &[u8]) {
                 let _ = o.gidmap.to_inside(id);
                 let _ = o.gidmap.to_outside(id);
             }
-            // Known and reported (docs/robustness.md, finding 4): matching is exponential
-            // in the number of stars. Skip such patterns so the run goes on to new ground.
-            let stars = text.matches('*').count();
-            if let Some(g) = o.trace.path.as_ref().filter(|_| stars <= 6) {
+            if let Some(g) = o.trace.path.as_ref() {
                 for p in [
                     &b"/"[..],
                     b"/etc/passwd",
