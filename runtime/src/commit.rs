@@ -25,13 +25,15 @@ impl MergedView {
     /// Find or make the merged view of container `cfg`.
     pub fn open(store: &Store, cfg: &ContainerConfig) -> Result<MergedView> {
         let paths = Paths::new(store, &cfg.id);
+        // First: after a crashed supervisor the root may still be mounted (and, with its
+        // FUSE daemon dead, unreadable); reconcile unmounts it so a fresh view is made.
+        let st = run::reconcile(store, &cfg.id)?;
         if driver::is_mounted(&paths.merged()) {
             return Ok(MergedView {
                 path: paths.merged(),
                 staging: None,
             });
         }
-        let st = run::reconcile(store, &cfg.id)?;
         if st.status == Status::Running {
             return Err(err!(
                 "container {} is running but its root is not mounted in this namespace: retry, or stop it first",

@@ -121,6 +121,9 @@ pub struct State {
     pub pid_start: Option<u64>,
     /// Host pid of the supervising strata process.
     pub supervisor: Option<i32>,
+    /// Start time of that pid, so a reused pid is not mistaken for a live supervisor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor_start: Option<u64>,
     /// Seconds since the epoch.
     pub started_at: Option<i64>,
     /// Seconds since the epoch.
@@ -143,6 +146,7 @@ impl State {
             pid: None,
             pid_start: None,
             supervisor: None,
+            supervisor_start: None,
             started_at: None,
             finished_at: None,
             exit_code: None,
@@ -341,12 +345,16 @@ pub fn resolve(store: &Store, what: &str) -> Result<String> {
     }
 }
 
-/// Start time (field 22 of /proc/PID/stat) of a live process.
+/// Start time (field 22 of /proc/PID/stat) of a live process; None once it is a zombie
+/// (killed but not yet reaped by whoever inherited it).
 pub fn pid_start_time(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    let mut fields = s.get(s.rfind(')')? + 2..)?.split(' ');
+    if matches!(fields.next(), Some("Z" | "X") | None) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// True while the recorded init process is alive (and is the same process).
@@ -357,10 +365,13 @@ pub fn init_alive(st: &State) -> bool {
     }
 }
 
-/// True while the supervising strata process is alive.
+/// True while the supervising strata process is alive (and, when its start time was
+/// recorded, is the same process).
 pub fn supervisor_alive(st: &State) -> bool {
-    st.supervisor
-        .is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    st.supervisor.is_some_and(|p| match pid_start_time(p) {
+        Some(start) => st.supervisor_start.is_none_or(|s| s == start),
+        None => false,
+    })
 }
 
 /// A name like docker's: adjective_noun from the id.

@@ -392,6 +392,7 @@ pub fn supervise(
         st.pid = None;
         st.pid_start = None;
         st.supervisor = None;
+        st.supervisor_start = None;
         st.finished_at = Some(now_secs());
         st.exit_code = code.or(Some(125));
         st.stopping = false;
@@ -450,6 +451,30 @@ pub fn etc_binds(paths: &Paths, cfg: &ContainerConfig) -> Result<Vec<Volume>> {
     Ok(binds)
 }
 
+/// In the container's init, first thing: be SIGKILLed when the supervisor dies (the whole
+/// pid namespace goes with init), since nobody else would record the exit, unmount the root
+/// or remove the cgroups. The supervisor may already be gone before the prctl: then the
+/// error pipe, whose only reader it held, has no reader left (POLLERR).
+fn die_with_supervisor(err_w: &OwnedFd) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        crate::process::fail(
+            err_w,
+            125,
+            &format!("cannot tie the container to its supervisor: {e}"),
+        );
+    }
+    let mut fds = [PollFd::new(err_w.as_fd(), PollFlags::POLLOUT)];
+    let orphaned = poll(&mut fds, PollTimeout::ZERO).is_ok_and(|_| {
+        fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLERR))
+    });
+    if orphaned {
+        sys::exit_now(255);
+    }
+}
+
 fn supervise_mounted(
     store: &Store,
     cfg: &ContainerConfig,
@@ -490,6 +515,7 @@ fn supervise_mounted(
             drop(err_r);
             // Only the supervisor reports readiness; a copy held here would delay the EOF.
             drop(ready.take());
+            die_with_supervisor(&err_w);
             let stdin_null = io == Io::Log || !cfg.process.interactive;
             let mut ok = true;
             if stdin_null {
@@ -540,6 +566,7 @@ fn supervise_mounted(
         st.pid = Some(pid.as_raw());
         st.pid_start = start;
         st.supervisor = Some(std::process::id() as i32);
+        st.supervisor_start = container::pid_start_time(std::process::id() as i32);
         st.started_at = Some(now_secs());
         st.finished_at = None;
         st.exit_code = None;
@@ -672,15 +699,23 @@ pub fn run(store: &Store, o: &RunOptions) -> Result<(String, Option<i32>)> {
     }
 }
 
-/// Mark a container whose processes are gone but whose state says running as exited, and
-/// clean its mounts and cgroups (after a crashed supervisor).
+/// Mark a container whose supervisor died (SIGKILL, OOM, a crash) but whose state says
+/// running as exited: end its processes if any are left (init dies with the supervisor,
+/// but an older strata or a supervisor killed before init tied itself to it leaves them
+/// running with nobody to record their exit), then unmount its root and remove its cgroups.
 pub fn reconcile(store: &Store, id: &str) -> Result<State> {
     let st = container::load_state(store, id)?;
-    if st.status != Status::Running
-        || container::init_alive(&st)
-        || container::supervisor_alive(&st)
-    {
+    if st.status != Status::Running || container::supervisor_alive(&st) {
         return Ok(st);
+    }
+    if container::init_alive(&st) {
+        if let Some(pid) = st.pid {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        // Whoever inherited init reaps it; the cgroup removal below kills any stragglers.
+        wait_until(Instant::now() + Duration::from_secs(5), || {
+            !container::init_alive(&st)
+        });
     }
     cleanup(store, id)?;
     container::update_state(store, id, |st| {
@@ -691,6 +726,7 @@ pub fn reconcile(store: &Store, id: &str) -> Result<State> {
             st.pid = None;
             st.pid_start = None;
             st.supervisor = None;
+            st.supervisor_start = None;
             if !st.stopping {
                 st.error = Some("the supervisor died; exit status unknown".into());
             }

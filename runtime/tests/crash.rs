@@ -1,0 +1,664 @@
+//! Crashes of a running container (issue 8, BRIEF §7): SIGKILL of the container's
+//! supervisor, of its FUSE daemon (`--driver fuse`), or of both, while the container writes
+//! hard into its root; then `strata ps -a` (exited, no hang), no stale mount, cgroup or
+//! process, `strata fsck` of the upper clean, `strata diff`, `strata start` showing every
+//! fsync'ed byte, and `strata rm` leaving nothing behind. Repeated with seeded random
+//! delays and kill targets.
+//!
+//! `STRATA_CRASH_ITERS` sets the fuse iterations (overlay runs a third as many);
+//! `STRATA_SEED` replays a seed (the kill point also depends on timing, the schedule of
+//! targets and delays does not). Rootful.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::{busybox, strata_bin};
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const BLOCK: usize = 4096;
+/// The big file of the image's layer: on the fuse driver a write into it makes a block delta.
+const BIG_BLOCKS: usize = 2048;
+
+/// The container's command. With /ctl/verify present (the test creates it before
+/// `strata start`) it only idles, so the restarted root can be read back. Otherwise, per
+/// sequence number i: an fsync'ed file /w/d/fI, an fsync'ed 4 KiB write into block i of the
+/// lower layer's /big/blob, then "i" appended (fsync'ed) to /w/log, so a logged i promises
+/// both; then unsynced writes, a rename and a delete. `set -e`: once the root is gone
+/// (its daemon killed) the first failing command ends the container.
+const SCRIPT: &str = r#"set -e
+if [ -e /ctl/verify ]; then exec sleep 100000; fi
+mkdir -p /w/d /w/u
+i=1
+while :; do
+  n=$(( (i * 7919) % 200000 + 1 ))
+  yes "f$i-" | head -c $n | dd of=/w/d/f$i bs=65536 conv=fsync 2>/dev/null
+  if [ $i -lt 2048 ]; then
+    yes "b$i-" | head -c 4096 | dd of=/big/blob bs=4096 seek=$i count=1 iflag=fullblock conv=notrunc,fsync 2>/dev/null
+  fi
+  echo $i | dd of=/w/log oflag=append conv=notrunc,fsync 2>/dev/null
+  yes "u$i-" | head -c $n > /w/u/f$i
+  mv /w/u/f$i /w/u/g$i
+  if [ $i -gt 3 ]; then rm /w/u/g$((i - 3)); fi
+  i=$((i + 1))
+done
+"#;
+
+/// A tiny deterministic generator (splitmix64): the schedule of kills and delays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// `STRATA_SEED` (replay), a fixed seed under CI (unless `STRATA_FRESH_SEEDS`), else the clock.
+fn seed(salt: u64) -> u64 {
+    if let Ok(s) = std::env::var("STRATA_SEED") {
+        let s = s.trim();
+        return s
+            .strip_prefix("0x")
+            .map(|h| u64::from_str_radix(h, 16))
+            .unwrap_or_else(|| s.parse())
+            .unwrap_or_else(|e| panic!("STRATA_SEED={s}: {e}"));
+    }
+    let fixed =
+        std::env::var_os("CI").is_some() && std::env::var_os("STRATA_FRESH_SEEDS").is_none();
+    if fixed {
+        return 0x5eed_c4a5_0000_0000 ^ salt;
+    }
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    t ^ ((std::process::id() as u64) << 32) ^ salt
+}
+
+fn iterations(default: usize) -> usize {
+    std::env::var("STRATA_CRASH_ITERS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// Prints the replay line when the test fails.
+struct Replay {
+    test: &'static str,
+    seed: u64,
+    iters: usize,
+    at: Cell<usize>,
+    what: std::cell::RefCell<String>,
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "\n{} failed at iteration {} of {} ({}) with seed {:#x}; replay with:\n  STRATA_SEED={:#x} STRATA_CRASH_ITERS={} cargo test -p strata-runtime --test crash -- {} --nocapture\n",
+                self.test,
+                self.at.get(),
+                self.iters,
+                self.what.borrow(),
+                self.seed,
+                self.seed,
+                self.iters,
+                self.test
+            );
+        }
+    }
+}
+
+/// What is killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kill {
+    Supervisor,
+    Daemon,
+    Both,
+}
+
+/// A private store with the image `crashimg`: busybox and an 8 MiB /big/blob.
+struct Env {
+    dir: PathBuf,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Block `b` of /big/blob as the image has it.
+fn lower_block(b: usize) -> Vec<u8> {
+    repeat_to(format!("lower-{b}\n").as_bytes(), BLOCK)
+}
+
+/// `yes WORD | head -c len`.
+fn yes(word: &str, len: usize) -> Vec<u8> {
+    repeat_to(format!("{word}\n").as_bytes(), len)
+}
+
+fn repeat_to(unit: &[u8], len: usize) -> Vec<u8> {
+    unit.iter().copied().cycle().take(len).collect()
+}
+
+impl Env {
+    fn new() -> Env {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests run containers and need root"
+        );
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("strata-crash-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "etc", "tmp", "big"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
+        let list = Command::new(busybox()).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+            }
+        }
+        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
+        std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
+        let blob: Vec<u8> = (0..BIG_BLOCKS).flat_map(lower_block).collect();
+        std::fs::write(rootfs.join("big/blob"), blob).unwrap();
+        let tar = dir.join("image.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::fs::remove_dir_all(&rootfs).unwrap();
+        let env = Env { dir };
+        env.ok(&["import", tar.to_str().unwrap(), "crashimg"]);
+        std::fs::remove_file(&tar).unwrap();
+        env
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("store")
+    }
+
+    /// Run strata; a hang (60 s) fails the test instead of blocking it.
+    fn strata(&self, args: &[&str]) -> Output {
+        let child = Command::new(strata_bin())
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                panic!("strata {args:?} hung for 60 s");
+            }
+        }
+    }
+
+    /// Run and expect success; stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.strata(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.root().join("containers").join(id)
+    }
+
+    fn state(&self, id: &str) -> serde_json::Value {
+        let p = self.container_dir(id).join("state.json");
+        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    }
+
+    /// The union's lower branches of a container, top first (as the runtime mounts them).
+    fn lowers(&self, id: &str) -> Vec<PathBuf> {
+        let p = self.container_dir(id).join("config.json");
+        let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let mut out: Vec<PathBuf> = cfg["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|h| self.root().join("layers").join(h.as_str().unwrap()))
+            .collect();
+        out.push(self.container_dir(id).join("init"));
+        out
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Ok(out) = Command::new(strata_bin())
+            .arg("--root")
+            .arg(self.root())
+            .args(["ps", "-a", "-q"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new(strata_bin())
+                    .arg("--root")
+                    .arg(self.root())
+                    .args(["rm", "-f", id])
+                    .output();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn poll(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process that exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    start_time(pid).is_some()
+}
+
+fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Start time (clock ticks since boot) of a live, non-zombie process.
+fn start_time(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = s.get(s.rfind(')')? + 2..)?.split(' ');
+    if matches!(f.next(), Some("Z" | "X") | None) {
+        return None;
+    }
+    f.nth(18)?.parse().ok()
+}
+
+/// A container as the host sees it, to find what is left of it.
+struct Procs {
+    id: String,
+    /// Its init: pid and start time.
+    init: (i32, u64),
+    /// Its pid namespace (/proc/PID/ns/pid text). Such inode numbers are reused once a
+    /// namespace is gone (by the next container of any test), so it only names this
+    /// container while its init lives; init's death takes the whole namespace with it.
+    ns: String,
+}
+
+impl Procs {
+    fn of(id: &str, init: i32) -> Procs {
+        let ns = std::fs::read_link(format!("/proc/{init}/ns/pid"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let start = start_time(init).expect("the container's init is alive");
+        Procs {
+            id: id.to_string(),
+            init: (init, start),
+            ns,
+        }
+    }
+
+    /// Live processes of the container: in its cgroup, or in its pid namespace.
+    fn left(&self) -> Vec<i32> {
+        let cg = format!("/strata/{}", self.id);
+        let init_lives = start_time(self.init.0) == Some(self.init.1);
+        all_pids()
+            .into_iter()
+            .filter(|p| {
+                let in_cg = std::fs::read_to_string(format!("/proc/{p}/cgroup"))
+                    .is_ok_and(|c| c.lines().any(|l| l.ends_with(&cg)));
+                let in_ns = init_lives
+                    && std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                        .is_ok_and(|l| l.to_string_lossy() == self.ns);
+                (in_cg || in_ns) && alive(*p)
+            })
+            .collect()
+    }
+}
+
+/// The FUSE daemon serving the union whose upper is `upper` (its `-o` names it).
+fn fuse_daemons(upper: &Path) -> Vec<i32> {
+    let want = format!("upperdir={},", upper.display());
+    all_pids()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                c.split(|b| *b == 0)
+                    .any(|a| String::from_utf8_lossy(a).contains(&want))
+            }) && alive(*p)
+        })
+        .collect()
+}
+
+/// Mount points at or under `dir` in this (the host's) mount namespace.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| *m == prefix || m.starts_with(&format!("{prefix}/")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The container's cgroup directories under every hierarchy (v1) or the unified one (v2).
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    ["memory", "pids", "cpu", "cpuacct", "devices", "freezer"]
+        .iter()
+        .map(|c| Path::new("/sys/fs/cgroup").join(c).join("strata").join(id))
+        .chain([Path::new("/sys/fs/cgroup/strata").join(id)])
+        .collect()
+}
+
+fn kill9(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+/// Nothing of container `id` is left running, mounted or in a cgroup.
+fn assert_nothing_left(e: &Env, id: &str, procs: &Procs, daemons: &[i32], when: &str) {
+    poll(
+        &format!("the container's processes to end ({when})"),
+        20,
+        || procs.left().is_empty(),
+    );
+    let m = mounts_under(&e.container_dir(id));
+    assert!(m.is_empty(), "{when}: mounts left behind: {m:?}");
+    for d in cgroup_dirs(id) {
+        assert!(!d.exists(), "{when}: cgroup {} left behind", d.display());
+    }
+    // The daemon exits once its mount is gone.
+    poll(&format!("the FUSE daemon to exit ({when})"), 20, || {
+        daemons.iter().all(|p| !alive(*p))
+    });
+}
+
+/// The sequence numbers /w/log promises: "1\n2\n…m\n", maybe followed by a torn prefix
+/// of the next line (an append the crash interrupted).
+fn logged(log: &[u8]) -> usize {
+    let text = String::from_utf8(log.to_vec())
+        .unwrap_or_else(|_| panic!("/w/log is not text: {:?}", String::from_utf8_lossy(log)));
+    let mut m = 0;
+    let mut parts = text.split('\n').peekable();
+    while let Some(line) = parts.next() {
+        if parts.peek().is_none() {
+            assert!(
+                line.is_empty() || format!("{}", m + 1).starts_with(line),
+                "/w/log ends with {line:?} after {m}"
+            );
+            break;
+        }
+        assert_eq!(line, format!("{}", m + 1), "/w/log line {} is wrong", m + 1);
+        m += 1;
+    }
+    m
+}
+
+/// Check what the restarted container's root shows (read through its init's root).
+fn verify_root(root: &Path, what: &str) -> usize {
+    let log = std::fs::read(root.join("w/log")).unwrap();
+    let m = logged(&log);
+    assert!(m >= 1, "{what}: the first fsync'ed log line is gone");
+    for i in 1..=m {
+        let p = root.join(format!("w/d/f{i}"));
+        let got = std::fs::read(&p).unwrap_or_else(|e| panic!("{what}: {}: {e}", p.display()));
+        let want = yes(&format!("f{i}-"), (i * 7919) % 200000 + 1);
+        assert!(
+            got == want,
+            "{what}: fsync'ed /w/d/f{i} differs ({} bytes, want {})",
+            got.len(),
+            want.len()
+        );
+    }
+    let blob = std::fs::read(root.join("big/blob")).unwrap();
+    assert_eq!(blob.len(), BIG_BLOCKS * BLOCK, "{what}: /big/blob size");
+    for (b, got) in blob.chunks(BLOCK).enumerate() {
+        let new = (b >= 1).then(|| yes(&format!("b{b}-"), BLOCK));
+        let ok = if b >= 1 && b <= m {
+            new.as_deref() == Some(got)
+        } else if b == m + 1 {
+            // Written but not yet logged: old or new, never a mix.
+            got == lower_block(b) || new.as_deref() == Some(got)
+        } else {
+            got == lower_block(b)
+        };
+        assert!(
+            ok,
+            "{what}: /big/blob block {b} is wrong (logged up to {m}): {:?}",
+            String::from_utf8_lossy(&got[..32])
+        );
+    }
+    m
+}
+
+/// Commands that may be the first one to see a crashed container.
+const FIRST: [&str; 6] = ["ps", "inspect", "diff", "export", "logs", "stop"];
+
+fn first_cmd<'a>(first: &'a str, name: &'a str) -> Vec<&'a str> {
+    match first {
+        "ps" => vec!["ps", "-a"],
+        "export" => vec!["export", "-o", "/dev/null", name],
+        other => vec![other, name],
+    }
+}
+
+/// One crash: start the writer, SIGKILL `kill` after `delay`, check, restart, check, remove.
+fn crash_once(e: &Env, driver: &str, n: usize, kill: Kill, delay: Duration, first: &str) -> String {
+    let name = format!("crash-{driver}-{n}");
+    let ctl = e.dir.join(format!("ctl-{name}"));
+    std::fs::create_dir_all(&ctl).unwrap();
+    let vol = format!("{}:/ctl", ctl.display());
+    let id = e
+        .ok(&[
+            "run", "-d", "--name", &name, "--driver", driver, "-v", &vol, "crashimg", "sh", "-c",
+            SCRIPT,
+        ])
+        .trim()
+        .to_string();
+    let cdir = e.container_dir(&id);
+    let upper = cdir.join("upper");
+    let st = e.state(&id);
+    let supervisor = st["supervisor"].as_i64().expect("the supervisor's pid") as i32;
+    let init = st["pid"].as_i64().expect("the init's pid") as i32;
+    let procs = Procs::of(&id, init);
+    let daemons = if driver == "fuse" {
+        let d = fuse_daemons(&upper);
+        assert_eq!(d.len(), 1, "one FUSE daemon for {}", upper.display());
+        d
+    } else {
+        Vec::new()
+    };
+    // Kill only once the writer runs (its first fsync'ed sequence number is logged).
+    poll("the first log line", 60, || {
+        std::fs::read(upper.join("w/log")).is_ok_and(|l| l.contains(&b'\n'))
+    });
+    std::thread::sleep(delay);
+    if kill != Kill::Supervisor {
+        kill9(daemons[0]);
+    }
+    if kill != Kill::Daemon {
+        kill9(supervisor);
+        // No strata command runs in between: the container must die with its supervisor.
+        poll(
+            "the container's processes to die with the supervisor",
+            20,
+            || procs.left().is_empty(),
+        );
+        // Whichever command comes first finds the stale state (mount, cgroup, "running")
+        // and must cope with it.
+        let out = e.strata(&first_cmd(first, &name));
+        assert!(
+            out.status.success(),
+            "strata {first} as the first command after the crash failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let line = |ps: &str| ps.lines().find(|l| l.ends_with(&name)).map(str::to_string);
+    // A container whose root daemon died fails its next write and exits.
+    poll("ps -a to show the container exited", 60, || {
+        line(&e.ok(&["ps", "-a"])).is_some_and(|l| l.contains("Exited ("))
+    });
+    let ps = line(&e.ok(&["ps", "-a"])).unwrap();
+    if kill == Kill::Supervisor {
+        assert!(ps.contains("Exited (255)"), "{ps}");
+    }
+    assert!(
+        !e.ok(&["ps", "-q"]).contains(&id[..12]),
+        "still listed as running"
+    );
+    assert_nothing_left(e, &id, &procs, &daemons, "after the crash and ps");
+    if driver == "fuse" {
+        let lowers: Vec<String> = e
+            .lowers(&id)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let out = e.strata(&[
+            "fsck",
+            upper.to_str().unwrap(),
+            "--lowerdir",
+            &lowers.join(":"),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("clean"),
+            "fsck after the crash: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let diff = e.ok(&["diff", &name]);
+    assert!(
+        diff.lines().any(|l| l == "C /big/blob") && diff.lines().any(|l| l == "A /w/log"),
+        "diff after the crash: {diff}"
+    );
+
+    // Restart over the same upper, idle, and read the root back through it.
+    std::fs::write(ctl.join("verify"), "").unwrap();
+    e.ok(&["start", &name]);
+    let st = e.state(&id);
+    assert_eq!(st["status"], "running", "{st}");
+    let init2 = st["pid"].as_i64().unwrap() as i32;
+    let procs2 = Procs::of(&id, init2);
+    let daemons2 = if driver == "fuse" {
+        fuse_daemons(&upper)
+    } else {
+        Vec::new()
+    };
+    let m = verify_root(
+        &PathBuf::from(format!("/proc/{init2}/root")),
+        &format!("{name} restarted"),
+    );
+    e.ok(&["rm", "-f", &name]);
+    assert!(!cdir.exists(), "{} left behind by rm", cdir.display());
+    assert!(!e.ok(&["ps", "-a"]).contains(&name));
+    assert_nothing_left(e, &id, &procs2, &daemons2, "after rm");
+    let code = ps
+        .split("Exited (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap_or("?")
+        .to_string();
+    format!("exit {code}, {m} fsync'ed sequence numbers intact")
+}
+
+fn crash_loop(test: &'static str, driver: &str, kills: &[Kill], iters: usize, salt: u64) {
+    let seed = seed(salt);
+    eprintln!("{test}: seed {seed:#x}, {iters} iterations (STRATA_SEED={seed:#x} replays)");
+    let replay = Replay {
+        test,
+        seed,
+        iters,
+        at: Cell::new(0),
+        what: Default::default(),
+    };
+    let mut rng = Rng(seed);
+    let e = Env::new();
+    let start = rng.below(kills.len() as u64) as usize;
+    for n in 0..iters {
+        // Every target in turn from a random start, so each shows up even in short runs.
+        let kill = kills[(start + n) % kills.len()];
+        let delay = Duration::from_millis(rng.below(2000));
+        let first = match kill {
+            Kill::Daemon => "ps",
+            _ => FIRST[rng.below(FIRST.len() as u64) as usize],
+        };
+        replay.at.set(n);
+        *replay.what.borrow_mut() =
+            format!("{driver}, kill {kill:?} after {delay:?}, then strata {first}");
+        let result = crash_once(&e, driver, n, kill, delay, first);
+        eprintln!(
+            "{test}: iteration {n}: {driver}, kill {kill:?} after {} ms, then {first}: {result}",
+            delay.as_millis()
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(e.root().join("containers"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name())
+        .collect();
+    assert!(left.is_empty(), "left in containers/: {left:?}");
+    let m = mounts_under(&e.root());
+    assert!(m.is_empty(), "mounts left in the store: {m:?}");
+    drop(e);
+    drop(replay);
+}
+
+#[test]
+fn fuse_container_survives_killed_supervisor_and_daemon() {
+    crash_loop(
+        "fuse_container_survives_killed_supervisor_and_daemon",
+        "fuse",
+        &[Kill::Supervisor, Kill::Daemon, Kill::Both],
+        iterations(9),
+        1,
+    );
+}
+
+#[test]
+fn overlay_container_survives_killed_supervisor() {
+    crash_loop(
+        "overlay_container_survives_killed_supervisor",
+        "overlay",
+        &[Kill::Supervisor],
+        iterations(9).div_ceil(3),
+        2,
+    );
+}
