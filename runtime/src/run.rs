@@ -346,28 +346,44 @@ pub fn supervise(
 ) -> Result<i32> {
     {
         let _lock = store.lock_exclusive()?;
-        let st = container::load_state(store, &cfg.id)?;
-        if st.status == Status::Running && container::init_alive(&st) {
+        let mut st = container::load_state(store, &cfg.id)?;
+        if st.status == Status::Running && container::init_alive(&st)
+            || container::supervisor_alive(&st)
+        {
             return Err(err!("container {} is already running", cfg.name));
         }
+        // Recorded before anything is mounted, so that if this process dies while starting
+        // the container, reconcile knows whose mount and cgroups are left to clean.
+        st.supervisor = Some(std::process::id() as i32);
+        st.supervisor_start = container::pid_start_time(std::process::id() as i32);
+        container::save_state(store, &cfg.id, &st)?;
     }
     let paths = Paths::new(store, &cfg.id);
-    layer::check_present(store, &cfg.layers)?;
-    cleanup(store, &cfg.id)?;
-    for d in [paths.upper(), paths.work(), paths.merged()] {
-        std::fs::create_dir_all(&d).ctx(|| format!("cannot create {}", d.display()))?;
+    let mounted = (|| {
+        layer::check_present(store, &cfg.layers)?;
+        cleanup(store, &cfg.id)?;
+        for d in [paths.upper(), paths.work(), paths.merged()] {
+            std::fs::create_dir_all(&d).ctx(|| format!("cannot create {}", d.display()))?;
+        }
+        container::make_init_layer(&paths)?;
+        let lowers = container::lower_dirs(store, cfg);
+        let drv = Driver::from_name(&cfg.driver)?;
+        driver::mount_union(
+            drv,
+            &lowers,
+            &paths.upper(),
+            &paths.work(),
+            &paths.merged(),
+            cfg.trace.as_ref(),
+        )
+    })();
+    if let Err(e) = mounted {
+        let _ = container::update_state(store, &cfg.id, |st| {
+            st.supervisor = None;
+            st.supervisor_start = None;
+        });
+        return Err(e);
     }
-    container::make_init_layer(&paths)?;
-    let lowers = container::lower_dirs(store, cfg);
-    let drv = Driver::from_name(&cfg.driver)?;
-    driver::mount_union(
-        drv,
-        &lowers,
-        &paths.upper(),
-        &paths.work(),
-        &paths.merged(),
-        cfg.trace.as_ref(),
-    )?;
     let result = supervise_mounted(store, cfg, io, ready);
     let cleaned = cleanup(store, &cfg.id);
     if let Some(t) = &cfg.trace {
@@ -699,13 +715,31 @@ pub fn run(store: &Store, o: &RunOptions) -> Result<(String, Option<i32>)> {
     }
 }
 
-/// Mark a container whose supervisor died (SIGKILL, OOM, a crash) but whose state says
-/// running as exited: end its processes if any are left (init dies with the supervisor,
-/// but an older strata or a supervisor killed before init tied itself to it leaves them
-/// running with nobody to record their exit), then unmount its root and remove its cgroups.
+/// True when the state names a supervisor that is gone: it was killed (or crashed) while
+/// starting or running the container, and nobody recorded the end or cleaned up.
+fn orphaned(st: &State) -> bool {
+    match st.supervisor {
+        Some(_) => !container::supervisor_alive(st),
+        // A state written by an older strata: running as long as its init lives.
+        None => st.status == Status::Running && !container::init_alive(st),
+    }
+}
+
+/// Put right the state of a container whose supervisor died (SIGKILL, OOM, a crash) while
+/// starting or running it: end its processes if any are left (init dies with the
+/// supervisor, but an older strata, or a supervisor killed before init tied itself to it,
+/// leaves them running with nobody to record their exit), unmount its root, remove its
+/// cgroups, and mark a running one exited.
 pub fn reconcile(store: &Store, id: &str) -> Result<State> {
     let st = container::load_state(store, id)?;
-    if st.status != Status::Running || container::supervisor_alive(&st) {
+    if !orphaned(&st) {
+        return Ok(st);
+    }
+    // Again under the lock: a new supervisor may have taken the container over meanwhile,
+    // and must not find its fresh mount undone (it records itself under this lock).
+    let _lock = store.lock_exclusive()?;
+    let mut st = container::load_state(store, id)?;
+    if !orphaned(&st) {
         return Ok(st);
     }
     if container::init_alive(&st) {
@@ -718,20 +752,22 @@ pub fn reconcile(store: &Store, id: &str) -> Result<State> {
         });
     }
     cleanup(store, id)?;
-    container::update_state(store, id, |st| {
-        if st.status == Status::Running {
-            st.status = Status::Exited;
-            st.exit_code = st.exit_code.or(Some(if st.stopping { 137 } else { 255 }));
-            st.finished_at = Some(now_secs());
-            st.pid = None;
-            st.pid_start = None;
-            st.supervisor = None;
-            st.supervisor_start = None;
-            if !st.stopping {
-                st.error = Some("the supervisor died; exit status unknown".into());
-            }
+    if st.status == Status::Running {
+        st.status = Status::Exited;
+        st.exit_code = st.exit_code.or(Some(if st.stopping { 137 } else { 255 }));
+        st.finished_at = Some(now_secs());
+        if !st.stopping {
+            st.error = Some("the supervisor died; exit status unknown".into());
         }
-    })
+    } else {
+        st.error = Some("the supervisor died while starting the container".into());
+    }
+    st.pid = None;
+    st.pid_start = None;
+    st.supervisor = None;
+    st.supervisor_start = None;
+    container::save_state(store, id, &st)?;
+    Ok(st)
 }
 
 fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {

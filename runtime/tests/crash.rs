@@ -121,9 +121,14 @@ impl Drop for Replay {
 /// What is killed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kill {
+    /// The supervisor, while the container writes.
     Supervisor,
+    /// The root's FUSE daemon, while the container writes.
     Daemon,
+    /// Both.
     Both,
+    /// The supervisor while it starts the container (`run -d` has not returned).
+    Starting,
 }
 
 /// A private store with the image `crashimg`: busybox and an 8 MiB /big/blob.
@@ -311,47 +316,67 @@ fn start_time(pid: i32) -> Option<u64> {
 /// A container as the host sees it, to find what is left of it.
 struct Procs {
     id: String,
-    /// Its init: pid and start time.
-    init: (i32, u64),
-    /// Its pid namespace (/proc/PID/ns/pid text). Such inode numbers are reused once a
-    /// namespace is gone (by the next container of any test), so it only names this
-    /// container while its init lives; init's death takes the whole namespace with it.
-    ns: String,
+    /// Its init (pid, start time) and pid namespace (/proc/PID/ns/pid text), when known.
+    /// Namespace inode numbers are reused once a namespace is gone (by the next container
+    /// of any test), so it only names this container while its init lives; init's death
+    /// takes the whole namespace with it.
+    init: Option<(i32, u64, String)>,
 }
 
 impl Procs {
-    fn of(id: &str, init: i32) -> Procs {
-        let ns = std::fs::read_link(format!("/proc/{init}/ns/pid"))
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let start = start_time(init).expect("the container's init is alive");
+    fn of(id: &str, init: Option<i32>) -> Procs {
+        let init = init.and_then(|pid| {
+            let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;
+            Some((pid, start_time(pid)?, ns.to_string_lossy().into_owned()))
+        });
         Procs {
             id: id.to_string(),
-            init: (init, start),
-            ns,
+            init,
         }
     }
 
     /// Live processes of the container: in its cgroup, or in its pid namespace.
     fn left(&self) -> Vec<i32> {
         let cg = format!("/strata/{}", self.id);
-        let init_lives = start_time(self.init.0) == Some(self.init.1);
+        let ns = self
+            .init
+            .as_ref()
+            .filter(|(pid, start, _)| start_time(*pid) == Some(*start))
+            .map(|(_, _, ns)| ns);
         all_pids()
             .into_iter()
             .filter(|p| {
                 let in_cg = std::fs::read_to_string(format!("/proc/{p}/cgroup"))
                     .is_ok_and(|c| c.lines().any(|l| l.ends_with(&cg)));
-                let in_ns = init_lives
-                    && std::fs::read_link(format!("/proc/{p}/ns/pid"))
-                        .is_ok_and(|l| l.to_string_lossy() == self.ns);
+                let in_ns = ns.is_some_and(|ns| {
+                    std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                        .is_ok_and(|l| l.to_string_lossy() == *ns)
+                });
                 (in_cg || in_ns) && alive(*p)
             })
             .collect()
     }
 }
 
-/// The FUSE daemon serving the union whose upper is `upper` (its `-o` names it).
+/// Live processes whose command line names `dir`: strata's supervisors, their forked
+/// container inits and mount helpers, and the FUSE daemons of a store.
+fn procs_naming(dir: &Path) -> Vec<i32> {
+    let want = dir.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    all_pids()
+        .into_iter()
+        .filter(|p| {
+            *p != me
+                && std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                    c.split(|b| *b == 0)
+                        .any(|a| String::from_utf8_lossy(a).contains(&want))
+                })
+                && alive(*p)
+        })
+        .collect()
+}
+
+/// The FUSE daemons serving the union whose upper is `upper` (its `-o` names it).
 fn fuse_daemons(upper: &Path) -> Vec<i32> {
     let want = format!("upperdir={},", upper.display());
     all_pids()
@@ -393,8 +418,9 @@ fn kill9(pid: i32) {
     );
 }
 
-/// Nothing of container `id` is left running, mounted or in a cgroup.
-fn assert_nothing_left(e: &Env, id: &str, procs: &Procs, daemons: &[i32], when: &str) {
+/// Nothing of container `id` is left running, mounted or in a cgroup, and no strata
+/// process (supervisor, init, FUSE daemon) of the store remains.
+fn assert_nothing_left(e: &Env, id: &str, procs: &Procs, when: &str) {
     poll(
         &format!("the container's processes to end ({when})"),
         20,
@@ -405,10 +431,24 @@ fn assert_nothing_left(e: &Env, id: &str, procs: &Procs, daemons: &[i32], when: 
     for d in cgroup_dirs(id) {
         assert!(!d.exists(), "{when}: cgroup {} left behind", d.display());
     }
-    // The daemon exits once its mount is gone.
-    poll(&format!("the FUSE daemon to exit ({when})"), 20, || {
-        daemons.iter().all(|p| !alive(*p))
-    });
+    // A FUSE daemon exits once its mount is gone, which it learns a moment later.
+    let mut left = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        left = procs_naming(&e.root());
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cmds: Vec<String> = left
+        .iter()
+        .map(|p| {
+            let c = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            format!("{p}: {}", String::from_utf8_lossy(&c).replace('\0', " "))
+        })
+        .collect();
+    panic!("{when}: strata processes of the store left: {cmds:#?}");
 }
 
 /// The sequence numbers /w/log promises: "1\n2\n…m\n", maybe followed by a torn prefix
@@ -433,10 +473,17 @@ fn logged(log: &[u8]) -> usize {
 }
 
 /// Check what the restarted container's root shows (read through its init's root).
-fn verify_root(root: &Path, what: &str) -> usize {
-    let log = std::fs::read(root.join("w/log")).unwrap();
-    let m = logged(&log);
-    assert!(m >= 1, "{what}: the first fsync'ed log line is gone");
+/// `early`: the kill came before the writer logged anything, so there may be no log.
+fn verify_root(root: &Path, what: &str, early: bool) -> usize {
+    let m = match std::fs::read(root.join("w/log")) {
+        Ok(log) => logged(&log),
+        Err(e) if early && e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => panic!("{what}: /w/log: {e}"),
+    };
+    assert!(
+        early || m >= 1,
+        "{what}: the first fsync'ed log line is gone"
+    );
     for i in 1..=m {
         let p = root.join(format!("w/d/f{i}"));
         let got = std::fs::read(&p).unwrap_or_else(|e| panic!("{what}: {}: {e}", p.display()));
@@ -480,47 +527,150 @@ fn first_cmd<'a>(first: &'a str, name: &'a str) -> Vec<&'a str> {
     }
 }
 
-/// One crash: start the writer, SIGKILL `kill` after `delay`, check, restart, check, remove.
-fn crash_once(e: &Env, driver: &str, n: usize, kill: Kill, delay: Duration, first: &str) -> String {
+/// The container (the only one in the store).
+fn only_container(e: &Env) -> String {
+    let ids: Vec<String> = std::fs::read_dir(e.root().join("containers"))
+        .unwrap()
+        .flatten()
+        .filter(|d| d.path().join("config.json").is_file())
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "one container in the store: {ids:?}");
+    ids.into_iter().next().unwrap()
+}
+
+/// `strata run -d ARGS` with its supervisor SIGKILLed `after` it was forked (while it
+/// mounts the root, creates cgroups, starts init, or, when it was quick, afterwards); what
+/// `run -d` said.
+fn run_killing_the_supervisor(e: &Env, args: &[&str], after: Duration) -> Result<String, String> {
+    let mut front = Command::new(strata_bin())
+        .arg("--root")
+        .arg(e.root())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fpid = front.id() as i32;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let supervisor = loop {
+        let child = all_pids().into_iter().find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rfind(')')
+                    .and_then(|i| s[i + 1..].split_whitespace().nth(1))
+                    .is_some_and(|pp| pp == fpid.to_string())
+            })
+        });
+        if let Some(p) = child {
+            break Some(p);
+        }
+        if front.try_wait().unwrap().is_some() {
+            break None;
+        }
+        assert!(Instant::now() < deadline, "no supervisor forked by run -d");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    // Forked but not yet known to ps: either it is still starting or it has gone.
+    let supervisor = supervisor.or_else(|| {
+        let id = only_container(e);
+        e.state(&id)["supervisor"].as_i64().map(|p| p as i32)
+    });
+    std::thread::sleep(after);
+    if let Some(p) = supervisor {
+        kill9(p);
+    }
+    let out = front.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// One crash: start the writer, SIGKILL `kill` (at once, or `delay` after the writer's
+/// first fsync, or `delay` into the start), check, restart, check, remove.
+fn crash_once(
+    e: &Env,
+    driver: &str,
+    n: usize,
+    kill: Kill,
+    delay: Option<Duration>,
+    first: &str,
+) -> String {
     let name = format!("crash-{driver}-{n}");
     let ctl = e.dir.join(format!("ctl-{name}"));
     std::fs::create_dir_all(&ctl).unwrap();
     let vol = format!("{}:/ctl", ctl.display());
-    let id = e
-        .ok(&[
-            "run", "-d", "--name", &name, "--driver", driver, "-v", &vol, "crashimg", "sh", "-c",
-            SCRIPT,
-        ])
-        .trim()
-        .to_string();
+    let args = [
+        "run", "-d", "--name", &name, "--driver", driver, "-v", &vol, "crashimg", "sh", "-c",
+        SCRIPT,
+    ];
+    // Whether the writer may not have logged anything before the kill.
+    let early = delay.is_none() || kill == Kill::Starting;
+    let mut run_d = "";
+    let (id, procs) = if kill == Kill::Starting {
+        let said = run_killing_the_supervisor(e, &args, delay.unwrap_or_default());
+        run_d = if said.is_ok() {
+            "run -d succeeded, "
+        } else {
+            "run -d failed, "
+        };
+        let id = only_container(e);
+        match &said {
+            Ok(out) => assert_eq!(out, &id),
+            Err(msg) => assert!(
+                msg.trim_end().lines().count() == 1 && msg.contains("supervisor died"),
+                "run -d with its supervisor killed said: {msg}"
+            ),
+        }
+        let procs = Procs::of(&id, e.state(&id)["pid"].as_i64().map(|p| p as i32));
+        (id, procs)
+    } else {
+        let id = e.ok(&args).trim().to_string();
+        let st = e.state(&id);
+        let procs = Procs::of(&id, st["pid"].as_i64().map(|p| p as i32));
+        assert!(
+            procs.init.is_some(),
+            "the container's init is not running: {st}"
+        );
+        let upper = e.container_dir(&id).join("upper");
+        let daemons = fuse_daemons(&upper);
+        assert_eq!(
+            daemons.len(),
+            usize::from(driver == "fuse"),
+            "FUSE daemons for {}",
+            upper.display()
+        );
+        // Without a delay the kill comes as soon as `run -d` returns; with one, it counts
+        // from the writer's first fsync'ed sequence number.
+        if let Some(delay) = delay {
+            poll("the first log line", 60, || {
+                std::fs::read(upper.join("w/log")).is_ok_and(|l| l.contains(&b'\n'))
+            });
+            std::thread::sleep(delay);
+        }
+        if kill != Kill::Supervisor {
+            kill9(daemons[0]);
+        }
+        if kill != Kill::Daemon {
+            kill9(st["supervisor"].as_i64().expect("the supervisor's pid") as i32);
+        }
+        (id, procs)
+    };
     let cdir = e.container_dir(&id);
     let upper = cdir.join("upper");
-    let st = e.state(&id);
-    let supervisor = st["supervisor"].as_i64().expect("the supervisor's pid") as i32;
-    let init = st["pid"].as_i64().expect("the init's pid") as i32;
-    let procs = Procs::of(&id, init);
-    let daemons = if driver == "fuse" {
-        let d = fuse_daemons(&upper);
-        assert_eq!(d.len(), 1, "one FUSE daemon for {}", upper.display());
-        d
-    } else {
-        Vec::new()
-    };
-    // Kill only once the writer runs (its first fsync'ed sequence number is logged).
-    poll("the first log line", 60, || {
-        std::fs::read(upper.join("w/log")).is_ok_and(|l| l.contains(&b'\n'))
-    });
-    std::thread::sleep(delay);
-    if kill != Kill::Supervisor {
-        kill9(daemons[0]);
-    }
     if kill != Kill::Daemon {
-        kill9(supervisor);
         // No strata command runs in between: the container must die with its supervisor.
+        // Left may be the root's mount and its FUSE daemon, for reconcile to clean up.
+        let daemons = fuse_daemons(&upper);
         poll(
             "the container's processes to die with the supervisor",
             20,
-            || procs.left().is_empty(),
+            || {
+                procs.left().is_empty()
+                    && procs_naming(&e.root()).iter().all(|p| daemons.contains(p))
+            },
         );
         // Whichever command comes first finds the stale state (mount, cgroup, "running")
         // and must cope with it.
@@ -532,9 +682,12 @@ fn crash_once(e: &Env, driver: &str, n: usize, kill: Kill, delay: Duration, firs
         );
     }
     let line = |ps: &str| ps.lines().find(|l| l.ends_with(&name)).map(str::to_string);
-    // A container whose root daemon died fails its next write and exits.
+    // A container whose root daemon died fails its next write and exits; one whose
+    // supervisor died while starting it never ran.
     poll("ps -a to show the container exited", 60, || {
-        line(&e.ok(&["ps", "-a"])).is_some_and(|l| l.contains("Exited ("))
+        line(&e.ok(&["ps", "-a"])).is_some_and(|l| {
+            l.contains("Exited (") || kill == Kill::Starting && l.contains("Created")
+        })
     });
     let ps = line(&e.ok(&["ps", "-a"])).unwrap();
     if kill == Kill::Supervisor {
@@ -544,7 +697,7 @@ fn crash_once(e: &Env, driver: &str, n: usize, kill: Kill, delay: Duration, firs
         !e.ok(&["ps", "-q"]).contains(&id[..12]),
         "still listed as running"
     );
-    assert_nothing_left(e, &id, &procs, &daemons, "after the crash and ps");
+    assert_nothing_left(e, &id, &procs, "after the crash and ps");
     if driver == "fuse" {
         let lowers: Vec<String> = e
             .lowers(&id)
@@ -566,7 +719,7 @@ fn crash_once(e: &Env, driver: &str, n: usize, kill: Kill, delay: Duration, firs
     }
     let diff = e.ok(&["diff", &name]);
     assert!(
-        diff.lines().any(|l| l == "C /big/blob") && diff.lines().any(|l| l == "A /w/log"),
+        early || diff.lines().any(|l| l == "C /big/blob") && diff.lines().any(|l| l == "A /w/log"),
         "diff after the crash: {diff}"
     );
 
@@ -576,27 +729,21 @@ fn crash_once(e: &Env, driver: &str, n: usize, kill: Kill, delay: Duration, firs
     let st = e.state(&id);
     assert_eq!(st["status"], "running", "{st}");
     let init2 = st["pid"].as_i64().unwrap() as i32;
-    let procs2 = Procs::of(&id, init2);
-    let daemons2 = if driver == "fuse" {
-        fuse_daemons(&upper)
-    } else {
-        Vec::new()
-    };
+    let procs2 = Procs::of(&id, Some(init2));
     let m = verify_root(
         &PathBuf::from(format!("/proc/{init2}/root")),
         &format!("{name} restarted"),
+        early,
     );
     e.ok(&["rm", "-f", &name]);
     assert!(!cdir.exists(), "{} left behind by rm", cdir.display());
     assert!(!e.ok(&["ps", "-a"]).contains(&name));
-    assert_nothing_left(e, &id, &procs2, &daemons2, "after rm");
-    let code = ps
-        .split("Exited (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .unwrap_or("?")
-        .to_string();
-    format!("exit {code}, {m} fsync'ed sequence numbers intact")
+    assert_nothing_left(e, &id, &procs2, "after rm");
+    let status = match ps.find("Exited (") {
+        Some(i) => ps[i..].split(')').next().unwrap_or_default().to_string() + ")",
+        None => "Created".to_string(),
+    };
+    format!("{run_d}{status}, {m} fsync'ed sequence numbers intact")
 }
 
 fn crash_loop(test: &'static str, driver: &str, kills: &[Kill], iters: usize, salt: u64) {
@@ -615,19 +762,29 @@ fn crash_loop(test: &'static str, driver: &str, kills: &[Kill], iters: usize, sa
     for n in 0..iters {
         // Every target in turn from a random start, so each shows up even in short runs.
         let kill = kills[(start + n) % kills.len()];
-        let delay = Duration::from_millis(rng.below(2000));
+        // One in five right away: a root daemon or supervisor dying while the container
+        // starts up.
+        let delay = match kill {
+            // Long enough to reach every step of a start: the kernel's overlay mounts
+            // faster than strata's daemon starts.
+            Kill::Starting if driver == "overlay" => Some(Duration::from_millis(rng.below(20))),
+            Kill::Starting => Some(Duration::from_millis(rng.below(60))),
+            _ => (rng.below(5) != 0).then(|| Duration::from_millis(rng.below(2000))),
+        };
         let first = match kill {
             Kill::Daemon => "ps",
             _ => FIRST[rng.below(FIRST.len() as u64) as usize],
         };
         replay.at.set(n);
         *replay.what.borrow_mut() =
-            format!("{driver}, kill {kill:?} after {delay:?}, then strata {first}");
+            format!("{driver}, kill {kill:?}, delay {delay:?}, then strata {first}");
         let result = crash_once(&e, driver, n, kill, delay, first);
-        eprintln!(
-            "{test}: iteration {n}: {driver}, kill {kill:?} after {} ms, then {first}: {result}",
-            delay.as_millis()
-        );
+        let when = match (kill, delay) {
+            (Kill::Starting, Some(d)) => format!("{} ms into run -d", d.as_millis()),
+            (_, Some(d)) => format!("{} ms after the first fsync", d.as_millis()),
+            (_, None) => "at once".into(),
+        };
+        eprintln!("{test}: iteration {n}: {driver}, kill {kill:?} {when}, then {first}: {result}");
     }
     let left: Vec<_> = std::fs::read_dir(e.root().join("containers"))
         .unwrap()
@@ -646,8 +803,8 @@ fn fuse_container_survives_killed_supervisor_and_daemon() {
     crash_loop(
         "fuse_container_survives_killed_supervisor_and_daemon",
         "fuse",
-        &[Kill::Supervisor, Kill::Daemon, Kill::Both],
-        iterations(9),
+        &[Kill::Supervisor, Kill::Daemon, Kill::Both, Kill::Starting],
+        iterations(8),
         1,
     );
 }
@@ -657,8 +814,8 @@ fn overlay_container_survives_killed_supervisor() {
     crash_loop(
         "overlay_container_survives_killed_supervisor",
         "overlay",
-        &[Kill::Supervisor],
-        iterations(9).div_ceil(3),
+        &[Kill::Supervisor, Kill::Starting],
+        iterations(8).div_ceil(2),
         2,
     );
 }
