@@ -73,6 +73,10 @@ pub struct RegistryArgs {
     /// No progress bars and no summary: print only the image id (pull) or digest (push).
     #[arg(short, long)]
     quiet: bool,
+    /// Seconds the registry may stay silent before strata gives up (also the limit for a
+    /// whole manifest or token).
+    #[arg(long, value_name = "SECS", default_value_t = transfer::registry::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
+    timeout: u64,
 }
 
 impl RegistryArgs {
@@ -85,6 +89,7 @@ impl RegistryArgs {
                 .transpose()?,
             insecure: self.insecure,
             quiet: self.quiet,
+            timeout: Some(std::time::Duration::from_secs(self.timeout)),
         })
     }
 }

@@ -9,7 +9,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
@@ -75,6 +75,21 @@ struct Extractor {
     dirs: Vec<DirMeta>,
     /// The last parent directory opened, to avoid re-walking deep paths entry after entry.
     cache: Option<(Vec<OsString>, OwnedFd)>,
+}
+
+/// Copy an entry's data, telling a failing source (a truncated or stalled download) from a
+/// failing disk: io::copy reports both alike.
+fn copy_data(from: &mut impl Read, to: &mut impl Write) -> Result<()> {
+    let mut buf = [0u8; 1 << 16];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(err!("cannot read its data: {e}")),
+        };
+        to.write_all(&buf[..n]).ctx(|| "cannot write the file")?;
+    }
 }
 
 fn extract_plain(reader: impl Read, dest: &Path, allow_empty: bool) -> Result<Extracted> {
@@ -375,7 +390,7 @@ impl Extractor {
                 .ctx(|| "cannot create the file")?;
                 // Sparse: a GNU sparse entry or runs of zeros cost no disk space.
                 let mut out = SparseWriter::new(File::from(fd));
-                io::copy(entry, &mut out).ctx(|| "cannot write the file")?;
+                copy_data(entry, &mut out)?;
                 let fd = OwnedFd::from(out.finish().ctx(|| "cannot write the file")?);
                 self.owner(&fd, uid, gid)?;
                 fchmod(fd.as_fd(), Mode::from_bits_truncate(mode)).ctx(|| "cannot chmod")?;

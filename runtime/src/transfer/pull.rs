@@ -44,6 +44,8 @@ pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
         Document::Manifest(m) => m,
         Document::Index(idx) => {
             let d = media::select_platform(&idx, &r.to_string())?.clone();
+            digest_hex(&d.digest)
+                .map_err(|e| err!("{r}: the index entry for this platform: {e}"))?;
             (bytes, ct) = client.manifest(&d.digest)?;
             digest = d.digest.clone();
             match media::parse_document(&bytes, &ct)? {
@@ -56,9 +58,10 @@ pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
             }
         }
     };
+    check_manifest(&manifest, &r.to_string())?;
     let size = |d: &media::Descriptor| u64::try_from(d.size).ok().filter(|s| *s > 0);
     let config = read_verified(
-        client.blob(&manifest.config.digest)?,
+        client.blob(&manifest.config.digest, size(&manifest.config))?,
         &manifest.config.digest,
         size(&manifest.config),
         &format!("image config {}", manifest.config.digest),
@@ -75,13 +78,6 @@ pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
     let mut fetched = 0;
     let mut transferred = 0u64;
     for (l, diff_id) in manifest.layers.iter().zip(&cfg.rootfs.diff_ids) {
-        if !media::is_layer(&l.media_type) {
-            return Err(err!(
-                "layer {} has media type {:?}, which strata cannot unpack",
-                l.digest,
-                l.media_type
-            ));
-        }
         let diff_hex = digest_hex(diff_id)?.to_string();
         let form = Form {
             digest: l.digest.clone(),
@@ -96,7 +92,7 @@ pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
         } else {
             bar.message("pulling");
             let mut ingest = Ingest::new(store);
-            let body = client.blob(&l.digest)?;
+            let body = client.blob(&l.digest, size(l))?;
             let counted = bar.reader(body);
             ingest.add_layer(
                 counted,
@@ -131,4 +127,39 @@ pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
         fetched,
         bytes: transferred,
     })
+}
+
+/// Everything a manifest names is checked before anything is fetched: digests (they name
+/// files and URLs), media types, and a config size strata would hold in memory.
+fn check_manifest(m: &media::Manifest, what: &str) -> Result<()> {
+    digest_hex(&m.config.digest).map_err(|e| err!("{what}: the image config: {e}"))?;
+    // Artifacts (helm charts, signatures, SBOMs) travel in image manifests too; stored as
+    // an image they would be an image without a usable config.
+    if !matches!(
+        m.config.media_type.as_str(),
+        "" | media::OCI_CONFIG | media::DOCKER_CONFIG
+    ) {
+        return Err(err!(
+            "{what} is not a container image (its config has media type {:?}): strata pulls images only",
+            m.config.media_type
+        ));
+    }
+    if m.config.size > super::ingest::MAX_JSON as i64 {
+        return Err(err!(
+            "{what}: the image config is {} bytes, more than the {} strata accepts: refusing it",
+            m.config.size,
+            super::ingest::MAX_JSON
+        ));
+    }
+    for l in &m.layers {
+        digest_hex(&l.digest).map_err(|e| err!("{what}: layer: {e}"))?;
+        if !media::is_layer(&l.media_type) {
+            return Err(err!(
+                "{what}: layer {} has media type {:?}, which strata cannot unpack",
+                l.digest,
+                l.media_type
+            ));
+        }
+    }
+    Ok(())
 }

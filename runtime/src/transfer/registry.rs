@@ -1,6 +1,10 @@
 //! A client of the OCI distribution API over ureq: manifests, blob HEAD/GET, uploads
 //! (POST then PUT, absolute or relative Location), cross-repository mounts, and Basic or
 //! Bearer authentication answered on the first 401.
+//!
+//! A registry is not trusted: manifests and tokens are read with a size cap and a deadline,
+//! every read stalls out after [`Options::timeout`], and a blob is cut off at the size its
+//! descriptor gives, so neither an endless answer nor a silent server holds a pull forever.
 
 use std::io::Read;
 use std::path::Path;
@@ -14,6 +18,17 @@ use super::media;
 use super::progress::Bar;
 use super::reference::RemoteRef;
 
+/// Manifests and indexes larger than this are refused (containerd's limit; real ones are a
+/// few KiB, and the whole document is held in memory).
+pub const MAX_MANIFEST: u64 = 4 << 20;
+
+/// Token service answers larger than this are refused (real tokens are a few KiB).
+pub const MAX_TOKEN: u64 = 1 << 20;
+
+/// How long a registry may stay silent (connect, or between two reads) by default; also the
+/// deadline for a whole manifest or token.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Every manifest and index type strata reads.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -26,6 +41,8 @@ pub struct Options {
     pub insecure: bool,
     /// No progress bars, no summary.
     pub quiet: bool,
+    /// How long the registry may stay silent ([`DEFAULT_TIMEOUT`] when `None`).
+    pub timeout: Option<Duration>,
 }
 
 /// A request body that can be sent again after an authentication round trip.
@@ -73,6 +90,117 @@ pub struct Client {
     auth: Option<String>,
     /// Scopes to ask a token service for (`repository:NAME:pull,push`).
     scopes: Vec<String>,
+    timeout: Duration,
+}
+
+/// Whether a transport or read error is a timeout (ureq reports both kinds).
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    )
+}
+
+fn transport_is_timeout(t: &ureq::Transport) -> bool {
+    std::error::Error::source(t)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(is_timeout)
+}
+
+/// Redirects followed for one request: blobs are often redirected to a CDN or an object
+/// store (docker follows those), never this often.
+const MAX_REDIRECTS: usize = 5;
+
+/// Text from a registry shown in an error: bounded and escaped, so that it stays one line
+/// and cannot drive the terminal.
+fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(200).collect();
+    cut.escape_debug().to_string()
+}
+
+/// `scheme://host[:port]` of a URL, lowercased.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    )
+}
+
+/// Where a redirect from `from` to `location` (absolute, scheme-relative, absolute path or
+/// relative path) leads; only to http and https.
+fn redirect_target(from: &str, location: &str) -> Result<String> {
+    let loc = location.trim();
+    let lower = loc.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(loc.to_string());
+    }
+    let scheme = from.split_once("://").map(|(s, _)| s).unwrap_or("http");
+    let home = origin(from);
+    if let Some(r) = loc.strip_prefix("//") {
+        return Ok(format!("{scheme}://{r}"));
+    }
+    if loc.starts_with('/') {
+        return Ok(format!("{home}{loc}"));
+    }
+    // "name:..." before any '/', '?' or '#' is another scheme (file:, ftp:, javascript:).
+    let head = loc.split(['/', '?', '#']).next().unwrap_or("");
+    if head.contains(':') || loc.is_empty() {
+        return Err(err!(
+            "redirected to {:?}: strata follows only http and https redirects",
+            shown(loc)
+        ));
+    }
+    let path = from
+        .get(home.len()..)
+        .unwrap_or("")
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("");
+    let dir = path.rfind('/').map(|i| &path[..=i]).unwrap_or("/");
+    Ok(format!("{home}{dir}{loc}"))
+}
+
+/// A blob's body: cut off past the size its descriptor gives (an endless body would
+/// otherwise be read forever), a stall reported as such.
+pub struct BlobReader {
+    inner: Box<dyn Read + Send + Sync>,
+    limit: Option<u64>,
+    count: u64,
+    registry: String,
+    timeout: Duration,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if is_timeout(&e) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "{} sent nothing for {} s (a longer --timeout SECS waits longer)",
+                        self.registry,
+                        self.timeout.as_secs()
+                    ),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        self.count += n as u64;
+        match self.limit {
+            Some(l) if self.count > l => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} sent more than the {l} bytes the manifest gives",
+                    self.registry
+                ),
+            )),
+            _ => Ok(n),
+        }
+    }
 }
 
 fn status_error(what: &str, status: u16, body: &str) -> crate::util::Error {
@@ -85,15 +213,14 @@ fn status_error(what: &str, status: u16, body: &str) -> crate::util::Error {
                 .and_then(|e| e.get("message"))
                 .and_then(|m| m.as_str().map(str::to_string))
         })
-        .unwrap_or_else(|| {
-            body.lines()
-                .next()
-                .unwrap_or("")
-                .chars()
-                .take(200)
-                .collect()
-        });
-    err!("{what}: the registry answered HTTP {status} {detail}")
+        .unwrap_or_else(|| body.lines().next().unwrap_or("").to_string());
+    // The registry's words: bounded, and escaped so that a newline or a terminal escape
+    // in them cannot break the one-line error or the terminal.
+    let detail: String = detail.chars().take(200).collect();
+    err!(
+        "{what}: the registry answered HTTP {status} {}",
+        detail.escape_debug()
+    )
 }
 
 impl Client {
@@ -104,11 +231,16 @@ impl Client {
         } else {
             "https"
         };
+        let timeout = o.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        // Read and write timeouts are per socket operation: they bound a stall, not a
+        // long download.
         let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(30))
-            .timeout_read(Duration::from_secs(300))
-            .timeout_write(Duration::from_secs(300))
-            .redirects(5)
+            .timeout_connect(timeout.min(Duration::from_secs(30)))
+            .timeout_read(timeout)
+            .timeout_write(timeout)
+            // Redirects are followed by `exchange`: ureq 2.12 panics on a Location without
+            // a host (`file:///etc/passwd`).
+            .redirects(0)
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .build();
         let creds = o.creds.clone().or_else(|| auth::from_config(&r.registry));
@@ -120,7 +252,24 @@ impl Client {
             creds,
             auth: None,
             scopes: vec![format!("repository:{}:{action}", r.repository)],
+            timeout,
         }
+    }
+
+    fn transport_error(&self, t: &ureq::Transport, what: &str) -> crate::util::Error {
+        if transport_is_timeout(t) {
+            return err!(
+                "{what}: no answer within {} s (pass a longer --timeout SECS if the registry is just slow)",
+                self.timeout.as_secs()
+            );
+        }
+        let hint =
+            if !self.base.starts_with("http://") && t.kind() == ureq::ErrorKind::ConnectionFailed {
+                " (a registry without TLS needs --insecure)"
+            } else {
+                ""
+            };
+        err!("{what}: {t}{hint}")
     }
 
     /// Also ask for pull rights on another repository (the source of a blob mount).
@@ -150,15 +299,25 @@ impl Client {
         }
     }
 
-    fn send_once(
+    /// One HTTP request, no redirects followed; `auth` is the Authorization header.
+    #[allow(clippy::too_many_arguments)]
+    fn request_once(
         &self,
         method: &str,
         url: &str,
+        auth: Option<&str>,
         headers: &[(&str, &str)],
         body: &Body<'_>,
+        whole: bool,
+        who: &str,
     ) -> Result<Answer> {
         let mut req = self.agent.request(method, url);
-        if let Some(a) = &self.auth {
+        if whole {
+            // A small document: the whole answer, body included, within the timeout, so a
+            // server dripping a byte now and then cannot hold the pull.
+            req = req.timeout(self.timeout);
+        }
+        if let Some(a) = auth {
             req = req.set("Authorization", a);
         }
         for (k, v) in headers {
@@ -193,16 +352,63 @@ impl Client {
             }),
             Err(ureq::Error::Status(status, resp)) => Ok(Answer { status, resp }),
             Err(ureq::Error::Transport(t)) => {
-                let hint = if !self.base.starts_with("http://")
-                    && t.kind() == ureq::ErrorKind::ConnectionFailed
-                {
-                    " (a registry without TLS needs --insecure)"
-                } else {
-                    ""
-                };
-                Err(err!("cannot reach {}: {t}{hint}", self.reference.registry))
+                Err(self.transport_error(&t, &format!("cannot reach {who}")))
             }
         }
+    }
+
+    /// A request, following redirects of GET and HEAD. `auth` goes only to the origin of
+    /// `url`, never to a redirect target elsewhere (Go's client, and so docker, behave alike).
+    #[allow(clippy::too_many_arguments)]
+    fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        auth: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &Body<'_>,
+        whole: bool,
+        who: &str,
+    ) -> Result<Answer> {
+        let home = origin(url);
+        let mut url = url.to_string();
+        let mut hops = 0;
+        loop {
+            let auth = auth.filter(|_| origin(&url) == home);
+            let a = self.request_once(method, &url, auth, headers, body, whole, who)?;
+            let redirect =
+                matches!(a.status, 301 | 302 | 303 | 307 | 308) && matches!(method, "GET" | "HEAD");
+            let Some(location) = a.header("Location").filter(|_| redirect) else {
+                return Ok(a);
+            };
+            if hops == MAX_REDIRECTS {
+                return Err(err!(
+                    "{who} redirected more than {MAX_REDIRECTS} times (last to {:?}): a redirect loop",
+                    shown(&location)
+                ));
+            }
+            hops += 1;
+            url = redirect_target(&url, &location).map_err(|e| err!("{who} {e}"))?;
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body<'_>,
+        whole: bool,
+    ) -> Result<Answer> {
+        self.exchange(
+            method,
+            url,
+            self.auth.as_deref(),
+            headers,
+            body,
+            whole,
+            &self.reference.registry,
+        )
     }
 
     /// Send a request, authenticating and retrying once on a 401.
@@ -213,7 +419,19 @@ impl Client {
         headers: &[(&str, &str)],
         body: Body<'_>,
     ) -> Result<Answer> {
-        let a = self.send_once(method, url, headers, &body)?;
+        self.send_opts(method, url, headers, body, false)
+    }
+
+    /// [`Client::send`]; `whole` puts the whole exchange, body included, under the timeout.
+    fn send_opts(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+        whole: bool,
+    ) -> Result<Answer> {
+        let a = self.send_once(method, url, headers, &body, whole)?;
         if a.status != 401 {
             return Ok(a);
         }
@@ -228,7 +446,7 @@ impl Client {
             ));
         };
         self.authenticate(&c)?;
-        let a = self.send_once(method, url, headers, &body)?;
+        let a = self.send_once(method, url, headers, &body, whole)?;
         if a.status == 401 || a.status == 403 {
             return Err(err!(
                 "{} refused the credentials for {} (HTTP {}): check --creds or docker's config.json",
@@ -275,29 +493,24 @@ impl Client {
                     url.push_str(&format!("{sep}scope={}", auth::encode(&s)));
                     sep = '&';
                 }
-                let mut req = self.agent.get(&url);
-                if let Some(cr) = &self.creds {
-                    req = req.set("Authorization", &cr.basic());
-                }
-                let resp = match req.call() {
-                    Ok(r) => r,
-                    Err(ureq::Error::Status(401 | 403, _)) => {
+                let shown_realm = shown(realm);
+                let who = format!("the token service {shown_realm}");
+                let basic = self.creds.as_ref().map(Creds::basic);
+                let a =
+                    self.exchange("GET", &url, basic.as_deref(), &[], &Body::Empty, true, &who)?;
+                match a.status {
+                    200 => {}
+                    401 | 403 => {
                         return Err(if self.creds.is_some() {
                             err!(
-                                "the token service {realm} refused the credentials: check --creds or docker's config.json"
+                                "{who} refused the credentials: check --creds or docker's config.json"
                             )
                         } else {
                             self.need_creds()
                         })
                     }
-                    Err(ureq::Error::Status(s, r)) => {
-                        let body = Answer { status: s, resp: r }.text();
-                        return Err(status_error("token request", s, &body));
-                    }
-                    Err(ureq::Error::Transport(t)) => {
-                        return Err(err!("cannot reach the token service {realm}: {t}"))
-                    }
-                };
+                    s => return Err(status_error(&who, s, &a.text())),
+                }
                 #[derive(serde::Deserialize)]
                 struct Token {
                     #[serde(default)]
@@ -305,18 +518,29 @@ impl Client {
                     #[serde(default)]
                     access_token: Option<String>,
                 }
-                let mut body = String::new();
-                resp.into_reader()
-                    .take(1 << 20)
-                    .read_to_string(&mut body)
-                    .map_err(|e| err!("cannot read the token: {e}"))?;
-                let t: Token = serde_json::from_str(&body).map_err(|e| {
-                    err!("the token service answered something else than a token: {e}")
-                })?;
+                let mut body = Vec::new();
+                a.resp
+                    .into_reader()
+                    .take(MAX_TOKEN + 1)
+                    .read_to_end(&mut body)
+                    .map_err(|e| {
+                        if is_timeout(&e) {
+                            err!("{who} did not answer within {} s", self.timeout.as_secs())
+                        } else {
+                            err!("cannot read the token from {who}: {e}")
+                        }
+                    })?;
+                if body.len() as u64 > MAX_TOKEN {
+                    return Err(err!(
+                        "{who} answered more than {MAX_TOKEN} bytes: refusing it"
+                    ));
+                }
+                let t: Token = serde_json::from_slice(&body)
+                    .map_err(|e| err!("{who} answered something else than a token: {e}"))?;
                 let tok = t
                     .token
                     .or(t.access_token)
-                    .ok_or_else(|| err!("the token service answered no token"))?;
+                    .ok_or_else(|| err!("{who} answered no token"))?;
                 self.auth = Some(format!("Bearer {tok}"));
                 Ok(())
             }
@@ -327,11 +551,24 @@ impl Client {
         }
     }
 
-    /// Fetch a manifest or index by tag or digest: bytes and media type. A digest is checked.
+    /// Fetch a manifest or index by tag or digest: bytes and media type. A digest is checked,
+    /// and so is a tag's Docker-Content-Digest header.
     pub fn manifest(&mut self, reference: &str) -> Result<(Vec<u8>, String)> {
+        // Tags cannot hold ':', so anything with one is a digest and must be checked.
+        let pinned = reference.contains(':');
+        if pinned {
+            media::digest_hex(reference)?;
+        }
         let url = self.url(&format!("manifests/{reference}"));
-        let a = self.send("GET", &url, &[("Accept", MANIFEST_ACCEPT)], Body::Empty)?;
-        let what = format!("manifest {}@{reference}", self.reference.location());
+        let a = self.send_opts(
+            "GET",
+            &url,
+            &[("Accept", MANIFEST_ACCEPT)],
+            Body::Empty,
+            true,
+        )?;
+        let sep = if pinned { '@' } else { ':' };
+        let what = format!("manifest {}{sep}{reference}", self.reference.location());
         if a.status == 404 {
             return Err(err!(
                 "{}:{reference} not found in the registry: check the name and tag",
@@ -342,32 +579,57 @@ impl Client {
             let s = a.status;
             return Err(status_error(&what, s, &a.text()));
         }
+        let too_large = || err!("{what} is larger than {MAX_MANIFEST} bytes: refusing it");
+        if a.header("Content-Length")
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .is_some_and(|l| l > MAX_MANIFEST)
+        {
+            return Err(too_large());
+        }
         let ct = a
             .header("Content-Type")
             .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
             .unwrap_or_default();
+        let header_digest = a.header("Docker-Content-Digest");
         let mut bytes = Vec::new();
         a.resp
             .into_reader()
-            .take(super::ingest::MAX_JSON + 1)
+            .take(MAX_MANIFEST + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| err!("cannot read {what}: {e}"))?;
-        if bytes.len() as u64 > super::ingest::MAX_JSON {
-            return Err(err!("{what} is too large: refusing it"));
+            .map_err(|e| {
+                if is_timeout(&e) {
+                    err!(
+                        "{what}: not received within {} s (pass a longer --timeout SECS if the registry is just slow)",
+                        self.timeout.as_secs()
+                    )
+                } else {
+                    err!("cannot read {what}: {e}")
+                }
+            })?;
+        if bytes.len() as u64 > MAX_MANIFEST {
+            return Err(too_large());
         }
-        if reference.starts_with("sha256:") {
-            let got = format!("sha256:{}", crate::util::sha256_hex(&bytes));
-            if got != reference {
+        let got = format!("sha256:{}", crate::util::sha256_hex(&bytes));
+        if pinned && got != reference {
+            return Err(err!(
+                "{what}: the registry sent content with digest {got}: refusing it"
+            ));
+        }
+        // containerd resolves a tag to this header's digest and then checks the content
+        // against it; a mismatch means a broken or lying registry.
+        if let Some(h) = header_digest.filter(|h| h.starts_with("sha256:")) {
+            if h.trim() != got {
                 return Err(err!(
-                    "{what}: the registry sent content with digest {got}: refusing it"
+                    "{what}: the registry says its digest is {:?} but the content has digest {got}: refusing it",
+                    h.trim()
                 ));
             }
         }
         Ok((bytes, ct))
     }
 
-    /// GET a blob; the response body streams.
-    pub fn blob(&mut self, digest: &str) -> Result<Box<dyn Read + Send + Sync>> {
+    /// GET a blob; the response body streams, cut off past `size` bytes when given.
+    pub fn blob(&mut self, digest: &str, size: Option<u64>) -> Result<BlobReader> {
         media::digest_hex(digest)?;
         let url = self.url(&format!("blobs/{digest}"));
         let a = self.send("GET", &url, &[], Body::Empty)?;
@@ -375,7 +637,13 @@ impl Client {
             let s = a.status;
             return Err(status_error(&format!("blob {digest}"), s, &a.text()));
         }
-        Ok(a.resp.into_reader())
+        Ok(BlobReader {
+            inner: a.resp.into_reader(),
+            limit: size,
+            count: 0,
+            registry: self.reference.registry.clone(),
+            timeout: self.timeout,
+        })
     }
 
     /// Whether the repository has a blob (HEAD).
@@ -455,5 +723,31 @@ impl Client {
         }
         let ours = format!("sha256:{}", crate::util::sha256_hex(bytes));
         Ok(a.header("Docker-Content-Digest").unwrap_or(ours))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_resolve_like_a_browser_and_stay_on_http() {
+        let from = "http://127.0.0.1:5000/v2/x/blobs/sha256:ab?x=1";
+        let t = |l: &str| redirect_target(from, l).ok();
+        assert_eq!(
+            t("https://cdn.example.com/b?sig=1").as_deref(),
+            Some("https://cdn.example.com/b?sig=1")
+        );
+        assert_eq!(t("//cdn:81/b").as_deref(), Some("http://cdn:81/b"));
+        assert_eq!(t("/other").as_deref(), Some("http://127.0.0.1:5000/other"));
+        assert_eq!(
+            t("c?d=1").as_deref(),
+            Some("http://127.0.0.1:5000/v2/x/blobs/c?d=1")
+        );
+        for bad in ["file:///etc/passwd", "ftp://h/x", "javascript:alert(1)", ""] {
+            assert!(t(bad).is_none(), "{bad} followed");
+        }
+        assert_eq!(origin("HTTP://Host:1/a?b"), "http://host:1");
+        assert_ne!(origin("http://h:1/a"), origin("http://h:2/a"));
     }
 }
