@@ -152,6 +152,12 @@ pub fn commit(store: &Store, id: &str, o: &CommitOptions) -> Result<String> {
     let staged = layer::stage_opts(store, f, true)?;
 
     let _lock = store.lock_exclusive()?;
+    // Read before anything is published: a tag table that cannot be written leaves no
+    // untagged image or layer behind.
+    let repos = match &reference {
+        Some(_) => Some(image::read_repositories(store)?),
+        None => None,
+    };
     let parent = image::load_image(store, &cfg.image_id).ok();
     let hex = layer::publish(store, staged)?;
     let created = rfc3339(now_secs());
@@ -183,8 +189,7 @@ pub fn commit(store: &Store, id: &str, o: &CommitOptions) -> Result<String> {
         empty_layer: None,
     });
     let image_id = image::save_image(store, &img)?;
-    if let Some(r) = reference {
-        let mut repos = image::read_repositories(store)?;
+    if let (Some(r), Some(mut repos)) = (reference, repos) {
         repos.insert(r.to_string(), image_id.clone());
         image::write_repositories(store, &repos)?;
     }

@@ -178,7 +178,24 @@ pub fn read_repositories(store: &Store) -> Result<Repositories> {
     if !p.exists() {
         return Ok(Repositories::new());
     }
-    read_json(&p)
+    let data = std::fs::read(&p).ctx(|| format!("cannot read {}", p.display()))?;
+    // Writing a new table over a damaged one would drop every tag silently: callers that
+    // change tags stop here; the images themselves do not depend on it.
+    serde_json::from_slice(&data).map_err(|e| {
+        err!(
+            "the tag table {} is corrupt ({e}): restore it, or remove it to drop every tag (images stay: `strata images` lists them by id, `strata tag ID NAME` names them again)",
+            p.display()
+        )
+    })
+}
+
+/// The tag table for commands that only show tags: a damaged one is reported and read as
+/// empty, so images can still be listed, inspected and saved by id.
+pub fn read_repositories_or_warn(store: &Store) -> Repositories {
+    read_repositories(store).unwrap_or_else(|e| {
+        eprintln!("strata: warning: {e}");
+        Repositories::new()
+    })
 }
 
 /// Replace the tag table atomically (hold the exclusive store lock).
@@ -233,8 +250,9 @@ pub fn delete_image(store: &Store, id: &str) -> Result<()> {
 
 /// Resolve `NAME[:TAG]`, a full id or a unique id prefix to an image id.
 pub fn resolve(store: &Store, what: &str) -> Result<String> {
-    let repos = read_repositories(store)?;
-    if let Ok(r) = Reference::parse(what) {
+    // A damaged tag table still lets images be named by id.
+    let repos = read_repositories(store);
+    if let (Ok(repos), Ok(r)) = (&repos, Reference::parse(what)) {
         if let Some(id) = repos.get(&r.to_string()) {
             return Ok(id.clone());
         }
@@ -255,6 +273,8 @@ pub fn resolve(store: &Store, what: &str) -> Result<String> {
             }
         }
     }
+    // It may be a tag in the table that cannot be read.
+    repos?;
     Err(err!(
         "no such image: {what} (see `strata images`, or `strata import` one)"
     ))

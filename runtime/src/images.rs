@@ -35,6 +35,9 @@ pub fn import(
     }
     let staged = layer::stage(store, reader)?;
     let _lock = store.lock_exclusive()?;
+    // Before anything is published: a tag table that cannot be written leaves no untagged
+    // image behind.
+    let mut repos = image::read_repositories(store)?;
     let hex = layer::publish(store, staged)?;
     let created = rfc3339(now_secs());
     let cfg = ImageConfig {
@@ -55,7 +58,6 @@ pub fn import(
         extra: Default::default(),
     };
     let id = image::save_image(store, &cfg)?;
-    let mut repos = image::read_repositories(store)?;
     repos.insert(reference.to_string(), id.clone());
     image::write_repositories(store, &repos)?;
     Ok(id)
@@ -74,11 +76,16 @@ pub struct ImageRow {
     pub size: u64,
 }
 
-/// Size of an image: the sum of its layers.
+/// Size of an image: the sum of its layers (a layer whose metadata is damaged is reported
+/// and left out).
 pub fn image_size(store: &Store, cfg: &ImageConfig) -> u64 {
     cfg.layer_hexes()
         .iter()
-        .filter_map(|h| layer::info(store, h).ok())
+        .filter_map(|h| {
+            layer::info(store, h)
+                .map_err(|e| eprintln!("strata: warning: {e}"))
+                .ok()
+        })
         .map(|i| i.size)
         .sum()
 }
@@ -86,7 +93,7 @@ pub fn image_size(store: &Store, cfg: &ImageConfig) -> u64 {
 /// Every image, once per tag (untagged images once).
 pub fn list(store: &Store) -> Result<Vec<ImageRow>> {
     let _lock = store.lock_shared()?;
-    let repos = image::read_repositories(store)?;
+    let repos = image::read_repositories_or_warn(store);
     let mut rows = Vec::new();
     for id in image::list_image_ids(store)? {
         let cfg = match image::load_image(store, &id) {
@@ -273,7 +280,7 @@ pub fn inspect(store: &Store, what: &str) -> Result<serde_json::Value> {
     let _lock = store.lock_shared()?;
     let id = image::resolve(store, what)?;
     let cfg = image::load_image(store, &id)?;
-    let repos = image::read_repositories(store)?;
+    let repos = image::read_repositories_or_warn(store);
     Ok(serde_json::json!({
         "Id": id,
         "RepoTags": image::tags_of(&repos, &id),

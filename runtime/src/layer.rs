@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::err;
 use crate::store::{remove_tree, Store};
-use crate::util::{now_secs, read_json, write_json, Ctx, Result};
+use crate::util::{now_secs, write_json, Ctx, Result};
 
 /// Metadata kept beside each extracted layer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,6 +101,7 @@ pub fn publish(store: &Store, staged: Staged) -> Result<String> {
             .ctx(|| format!("cannot move the layer tar into {}", tar.display()))?;
     }
     if dest.is_dir() && info_path.is_file() {
+        mend_info(store, &hex)?;
         return Ok(hex);
     }
     let size = tree_size(&staged.tree());
@@ -133,7 +134,37 @@ pub fn tar_path(store: &Store, hex: &str) -> PathBuf {
 
 /// Metadata of a stored layer.
 pub fn info(store: &Store, hex: &str) -> Result<LayerInfo> {
-    read_json(&info_path(store, hex))
+    let p = info_path(store, hex);
+    let data = std::fs::read(&p).ctx(|| format!("cannot read {}", p.display()))?;
+    let corrupt = |why: String| {
+        err!(
+            "layer metadata {} is corrupt ({why}): sizes leave the layer out until an import, pull or load of an image with it rewrites the file",
+            p.display()
+        )
+    };
+    let i: LayerInfo = serde_json::from_slice(&data).map_err(|e| corrupt(e.to_string()))?;
+    if i.diff_id != format!("sha256:{hex}") {
+        return Err(corrupt(format!("it names {:?}", i.diff_id)));
+    }
+    Ok(i)
+}
+
+/// Rewrite the metadata of a whole layer when it is there but cannot be read (hold the
+/// exclusive lock). The tree stays: containers may be using it. A missing file is left
+/// alone: that is a half-published layer, which `publish` replaces.
+pub fn mend_info(store: &Store, hex: &str) -> Result<()> {
+    let dest = store.layer_dir(hex);
+    if !dest.is_dir() || !info_path(store, hex).is_file() || info(store, hex).is_ok() {
+        return Ok(());
+    }
+    write_json(
+        &info_path(store, hex),
+        &LayerInfo {
+            diff_id: format!("sha256:{hex}"),
+            size: tree_size(&dest),
+            created: now_secs(),
+        },
+    )
 }
 
 /// Check that every layer of a list is present.

@@ -53,6 +53,8 @@ pub struct Ingest<'s> {
     tars: Vec<TarOnly>,
     ready: HashSet<String>,
     images: Vec<Pending>,
+    /// Layers found in the store, whose metadata a commit mends if damaged.
+    existing: Vec<String>,
     /// Bytes of layers extracted (not counting those already stored).
     pub new_layers: usize,
     /// Layers that were already in the store.
@@ -133,6 +135,7 @@ impl<'s> Ingest<'s> {
             tars: Vec::new(),
             ready: HashSet::new(),
             images: Vec::new(),
+            existing: Vec::new(),
             new_layers: 0,
             existing_layers: 0,
         }
@@ -190,6 +193,9 @@ impl<'s> Ingest<'s> {
             }
             got
         };
+        if got_diff == diff_hex && self.store.layer_dir(&diff_hex).is_dir() {
+            self.existing.push(diff_hex.clone());
+        }
         if got_diff != diff_hex {
             return Err(err!(
                 "{what}: the uncompressed layer has digest sha256:{got_diff} but the image config lists {diff_id}: the source is corrupt"
@@ -229,6 +235,17 @@ impl<'s> Ingest<'s> {
     /// Publish everything under the exclusive store lock.
     pub fn commit(self) -> Result<Vec<Stored>> {
         let _lock = self.store.lock_exclusive()?;
+        // Read before anything is published: a tag table that cannot be written leaves no
+        // untagged image behind. Images without tags do not need it.
+        let tagging = self.images.iter().any(|p| !p.tags.is_empty());
+        let mut repos = if tagging {
+            image::read_repositories(self.store)?
+        } else {
+            image::Repositories::new()
+        };
+        for hex in &self.existing {
+            layer::mend_info(self.store, hex)?;
+        }
         for s in self.staged {
             layer::publish(self.store, s)?;
         }
@@ -244,7 +261,6 @@ impl<'s> Ingest<'s> {
         if self.images.is_empty() {
             return Ok(out);
         }
-        let mut repos = image::read_repositories(self.store)?;
         for p in &self.images {
             let path = self.store.images_dir().join(format!("{}.json", p.hex));
             if !path.exists() {
@@ -259,7 +275,9 @@ impl<'s> Ingest<'s> {
             }
             out.push(Stored { id, tags });
         }
-        image::write_repositories(self.store, &repos)?;
+        if tagging {
+            image::write_repositories(self.store, &repos)?;
+        }
         Ok(out)
     }
 }

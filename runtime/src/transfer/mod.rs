@@ -132,7 +132,7 @@ pub fn save_image(store: &Store, what: &str) -> Result<SaveImage> {
         layer_sizes.push(f.metadata().ctx(|| "cannot stat a layer tar")?.len());
     }
     // Given by tag: record that tag; given by id: every tag of the image.
-    let repos = image::read_repositories(store)?;
+    let repos = image::read_repositories_or_warn(store);
     let tags = match image::Reference::parse(what)
         .ok()
         .map(|r| r.to_string())

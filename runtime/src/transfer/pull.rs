@@ -36,6 +36,14 @@ pub struct Pulled {
 /// Pull `reference` into the store.
 pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
     let r = RemoteRef::parse(reference)?;
+    let tag = match &r.tag {
+        Some(t) => Some(Reference::parse(&format!("{}:{t}", r.local_name()))?),
+        None => None,
+    };
+    if tag.is_some() {
+        // A tag table that cannot be written fails the pull now, not after the download.
+        crate::image::read_repositories(store)?;
+    }
     let progress = Progress::new(o.quiet);
     let mut client = Client::new(&r, o, false);
     let (mut bytes, mut ct) = client.manifest(r.manifest_ref())?;
@@ -106,12 +114,9 @@ pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
             bar.finish("done");
         }
         let _lock = store.lock_exclusive()?;
+        crate::layer::mend_info(store, &diff_hex)?;
         known::remember(store, &diff_hex, &form, &location)?;
     }
-    let tag = match &r.tag {
-        Some(t) => Some(Reference::parse(&format!("{}:{t}", r.local_name()))?),
-        None => None,
-    };
     let mut ingest = Ingest::new(store);
     ingest.add_image(config, tag.iter().cloned().collect())?;
     let stored = ingest.commit()?;
