@@ -561,6 +561,15 @@ fn export(store: &Store, id: &str, output: Option<PathBuf>) -> R {
         let out = std::io::BufWriter::new(std::io::stdout().lock());
         return commit::export(store, id, out);
     };
+    // A device or a pipe (/dev/null, /dev/stdout, a fifo) is written in place: a rename
+    // would replace it with a regular file.
+    if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| strata_runtime::Error(format!("cannot open {}: {e}", path.display())))?;
+        return commit::export(store, id, std::io::BufWriter::new(f));
+    }
     // Written beside the target and renamed, so a failed export leaves no partial file.
     let name = path
         .file_name()

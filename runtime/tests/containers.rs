@@ -1056,3 +1056,48 @@ fn parallel_runs_of_the_same_image_on_both_drivers() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(e.root().to_str().unwrap()), "{mounts}");
 }
+
+/// `-o` naming a device or a pipe writes into it: renaming a finished file over it (how
+/// regular files are written) turned `strata export -o /dev/null` into a regular /dev/null.
+/// A fifo stands in for the device here, so a regression cannot break the host.
+#[test]
+fn export_and_save_write_into_a_fifo_in_place() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let e = Env::new();
+    e.ok(&["run", "--name", "c", "busybox", "true"]);
+    let fifo = e.dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for args in [
+        ["export", "-o", fifo.to_str().unwrap(), "c"],
+        ["save", "-o", fifo.to_str().unwrap(), "busybox"],
+    ] {
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut data = Vec::new();
+                std::fs::File::open(&fifo)
+                    .unwrap()
+                    .read_to_end(&mut data)
+                    .unwrap();
+                data
+            })
+        };
+        e.ok(&args);
+        // Before joining: a replaced fifo would leave the reader waiting for a writer.
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(kind.is_fifo(), "{args:?} replaced the fifo: {kind:?}");
+        let data = reader.join().unwrap();
+        assert!(
+            !tar_files(&data).is_empty(),
+            "{args:?} wrote no tar into the fifo"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(&e.dir)
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}

@@ -1,13 +1,15 @@
 //! Crashes of a running container (issue 8, BRIEF §7): SIGKILL of the container's
-//! supervisor, of its FUSE daemon (`--driver fuse`), or of both, while the container writes
-//! hard into its root; then `strata ps -a` (exited, no hang), no stale mount, cgroup or
-//! process, `strata fsck` of the upper clean, `strata diff`, `strata start` showing every
-//! fsync'ed byte, and `strata rm` leaving nothing behind. Repeated with seeded random
-//! delays and kill targets.
+//! supervisor (while the container writes hard into its root, or while `run -d` is still
+//! starting it), of its FUSE daemon (`--driver fuse`), or of both; then the first strata
+//! command (ps, inspect, diff, export, logs or stop) copes with the stale state, `strata
+//! ps -a` shows it exited (no hang), no mount, cgroup or process of it is left, `strata
+//! fsck` of the upper is clean, `strata diff` works, `strata start` shows every fsync'ed
+//! byte (files and block-delta writes into a lower file), and `strata rm` leaves nothing
+//! behind. Repeated with seeded random delays and kill targets.
 //!
-//! `STRATA_CRASH_ITERS` sets the fuse iterations (overlay runs a third as many);
-//! `STRATA_SEED` replays a seed (the kill point also depends on timing, the schedule of
-//! targets and delays does not). Rootful.
+//! `STRATA_CRASH_ITERS` sets the fuse iterations (default 8; overlay runs half as many);
+//! `STRATA_SEED` replays a seed (the schedule of targets, delays and first commands; the
+//! exact kill point also depends on timing). Rootful.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -84,11 +86,12 @@ fn seed(salt: u64) -> u64 {
     t ^ ((std::process::id() as u64) << 32) ^ salt
 }
 
-fn iterations(default: usize) -> usize {
+/// `STRATA_CRASH_ITERS`, or 8: the fuse test's iterations (the overlay test runs half).
+fn iterations() -> usize {
     std::env::var("STRATA_CRASH_ITERS")
         .ok()
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
+        .unwrap_or(8)
 }
 
 /// Prints the replay line when the test fails.
@@ -111,7 +114,7 @@ impl Drop for Replay {
                 self.what.borrow(),
                 self.seed,
                 self.seed,
-                self.iters,
+                iterations(),
                 self.test
             );
         }
@@ -199,15 +202,32 @@ impl Env {
 
     /// Run strata; a hang (60 s) fails the test instead of blocking it.
     fn strata(&self, args: &[&str]) -> Output {
-        let child = Command::new(strata_bin())
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut tries = 0;
+        let child = loop {
+            let r = Command::new(strata_bin())
+                .arg("--root")
+                .arg(self.root())
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn();
+            match r {
+                Ok(c) => break c,
+                // A cargo build elsewhere in the tree is replacing the binary.
+                Err(e)
+                    if tries < 100
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::ExecutableFileBusy
+                        ) =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("cannot run {}: {e}", strata_bin().display()),
+            }
+        };
         let pid = child.id() as i32;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -220,9 +240,42 @@ impl Env {
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
-                panic!("strata {args:?} hung for 60 s");
+                panic!(
+                    "strata {args:?} hung for 60 s; the store's processes:\n{}",
+                    self.diagnose()
+                );
             }
         }
+    }
+
+    /// What the store's containers and processes are doing (for a hang).
+    fn diagnose(&self) -> String {
+        let mut out = String::new();
+        for d in std::fs::read_dir(self.root().join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let st = std::fs::read_to_string(d.path().join("state.json")).unwrap_or_default();
+            out.push_str(&format!(
+                "{}: {}\n",
+                d.path().display(),
+                st.replace('\n', " ")
+            ));
+        }
+        out.push_str(&format!("mounts: {:?}\n", mounts_under(&self.root())));
+        for p in procs_naming(&self.root()) {
+            let read = |f: &str| std::fs::read(format!("/proc/{p}/{f}")).unwrap_or_default();
+            let stat = String::from_utf8_lossy(&read("stat")).into_owned();
+            out.push_str(&format!(
+                "{p} [{}] wchan {} {}\n  stack: {}\n",
+                stat.split(' ').take(4).collect::<Vec<_>>().join(" "),
+                String::from_utf8_lossy(&read("wchan")),
+                String::from_utf8_lossy(&read("cmdline")).replace('\0', " "),
+                String::from_utf8_lossy(&read("stack")).replace('\n', " | ")
+            ));
+        }
+        out
     }
 
     /// Run and expect success; stdout.
@@ -519,12 +572,14 @@ fn verify_root(root: &Path, what: &str, early: bool) -> usize {
 /// Commands that may be the first one to see a crashed container.
 const FIRST: [&str; 6] = ["ps", "inspect", "diff", "export", "logs", "stop"];
 
-fn first_cmd<'a>(first: &'a str, name: &'a str) -> Vec<&'a str> {
-    match first {
+fn first_cmd(e: &Env, first: &str, name: &str) -> Vec<String> {
+    let export = e.dir.join("export.tar").display().to_string();
+    let args: Vec<&str> = match first {
         "ps" => vec!["ps", "-a"],
-        "export" => vec!["export", "-o", "/dev/null", name],
+        "export" => vec!["export", "-o", &export, name],
         other => vec![other, name],
-    }
+    };
+    args.into_iter().map(String::from).collect()
 }
 
 /// The container (the only one in the store).
@@ -674,7 +729,8 @@ fn crash_once(
         );
         // Whichever command comes first finds the stale state (mount, cgroup, "running")
         // and must cope with it.
-        let out = e.strata(&first_cmd(first, &name));
+        let args = first_cmd(e, first, &name);
+        let out = e.strata(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(
             out.status.success(),
             "strata {first} as the first command after the crash failed: {}",
@@ -804,7 +860,7 @@ fn fuse_container_survives_killed_supervisor_and_daemon() {
         "fuse_container_survives_killed_supervisor_and_daemon",
         "fuse",
         &[Kill::Supervisor, Kill::Daemon, Kill::Both, Kill::Starting],
-        iterations(8),
+        iterations(),
         1,
     );
 }
@@ -815,7 +871,7 @@ fn overlay_container_survives_killed_supervisor() {
         "overlay_container_survives_killed_supervisor",
         "overlay",
         &[Kill::Supervisor, Kill::Starting],
-        iterations(8).div_ceil(2),
+        iterations().div_ceil(2),
         2,
     );
 }

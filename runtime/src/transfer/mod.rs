@@ -17,7 +17,7 @@ pub mod registry;
 pub mod source;
 pub mod write;
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -181,6 +181,21 @@ pub fn save(
         write_format(&list, format, &mut w)?;
         if let Some(mut out) = w.finish()? {
             out.flush().ctx(|| "cannot write to stdout")?;
+        }
+        return Ok(());
+    }
+    // A device or a pipe (/dev/null, /dev/stdout, a fifo) is written in place: a rename
+    // would replace it with a regular file.
+    if std::fs::metadata(output).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let f = OpenOptions::new()
+            .write(true)
+            .open(output)
+            .ctx(|| format!("cannot open {}", output.display()))?;
+        let mut w = ArchiveWriter::tar(BufWriter::with_capacity(1 << 16, f), store, &progress);
+        write_format(&list, format, &mut w)?;
+        if let Some(mut out) = w.finish()? {
+            out.flush()
+                .ctx(|| format!("cannot write {}", output.display()))?;
         }
         return Ok(());
     }
