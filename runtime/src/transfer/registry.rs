@@ -214,12 +214,9 @@ fn status_error(what: &str, status: u16, body: &str) -> crate::util::Error {
                 .and_then(|m| m.as_str().map(str::to_string))
         })
         .unwrap_or_else(|| body.lines().next().unwrap_or("").to_string());
-    // The registry's words: bounded, and escaped so that a newline or a terminal escape
-    // in them cannot break the one-line error or the terminal.
-    let detail: String = detail.chars().take(200).collect();
     err!(
         "{what}: the registry answered HTTP {status} {}",
-        detail.escape_debug()
+        shown(&detail)
     )
 }
 
