@@ -28,18 +28,26 @@ fn last_cap() -> u32 {
         .unwrap_or(40)
 }
 
+const MKNOD: u32 = 27;
+
 /// Drop every capability outside [`DEFAULT`] from the bounding set, clear the ambient set and
-/// set effective = permitted = DEFAULT, inheritable empty.
-pub fn restrict_to_default() -> Result<()> {
+/// set effective = permitted = DEFAULT, inheritable empty. Without `mknod` CAP_MKNOD goes
+/// too: docker keeps it because its device cgroup refuses to open what was made, and where
+/// no such cgroup applies (cgroup v2) a node of the host's disk would read the disk.
+pub fn restrict_to_default(mknod: bool) -> Result<()> {
+    let keep = |cap: u32| DEFAULT.contains(&cap) && (mknod || cap != MKNOD);
     let last = last_cap();
     for cap in 0..=last {
-        if !DEFAULT.contains(&cap) {
+        if !keep(cap) {
             sys::capbset_drop(cap)
                 .ctx(|| format!("cannot drop capability {cap} from the bounding set"))?;
         }
     }
     // Ambient capabilities may be unsupported on old kernels: nothing to clear then.
     let _ = sys::clear_ambient_caps();
-    let mask = DEFAULT.iter().fold(0u64, |m, c| m | (1u64 << c));
+    let mask = DEFAULT
+        .iter()
+        .filter(|c| keep(**c))
+        .fold(0u64, |m, c| m | (1u64 << c));
     sys::capset(mask, mask, 0).ctx(|| "cannot set capabilities")
 }

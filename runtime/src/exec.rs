@@ -152,8 +152,19 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
                 Ok(x) => x,
                 Err(e) => fail(&err_w, 125, &e.to_string()),
             };
-            if let Err(e) = caps::restrict_to_default() {
+            let mknod = crate::rootless::in_userns() || cgroup.denies_devices();
+            if let Err(e) = caps::restrict_to_default(mknod) {
                 fail(&err_w, 125, &e.to_string());
+            }
+            // Until it execs, the process runs strata: see init::container_main.
+            if !crate::rootless::in_userns() {
+                if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+                    fail(
+                        &err_w,
+                        125,
+                        &format!("cannot make the process non-dumpable: {e}"),
+                    );
+                }
             }
             if let Err(e) = nix::sys::prctl::set_no_new_privs() {
                 fail(&err_w, 125, &format!("cannot set no_new_privs: {e}"));

@@ -143,6 +143,19 @@ pub fn container_main(
     tty: Option<Tty>,
     err_fd: OwnedFd,
 ) -> ! {
+    // This process runs strata (a host binary, with the host's environment and descriptors)
+    // for the container's whole life: non-dumpable, the container's root (without
+    // CAP_SYS_PTRACE) cannot open its /proc/1/exe, environ, fd or mem. Rootless, the
+    // unprivileged strata outside would lose that access too (exec, -t), so it stays dumpable.
+    if !crate::rootless::in_userns() {
+        if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+            fail(
+                &err_fd,
+                125,
+                &format!("cannot make the container's init non-dumpable: {e}"),
+            );
+        }
+    }
     let slave = match setup(cfg, merged, etc, cgroup, tty.as_ref()) {
         Ok(s) => s,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
@@ -156,7 +169,9 @@ pub fn container_main(
         // The terminal belongs to the user the command runs as (as docker does).
         let _ = nix::unistd::fchown(s, Some(nix::unistd::Uid::from_raw(u.uid)), None);
     }
-    if let Err(e) = caps::restrict_to_default() {
+    // Rootless, the kernel refuses device nodes in the user namespace whatever the caps.
+    let mknod = crate::rootless::in_userns() || cgroup.is_some_and(Cgroup::denies_devices);
+    if let Err(e) = caps::restrict_to_default(mknod) {
         fail(&err_fd, 125, &e.to_string());
     }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {

@@ -7,6 +7,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::container::Volume;
 use crate::err;
+use crate::sys;
 use crate::util::{Ctx, Result};
 
 /// /proc and /sys paths hidden from containers (docker's list).
@@ -110,28 +111,86 @@ fn bind(src: &Path, target: &Path, readonly: bool) -> Result<()> {
     )
     .ctx(|| format!("cannot bind {} on {}", src.display(), target.display()))?;
     if readonly {
-        // Keep the flags the source mount has: in a user namespace (rootless) they are
-        // locked, and a remount that drops one fails.
-        use nix::sys::statvfs::{statvfs, FsFlags};
-        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        if let Ok(st) = statvfs(target) {
-            for (f, m) in [
-                (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-                (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-                (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-                (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-                (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-                (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-            ] {
-                if st.flags().contains(f) {
-                    flags |= m;
+        make_readonly(target)?;
+    }
+    Ok(())
+}
+
+/// Make the bind mount at `target` read-only with every mount below it: the recursive bind
+/// brought the source's submounts along (a `-v /:/host:ro`, the host's /sys when rootless),
+/// and a remount changes the top mount only.
+fn make_readonly(target: &Path) -> Result<()> {
+    match sys::mount_readonly_recursive(target) {
+        Ok(()) => Ok(()),
+        // Kernels before 5.12 have no mount_setattr: remount each mount of the tree.
+        Err(nix::errno::Errno::ENOSYS) => {
+            for m in mounts_under(target)? {
+                remount_readonly(&m)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(err!("cannot make {} read-only: {e}", target.display())),
+    }
+}
+
+fn remount_readonly(target: &Path) -> Result<()> {
+    // Keep the flags the mount has: in a user namespace (rootless) they are locked, and a
+    // remount that drops one fails.
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    if let Ok(st) = statvfs(target) {
+        for (f, m) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if st.flags().contains(f) {
+                flags |= m;
+            }
+        }
+    }
+    mount(NONE, target, NONE, flags, NONE)
+        .ctx(|| format!("cannot make {} read-only", target.display()))
+}
+
+/// `top` and the mount points below it, from /proc/self/mountinfo.
+fn mounts_under(top: &Path) -> Result<Vec<PathBuf>> {
+    use std::os::unix::ffi::OsStringExt;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .ctx(|| "cannot read /proc/self/mountinfo")?;
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some(field) = line.split(' ').nth(4) else {
+            continue;
+        };
+        // Spaces, tabs, newlines and backslashes in mount points are written as \ooo.
+        let raw = field.as_bytes();
+        let mut bytes = Vec::with_capacity(raw.len());
+        let mut i = 0;
+        while i < raw.len() {
+            let octal = raw
+                .get(i + 1..i + 4)
+                .filter(|o| o.iter().all(|b| (b'0'..=b'7').contains(b)));
+            match (raw[i], octal) {
+                (b'\\', Some(o)) => {
+                    bytes.push(o.iter().fold(0u8, |n, d| n.wrapping_mul(8) + (d - b'0')));
+                    i += 4;
+                }
+                (b, _) => {
+                    bytes.push(b);
+                    i += 1;
                 }
             }
         }
-        mount(NONE, target, NONE, flags, NONE)
-            .ctx(|| format!("cannot make {} read-only", target.display()))?;
+        let point = PathBuf::from(std::ffi::OsString::from_vec(bytes));
+        if point.starts_with(top) {
+            out.push(point);
+        }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Create the mount point for `source` at `target` (a directory or an empty file).
@@ -253,18 +312,50 @@ pub fn pivot(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Hide and write-protect the sensitive /proc and /sys paths (after pivot_root).
-pub fn mask_paths() -> Result<()> {
-    for p in MASKED {
-        let path = Path::new(p);
-        match std::fs::symlink_metadata(path) {
-            Ok(m) if m.is_dir() => {
-                mnt(Some("tmpfs"), path, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)?
+/// The masked paths: [`MASKED`] and, as docker does since 28.0, every CPU's thermal_throttle
+/// directory (a thermal side channel between containers, GHSA-6fw5-f8r9-fgfm).
+fn masked_paths() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = MASKED.iter().map(PathBuf::from).collect();
+    if let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu") {
+        for e in dir.flatten() {
+            let name = e.file_name();
+            let is_cpu = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("cpu"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if is_cpu {
+                paths.push(e.path().join("thermal_throttle"));
             }
-            Ok(_) => bind(Path::new("/dev/null"), path, false)?,
-            Err(_) => {}
         }
     }
+    paths
+}
+
+/// Hide and write-protect the sensitive /proc and /sys paths (after pivot_root).
+pub fn mask_paths() -> Result<()> {
+    // Masked files become an empty read-only file rather than docker's /dev/null, so that
+    // writing to them fails instead of vanishing.
+    let empty = Path::new("/dev/.strata-masked");
+    std::fs::File::create(empty).ctx(|| format!("cannot create {}", empty.display()))?;
+    let masked = (|| {
+        for path in masked_paths() {
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => mnt(
+                    Some("tmpfs"),
+                    &path,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    NONE,
+                )?,
+                Ok(_) => bind(empty, &path, true)?,
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    })();
+    // The binds keep the file; its name would only clutter the container's /dev.
+    let removed = std::fs::remove_file(empty).ctx(|| format!("cannot remove {}", empty.display()));
+    masked.and(removed)?;
     for p in READONLY {
         let path = Path::new(p);
         if path.exists() {

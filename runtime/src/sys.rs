@@ -303,3 +303,35 @@ pub fn fork_new_pid_ns() -> nix::Result<Forked> {
         pid => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
     }
 }
+
+/// Make the mount at `path` and every mount below it read-only, leaving their other flags
+/// alone (mount_setattr with AT_RECURSIVE, Linux 5.12+; ENOSYS before).
+pub fn mount_readonly_recursive(path: &Path) -> nix::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let p = cpath(path)?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: p is NUL-terminated and attr is a valid struct mount_attr of the size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Errno::result(r).map(drop)
+}

@@ -67,6 +67,16 @@ impl Cgroup {
         Ok(())
     }
 
+    /// True when a v1 device controller holds the container to docker's standard devices
+    /// (v2 has no device files: it would need an eBPF program, which strata does not load).
+    pub fn denies_devices(&self) -> bool {
+        self.dirs.iter().any(|d| {
+            d.parent()
+                .and_then(Path::parent)
+                .is_some_and(|c| c.ends_with("devices"))
+        })
+    }
+
     /// Move process `pid` into every directory.
     pub fn add(&self, pid: i32) -> Result<()> {
         for d in &self.dirs {
