@@ -66,8 +66,22 @@ fn work_subdir(work: &Branch, name: &str) -> Result<std::os::fd::OwnedFd, MountE
         })
 }
 
+/// Lift the soft fd limit to the hard one: every file the mount's users hold open is an fd
+/// in the daemon too, and 1024 (a common soft limit) is soon reached by a container.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the fd limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
+}
+
 /// Open and check the branches and build the union; nothing is mounted yet.
 pub fn prepare(opts: MountOptions) -> Result<Union, MountError> {
+    raise_fd_limit();
     let mut lowers = Vec::new();
     for (i, l) in opts.lowerdirs.iter().enumerate() {
         lowers.push(Branch::open(l, &format!("lowerdir {}", i)).map_err(err)?);

@@ -49,7 +49,28 @@ pub(crate) struct Work {
 }
 
 const COPYUP_STRIPES: usize = 64;
+/// Most directory fds the cache holds (fewer under a low fd limit: [`dirfd_capacity`]).
 const DIRFD_CACHE: usize = 4096;
+
+/// The dirfd cache's size: at most a quarter of the soft fd limit, so that the files the
+/// mount's users open, delta files and the /dev/fuse clones always find fds. Sized past the
+/// limit, the cache took every fd once ~1000 directories had been visited under the common
+/// limit of 1024, and every request after that failed with EMFILE.
+fn dirfd_capacity() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    usize::try_from(soft / 4)
+        .unwrap_or(DIRFD_CACHE)
+        .clamp(16, DIRFD_CACHE)
+}
+
+/// Cached O_PATH fds of branch directories, by (layer, path).
+struct DirFds {
+    lru: LruCache<(Layer, PathBuf), Arc<OwnedFd>>,
+    /// Bumped whenever upper entries are dropped: an fd opened before that may name a
+    /// directory that has moved since, and must not be cached.
+    upper_epoch: u64,
+}
 
 /// The union filesystem.
 pub struct Union {
@@ -60,7 +81,7 @@ pub struct Union {
     pub(crate) handles: Handles,
     pub(crate) opts: MountOptions,
     pub(crate) meta: MetaStore,
-    dirfds: Mutex<LruCache<(Layer, PathBuf), Arc<OwnedFd>>>,
+    dirfds: Mutex<DirFds>,
     copyup_locks: Vec<Mutex<()>>,
     tmp_seq: AtomicU64,
     pub(crate) writeback: AtomicBool,
@@ -97,9 +118,12 @@ impl Union {
             handles: Handles::default(),
             opts,
             meta,
-            dirfds: Mutex::new(LruCache::new(
-                NonZeroUsize::new(DIRFD_CACHE).unwrap_or(NonZeroUsize::MIN),
-            )),
+            dirfds: Mutex::new(DirFds {
+                lru: LruCache::new(
+                    NonZeroUsize::new(dirfd_capacity()).unwrap_or(NonZeroUsize::MIN),
+                ),
+                upper_epoch: 0,
+            }),
             copyup_locks: (0..COPYUP_STRIPES).map(|_| Mutex::new(())).collect(),
             tmp_seq: AtomicU64::new(0),
             writeback: AtomicBool::new(false),
@@ -141,24 +165,52 @@ impl Union {
     /// An O_PATH fd of directory `rel` in `layer`, from a small LRU cache.
     pub(crate) fn dirfd(&self, layer: Layer, rel: &Path) -> io::Result<Arc<OwnedFd>> {
         let key = (layer, rel.to_path_buf());
-        if let Some(fd) = self.dirfds.lock().get(&key) {
-            return Ok(fd.clone());
+        let epoch = {
+            let mut cache = self.dirfds.lock();
+            if let Some(fd) = cache.lru.get(&key) {
+                return Ok(fd.clone());
+            }
+            cache.upper_epoch
+        };
+        let branch = self.branch(layer)?;
+        let fd = match branch.open_dir(rel) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                // Out of fds: the cache is the one holder that can let go.
+                self.shed_dirfds();
+                branch.open_dir(rel)?
+            }
+            r => r?,
+        };
+        let fd = Arc::new(fd);
+        let mut cache = self.dirfds.lock();
+        if layer != Layer::Upper || cache.upper_epoch == epoch {
+            cache.lru.put(key, fd.clone());
         }
-        let fd = Arc::new(self.branch(layer)?.open_dir(rel)?);
-        self.dirfds.lock().put(key, fd.clone());
         Ok(fd)
+    }
+
+    /// Close the older half of the cached directory fds.
+    fn shed_dirfds(&self) {
+        let mut cache = self.dirfds.lock();
+        let n = cache.lru.len().div_ceil(2);
+        tracing::warn!("out of file descriptors: closing {n} cached directory fds");
+        for _ in 0..n {
+            cache.lru.pop_lru();
+        }
     }
 
     /// Forget cached directory fds of the upper (after directories moved or vanished there).
     pub(crate) fn invalidate_upper_dirfds(&self) {
         let mut cache = self.dirfds.lock();
+        cache.upper_epoch += 1;
         let stale: Vec<_> = cache
+            .lru
             .iter()
             .filter(|((l, _), _)| *l == Layer::Upper)
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
-            cache.pop(&k);
+            cache.lru.pop(&k);
         }
     }
 
