@@ -4,7 +4,7 @@ use crate::copyup::split;
 use crate::meta::is_internal_xattr;
 use crate::sys;
 use crate::union::{errno, Union};
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -13,16 +13,26 @@ use std::os::unix::ffi::OsStrExt;
 pub const COMPACT_XATTR: &str = "user.strata.compact";
 
 impl Union {
-    /// /proc path of the branch entry that holds node `ino`'s attributes.
-    fn xattr_path(&self, ino: u64) -> io::Result<CString> {
+    /// Call `f` with the /proc path of the branch entry that holds node `ino`'s attributes.
+    /// The path names the parent's fd, so it is only good while that fd is held: the
+    /// dirfd cache may evict and close it any time, and a path outliving it reached
+    /// whatever file reused the fd number (ENOTDIR, or another file's xattrs).
+    fn with_xattr_path<T>(
+        &self,
+        ino: u64,
+        f: impl FnOnce(&CStr) -> io::Result<T>,
+    ) -> io::Result<T> {
         let (path, place) = self.node_info(ino)?;
         let (layer, bpath) = self.attr_source(&path, &place)?;
         if bpath.as_os_str().is_empty() {
-            return sys::proc_path(self.branch(layer)?.root(), OsStr::new("."));
+            return f(&sys::proc_path(
+                self.branch(layer)?.root(),
+                OsStr::new("."),
+            )?);
         }
         let (pp, name) = split(&bpath)?;
         let d = self.dirfd(layer, &pp)?;
-        sys::proc_path(d.as_fd(), &name)
+        f(&sys::proc_path(d.as_fd(), &name)?)
     }
 
     /// Value of xattr `name`.
@@ -30,13 +40,14 @@ impl Union {
         if is_internal_xattr(name.as_bytes()) {
             return Err(errno(libc::ENODATA));
         }
-        sys::lgetxattr(&self.xattr_path(ino)?, name)?.ok_or_else(|| errno(libc::ENODATA))
+        self.with_xattr_path(ino, |p| sys::lgetxattr(p, name))?
+            .ok_or_else(|| errno(libc::ENODATA))
     }
 
     /// NUL-separated xattr names.
     pub fn listxattr(&self, ino: u64) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        for n in sys::llistxattr(&self.xattr_path(ino)?)? {
+        for n in self.with_xattr_path(ino, sys::llistxattr)? {
             if !is_internal_xattr(&n) {
                 out.extend_from_slice(&n);
                 out.push(0);
@@ -58,7 +69,7 @@ impl Union {
             return Err(errno(libc::EROFS));
         }
         self.copy_up(ino, false)?;
-        sys::lsetxattr(&self.xattr_path(ino)?, name, value, flags)
+        self.with_xattr_path(ino, |p| sys::lsetxattr(p, name, value, flags))
     }
 
     /// Remove xattr `name` (copies up metadata first).
@@ -72,6 +83,6 @@ impl Union {
         // Removing an absent xattr must not copy anything up.
         self.getxattr(ino, name)?;
         self.copy_up(ino, false)?;
-        sys::lremovexattr(&self.xattr_path(ino)?, name)
+        self.with_xattr_path(ino, |p| sys::lremovexattr(p, name))
     }
 }
