@@ -1155,6 +1155,23 @@ impl Filesystem for FuseAdapter {
         );
     }
 
+    /// No ioctl is served: ENOTTY, what a plain file answers. fuser's default answered
+    /// ENOSYS after a warning of three lines in the daemon log, once for every terminal check
+    /// on a redirected stdout (`cmd > file`): the log grew for as long as a container ran.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::from_i32(libc::ENOTTY));
+    }
+
     fn copy_file_range(
         &self,
         _req: &Request,
