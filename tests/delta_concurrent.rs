@@ -236,3 +236,54 @@ fn open_for_write_while_open_read_only() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     m.unmount();
 }
+
+/// The first write into each of many big lower files, read back through a new descriptor,
+/// while other threads list the directory and stat its files over and over (readdirplus
+/// and lookups resolving the same files meanwhile). A resolution taken before the file
+/// became a delta set its node back to a plain metadata copy, and the read after the write
+/// returned the lower bytes (found by runtime/tests/load.rs).
+#[test]
+fn first_write_reads_back_while_the_directory_is_listed() {
+    const FILES: usize = 60;
+    let mut m = DeltaMount::new("first-write-listed", "");
+    for i in 0..FILES {
+        write_lower(&m.lower.join(format!("f{i}")), i as u64, (1 << 20) + 4096);
+    }
+    m.mount();
+    let stop = Arc::new(AtomicBool::new(false));
+    let listers: Vec<_> = (0..3)
+        .map(|_| {
+            let (dir, stop) = (m.mnt.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        let _ = e.metadata();
+                        let _ = std::fs::metadata(e.path());
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    for i in 0..FILES {
+        let p = m.p(&format!("f{i}"));
+        let data = pattern(1000 + i as u64, 0, 64);
+        let fd = sys::open(&p, libc::O_WRONLY, 0).unwrap();
+        sys::pwrite_all(&fd, &data, 128).unwrap();
+        drop(fd);
+        let fd = sys::open(&p, libc::O_RDONLY, 0).unwrap();
+        if sys::pread(&fd, 64, 128).unwrap() != data {
+            wrong.push(format!("f{i}"));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for l in listers {
+        l.join().expect("lister panicked");
+    }
+    assert!(
+        wrong.is_empty(),
+        "the 64 bytes just written read as the lower file's in {} of {FILES} files: {wrong:?}",
+        wrong.len()
+    );
+    m.unmount();
+}

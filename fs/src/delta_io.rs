@@ -103,6 +103,10 @@ impl Union {
         if meta.delta.is_none() {
             let size = upper.metadata()?.len();
             meta.delta = Some(DeltaMap::new(self.delta_block(), size.min(now.size)));
+            // Recorded now, not at the first write: a lookup resolving the file meanwhile
+            // would see a metadata-only copy and set the node back to reading the lower
+            // file, and a read after the write returned the lower bytes.
+            self.meta.write_fd(upper.as_fd(), &meta)?;
         }
         let d = Arc::new(DeltaFile {
             upper,

@@ -70,6 +70,9 @@ pub struct Node {
     /// FUSE generation: changes when an inode number is reused for a new file, so the
     /// kernel drops an old inode it may still cache under the same number.
     pub generation: u64,
+    /// The table's clock when `place` was last set by the operation that changed it (see
+    /// [`NodeTable::clock`]).
+    pub place_at: u64,
 }
 
 /// All nodes.
@@ -77,6 +80,10 @@ pub struct Node {
 pub struct NodeTable {
     nodes: HashMap<u64, Node>,
     next_generation: u64,
+    /// Counts placement changes made by the operations that move entries (copy-up, rename,
+    /// create). A placement resolved from the branches is only as new as the clock read
+    /// before resolving: one that started before a copy-up finished must not undo it.
+    clock: u64,
 }
 
 impl NodeTable {
@@ -94,11 +101,42 @@ impl NodeTable {
                 place_stale: false,
                 dying: false,
                 generation: 0,
+                place_at: 0,
             },
         );
         NodeTable {
             nodes,
             next_generation: 1,
+            clock: 0,
+        }
+    }
+
+    /// The placement clock: read it before resolving a name, pass it to [`Self::found`]
+    /// or [`Self::resolved`].
+    pub fn clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// `ino`'s placement was just changed by the operation that moved it: newer than any
+    /// resolution under way.
+    pub fn placed(&mut self, ino: u64) {
+        self.clock += 1;
+        let now = self.clock;
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.place_at = now;
+        }
+    }
+
+    /// Store `place`, resolved from the branches after reading the clock `seen`, unless an
+    /// operation placed the node since; false if it did (the node's placement is newer).
+    pub fn resolved(&mut self, ino: u64, place: Placement, seen: u64) -> bool {
+        match self.nodes.get_mut(&ino) {
+            Some(n) if n.place_at <= seen => {
+                n.place = place;
+                n.place_stale = false;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -140,7 +178,8 @@ impl NodeTable {
     }
 
     /// Record a lookup of (`parent`, `name`) that found `ino` with placement `place`;
-    /// returns the generation to report.
+    /// returns the generation to report. `seen`: the clock read before `place` was resolved
+    /// from the branches; None when the caller made the entry itself (create, mkdir, link).
     pub fn found(
         &mut self,
         parent: u64,
@@ -148,13 +187,19 @@ impl NodeTable {
         ino: u64,
         place: Placement,
         count: bool,
+        seen: Option<u64>,
     ) -> u64 {
         let mut new_alias = false;
         let fresh = self.next_generation;
         let generation;
+        if seen.is_none() {
+            self.clock += 1;
+        }
+        let now = self.clock;
         match self.nodes.get_mut(&ino) {
             Some(node) => {
-                if node.unlinked || node.dying {
+                let reused = node.unlinked || node.dying;
+                if reused {
                     // The number now names a different file.
                     node.generation = fresh;
                     node.dying = false;
@@ -166,8 +211,19 @@ impl NodeTable {
                     node.aliases.insert(0, (parent, name.to_os_string()));
                     new_alias = true;
                 }
-                node.place = place;
-                node.place_stale = false;
+                match seen {
+                    None => {
+                        node.place = place;
+                        node.place_stale = false;
+                        node.place_at = now;
+                    }
+                    // A copy-up that finished after this lookup began placed it: keep that.
+                    Some(seen) if !reused && node.place_at > seen => {}
+                    Some(_) => {
+                        node.place = place;
+                        node.place_stale = false;
+                    }
+                }
                 node.unlinked = false;
                 if count {
                     node.lookups += 1;
@@ -185,6 +241,7 @@ impl NodeTable {
                         place_stale: false,
                         dying: false,
                         generation: fresh,
+                        place_at: now,
                     },
                 );
                 self.next_generation += 1;
@@ -344,8 +401,8 @@ mod tests {
     #[test]
     fn paths_aliases_and_forget() {
         let mut t = NodeTable::with_root(place(libc::S_IFDIR));
-        t.found(ROOT, OsStr::new("a"), 10, place(libc::S_IFDIR), true);
-        t.found(10, OsStr::new("f"), 11, place(libc::S_IFREG), true);
+        t.found(ROOT, OsStr::new("a"), 10, place(libc::S_IFDIR), true, None);
+        t.found(10, OsStr::new("f"), 11, place(libc::S_IFREG), true, None);
         assert_eq!(t.path(11), Some(PathBuf::from("a/f")));
         t.move_alias(11, 10, OsStr::new("f"), ROOT, OsStr::new("g"));
         assert_eq!(t.path(11), Some(PathBuf::from("g")));
@@ -360,10 +417,39 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_older_than_a_copy_up_does_not_undo_it() {
+        let mut t = NodeTable::with_root(place(libc::S_IFDIR));
+        t.found(ROOT, OsStr::new("f"), 7, place(libc::S_IFREG), true, None);
+        let seen = t.clock();
+        let upper = Placement {
+            upper: true,
+            ..place(libc::S_IFREG)
+        };
+        t.get_mut(7).unwrap().place = upper.clone();
+        t.placed(7);
+        // A lookup that resolved the lower file before the copy-up finished.
+        t.found(
+            ROOT,
+            OsStr::new("f"),
+            7,
+            place(libc::S_IFREG),
+            true,
+            Some(seen),
+        );
+        assert_eq!(t.get(7).unwrap().place, upper);
+        assert!(!t.resolved(7, place(libc::S_IFREG), seen));
+        assert_eq!(t.get(7).unwrap().place, upper);
+        // One that began after it is applied.
+        let later = t.clock();
+        assert!(t.resolved(7, place(libc::S_IFLNK), later));
+        assert_eq!(t.get(7).unwrap().place.kind, libc::S_IFLNK);
+    }
+
+    #[test]
     fn parent_kept_while_child_lives() {
         let mut t = NodeTable::with_root(place(libc::S_IFDIR));
-        t.found(ROOT, OsStr::new("d"), 5, place(libc::S_IFDIR), true);
-        t.found(5, OsStr::new("x"), 6, place(libc::S_IFREG), true);
+        t.found(ROOT, OsStr::new("d"), 5, place(libc::S_IFDIR), true, None);
+        t.found(5, OsStr::new("x"), 6, place(libc::S_IFREG), true, None);
         t.forget(5, 1);
         assert_eq!(t.path(6), Some(PathBuf::from("d/x")));
         t.forget(6, 1);

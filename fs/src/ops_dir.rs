@@ -41,9 +41,13 @@ impl Union {
         if !pplace.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
+        let seen = self.nodes.read().clock();
         let r = self.resolve_child(&ppath, &pplace, name)?;
         let mut attr = self.resolved_attr(&r);
-        attr.generation = self.nodes.write().found(parent, name, r.ino, r.place, true);
+        attr.generation = self
+            .nodes
+            .write()
+            .found(parent, name, r.ino, r.place, true, Some(seen));
         Ok(attr)
     }
 
@@ -107,7 +111,10 @@ impl Union {
         let st = stat_at(ne.pd.as_fd(), name)?;
         let ino = self.layer_ino(Layer::Upper, &st)?;
         let mut attr = self.attr_from(&st, ino);
-        attr.generation = self.nodes.write().found(parent, name, ino, place, true);
+        attr.generation = self
+            .nodes
+            .write()
+            .found(parent, name, ino, place, true, None);
         Ok(attr)
     }
 
@@ -219,7 +226,10 @@ impl Union {
         let ino = self.layer_ino(Layer::Upper, &st)?;
         let place = Self::plain_place(libc::S_IFDIR);
         let mut attr = self.attr_from(&st, ino);
-        attr.generation = self.nodes.write().found(parent, name, ino, place, true);
+        attr.generation = self
+            .nodes
+            .write()
+            .found(parent, name, ino, place, true, None);
         Ok(attr)
     }
 
@@ -307,7 +317,7 @@ impl Union {
         let generation = self
             .nodes
             .write()
-            .found(newparent, newname, ino, place, true);
+            .found(newparent, newname, ino, place, true, None);
         let mut attr = self.getattr(ino)?;
         attr.generation = generation;
         Ok(attr)
@@ -601,6 +611,10 @@ impl Union {
         nodes.move_alias(src.ino, parent, name, newparent, newname);
         if let Some(n) = nodes.get_mut(src.ino) {
             mark_upper(n, src);
+        }
+        nodes.placed(src.ino);
+        if let Some(d) = dst.filter(|_| exchange) {
+            nodes.placed(d.ino);
         }
     }
 

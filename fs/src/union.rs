@@ -276,19 +276,23 @@ impl Union {
 
     /// Merged path and placement of a node.
     pub(crate) fn node_info(&self, ino: u64) -> io::Result<(PathBuf, Placement)> {
-        let (path, place, stale) = self.node_info_raw(ino)?;
+        let (path, place, stale, seen) = self.node_info_raw(ino)?;
         if !stale {
             return Ok((path, place));
         }
         let r = self.resolve_path(&path)?;
-        if let Some(n) = self.nodes.write().get_mut(ino) {
-            n.place = r.place.clone();
-            n.place_stale = false;
+        let mut nodes = self.nodes.write();
+        if nodes.resolved(ino, r.place.clone(), seen) {
+            return Ok((path, r.place));
         }
-        Ok((path, r.place))
+        // Placed by a copy-up or rename while we resolved: that is newer.
+        match nodes.get(ino) {
+            Some(n) => Ok((path, n.place.clone())),
+            None => Err(errno(libc::ESTALE)),
+        }
     }
 
-    fn node_info_raw(&self, ino: u64) -> io::Result<(PathBuf, Placement, bool)> {
+    fn node_info_raw(&self, ino: u64) -> io::Result<(PathBuf, Placement, bool, u64)> {
         let nodes = self.nodes.read();
         let Some(node) = nodes.get(ino) else {
             tracing::debug!(ino, "request for a node the table does not hold");
@@ -301,7 +305,7 @@ impl Union {
             tracing::debug!(ino, aliases = ?node.aliases, "node has no reachable path");
             return Err(errno(libc::ESTALE));
         };
-        Ok((path, node.place.clone(), node.place_stale))
+        Ok((path, node.place.clone(), node.place_stale, nodes.clock()))
     }
 
     /// Update the placement of a node after the entry at `path` was copied up; for a hard
@@ -316,6 +320,7 @@ impl Union {
                 n.place_stale = true;
             }
         }
+        nodes.placed(ino);
     }
 
     /// Number of nodes the kernel holds (for statistics).
