@@ -954,7 +954,7 @@ fn twenty_containers_write_rename_and_delete_for_minutes() {
         }
     }
     let ps = l.ok(&["ps", "-a"], 60);
-    let mut total = 0u64;
+    let (mut total, mut walks) = (0u64, 0u64);
     let mut per_box = Vec::new();
     for b in &l.boxes {
         let logs = l.ok(&["logs", &b.name], 60);
@@ -985,6 +985,7 @@ fn twenty_containers_write_rename_and_delete_for_minutes() {
             b.name
         );
         total += iters;
+        walks += b.progress.get("r").map_or(0, |p| p.0 + 1);
         per_box.push(iters);
     }
 
@@ -1083,7 +1084,7 @@ fn twenty_containers_write_rename_and_delete_for_minutes() {
     }
     println!(
         "load: {containers} containers x {WORKERS} workers + reader, {secs} s, {total} iterations \
-         (min {} max {} per container); daemon peak RSS {} MiB, peak fds {peak_fds}, peak nodes \
+         (min {} max {} per container), {walks} reader passes; daemon peak RSS {} MiB, peak fds {peak_fds}, peak nodes \
          {peak_nodes}\n{report}",
         per_box.iter().min().unwrap_or(&0),
         per_box.iter().max().unwrap_or(&0),
