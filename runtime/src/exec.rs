@@ -169,6 +169,13 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
             if let Err(e) = nix::sys::prctl::set_no_new_privs() {
                 fail(&err_w, 125, &format!("cannot set no_new_privs: {e}"));
             }
+            if let Err(e) = sys::deny_keyring_syscalls() {
+                fail(
+                    &err_w,
+                    125,
+                    &format!("cannot install the seccomp filter: {e}"),
+                );
+            }
             let target = Target {
                 args: &spec.args,
                 env: &env,

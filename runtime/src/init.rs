@@ -177,6 +177,13 @@ pub fn container_main(
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         fail(&err_fd, 125, &format!("cannot set no_new_privs: {e}"));
     }
+    if let Err(e) = sys::deny_keyring_syscalls() {
+        fail(
+            &err_fd,
+            125,
+            &format!("cannot install the seccomp filter: {e}"),
+        );
+    }
     let target = Target {
         args: &cfg.process.args,
         env: &env,

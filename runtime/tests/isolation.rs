@@ -32,9 +32,11 @@ const PROBE_C: &str = r#"
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/keyctl.h>
 
 static void name(void) {
     const char *n = strerrorname_np(errno);
@@ -135,6 +137,19 @@ int main(int argc, char **argv) {
         if (setrlimit(RLIMIT_NOFILE, &down)) return err("lower");
         errno = e;
         return err("lower ok, raise");
+    }
+    if (!strcmp(c, "key") && argc == 4) {
+        /* add, read or drop the key named argv[3] in the user keyring. */
+        if (argv[2][0] == 'a') {
+            long id = syscall(SYS_add_key, "user", argv[3], "secret", 6, KEY_SPEC_USER_KEYRING);
+            return id < 0 ? err("add") : OK;
+        }
+        long id = syscall(SYS_keyctl, KEYCTL_SEARCH, KEY_SPEC_USER_KEYRING, "user", argv[3], 0);
+        if (id < 0) return err("search");
+        if (argv[2][0] == 'd') return syscall(SYS_keyctl, KEYCTL_INVALIDATE, id) ? err("drop") : OK;
+        char buf[64] = {0};
+        if (syscall(SYS_keyctl, KEYCTL_READ, id, buf, sizeof buf - 1) < 0) return err("read");
+        return printf("ok %s\n", buf), 0;
     }
     if (!strcmp(c, "ids") && argc == 2) return printf("%d %d\n", getuid(), geteuid()), 0;
     if (!strcmp(c, "userns") && argc == 5) {
@@ -657,6 +672,17 @@ fn host_path_probes(e: &Env, p: &mut Probes) {
     );
 }
 
+/// A key in the host root's user keyring, dropped when the test ends.
+struct HostKey<'a>(&'a Env, String);
+
+impl Drop for HostKey<'_> {
+    fn drop(&mut self) {
+        host_probe(self.0, &["key", "drop", &self.1]);
+        // The one a container would have added, had the filter let it.
+        host_probe(self.0, &["key", "drop", &format!("{}-in", self.1)]);
+    }
+}
+
 /// A host process killed when the test ends, passed or not.
 struct Victim(std::process::Child);
 
@@ -681,6 +707,11 @@ fn host_paths_outside_the_root_are_unreachable() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 7");
     assert_eq!(host_probe(&e, &["handle", "/etc/hosts"]), "ok");
+    // The host root's user keyring: keyrings belong to the user namespace, not to the
+    // mount or pid namespaces, so only the seccomp filter keeps a rootful container out.
+    let key = HostKey(&e, format!("strata-iso-{}", e.dir.display()));
+    assert_eq!(host_probe(&e, &["key", "add", &key.1]), "ok");
+    assert_eq!(host_probe(&e, &["key", "read", &key.1]), "ok secret");
     // A host process, not in the container's pid namespace.
     let mut victim = Victim(
         Command::new("sleep")
@@ -696,6 +727,16 @@ fn host_paths_outside_the_root_are_unreachable() {
     for driver in ["overlay", "fuse"] {
         let mut p = Probes::default();
         host_path_probes(&e, &mut p);
+        p.add(
+            "host keyring",
+            format!("probe key read {}", key.1),
+            "search EPERM",
+        );
+        p.add(
+            "keyring add",
+            format!("probe key add {}-in", key.1),
+            "add EPERM",
+        );
         p.add("host pid", format!("probe kill {vpid}"), "ESRCH");
         p.add(
             "host pid /proc",
@@ -731,6 +772,11 @@ fn host_paths_outside_the_root_are_unreachable() {
             "ENOENT",
         );
         p.add("supervisor kill", format!("probe kill {sup}"), "ESRCH");
+        p.add(
+            "host keyring",
+            format!("probe key read {}", key.1),
+            "search EPERM",
+        );
         let out = e.strata(&["exec", &name, "sh", "-c", &p.script()]);
         assert_eq!(
             out.status.code(),
@@ -1136,6 +1182,7 @@ fn rootless_containers_gain_nothing_on_the_host() {
         }
         p.add("rlimit", "probe rlimit", "lower ok, raise EPERM");
         p.add("sethostname", "probe sethostname evil", "EPERM");
+        p.add("keyring", "probe key add mine", "add EPERM");
         p.add("host canary", format!("probe read {c}"), "ENOENT");
         p.add(
             "/proc/self/root",
