@@ -556,7 +556,10 @@ fn supervise_mounted(
         Forked::Parent(pid) => pid,
     };
     drop(err_w);
-    let master = tty_pipes.and_then(|(ready_r, ready_w, answer_r, answer_w)| {
+    // The supervisor keeps its slave fd until init has opened its own: a pty whose slave was
+    // opened and closed again answers EIO to the master's reader, which would then stop and
+    // lose the container's output.
+    let pty = tty_pipes.and_then(|(ready_r, ready_w, answer_r, answer_w)| {
         drop((ready_w, answer_r));
         let mut b = [0u8; 1];
         // EOF: init failed before asking; it reports why on the error pipe.
@@ -567,7 +570,7 @@ fn supervise_mounted(
         match pty::open_in(&ptmx) {
             Ok(p) => {
                 let _ = nix::unistd::write(&answer_w, p.slave_path.to_string_lossy().as_bytes());
-                Some(p.master)
+                Some((p.master, p.slave))
             }
             Err(e) => {
                 // Closing the answer unanswered makes init fail with a message.
@@ -576,6 +579,7 @@ fn supervise_mounted(
             }
         }
     });
+    let (master, slave) = pty.unzip();
     let start = container::pid_start_time(pid.as_raw());
     container::update_state(store, &cfg.id, |st| {
         st.status = Status::Running;
@@ -616,7 +620,9 @@ fn supervise_mounted(
         }
     }
     let mut msg = String::new();
+    // EOF on the error pipe: the command was executed (it holds the slave) or init failed.
     let _ = File::from(err_r).read_to_string(&mut msg);
+    drop(slave);
     let msg = (!msg.is_empty()).then_some(msg);
     match &msg {
         Some(m) => {
