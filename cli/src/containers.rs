@@ -29,12 +29,8 @@ impl FromArgMatches for ContainerCommand {
         Self::from_arg_matches_mut(&mut m.clone())
     }
     fn from_arg_matches_mut(m: &mut ArgMatches) -> Result<Self, clap::Error> {
-        let root = m
-            .subcommand()
-            .and_then(|(_, sm)| sm.try_get_one::<PathBuf>(ROOT_ARG).ok().flatten().cloned())
-            .or_else(|| m.try_get_one::<PathBuf>(ROOT_ARG).ok().flatten().cloned());
         Ok(ContainerCommand {
-            root,
+            root: store_root(m),
             cmd: Box::new(Cmd::from_arg_matches_mut(m)?),
         })
     }
@@ -42,6 +38,13 @@ impl FromArgMatches for ContainerCommand {
         *self = Self::from_arg_matches(m)?;
         Ok(())
     }
+}
+
+/// The global `--root DIR` as given to any subcommand (`strata fsck` reads it too).
+pub fn store_root(m: &ArgMatches) -> Option<PathBuf> {
+    m.subcommand()
+        .and_then(|(_, sm)| sm.try_get_one::<PathBuf>(ROOT_ARG).ok().flatten().cloned())
+        .or_else(|| m.try_get_one::<PathBuf>(ROOT_ARG).ok().flatten().cloned())
 }
 
 fn root_arg() -> Arg {

@@ -8,7 +8,7 @@ mod tools;
 mod trace_cmd;
 mod transfer_cmd;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -54,14 +54,15 @@ fn main() -> ExitCode {
         .chain(["help".to_string()])
         .collect();
     let argv = mount::rewrite_helper_form(argv, &names);
-    let cli = Cli::parse_from(argv);
+    let matches = Cli::command().get_matches_from(argv);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Mount(args) => mount::run_mount(args, &cli.log_level),
         Command::Umount(args) => {
             logging::init_stderr(&cli.log_level);
             mount::run_umount(args)
         }
-        Command::Fsck(args) => tools::run_fsck(args),
+        Command::Fsck(args) => tools::run_fsck(args, containers::store_root(&matches)),
         Command::Compact(args) => tools::run_compact(args),
         Command::Trace(args) => trace_cmd::run_trace(args),
         Command::Whence(args) => trace_cmd::run_whence(args),

@@ -8,9 +8,11 @@ use std::path::PathBuf;
 /// Arguments of `strata fsck`.
 #[derive(Args, Debug)]
 pub struct FsckArgs {
-    /// The upper directory to check.
+    /// The upper directory to check, or a container's name or id (its upper over its layers).
+    #[arg(value_name = "UPPER|CONTAINER")]
     upper: PathBuf,
-    /// The lower branches it was mounted over (A:B, top first), to check delta origins.
+    /// The lower branches it was mounted over (A:B, top first), to check delta origins
+    /// (a container's are known).
     #[arg(long, value_name = "DIRS")]
     lowerdir: Option<String>,
     /// Fix what can be fixed safely (block maps claiming more than the file holds).
@@ -27,7 +29,7 @@ pub struct CompactArgs {
 }
 
 /// Check an upper directory; non-zero exit while problems remain.
-pub fn run_fsck(args: FsckArgs) -> Result<(), String> {
+pub fn run_fsck(args: FsckArgs, root: Option<PathBuf>) -> Result<(), String> {
     let lowers: Vec<PathBuf> = args
         .lowerdir
         .as_deref()
@@ -38,7 +40,17 @@ pub fn run_fsck(args: FsckArgs) -> Result<(), String> {
                 .collect()
         })
         .unwrap_or_default();
-    let findings = strata_fs::fsck::fsck(&args.upper, &lowers, args.repair)?;
+    let (upper, lowers) = match names_a_container(&args.upper) {
+        true if args.lowerdir.is_some() => {
+            return Err(format!(
+            "--lowerdir is for an upper directory; {} names a container, whose layers are known",
+            args.upper.display()
+        ))
+        }
+        true => container_branches(&args.upper, root, args.repair)?,
+        false => (args.upper.clone(), lowers),
+    };
+    let findings = strata_fs::fsck::fsck(&upper, &lowers, args.repair)?;
     let mut left = 0;
     for f in &findings {
         let state = if f.repaired { "repaired" } else { "PROBLEM" };
@@ -48,19 +60,46 @@ pub fn run_fsck(args: FsckArgs) -> Result<(), String> {
         println!("{state}: {}: {}", f.path.display(), f.problem);
     }
     if left == 0 {
-        println!(
-            "{}: clean ({} repaired)",
-            args.upper.display(),
-            findings.len()
-        );
+        println!("{}: clean ({} repaired)", upper.display(), findings.len());
         Ok(())
     } else {
         Err(format!(
             "{left} problem(s) in {}{}",
-            args.upper.display(),
+            upper.display(),
             if args.repair { "" } else { " (try --repair)" }
         ))
     }
+}
+
+/// A bare word that is not a directory here names a container (`strata fsck web`); anything
+/// with a slash, or an existing directory, is an upper directory as before.
+fn names_a_container(arg: &std::path::Path) -> bool {
+    let word = arg.as_os_str().as_bytes();
+    !word.contains(&b'/') && !arg.is_dir()
+}
+
+/// A container's upper directory and lower branches (top first). A repair must not race the
+/// daemon serving a running container, so it is refused then.
+fn container_branches(
+    what: &std::path::Path,
+    root: Option<PathBuf>,
+    repair: bool,
+) -> Result<(PathBuf, Vec<PathBuf>), String> {
+    use strata_runtime::container::{self, Paths, Status};
+    let store = strata_runtime::store::Store::open(root.as_deref()).map_err(|e| e.to_string())?;
+    let name = what.to_string_lossy();
+    let id = container::resolve(&store, &name).map_err(|e| e.to_string())?;
+    let state = strata_runtime::run::reconcile(&store, &id).map_err(|e| e.to_string())?;
+    if repair && state.status == Status::Running {
+        return Err(format!(
+            "container {name} is running: stop it (`strata stop {name}`) before fsck --repair"
+        ));
+    }
+    let cfg = container::load_config(&store, &id).map_err(|e| e.to_string())?;
+    Ok((
+        Paths::new(&store, &id).upper(),
+        container::lower_dirs(&store, &cfg),
+    ))
 }
 
 /// Ask the daemon serving each path to make its delta whole.

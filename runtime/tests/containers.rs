@@ -1106,3 +1106,35 @@ fn export_and_save_write_into_a_fifo_in_place() {
         .collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+#[test]
+fn fsck_by_container_name() {
+    let e = Env::new();
+    let id = e.ok(&[
+        "run", "-d", "--name", "fk", "--driver", "fuse", "busybox", "sleep", "1000",
+    ]);
+    let id = id.trim();
+    let upper = e.root().join("containers").join(id).join("upper");
+    // Read-only checks are fine while it runs; the report names the container's upper.
+    let out = e.ok(&["fsck", "fk"]);
+    assert_eq!(out, format!("{}: clean (0 repaired)\n", upper.display()));
+    let out = e.strata(&["fsck", "--repair", "fk"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "repair of a running container");
+    assert!(
+        err.contains("is running") && err.contains("strata stop fk"),
+        "{err}"
+    );
+    let out = e.strata(&["fsck", "fk", "--lowerdir", "/tmp"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("names a container"));
+    let out = e.strata(&["fsck", "no-such-box"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such container"));
+    e.ok(&["stop", "-t", "1", "fk"]);
+    assert_eq!(
+        e.ok(&["fsck", "--repair", id]),
+        format!("{}: clean (0 repaired)\n", upper.display())
+    );
+    e.ok(&["rm", "fk"]);
+}

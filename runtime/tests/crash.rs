@@ -772,6 +772,9 @@ fn crash_once(
             "fsck after the crash: {text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The same check by the container's name: its upper over its own layers.
+        let by_name = e.ok(&["fsck", &name]);
+        assert_eq!(by_name, text, "fsck {name} and fsck of its upper differ");
     }
     let diff = e.ok(&["diff", &name]);
     assert!(
