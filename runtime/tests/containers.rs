@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{busybox, strata_bin};
+use common::{install_busybox, strata_bin};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -30,15 +30,7 @@ impl Env {
         for d in ["bin", "etc", "tmp", "root", "home/bob"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
-        std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
-        // The host's copy: executing the fresh copy races with forks in parallel tests
-        // that briefly hold its write descriptor (ETXTBSY).
-        let list = Command::new(busybox()).arg("--list").output().unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-            }
-        }
+        install_busybox(&rootfs.join("bin"));
         std::fs::write(
             rootfs.join("etc/passwd"),
             "root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1000:bob:/home/bob:/bin/sh\n",

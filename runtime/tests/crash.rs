@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{busybox, strata_bin};
+use common::{install_busybox, strata_bin};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -168,13 +168,7 @@ impl Env {
         for d in ["bin", "etc", "tmp", "big"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
-        std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
-        let list = Command::new(busybox()).arg("--list").output().unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-            }
-        }
+        install_busybox(&rootfs.join("bin"));
         std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
         let blob: Vec<u8> = (0..BIG_BLOCKS).flat_map(lower_block).collect();

@@ -11,21 +11,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::strata_bin;
+use common::{sha, snapshot, strata_bin};
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use sha2::Digest;
-
-fn sha(data: &[u8]) -> String {
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -141,44 +132,6 @@ impl Drop for Env {
             .status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Every path under `root` with its type, mode, owner, size, link count and content hash
-/// (symlinks: their target), sorted: equal snapshots mean a byte-for-byte equal tree.
-fn snapshot(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&p) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let path = e.path();
-            let m = path.symlink_metadata().unwrap();
-            let rel = path.strip_prefix(root).unwrap().display().to_string();
-            let ft = m.file_type();
-            let what = if ft.is_dir() {
-                stack.push(path.clone());
-                "dir".to_string()
-            } else if ft.is_symlink() {
-                format!("-> {}", std::fs::read_link(&path).unwrap().display())
-            } else if ft.is_file() {
-                sha(&std::fs::read(&path).unwrap())
-            } else {
-                format!("special {:x}", m.rdev())
-            };
-            let size = if ft.is_dir() { 0 } else { m.len() };
-            out.push(format!(
-                "{rel} {:o} {}:{} n{} {size} {what}",
-                m.mode(),
-                m.uid(),
-                m.gid(),
-                if ft.is_dir() { 0 } else { m.nlink() }
-            ));
-        }
-    }
-    out.sort();
-    out
 }
 
 // ---- tar building ----

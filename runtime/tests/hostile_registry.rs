@@ -13,11 +13,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{busybox, strata_bin};
+use common::{busybox, sha, snapshot, strata_bin};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -25,13 +24,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::Digest;
-
-fn sha(data: &[u8]) -> String {
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 fn digest(data: &[u8]) -> String {
     format!("sha256:{}", sha(data))
@@ -550,45 +542,6 @@ impl Drop for Env {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Every path under `root` with its type, mode, owner, size, link count and content hash
-/// (symlinks: their target), sorted: equal snapshots mean a byte-for-byte equal tree.
-/// (The same as runtime/tests/hostile.rs.)
-fn snapshot(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&p) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let path = e.path();
-            let m = path.symlink_metadata().unwrap();
-            let rel = path.strip_prefix(root).unwrap().display().to_string();
-            let ft = m.file_type();
-            let what = if ft.is_dir() {
-                stack.push(path.clone());
-                "dir".to_string()
-            } else if ft.is_symlink() {
-                format!("-> {}", std::fs::read_link(&path).unwrap().display())
-            } else if ft.is_file() {
-                sha(&std::fs::read(&path).unwrap())
-            } else {
-                format!("special {:x}", m.rdev())
-            };
-            let size = if ft.is_dir() { 0 } else { m.len() };
-            out.push(format!(
-                "{rel} {:o} {}:{} n{} {size} {what}",
-                m.mode(),
-                m.uid(),
-                m.gid(),
-                if ft.is_dir() { 0 } else { m.nlink() }
-            ));
-        }
-    }
-    out.sort();
-    out
 }
 
 /// Everything a refused pull must leave as it was.

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{busybox, strata_bin};
+use common::{install_busybox, strata_bin};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -226,13 +226,7 @@ impl Env {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::set_permissions(rootfs.join("tmp"), PermissionsExt::from_mode(0o1777)).unwrap();
-        std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
-        let list = Command::new(busybox()).arg("--list").output().unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-            }
-        }
+        install_busybox(&rootfs.join("bin"));
         std::fs::copy(dir.join("probe"), rootfs.join("bin/probe")).unwrap();
         std::fs::copy(dir.join("probe"), rootfs.join("bin/probe-suid")).unwrap();
         std::fs::set_permissions(

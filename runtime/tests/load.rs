@@ -15,7 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{busybox, strata_bin};
+use common::{install_busybox, strata_bin};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -390,13 +390,7 @@ fn make_rootfs(rootfs: &Path) {
     for d in ["bin", "etc", "tmp", "root", "work", "data"] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
-    std::fs::copy(busybox(), rootfs.join("bin/busybox")).unwrap();
-    let list = Command::new(busybox()).arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-        }
-    }
+    install_busybox(&rootfs.join("bin"));
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
     std::fs::write(rootfs.join("load.sh"), script()).unwrap();

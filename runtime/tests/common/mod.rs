@@ -2,7 +2,10 @@
 // Each test binary uses only some of these.
 #![allow(dead_code)]
 
+use sha2::Digest;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The strata binary under test: STRATA_BIN, or the workspace's debug build.
 pub fn strata_bin() -> PathBuf {
@@ -26,4 +29,64 @@ pub fn busybox() -> PathBuf {
         }
     }
     panic!("busybox is missing: run scripts/setup (or apt-get install -y busybox-static)");
+}
+
+/// Copy the host's busybox into `bin` with a symlink for each applet. Applets run through
+/// the host's copy in the listing: executing the fresh copy races with forks in parallel
+/// tests that briefly hold its write descriptor (ETXTBSY).
+pub fn install_busybox(bin: &Path) {
+    std::fs::create_dir_all(bin).unwrap();
+    std::fs::copy(busybox(), bin.join("busybox")).unwrap();
+    let list = Command::new(busybox()).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+    }
+}
+
+/// Lower-case hex sha256 of `data`.
+pub fn sha(data: &[u8]) -> String {
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every path under `root` with its type, mode, owner, size, link count and content hash
+/// (symlinks: their target), sorted: equal snapshots mean a byte-for-byte equal tree.
+pub fn snapshot(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&p) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            let m = path.symlink_metadata().unwrap();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let ft = m.file_type();
+            let what = if ft.is_dir() {
+                stack.push(path.clone());
+                "dir".to_string()
+            } else if ft.is_symlink() {
+                format!("-> {}", std::fs::read_link(&path).unwrap().display())
+            } else if ft.is_file() {
+                sha(&std::fs::read(&path).unwrap())
+            } else {
+                format!("special {:x}", m.rdev())
+            };
+            let size = if ft.is_dir() { 0 } else { m.len() };
+            out.push(format!(
+                "{rel} {:o} {}:{} n{} {size} {what}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                if ft.is_dir() { 0 } else { m.nlink() }
+            ));
+        }
+    }
+    out.sort();
+    out
 }
