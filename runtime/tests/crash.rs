@@ -711,14 +711,19 @@ fn crash_once(
     let upper = cdir.join("upper");
     if kill != Kill::Daemon {
         // No strata command runs in between: the container must die with its supervisor.
-        // Left may be the root's mount and its FUSE daemon, for reconcile to clean up.
-        let daemons = fuse_daemons(&upper);
+        // Left may be the root's mount and its FUSE daemon, for reconcile to clean up. A
+        // supervisor killed while starting may have left its mount helper running: it
+        // finishes the mount on its own (the daemon then serves a live mount), so wait for
+        // that to settle — a daemon with no live mount is still starting.
+        let merged = cdir.join("merged");
         poll(
             "the container's processes to die with the supervisor",
             20,
             || {
+                let daemons = fuse_daemons(&upper);
                 procs.left().is_empty()
                     && procs_naming(&e.root()).iter().all(|p| daemons.contains(p))
+                    && (daemons.is_empty() || !mounts_under(&merged).is_empty())
             },
         );
         // Whichever command comes first finds the stale state (mount, cgroup, "running")
