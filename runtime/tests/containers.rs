@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{install_busybox, strata_bin};
+use common::{as_user, ensure_user, install_busybox, strata_bin};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -626,37 +626,11 @@ fn commit_and_export_a_running_container_and_an_unchanged_one() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid"));
 }
 
-/// Run strata as the unprivileged user `user` with its store under `home` (the default
-/// rootless location, $XDG_DATA_HOME/strata).
-fn as_user(user: &str, home: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("setpriv")
-        .args(["--reuid", user, "--regid", user, "--init-groups", "env"])
-        .arg(format!("HOME={}", home.display()))
-        .arg(format!("XDG_DATA_HOME={}", home.join("data").display()))
-        .arg(strata_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn rootless_runs_as_an_unprivileged_user() {
     let e = Env::new();
     let user = "strata-rootless";
-    if Command::new("id").arg(user).output().unwrap().status.code() != Some(0) {
-        // useradd gives the user subordinate id ranges (/etc/subuid, /etc/subgid).
-        let st = Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", user])
-            .status()
-            .unwrap();
-        assert!(st.success() || st.code() == Some(9), "useradd failed");
-    }
+    ensure_user(user);
     // As distributions ship it.
     std::fs::set_permissions(
         "/dev/fuse",

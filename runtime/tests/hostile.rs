@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{sha, snapshot, strata_bin};
+use common::{as_user, ensure_user, sha, snapshot, strata_bin};
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -556,35 +556,11 @@ fn sparse_10g_entry_does_not_fill_the_disk() {
     assert_eq!(&buf, b"\0middle\0");
 }
 
-/// Run strata as `user` with its store under `home`.
-fn as_user(user: &str, home: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("setpriv")
-        .args(["--reuid", user, "--regid", user, "--init-groups", "env"])
-        .arg(format!("HOME={}", home.display()))
-        .arg(format!("XDG_DATA_HOME={}", home.join("data").display()))
-        .arg(strata_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn rootless_import_of_devices_and_setuid_files() {
     let e = Env::new();
     let user = "strata-rootless";
-    if Command::new("id").arg(user).output().unwrap().status.code() != Some(0) {
-        let st = Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", user])
-            .status()
-            .unwrap();
-        assert!(st.success() || st.code() == Some(9), "useradd failed");
-    }
+    ensure_user(user);
     let home = e.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(&e.dir, std::fs::Permissions::from_mode(0o755)).unwrap();

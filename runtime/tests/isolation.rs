@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{install_busybox, strata_bin};
+use common::{ensure_user, install_busybox, strata_bin};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -1080,14 +1080,7 @@ fn user_ok(home: &Path, args: &[&str]) -> String {
 /// The rootless user (created if missing; useradd gives it subordinate id ranges) and
 /// /dev/fuse usable by it, as distributions ship it.
 fn rootless_user() -> (u32, u32) {
-    if Command::new("id").arg(USER).output().unwrap().status.code() != Some(0) {
-        let st = Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", USER])
-            .status()
-            .unwrap();
-        // 9: created meanwhile by a parallel test.
-        assert!(st.success() || st.code() == Some(9), "useradd failed");
-    }
+    ensure_user(USER);
     std::fs::set_permissions("/dev/fuse", PermissionsExt::from_mode(0o666)).unwrap();
     let user = nix::unistd::User::from_name(USER).unwrap().unwrap();
     let subuid = std::fs::read_to_string("/etc/subuid").unwrap();

@@ -5,7 +5,7 @@
 use sha2::Digest;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// The strata binary under test: STRATA_BIN, or the workspace's debug build.
 pub fn strata_bin() -> PathBuf {
@@ -89,4 +89,36 @@ pub fn snapshot(root: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Create the unprivileged user `user` if missing (useradd gives it subordinate id ranges
+/// in /etc/subuid and /etc/subgid).
+pub fn ensure_user(user: &str) {
+    if Command::new("id").arg(user).output().unwrap().status.code() != Some(0) {
+        let st = Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", user])
+            .status()
+            .unwrap();
+        // 9: created meanwhile by a parallel test.
+        assert!(st.success() || st.code() == Some(9), "useradd failed");
+    }
+}
+
+/// Run strata as the unprivileged user `user` with its store under `home` (the default
+/// rootless location, $XDG_DATA_HOME/strata): exit code, stdout, stderr.
+pub fn as_user(user: &str, home: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid", user, "--regid", user, "--init-groups", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("XDG_DATA_HOME={}", home.join("data").display()))
+        .arg(strata_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
