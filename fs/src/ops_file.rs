@@ -211,7 +211,7 @@ impl Union {
         self.getattr(ino)
     }
 
-    /// The on-disk owner a chown asks for (None: no chown); unmapped ids are EINVAL.
+    /// The on-disk owner a chown asks for (None: no chown); unmapped ids become the overflow id.
     fn owner_out(&self, sa: &SetAttr) -> io::Result<Option<(Option<Uid>, Option<Gid>)>> {
         if sa.uid.is_none() && sa.gid.is_none() {
             return Ok(None);

@@ -1,6 +1,6 @@
 //! Mount options, parsed from fuse-overlayfs-compatible `-o` strings.
 
-use crate::idmap::IdMap;
+use crate::idmap::{system_overflow, IdMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,9 +13,9 @@ pub struct MountOptions {
     pub upperdir: Option<PathBuf>,
     /// Scratch directory on the upper's filesystem for atomic copy-up.
     pub workdir: Option<PathBuf>,
-    /// uid mapping between the mount and the branches (fuse-overlayfs uidmapping=).
+    /// uid mapping between the branches and the mount (fuse-overlayfs uidmapping=HOST:TO:LEN).
     pub uidmap: IdMap,
-    /// gid mapping between the mount and the branches (fuse-overlayfs gidmapping=).
+    /// gid mapping between the branches and the mount (fuse-overlayfs gidmapping=HOST:TO:LEN).
     pub gidmap: IdMap,
     /// Report every file as owned by this uid (squash_to_root / squash_to_uid).
     pub squash_uid: Option<u32>,
@@ -172,8 +172,12 @@ impl MountOptions {
             }
             "upperdir" => self.upperdir = Some(PathBuf::from(need(val)?)),
             "workdir" => self.workdir = Some(PathBuf::from(need(val)?)),
-            "uidmapping" => self.uidmap = IdMap::parse(&need(val)?)?,
-            "gidmapping" => self.gidmap = IdMap::parse(&need(val)?)?,
+            "uidmapping" => {
+                self.uidmap = IdMap::parse(&need(val)?)?.with_overflow(system_overflow("uid"))
+            }
+            "gidmapping" => {
+                self.gidmap = IdMap::parse(&need(val)?)?.with_overflow(system_overflow("gid"))
+            }
             "squash_to_root" => {
                 self.squash_uid = Some(0);
                 self.squash_gid = Some(0);

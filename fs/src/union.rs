@@ -258,20 +258,14 @@ impl Union {
         a
     }
 
-    /// Disk uid for a uid given in the mount (EINVAL when unmapped).
+    /// Disk uid for a uid given in the mount (unmapped: the overflow id, as fuse-overlayfs).
     pub(crate) fn uid_out(&self, uid: u32) -> io::Result<u32> {
-        self.opts
-            .uidmap
-            .to_outside(uid)
-            .ok_or_else(|| errno(libc::EINVAL))
+        Ok(self.opts.uidmap.to_outside(uid))
     }
 
-    /// Disk gid for a gid given in the mount (EINVAL when unmapped).
+    /// Disk gid for a gid given in the mount (unmapped: the overflow id, as fuse-overlayfs).
     pub(crate) fn gid_out(&self, gid: u32) -> io::Result<u32> {
-        self.opts
-            .gidmap
-            .to_outside(gid)
-            .ok_or_else(|| errno(libc::EINVAL))
+        Ok(self.opts.gidmap.to_outside(gid))
     }
 
     /// Merged path and placement of a node.
