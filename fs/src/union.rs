@@ -258,6 +258,21 @@ impl Union {
         a
     }
 
+    /// A directory merged from several branches reports nlink 1, as overlayfs does:
+    /// its own branch's count misses the subdirectories of the others (lower `p/{s1,s2}`
+    /// plus an upper `p/s3` would say 3), and nlink-based walkers (find without -noleaf)
+    /// would skip subdirectories. 1 means "unknown" to them. A directory in one branch
+    /// only keeps that branch's count, which is exact.
+    pub(crate) fn fix_merged_dir_nlink(&self, a: &mut Attr, place: &Placement) {
+        if !place.is_dir() || a.kind() != libc::S_IFDIR {
+            return;
+        }
+        let branches = usize::from(place.upper) + place.dir.as_ref().map_or(0, |d| d.layers.len());
+        if branches > 1 {
+            a.nlink = 1;
+        }
+    }
+
     /// Disk uid for a uid given in the mount (unmapped: the overflow id, as fuse-overlayfs).
     pub(crate) fn uid_out(&self, uid: u32) -> io::Result<u32> {
         Ok(self.opts.uidmap.to_outside(uid))
