@@ -48,6 +48,10 @@ pub struct FuseAdapter {
     tracer: Option<Arc<Tracer>>,
     /// Block size of delta files (to count delta blocks written).
     delta_block: u64,
+    /// Write handles whose writes clear set-id bits in the daemon (see privs.rs).
+    kill_on_write: crate::privs::KillOnWrite,
+    /// Set once the session exists: tells the kernel about mode changes it did not ask for.
+    notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
 }
 
 /// What a request is about: enough to name it in the trace and the debug log.
@@ -182,6 +186,14 @@ fn ctx(req: &Request, umask: u32) -> Ctx {
     }
 }
 
+fn caller(req: &Request) -> crate::privs::Caller {
+    crate::privs::Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
 fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
     t.map(|t| match t {
         TimeOrNow::Now => SetTime::Now,
@@ -203,6 +215,38 @@ impl FuseAdapter {
             stats: Arc::new(Stats::default()),
             tracer: None,
             delta_block: crate::delta::DEFAULT_BLOCK,
+            kill_on_write: crate::privs::KillOnWrite::default(),
+            notifier: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    /// Where the session's notifier goes once the session exists.
+    pub fn notifier_slot(&self) -> Arc<std::sync::OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Before `req`'s caller changes data through `fh`: clear the set-id bits it must
+    /// lose (privs.rs), and drop the kernel's cached attributes of the node if it did.
+    fn kill_privs(&self, req: &Request, fh: u64) -> io::Result<()> {
+        if !self.kill_on_write.watched(fh) {
+            return Ok(());
+        }
+        if let Some(ino) = self
+            .kill_on_write
+            .before_write(&self.union, fh, &caller(req))?
+        {
+            self.inval_attr(ino);
+        }
+        Ok(())
+    }
+
+    /// The kernel's cached attributes of `ino` are stale (only the attributes: no page
+    /// cache is touched, so this is safe inside a request of that inode).
+    fn inval_attr(&self, ino: u64) {
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
+                tracing::debug!(ino, "attribute invalidation failed: {e}");
+            }
         }
     }
 
@@ -585,6 +629,13 @@ impl Filesystem for FuseAdapter {
                 self.union.set_writeback_cache(true);
             }
         }
+        // The kernel enforces POSIX ACLs and leaves the umask to strata, which applies it
+        // or a parent's default ACL (acl.rs). Not without xattrs: nothing could be read.
+        if !self.union.options().no_xattrs {
+            let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK);
+        }
+        // Shared mmap of a direct-I/O handle (privs.rs serves some handles so) works.
+        let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
@@ -623,7 +674,7 @@ impl Filesystem for FuseAdapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -648,6 +699,7 @@ impl Filesystem for FuseAdapter {
             mtime: set_time(mtime),
             fh: fh.map(|f| f.0),
         };
+        let sa = crate::privs::truncate_attr(&self.union, ino.0, &sa, &caller(req));
         let mut req = Req::new(Op::Setattr, On::Node(ino.0)).watch(ino.0);
         // A truncate is traced with its new size as the offset.
         req.off = size;
@@ -781,7 +833,7 @@ impl Filesystem for FuseAdapter {
         );
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, request: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let mut req = Req::new(Op::Open, On::Node(ino.0));
         if flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
             req = req.watch(ino.0);
@@ -798,6 +850,12 @@ impl Filesystem for FuseAdapter {
                     Ok(fh) => fh,
                     Err(e) => return reply.error(errno(&e)),
                 };
+                if self
+                    .kill_on_write
+                    .on_open(&self.union, ino.0, fh, flags.0, &caller(request))
+                {
+                    return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+                }
                 match self.backing_for(ino.0, fh, |f| reply.open_backing(f)) {
                     Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
                     None => reply.opened(FileHandle(fh), self.daemon_io_flags(ino.0, fh)),
@@ -827,19 +885,25 @@ impl Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         self.run(
             Req::new(Op::Write, On::Fh(ino.0, fh.0)).at(offset),
-            || self.union.write(fh.0, offset, data),
+            || {
+                // Page-cache writeback (mmap, writeback cache) clears nothing, as on ext4.
+                if !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
+                    self.kill_privs(req, fh.0)?;
+                }
+                self.union.write(fh.0, offset, data)
+            },
             |n| Out::bytes(*n),
             |r| match r {
                 Ok(n) => reply.written(n as u32),
@@ -878,6 +942,7 @@ impl Filesystem for FuseAdapter {
             Req::new(Op::Release, On::Node(ino.0)),
             || {
                 self.release_backing(fh.0);
+                self.kill_on_write.release(fh.0);
                 self.union.release(fh.0);
                 Ok(())
             },
@@ -1015,7 +1080,7 @@ impl Filesystem for FuseAdapter {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -1025,7 +1090,13 @@ impl Filesystem for FuseAdapter {
     ) {
         self.run(
             Req::new(Op::Setxattr, On::Node(ino.0)).watch(ino.0),
-            || self.union.setxattr(ino.0, name, value, flags),
+            || {
+                self.union.setxattr(ino.0, name, value, flags)?;
+                if self.union.after_acl_set(ino.0, name, &caller(req))? {
+                    self.inval_attr(ino.0);
+                }
+                Ok(())
+            },
             none,
             |r| Self::empty(reply, r),
         );
@@ -1090,6 +1161,19 @@ impl Filesystem for FuseAdapter {
                 ..Out::default()
             },
             |r| match r {
+                Ok((a, fh))
+                    if self
+                        .kill_on_write
+                        .on_open(&self.union, a.ino, fh, flags, &caller(req)) =>
+                {
+                    reply.created(
+                        &self.ttl,
+                        &fuse_attr(&a),
+                        Generation(a.generation),
+                        FileHandle(fh),
+                        FopenFlags::FOPEN_DIRECT_IO,
+                    )
+                }
                 Ok((a, fh)) => match self.backing_for(a.ino, fh, |f| reply.open_backing(f)) {
                     Some(id) => reply.created_passthrough(
                         &self.ttl,
@@ -1114,7 +1198,7 @@ impl Filesystem for FuseAdapter {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1126,7 +1210,10 @@ impl Filesystem for FuseAdapter {
             Req::new(Op::Fallocate, On::Fh(ino.0, fh.0))
                 .at(offset)
                 .watch(ino.0),
-            || self.union.fallocate(fh.0, offset, length, mode),
+            || {
+                self.kill_privs(req, fh.0)?;
+                self.union.fallocate(fh.0, offset, length, mode)
+            },
             |_| Out {
                 bytes: Some(length),
                 ..Out::default()
@@ -1174,7 +1261,7 @@ impl Filesystem for FuseAdapter {
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino_in: INodeNo,
         fh_in: FileHandle,
         offset_in: u64,
@@ -1190,6 +1277,7 @@ impl Filesystem for FuseAdapter {
                 .at(offset_out)
                 .watch(ino_out.0),
             || {
+                self.kill_privs(req, fh_out.0)?;
                 self.union
                     .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
             },

@@ -5,6 +5,7 @@
 //! See `docs/format.md` for what strata writes into an upper directory.
 #![deny(unsafe_code)]
 
+pub mod acl;
 pub mod attr;
 pub mod branch;
 pub mod control;
@@ -24,6 +25,7 @@ mod ops_file;
 pub mod ops_xattr;
 pub mod options;
 pub mod owner_write;
+pub mod privs;
 mod resolve;
 pub mod stats;
 pub mod sys;

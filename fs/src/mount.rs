@@ -159,6 +159,7 @@ pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Resu
         .map_err(|e| err(format!("cannot start tracing: {e}")))?
         .map(Arc::new);
     let adapter = FuseAdapter::new(union.clone()).observed(stats.clone(), tracer.clone());
+    let notifier = adapter.notifier_slot();
     let mut config = fuser::Config::default();
     let opts = union.options();
     let mut mo = vec![
@@ -216,6 +217,7 @@ pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Resu
             mountpoint.display()
         ))
     })?;
+    let _ = notifier.set(session.notifier());
     let mut unmounter = session.unmount_callable();
     let mnt = mountpoint.to_path_buf();
     std::thread::spawn(move || {

@@ -137,7 +137,8 @@ impl Union {
     ) -> io::Result<Attr> {
         let ne = self.prepare_new(parent, name, ctx)?;
         let kind = mode & libc::S_IFMT;
-        let perm = mode & 0o7777 & !ctx.umask;
+        let inh = self.inherited(&ne, mode, ctx, false)?;
+        let perm = inh.mode;
         nix::sys::stat::mknodat(
             ne.pd.as_fd(),
             name,
@@ -153,22 +154,42 @@ impl Union {
             name,
             Self::plain_place(kind),
         )?;
-        self.fix_mode_after_chown(&ne, name, perm, kind)?;
+        self.fix_mode_after_chown(&ne, name, &inh, kind)?;
         let mut fresh = self.getattr(attr.ino)?;
         fresh.generation = attr.generation;
         Ok(fresh)
     }
 
-    /// chown clears set-id bits; put back the mode the caller asked for.
+    /// The mode and ACLs a new entry gets in `ne`'s directory (see [`crate::acl::inherit`]).
+    fn inherited(
+        &self,
+        ne: &NewEntry,
+        mode: u32,
+        ctx: &Ctx,
+        is_dir: bool,
+    ) -> io::Result<crate::acl::Inherited> {
+        let mut perm = mode & 0o7777;
+        if is_dir && ne.setgid_dir {
+            perm |= libc::S_ISGID;
+        }
+        let parent_default = self.default_acl(ne.pd.as_fd())?;
+        crate::acl::inherit(parent_default.as_deref(), perm, ctx.umask, is_dir)
+    }
+
+    /// chown clears set-id bits; put back the mode the caller asked for. An inherited
+    /// ACL is written here too, with the exact mode it gave.
     fn fix_mode_after_chown(
         &self,
         ne: &NewEntry,
         name: &OsStr,
-        perm: u32,
+        inh: &crate::acl::Inherited,
         kind: u32,
     ) -> io::Result<()> {
-        if kind != libc::S_IFLNK && perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            self.chmod_at(ne.pd.as_fd(), name, perm)?;
+        if inh.access.is_some() || inh.default.is_some() {
+            return self.apply_inherited(ne.pd.as_fd(), name, inh);
+        }
+        if kind != libc::S_IFLNK && inh.mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            self.chmod_at(ne.pd.as_fd(), name, inh.mode)?;
         }
         Ok(())
     }
@@ -178,10 +199,8 @@ impl Union {
         let ne = self.prepare_new(parent, name, ctx)?;
         let work = self.work()?;
         let tmp = self.tmp_name();
-        let mut perm = mode & 0o7777 & !ctx.umask;
-        if ne.setgid_dir {
-            perm |= libc::S_ISGID;
-        }
+        let inh = self.inherited(&ne, mode, ctx, true)?;
+        let perm = inh.mode;
         nix::sys::stat::mkdirat(
             work.dir.as_fd(),
             tmp.as_os_str(),
@@ -195,8 +214,9 @@ impl Union {
                 Some(Gid::from_raw(ne.gid)),
                 AtFlags::AT_SYMLINK_NOFOLLOW,
             )?;
-            // mkdirat applied the daemon's umask; set exactly what the caller asked for.
-            self.chmod_at(work.dir.as_fd(), &tmp, perm)?;
+            // mkdirat applied the daemon's umask; set exactly what the caller asked for
+            // (the workdir has no default ACL to inherit: the parent's is written here).
+            self.apply_inherited(work.dir.as_fd(), &tmp, &inh)?;
             if ne.whiteout {
                 let d = open_in(
                     work.dir.as_fd(),
@@ -263,7 +283,8 @@ impl Union {
         ctx: &Ctx,
     ) -> io::Result<(Attr, u64)> {
         let ne = self.prepare_new(parent, name, ctx)?;
-        let perm = mode & 0o7777 & !ctx.umask;
+        let inh = self.inherited(&ne, mode, ctx, false)?;
+        let perm = inh.mode;
         let oflags = self.file_open_flags(flags) | OFlag::O_CREAT | OFlag::O_EXCL;
         let fd = open_in(ne.pd.as_fd(), name, oflags, perm)?;
         let attr = self.finish_new(
@@ -274,7 +295,7 @@ impl Union {
             name,
             Self::plain_place(libc::S_IFREG),
         )?;
-        self.fix_mode_after_chown(&ne, name, perm, libc::S_IFREG)?;
+        self.fix_mode_after_chown(&ne, name, &inh, libc::S_IFREG)?;
         let fh = self.handles.add_file(OpenFile::new(
             File::from(fd),
             attr.ino,
@@ -282,7 +303,7 @@ impl Union {
             true,
             None,
         ));
-        let attr = if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
+        let attr = if perm & (libc::S_ISUID | libc::S_ISGID) != 0 || inh.access.is_some() {
             let mut fresh = self.getattr(attr.ino)?;
             fresh.generation = attr.generation;
             fresh

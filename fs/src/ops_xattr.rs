@@ -50,7 +50,18 @@ impl Union {
         if is_internal_xattr(name.as_bytes()) {
             return Err(errno(libc::ENODATA));
         }
-        self.with_xattr_path(ino, |p| sys::lgetxattr(p, name))?
+        let v = match self.with_xattr_path(ino, |p| sys::lgetxattr(p, name)) {
+            // The kernel reads ACLs for its permission checks: a branch without them has
+            // none (EOPNOTSUPP would fail the check itself).
+            Err(e)
+                if e.raw_os_error() == Some(libc::EOPNOTSUPP)
+                    && crate::acl::is_acl_name(name.as_bytes()) =>
+            {
+                None
+            }
+            r => r?,
+        };
+        v.map(|v| self.acl_shown(name, v))
             .ok_or_else(|| errno(libc::ENODATA))
     }
 
@@ -80,8 +91,9 @@ impl Union {
         if !self.writable() {
             return Err(errno(libc::EROFS));
         }
+        let value = self.acl_stored(name, value)?;
         self.copy_up(ino, false)?;
-        self.with_xattr_path(ino, |p| sys::lsetxattr(p, name, value, flags))
+        self.with_xattr_path(ino, |p| sys::lsetxattr(p, name, &value, flags))
     }
 
     /// Remove xattr `name` (copies up metadata first).
