@@ -630,3 +630,36 @@ impl Dir {
         result.map(|()| out)
     }
 }
+
+/// pwritev2(fd, [data], off, flags).
+pub fn pwritev2(fd: &OwnedFd, data: &[u8], off: i64, flags: i32) -> R<usize> {
+    let iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    cvt_size(unsafe { libc::pwritev2(fd.as_raw_fd(), &iov, 1, off, flags) })
+}
+
+/// Write `data` at offset 0 through a shared writable mapping of the first page, msync
+/// and unmap.
+pub fn mmap_write(fd: &OwnedFd, data: &[u8]) -> R<()> {
+    let len = 4096usize;
+    assert!(data.len() <= len);
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(Errno::last());
+        }
+        std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>(), data.len());
+        let r = cvt(libc::msync(p, len, libc::MS_SYNC));
+        libc::munmap(p, len);
+        r.map(drop)
+    }
+}
