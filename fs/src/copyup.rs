@@ -131,6 +131,14 @@ impl Union {
         }
         let r = self.resolve_path(&path)?;
         if r.ino != ino {
+            if r.place.kind != place.kind {
+                // The branch changed behind strata's back (say, a symlink planted in the
+                // upper where a lower directory was). ESTALE would make the kernel walk
+                // the caller's path again and follow what is there now: refuse instead.
+                tracing::error!(ino, found = r.ino, path = %path.display(), was = place.kind, now = r.place.kind,
+                    "an entry changed type in a branch behind strata's back; refusing to copy it up");
+                return Err(errno(libc::EIO));
+            }
             tracing::debug!(ino, found = r.ino, path = %path.display(), "copy-up target changed identity");
             return Err(errno(libc::ESTALE));
         }
@@ -199,7 +207,17 @@ impl Union {
                 name.as_os_str(),
                 RenameFlags::RENAME_NOREPLACE,
             ) {
-                Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+                Ok(()) => Ok(()),
+                // Someone made it first; it must really be a directory (never a symlink
+                // planted there, which later resolutions would refuse to walk anyway).
+                Err(nix::errno::Errno::EEXIST) => match stat_at(pd.as_fd(), &name) {
+                    Ok(st) if crate::attr::is_dir(&st) => Ok(()),
+                    Ok(_) => {
+                        tracing::error!(path = %path.display(), "a non-directory appeared in the upper where a directory is copied up");
+                        Err(errno(libc::EIO))
+                    }
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(io::Error::from(e)),
             }
         })();
