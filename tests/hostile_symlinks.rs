@@ -542,7 +542,8 @@ fn dotdot_names_stay_inside() {
 #[test]
 fn upper_symlink_planted_after_lookup_by_path() {
     let c = Canary::new();
-    let ops: &[(&str, fn(&Mounted, &str) -> Result<(), Errno>)] = &[
+    type Op = fn(&Mounted, &str) -> Result<(), Errno>;
+    let ops: &[(&str, Op)] = &[
         ("create", |m, d| m.put(&format!("{d}/secret"), "mine")),
         ("mkdir", |m, d| m.mkdir(&format!("{d}/etc"), 0o755)),
         ("mkfifo", |m, d| m.mkfifo(&format!("{d}/fifo"), 0o644)),

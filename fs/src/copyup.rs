@@ -172,7 +172,21 @@ impl Union {
         } else if r.place.is_dir() {
             self.copy_up_dir(path, &r)?
         } else {
-            self.copy_up_nondir(path, &r, data)?
+            match self.copy_up_nondir(path, &r, data) {
+                // The record naming the lower file did not fit in the upper's xattr space
+                // (a lower path thousands of bytes long): copy the data instead.
+                Err(e)
+                    if !data
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::ENOSPC | libc::E2BIG | libc::ERANGE)
+                        ) =>
+                {
+                    tracing::debug!(path = %path.display(), "metadata-only copy-up does not fit its record: copying data");
+                    self.copy_up_nondir(path, &r, true)?
+                }
+                r => r?,
+            }
         };
         self.set_place(r.ino, path, new_place.clone());
         if new_place.kind == libc::S_IFREG && new_place.lower.is_none() {
