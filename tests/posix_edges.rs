@@ -348,3 +348,63 @@ fn every_operation_past_path_max() {
     let (to, ts) = (top(&p.o), top(&p.s));
     assert_eq!(to.names(&d2), ts.names(&d2), "deep listing after remount");
 }
+
+/// Modes of new entries of every kind under umasks 0, 022, 077 and 0777: exactly what
+/// ext4 gives (and overlayfs). The daemon's own umask (022 here) must play no part.
+#[test]
+fn modes_exact_for_every_umask() {
+    let _g = serial();
+    let old = sys::umask(0o022);
+    let p = Fixture::new().lower(Layer::new().file("l", "l\n")).pair();
+    let ext4 = TempDir::new("ext4");
+    let run = |base: &Path, mask: u32| -> Vec<String> {
+        let n = |what: &str| base.join(format!("{what}-{mask:o}"));
+        let mut out = Vec::new();
+        let mut note = |what: &str, r: R<()>| {
+            let st = r.and_then(|()| sys::lstat(&n(what)));
+            out.push(format!(
+                "{what}: {:?}",
+                st.map(|s| format!("{:o}", s.st_mode))
+            ));
+        };
+        for mode in [0o666, 0o620, 0o777, 0o4755, 0o2770] {
+            let w = format!("create{mode:o}");
+            note(
+                &w,
+                sys::open(&n(&w), libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, mode).map(drop),
+            );
+        }
+        for (w, mode) in [
+            ("fifo", libc::S_IFIFO | 0o666),
+            ("sock", libc::S_IFSOCK | 0o777),
+        ] {
+            note(w, sys::mknod(&n(w), mode, 0, 0));
+        }
+        note("chr", sys::mknod(&n("chr"), libc::S_IFCHR | 0o666, 1, 3));
+        for mode in [0o777, 0o1777, 0o2750, 0o700] {
+            let w = format!("mkdir{mode:o}");
+            note(&w, sys::mkdir(&n(&w), mode));
+        }
+        note("symlink", sys::symlink("target", &n("symlink")));
+        out
+    };
+    for mask in [0, 0o022, 0o077, 0o777] {
+        sys::umask(mask);
+        let e = run(&ext4.path, mask);
+        let o = run(&p.o.mnt, mask);
+        let s = run(&p.s.mnt, mask);
+        sys::umask(0o022);
+        assert_eq!(
+            e, o,
+            "umask {mask:o}: ext4 (left) and overlayfs (right) differ"
+        );
+        assert_eq!(
+            e, s,
+            "umask {mask:o}: ext4 (left) and strata (right) differ"
+        );
+    }
+    sys::umask(old);
+    let mut p: Pair = p;
+    p.remount();
+    p.same_tree("after remount");
+}

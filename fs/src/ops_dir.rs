@@ -88,7 +88,9 @@ impl Union {
         })
     }
 
-    /// Give a freshly made entry its owner, drop a replaced whiteout, register the node.
+    /// Give a freshly made entry its owner and exactly the mode `perm` asked for (None:
+    /// a symlink), drop a replaced whiteout, register the node.
+    #[allow(clippy::too_many_arguments)]
     fn finish_new(
         &self,
         parent: u64,
@@ -97,6 +99,7 @@ impl Union {
         dir: BorrowedFd<'_>,
         staged: &OsStr,
         place: Placement,
+        perm: Option<u32>,
     ) -> io::Result<Attr> {
         nix::unistd::fchownat(
             dir,
@@ -105,6 +108,9 @@ impl Union {
             Some(Gid::from_raw(ne.gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )?;
+        if let Some(perm) = perm {
+            self.exact_mode(ne, dir, staged, perm)?;
+        }
         if ne.whiteout {
             remove_whiteout(ne.pd.as_fd(), name)?;
         }
@@ -145,32 +151,40 @@ impl Union {
             Mode::from_bits_truncate(perm),
             rdev,
         )?;
-        let attr = self.finish_new(
+        self.finish_new(
             parent,
             name,
             &ne,
             ne.pd.as_fd(),
             name,
             Self::plain_place(kind),
-        )?;
-        self.fix_mode_after_chown(&ne, name, perm, kind)?;
-        let mut fresh = self.getattr(attr.ino)?;
-        fresh.generation = attr.generation;
-        Ok(fresh)
+            Some(perm),
+        )
     }
 
-    /// chown clears set-id bits; put back the mode the caller asked for.
-    fn fix_mode_after_chown(
+    /// Make a new entry's mode exactly `perm` (the caller's mode, its umask applied by
+    /// the kernel or by us): the daemon's own umask also applied when the upper
+    /// filesystem created it, and chown cleared set-id bits. Where the upper parent has
+    /// a default ACL, the upper filesystem derived the mode from it, as ext4 does: keep it.
+    fn exact_mode(
         &self,
         ne: &NewEntry,
+        dir: BorrowedFd<'_>,
         name: &OsStr,
         perm: u32,
-        kind: u32,
     ) -> io::Result<()> {
-        if kind != libc::S_IFLNK && perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            self.chmod_at(ne.pd.as_fd(), name, perm)?;
+        let st = stat_at(dir, name)?;
+        if st.st_mode & 0o7777 == perm {
+            return Ok(());
         }
-        Ok(())
+        let acl = sys::lgetxattr(
+            &sys::proc_path(ne.pd.as_fd(), OsStr::new("."))?,
+            OsStr::new("system.posix_acl_default"),
+        );
+        if matches!(acl, Ok(Some(_))) {
+            return Ok(());
+        }
+        self.chmod_at(dir, name, perm)
     }
 
     /// mkdir; the new directory is opaque when it replaces a whited-out lower entry.
@@ -250,6 +264,7 @@ impl Union {
             ne.pd.as_fd(),
             name,
             Self::plain_place(libc::S_IFLNK),
+            None,
         )
     }
 
@@ -273,8 +288,8 @@ impl Union {
             ne.pd.as_fd(),
             name,
             Self::plain_place(libc::S_IFREG),
+            Some(perm),
         )?;
-        self.fix_mode_after_chown(&ne, name, perm, libc::S_IFREG)?;
         let fh = self.handles.add_file(OpenFile::new(
             File::from(fd),
             attr.ino,
@@ -282,13 +297,6 @@ impl Union {
             true,
             None,
         ));
-        let attr = if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            let mut fresh = self.getattr(attr.ino)?;
-            fresh.generation = attr.generation;
-            fresh
-        } else {
-            attr
-        };
         Ok((attr, fh))
     }
 
