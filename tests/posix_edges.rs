@@ -408,3 +408,33 @@ fn modes_exact_for_every_umask() {
     p.remount();
     p.same_tree("after remount");
 }
+
+/// `chown(path, -1, -1)` changes nothing but ctime, as Linux does, on upper files, lower
+/// files (a metadata copy-up, as overlayfs does), directories and symlinks.
+#[test]
+fn chown_minus_one_updates_ctime() {
+    let _g = serial();
+    let lower = Layer::new()
+        .file("lf", "lower\n")
+        .dir("ld")
+        .symlink("ll", "lf");
+    let mut p = Fixture::new().lower(lower).pair();
+    for m in [&p.o, &p.s] {
+        m.put("uf", "upper\n").unwrap();
+    }
+    // ctime has a clock tick's granularity: let one pass since the files were made.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    for f in ["uf", "lf", "ld", "ll"] {
+        p.both(&format!("chown -1 -1 {f}"), |m| {
+            let before = m.lstat(f).unwrap();
+            let r = sys::lchown(&m.p(f), u32::MAX, u32::MAX);
+            let after = m.lstat(f).unwrap();
+            let later =
+                (after.st_ctime, after.st_ctime_nsec) > (before.st_ctime, before.st_ctime_nsec);
+            let in_upper = m.upper_path(f).is_some_and(|u| sys::lstat(&u).is_ok());
+            (r, later, in_upper, m.stat(f), m.read(f))
+        });
+    }
+    p.remount();
+    p.same_tree("after remount");
+}
