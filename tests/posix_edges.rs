@@ -438,3 +438,105 @@ fn chown_minus_one_updates_ctime() {
     p.remount();
     p.same_tree("after remount");
 }
+
+/// The steps of [`null_char_device_is_a_device`], on a directory that holds `lf` and
+/// `lf2` (files), as ext4 or a mount.
+fn null_device_steps(base: &Path) -> Vec<String> {
+    let p = |n: &str| base.join(n);
+    let st = |n: &str| sys::lstat(&p(n)).map(|s| Meta::from_stat(&s));
+    let names = || {
+        let mut v: Vec<String> = sys::readdir(base)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        v.sort();
+        v
+    };
+    let dev = |n: &str| sys::mknod(&p(n), libc::S_IFCHR | 0o640, 0, 0);
+    vec![
+        format!("mknod: {:?} {:?} {:?}", dev("n"), st("n"), names()),
+        format!("mknod again: {:?}", dev("n")),
+        format!(
+            "create/mkdir/symlink over it: {:?} {:?} {:?}",
+            sys::open(
+                &p("n"),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                0o644
+            )
+            .map(drop),
+            sys::mkdir(&p("n"), 0o755),
+            sys::symlink("t", &p("n"))
+        ),
+        format!(
+            "open: {:?}",
+            sys::open(&p("n"), libc::O_RDONLY, 0).map(drop)
+        ),
+        format!("chmod: {:?} {:?}", sys::chmod(&p("n"), 0o600), st("n")),
+        format!("rm: {:?} {:?} {:?}", sys::unlink(&p("n")), st("n"), names()),
+        format!("recreate: {:?} {:?}", dev("n"), st("n")),
+        format!(
+            "over a deleted file: {:?} {:?} {:?}",
+            sys::unlink(&p("lf")),
+            dev("lf"),
+            st("lf")
+        ),
+        format!("over a file: {:?} {:?}", dev("lf2"), st("lf2")),
+        format!(
+            "rename, link: {:?} {:?} {:?} {:?}",
+            sys::rename2(&p("n"), &p("n2"), 0),
+            sys::link(&p("n2"), &p("n3")),
+            st("n3"),
+            names()
+        ),
+    ]
+}
+
+/// `mknod NAME c 0 0` makes a character device 0/0 as on ext4 (not a name stuck as a
+/// whiteout): listed, stat'able, removable, re-creatable, the same after a remount and
+/// when its upper is stacked as a lower branch. Unmarked 0/0 devices in lower branches
+/// stay whiteouts (whiteouts_hide_lower_entries in diff_overlay.rs).
+#[test]
+fn null_char_device_is_a_device() {
+    let _g = serial();
+    let ext4 = TempDir::new("ext4");
+    for f in ["lf", "lf2"] {
+        std::fs::write(ext4.join(f), "f\n").unwrap();
+    }
+    let fx = Fixture::new().lower(Layer::new().file("lf", "f\n").file("lf2", "f\n"));
+    let mut s = fx.strata();
+    let want = null_device_steps(&ext4.path);
+    assert_eq!(
+        want,
+        null_device_steps(&s.mnt),
+        "ext4 (left) and strata (right)"
+    );
+    let after = |m: &Path| {
+        let st = |n: &str| sys::lstat(&m.join(n)).map(|s| Meta::from_stat(&s));
+        let mut names: Vec<String> = sys::readdir(m).unwrap().into_iter().map(|e| e.0).collect();
+        names.sort();
+        format!("{names:?} {:?} {:?} {:?}", st("lf"), st("n2"), st("n3"))
+    };
+    let want_after = after(&ext4.path);
+    assert_eq!(want_after, after(&s.mnt), "before remount");
+    s.remount();
+    assert_eq!(want_after, after(&s.mnt), "after remount");
+    // The upper as a lower branch (a committed layer): the devices are still devices.
+    s.unmount();
+    let stack = TempDir::new("stack");
+    let mnt = stack.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let opts = format!(
+        "lowerdir={}:{}",
+        s.upper.as_ref().unwrap().display(),
+        s.lowers[0].display()
+    );
+    let (ok, log) =
+        strata_tests::run_strata(&["-o", &opts, &mnt.to_string_lossy()], &stack.join("log"));
+    assert!(ok, "{log}");
+    let stacked = after(&mnt);
+    let daemons = strata_tests::mount::pids_with_arg(&mnt.to_string_lossy());
+    strata_tests::mount::unmount_path(&mnt).unwrap();
+    strata_tests::mount::reap_daemons(&daemons);
+    assert_eq!(want_after, stacked, "upper stacked as a lower branch");
+}

@@ -308,8 +308,9 @@ impl Union {
         if let Some(m) = meta {
             if let Err(e) = self.meta.write(&dst, m) {
                 // Symlinks and devices cannot carry user.* xattrs: only st_ino stability
-                // of such entries suffers, so carry on.
-                if fmt(st) == libc::S_IFREG || fmt(st) == libc::S_IFDIR {
+                // of such entries suffers, so carry on (an unmarked 0/0 device, though,
+                // would read as a whiteout).
+                if fmt(st) == libc::S_IFREG || fmt(st) == libc::S_IFDIR || m.device {
                     return Err(e);
                 }
             }
@@ -352,6 +353,8 @@ impl Union {
         let result = (|| -> io::Result<()> {
             let mut meta = Meta {
                 ino: Some(r.ino),
+                // Whiteouts never resolve: a 0/0 device copied up is a real one.
+                device: fmt(st) == libc::S_IFCHR && st.st_rdev == 0,
                 ..Meta::default()
             };
             match fmt(st) {

@@ -22,11 +22,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Where a new entry goes: the upper parent and whether a whiteout must be replaced.
-struct NewEntry {
-    pd: Arc<OwnedFd>,
-    whiteout: bool,
-    uid: u32,
-    gid: u32,
+pub(crate) struct NewEntry {
+    pub(crate) pd: Arc<OwnedFd>,
+    pub(crate) whiteout: bool,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     setgid_dir: bool,
 }
 
@@ -141,9 +141,16 @@ impl Union {
         rdev: u64,
         ctx: &Ctx,
     ) -> io::Result<Attr> {
-        let ne = self.prepare_new(parent, name, ctx)?;
         let kind = mode & libc::S_IFMT;
+        let ne = self.prepare_new(parent, name, ctx)?;
+        if kind == libc::S_IFCHR && rdev == 0 && !self.can_mark_devices() {
+            // It would read back as a whiteout (overlayfs refuses it the same way).
+            return Err(errno(libc::EPERM));
+        }
         let perm = mode & 0o7777 & !ctx.umask;
+        if kind == libc::S_IFCHR && rdev == 0 {
+            return self.mknod_null_char(parent, name, perm, &ne);
+        }
         nix::sys::stat::mknodat(
             ne.pd.as_fd(),
             name,
@@ -166,7 +173,7 @@ impl Union {
     /// the kernel or by us): the daemon's own umask also applied when the upper
     /// filesystem created it, and chown cleared set-id bits. Where the upper parent has
     /// a default ACL, the upper filesystem derived the mode from it, as ext4 does: keep it.
-    fn exact_mode(
+    pub(crate) fn exact_mode(
         &self,
         ne: &NewEntry,
         dir: BorrowedFd<'_>,
