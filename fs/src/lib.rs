@@ -21,7 +21,7 @@ pub mod meta;
 pub mod mount;
 mod ops_dir;
 mod ops_file;
-mod ops_nulldev;
+mod ops_new;
 pub mod ops_xattr;
 pub mod options;
 mod resolve;

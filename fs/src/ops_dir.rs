@@ -169,31 +169,6 @@ impl Union {
         )
     }
 
-    /// Make a new entry's mode exactly `perm` (the caller's mode, its umask applied by
-    /// the kernel or by us): the daemon's own umask also applied when the upper
-    /// filesystem created it, and chown cleared set-id bits. Where the upper parent has
-    /// a default ACL, the upper filesystem derived the mode from it, as ext4 does: keep it.
-    pub(crate) fn exact_mode(
-        &self,
-        ne: &NewEntry,
-        dir: BorrowedFd<'_>,
-        name: &OsStr,
-        perm: u32,
-    ) -> io::Result<()> {
-        let st = stat_at(dir, name)?;
-        if st.st_mode & 0o7777 == perm {
-            return Ok(());
-        }
-        let acl = sys::lgetxattr(
-            &sys::proc_path(ne.pd.as_fd(), OsStr::new("."))?,
-            OsStr::new("system.posix_acl_default"),
-        );
-        if matches!(acl, Ok(Some(_))) {
-            return Ok(());
-        }
-        self.chmod_at(dir, name, perm)
-    }
-
     /// mkdir; the new directory is opaque when it replaces a whited-out lower entry.
     pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, ctx: &Ctx) -> io::Result<Attr> {
         let ne = self.prepare_new(parent, name, ctx)?;

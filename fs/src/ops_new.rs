@@ -1,6 +1,8 @@
-//! Character devices 0/0: overlayfs's whiteout format, and also a device ext4 lets
-//! anyone with CAP_MKNOD create. strata stores a real one with the `device` mark in its
-//! meta xattr (docs/format.md); unmarked, a 0/0 device in any branch is a whiteout.
+//! New entries' modes, and character devices 0/0.
+//!
+//! A 0/0 device is overlayfs's whiteout format, and also a device ext4 lets anyone with
+//! CAP_MKNOD create. strata stores a real one with the `device` mark in its meta xattr
+//! (docs/format.md); unmarked, a 0/0 device in any branch is a whiteout.
 
 use crate::attr::Attr;
 use crate::branch::stat_at;
@@ -16,8 +18,34 @@ use nix::unistd::{Gid, Uid};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsFd;
+use std::os::fd::BorrowedFd;
 
 impl Union {
+    /// Make a new entry's mode exactly `perm` (the caller's mode, its umask applied by
+    /// the kernel or by us): the daemon's own umask also applied when the upper
+    /// filesystem created it, and chown cleared set-id bits. Where the upper parent has
+    /// a default ACL, the upper filesystem derived the mode from it, as ext4 does: keep it.
+    pub(crate) fn exact_mode(
+        &self,
+        ne: &NewEntry,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        perm: u32,
+    ) -> io::Result<()> {
+        let st = stat_at(dir, name)?;
+        if st.st_mode & 0o7777 == perm {
+            return Ok(());
+        }
+        let acl = sys::lgetxattr(
+            &sys::proc_path(ne.pd.as_fd(), OsStr::new("."))?,
+            OsStr::new("system.posix_acl_default"),
+        );
+        if matches!(acl, Ok(Some(_))) {
+            return Ok(());
+        }
+        self.chmod_at(dir, name, perm)
+    }
+
     /// Whether a real 0/0 device can be told from a whiteout here: the mark lives in the
     /// `trusted.*` meta xattr (device nodes cannot carry `user.*` xattrs).
     pub(crate) fn can_mark_devices(&self) -> bool {
