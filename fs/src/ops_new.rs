@@ -10,7 +10,7 @@ use crate::inode::Placement;
 use crate::meta::Meta;
 use crate::ops_dir::NewEntry;
 use crate::sys;
-use crate::union::{Layer, Union};
+use crate::union::{errno, Layer, Union};
 use crate::whiteout::remove_whiteout;
 use nix::fcntl::{AtFlags, RenameFlags};
 use nix::sys::stat::{Mode, SFlag};
@@ -84,7 +84,12 @@ impl Union {
                 ..Meta::default()
             };
             self.meta
-                .write(&sys::proc_path(work.dir.as_fd(), &tmp)?, &meta)?;
+                .write(&sys::proc_path(work.dir.as_fd(), &tmp)?, &meta)
+                .map_err(|e| match e.raw_os_error() {
+                    // The upper cannot mark it: refuse as overlayfs does.
+                    Some(libc::ENOTSUP | libc::EPERM) => errno(libc::EPERM),
+                    _ => e,
+                })?;
             nix::fcntl::renameat2(
                 work.dir.as_fd(),
                 tmp.as_os_str(),
