@@ -21,6 +21,7 @@ pub mod meta;
 pub mod mount;
 mod ops_dir;
 mod ops_file;
+mod ops_new;
 pub mod ops_xattr;
 pub mod options;
 pub mod owner_write;
