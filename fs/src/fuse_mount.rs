@@ -429,8 +429,10 @@ mod tests {
 
     #[test]
     fn later_flag_wins() {
-        let mut o = MountOptions::default();
-        o.kernel = vec!["nodev".into(), "nosuid".into(), "suid".into()];
+        let o = MountOptions {
+            kernel: vec!["nodev".into(), "nosuid".into(), "suid".into()],
+            ..MountOptions::default()
+        };
         let p = plan(&o, true, true);
         assert!(p.flags.contains(MsFlags::MS_NODEV));
         assert!(!p.flags.contains(MsFlags::MS_NOSUID));
