@@ -568,3 +568,23 @@ fn panicking_request_answers_eio_and_the_mount_survives() {
     sys::umount2(&s.mnt, 0).unwrap();
     reap_daemons(&daemons);
 }
+
+/// `strata umount` takes only a strata mount: a tmpfs mounted over one is refused and left,
+/// and the strata mount beneath keeps serving.
+#[test]
+fn strata_umount_refuses_a_foreign_mount_on_top() {
+    let mut s = Setup::new();
+    s.mount("upper", "");
+    sys::mount("tmpfs", &s.mnt, "tmpfs", 0, "size=1m").unwrap();
+    let out = Command::new(strata_bin())
+        .args(["umount", &s.mnt_str()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "strata umount took a tmpfs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a strata mount"), "{err}");
+    let e = top_entry(&s.mnt).unwrap();
+    assert!(e.contains(&"tmpfs".to_string()), "{e:?}");
+    sys::umount2(&s.mnt, 0).unwrap();
+    s.assert_serves("upper", "under-tmpfs");
+}

@@ -117,7 +117,10 @@ fn daemonize_and_serve(
     level: &str,
     log_file: Option<&Path>,
 ) -> Result<(), String> {
-    let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // Close-on-exec: a helper the daemon keeps running (fusermount3 for auto_unmount) must not
+    // hold the write end, or the parent would wait for EOF forever.
+    let (rd, wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     match fork().map_err(|e| format!("fork: {e}"))? {
         Forked::Parent(_) => {
             drop(wr);

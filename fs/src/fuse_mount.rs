@@ -190,6 +190,10 @@ pub fn mount(
 ) -> Result<(FuseMount, OwnedFd), String> {
     let root = nix::unistd::geteuid().is_root();
     let p = plan(opts, writable, root);
+    if p.auto_unmount && !p.allow_other {
+        // fusermount3 leaves such a mount behind when the daemon dies (fuser refused it too).
+        return Err("auto_unmount needs allow_other or allow_root".into());
+    }
     let (fd, keep) = match (root, p.auto_unmount) {
         // auto_unmount is fusermount3's job (it stays behind to unmount).
         (true, false) => match mount_syscall(path, opts, &p) {
