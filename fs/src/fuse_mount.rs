@@ -188,6 +188,8 @@ pub fn mount(
     opts: &MountOptions,
     writable: bool,
 ) -> Result<(FuseMount, OwnedFd), String> {
+    // mountinfo names mount points canonically; so must we, to find ours again.
+    let path = &std::fs::canonicalize(path).map_err(|e| e.to_string())?;
     let root = nix::unistd::geteuid().is_root();
     let p = plan(opts, writable, root);
     if p.auto_unmount && !p.allow_other {
