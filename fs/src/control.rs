@@ -216,7 +216,8 @@ impl Server {
             }),
             Some("stats") => {
                 let trace = self.tracer.as_ref().map(|t| (t.events(), t.drops()));
-                let snap = self.stats.snapshot(self.union.node_count(), trace);
+                let mut snap = self.stats.snapshot(self.union.node_count(), trace);
+                snap.compactions = self.union.compaction_stats();
                 json!({"ok": true, "stats": snap})
             }
             Some("whence") => {

@@ -7,6 +7,7 @@
 
 pub mod attr;
 pub mod branch;
+pub mod compact;
 pub mod control;
 mod copyup;
 pub mod delta;
@@ -23,6 +24,7 @@ mod ops_dir;
 mod ops_file;
 pub mod ops_xattr;
 pub mod options;
+mod passthrough;
 mod resolve;
 pub mod stats;
 pub mod sys;
