@@ -8,7 +8,7 @@
 use crate::attr::Attr;
 use crate::handles::DirEntry;
 use crate::ops_file::{SetAttr, SetTime};
-use crate::passthrough::{Decision, Passthrough};
+use crate::passthrough::{Decision, Passthrough, Serve};
 use crate::stats::{errno_name, Move, Stats};
 use crate::trace::{Branch, Event, Op, Origin, Tracer};
 use crate::union::{err_no, Ctx, Layer, Union};
@@ -377,12 +377,13 @@ impl FuseAdapter {
             .enabled()
             .then(|| self.union.file(fh).ok())
             .flatten();
-        let whole_upper = f
-            .as_ref()
-            .filter(|f| f.delta.is_none() && f.layer == Layer::Upper)
-            .map(|f| &f.file);
-        self.pass
-            .open(ino, fh, whole_upper, register, self.cache_flags())
+        let serve = match &f {
+            Some(f) if f.delta.is_some() => Serve::Daemon,
+            Some(f) if f.layer == Layer::Upper => Serve::Whole(&f.file),
+            Some(f) if !f.writable => Serve::Lower,
+            _ => Serve::Daemon,
+        };
+        self.pass.open(ino, fh, serve, register, self.cache_flags())
     }
 
     fn entry(&self, reply: ReplyEntry, r: io::Result<Attr>) {

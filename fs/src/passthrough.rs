@@ -2,12 +2,15 @@
 //! file, and which the daemon serves.
 //!
 //! The kernel keeps one I/O mode per inode (fs/fuse/iomode.c): while a handle of it is
-//! passed through, every other open must be passed through to the same backing file or be
-//! uncached (FOPEN_DIRECT_IO); while a handle is served through the page cache, a
+//! passed through, every other open must be passed through to the same backing file (even
+//! FOPEN_DIRECT_IO is refused); while a handle is served through the page cache, a
 //! passthrough open is refused. Either mistake fails the open with EIO. So the decision for
 //! a new handle and the bookkeeping it implies (backing file, handle counts) happen in one
 //! step under one lock, over one state per inode: two concurrent opens of one inode always
 //! see each other.
+//!
+//! The daemon's view is never behind the kernel's: the kernel drops a handle's mode before
+//! it sends RELEASE, and a decision is recorded before its reply is sent.
 
 use fuser::{BackingId, FopenFlags};
 use parking_lot::Mutex;
@@ -23,8 +26,23 @@ enum Mode {
     Passed,
     /// The daemon serves it through the page cache.
     Cached,
-    /// The daemon serves it without the page cache (beside passed-through handles).
+    /// The daemon serves it without the page cache (a delta's handle while the inode is
+    /// passed through: cannot happen, as a whole file never becomes a delta again; the
+    /// kernel would refuse it).
     Direct,
+}
+
+/// What a new handle could be served from.
+pub(crate) enum Serve<'a> {
+    /// A whole upper file: the kernel may do the handle's I/O on it.
+    Whole(&'a File),
+    /// A read-only handle on the lower file: it may follow a backing file registered for
+    /// the inode's upper copy (made since it was resolved; it holds the same bytes and
+    /// newer ones, as a reader moved to the copy-up would read), but cannot start one, as
+    /// a later open for writing must reach the upper copy.
+    Lower,
+    /// A delta (it merges two files): only the daemon can serve it.
+    Daemon,
 }
 
 /// The I/O state of one inode.
@@ -69,16 +87,14 @@ impl Passthrough {
         self.enabled
     }
 
-    /// Decide how handle `fh` of inode `ino` is served. `file` is the branch file the
-    /// kernel could do the handle's I/O on (a whole upper file), None when only the daemon
-    /// can serve it (a delta merges two files; a lower file could not take a later open
-    /// for writing, which must reach the upper copy). `register` registers `file` with the
-    /// kernel; `cached` are the flags of a handle served through the page cache.
+    /// Decide how handle `fh` of inode `ino` is served (`serve`: what it could be served
+    /// from). `register` registers a whole file with the kernel; `cached` are the flags of
+    /// a handle served through the page cache.
     pub(crate) fn open(
         &self,
         ino: u64,
         fh: u64,
-        file: Option<&File>,
+        serve: Serve<'_>,
         register: impl FnOnce(&File) -> io::Result<BackingId>,
         cached: FopenFlags,
     ) -> Decision {
@@ -87,13 +103,16 @@ impl Passthrough {
         }
         let mut st = self.state.lock();
         let io = st.inodes.entry(ino).or_default();
-        let (mode, decision) = match (file, io.backing.clone()) {
+        let (mode, decision) = match (serve, io.backing.clone()) {
             // Another handle is passed through: use the same backing file.
-            (Some(_), Some(id)) => (Mode::Passed, Decision::Passthrough(id)),
-            (None, Some(_)) => (Mode::Direct, Decision::Daemon(FopenFlags::FOPEN_DIRECT_IO)),
+            (Serve::Whole(_) | Serve::Lower, Some(id)) => (Mode::Passed, Decision::Passthrough(id)),
+            (Serve::Daemon, Some(_)) => {
+                tracing::warn!(ino, "a delta opened while its inode is passed through");
+                (Mode::Direct, Decision::Daemon(FopenFlags::FOPEN_DIRECT_IO))
+            }
             // A cached handle is open: the kernel would refuse a passthrough open.
-            (Some(_), None) if io.cached > 0 => (Mode::Cached, Decision::Daemon(cached)),
-            (Some(f), None) => match register(f) {
+            (Serve::Whole(_), None) if io.cached > 0 => (Mode::Cached, Decision::Daemon(cached)),
+            (Serve::Whole(f), None) => match register(f) {
                 Ok(id) => {
                     let id = Arc::new(id);
                     io.backing = Some(id.clone());
@@ -104,7 +123,7 @@ impl Passthrough {
                     (Mode::Cached, Decision::Daemon(cached))
                 }
             },
-            (None, None) => (Mode::Cached, Decision::Daemon(cached)),
+            (Serve::Lower | Serve::Daemon, None) => (Mode::Cached, Decision::Daemon(cached)),
         };
         match mode {
             Mode::Passed => io.passed += 1,
