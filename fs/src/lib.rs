@@ -9,6 +9,7 @@ pub mod attr;
 pub mod branch;
 pub mod compact;
 pub mod control;
+mod control_server;
 mod copyup;
 pub mod delta;
 mod delta_io;

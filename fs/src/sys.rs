@@ -224,3 +224,24 @@ pub fn open_proc(path: &CStr, flags: i32) -> io::Result<OwnedFd> {
     let fd = check(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0) })?;
     Ok(owned(fd))
 }
+
+/// The uid of the process at the other end of a connected unix socket (SO_PEERCRED).
+pub fn peer_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred is a valid ucred and len its size, as SO_PEERCRED expects.
+    check(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cred.uid)
+}
