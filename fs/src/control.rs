@@ -421,8 +421,14 @@ pub fn connect(m: &MountEntry) -> io::Result<UnixStream> {
 pub fn request(conn: &mut UnixStream, req: &Value) -> io::Result<Value> {
     let mut line = req.to_string().into_bytes();
     line.push(b'\n');
-    conn.write_all(&line)?;
+    // A daemon that refuses the connection answers and closes at once: the write may
+    // fail, and the answer (saying why) is still there to read.
+    let wrote = conn.write_all(&line);
     let mut resp = String::new();
-    BufReader::new(&*conn).read_line(&mut resp)?;
-    serde_json::from_str(&resp).map_err(|e| io::Error::other(format!("bad response: {e}")))
+    let read = BufReader::new(&*conn).read_line(&mut resp);
+    match (serde_json::from_str(&resp), wrote, read) {
+        (Ok(v), _, _) => Ok(v),
+        (Err(_), Err(e), _) | (Err(_), Ok(()), Err(e)) => Err(e),
+        (Err(e), Ok(()), Ok(_)) => Err(io::Error::other(format!("bad response: {e}"))),
+    }
 }
