@@ -273,8 +273,13 @@ fn sigterm_with_a_copy_in_another_namespace_exits() {
     assert_exits(pid, "SIGTERM");
     assert!(!is_mounted(&s.mnt), "SIGTERM did not unmount");
     // The copy is now a dead connection, not a mount still served by someone.
+    // ENOTCONN once the daemon's exit closed /dev/fuse; ECONNABORTED when it aborted the
+    // connection through fusectl (mounted on some machines, or by another test meanwhile).
     let e = std::fs::read_to_string(&inside).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN), "{e}");
+    assert!(
+        matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)),
+        "{e}"
+    );
     assert_clean_log(&log);
 }
 

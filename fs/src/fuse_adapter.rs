@@ -8,6 +8,7 @@
 use crate::attr::Attr;
 use crate::handles::DirEntry;
 use crate::ops_file::{SetAttr, SetTime};
+use crate::passthrough::{Decision, Passthrough, Serve};
 use crate::request_guard::guarded;
 use crate::stats::{errno_name, Move, Stats};
 use crate::trace::{Branch, Event, Op, Origin, Tracer};
@@ -18,33 +19,18 @@ use fuser::{
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
     ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// A backing file registered with the kernel for passthrough I/O, shared by all open
-/// handles of one inode (the kernel requires one backing file per inode at a time).
-struct Backing {
-    id: Arc<BackingId>,
-    layer: Layer,
-    users: usize,
-}
-
 /// Serves a [`Union`] to the kernel.
 pub struct FuseAdapter {
     union: Arc<Union>,
     ttl: Duration,
-    passthrough: bool,
-    backings: Mutex<HashMap<u64, Backing>>,
-    /// File handles opened with passthrough, and their inode.
-    passthrough_fh: Mutex<HashMap<u64, u64>>,
-    /// Handles served by the daemon through the page cache, and their inode: while one is
-    /// open the kernel refuses passthrough opens of that inode.
-    cached_fh: Mutex<HashMap<u64, u64>>,
+    /// How each open handle is served (passthrough or daemon), decided per inode.
+    pass: Passthrough,
     stats: Arc<Stats>,
     tracer: Option<Arc<Tracer>>,
     /// Block size of delta files (to count delta blocks written).
@@ -194,13 +180,11 @@ impl FuseAdapter {
     /// Wrap a union.
     pub fn new(union: Arc<Union>) -> FuseAdapter {
         let ttl = union.options().timeout;
+        crate::compact::start(&union);
         FuseAdapter {
             union,
             ttl,
-            passthrough: false,
-            backings: Mutex::new(HashMap::new()),
-            passthrough_fh: Mutex::new(HashMap::new()),
-            cached_fh: Mutex::new(HashMap::new()),
+            pass: Passthrough::default(),
             stats: Arc::new(Stats::default()),
             tracer: None,
             delta_block: crate::delta::DEFAULT_BLOCK,
@@ -390,73 +374,26 @@ impl FuseAdapter {
             .map_or(Branch::None, |(o, _)| o.label())
     }
 
-    /// The backing id to pass an open of `ino` through to `fh`'s branch file, if the kernel
-    /// can take it: None means "serve this handle's I/O in the daemon".
-    fn backing_for(
+    /// How to answer the open of handle `fh` of `ino`: passed through to its branch file
+    /// when the kernel can take it (registered with `register`), else served here.
+    fn open_mode(
         &self,
         ino: u64,
         fh: u64,
         register: impl FnOnce(&std::fs::File) -> io::Result<BackingId>,
-    ) -> Option<Arc<BackingId>> {
-        if !self.passthrough {
-            return None;
-        }
-        let f = self.union.file(fh).ok()?;
-        if f.delta.is_some() || f.layer != Layer::Upper {
-            // A delta merges two files: only the daemon can serve it. A lower file is not
-            // passed through either: while an inode has a backing file the kernel requires
-            // every open of it to use that same file, so a later open for writing (which
-            // must reach the upper copy) would fail with EIO.
-            return None;
-        }
-        if self.cached_fh.lock().values().any(|i| *i == ino) {
-            return None;
-        }
-        let mut backings = self.backings.lock();
-        let id = match backings.get_mut(&ino) {
-            Some(b) if b.layer == f.layer => {
-                b.users += 1;
-                b.id.clone()
-            }
-            // Another branch file already backs this inode (a reader of the lower copy
-            // while the upper copy is written): this handle goes through the daemon.
-            Some(_) => return None,
-            None => match register(&f.file) {
-                Ok(id) => {
-                    let id = Arc::new(id);
-                    backings.insert(
-                        ino,
-                        Backing {
-                            id: id.clone(),
-                            layer: f.layer,
-                            users: 1,
-                        },
-                    );
-                    id
-                }
-                Err(e) => {
-                    tracing::debug!(ino, "passthrough not available for this file: {e}");
-                    return None;
-                }
-            },
+    ) -> Decision {
+        let f = self
+            .pass
+            .enabled()
+            .then(|| self.union.file(fh).ok())
+            .flatten();
+        let serve = match &f {
+            Some(f) if f.delta.is_some() => Serve::Daemon,
+            Some(f) if f.layer == Layer::Upper => Serve::Whole(&f.file),
+            Some(f) if !f.writable => Serve::Lower,
+            _ => Serve::Daemon,
         };
-        self.passthrough_fh.lock().insert(fh, ino);
-        Some(id)
-    }
-
-    /// A handle closed: release its share of the inode's backing file.
-    fn release_backing(&self, fh: u64) {
-        self.cached_fh.lock().remove(&fh);
-        let Some(ino) = self.passthrough_fh.lock().remove(&fh) else {
-            return;
-        };
-        let mut backings = self.backings.lock();
-        if let Some(b) = backings.get_mut(&ino) {
-            b.users = b.users.saturating_sub(1);
-            if b.users == 0 {
-                backings.remove(&ino);
-            }
-        }
+        self.pass.open(ino, fh, serve, register, self.cache_flags())
     }
 
     fn entry(&self, reply: ReplyEntry, r: io::Result<Attr>) {
@@ -541,16 +478,8 @@ impl FuseAdapter {
         }
     }
 
-    /// Open flags for a handle whose I/O the daemon serves.
-    fn daemon_io_flags(&self, ino: u64, fh: u64) -> FopenFlags {
-        if self.passthrough {
-            if self.backings.lock().contains_key(&ino) {
-                // Only reached when registering a backing file failed for this handle; the
-                // kernel may still refuse a non-passthrough open beside a passthrough one.
-                return FopenFlags::FOPEN_DIRECT_IO;
-            }
-            self.cached_fh.lock().insert(fh, ino);
-        }
+    /// Open flags for a handle the daemon serves through the page cache.
+    fn cache_flags(&self) -> FopenFlags {
         // strata is the only writer of the branches and every write goes through this
         // page cache, so cached pages stay valid across opens (even across copy-up, which
         // keeps the bytes). A traced mount drops them at open, so each open's reads show.
@@ -567,6 +496,11 @@ impl FuseAdapter {
 }
 
 impl Filesystem for FuseAdapter {
+    fn destroy(&mut self) {
+        // No request is in flight any more: end background compaction between two chunks.
+        self.union.stop_background();
+    }
+
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // Passthrough hands whole-file I/O to the kernel; it needs CAP_SYS_ADMIN and rules
         // out the writeback cache.
@@ -575,7 +509,7 @@ impl Filesystem for FuseAdapter {
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok()
         {
-            self.passthrough = true;
+            self.pass.enable();
         }
         let wanted = [
             InitFlags::FUSE_DO_READDIRPLUS,
@@ -588,7 +522,7 @@ impl Filesystem for FuseAdapter {
             InitFlags::FUSE_MAX_PAGES,
         ];
         for f in wanted {
-            if f == InitFlags::FUSE_WRITEBACK_CACHE && self.passthrough {
+            if f == InitFlags::FUSE_WRITEBACK_CACHE && self.pass.enabled() {
                 continue;
             }
             if config.add_capabilities(f).is_ok() && f == InitFlags::FUSE_WRITEBACK_CACHE {
@@ -808,9 +742,11 @@ impl Filesystem for FuseAdapter {
                     Ok(fh) => fh,
                     Err(e) => return reply.error(errno(&e)),
                 };
-                match self.backing_for(ino.0, fh, |f| reply.open_backing(f)) {
-                    Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
-                    None => reply.opened(FileHandle(fh), self.daemon_io_flags(ino.0, fh)),
+                match self.open_mode(ino.0, fh, |f| reply.open_backing(f)) {
+                    Decision::Passthrough(id) => {
+                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
+                    }
+                    Decision::Daemon(flags) => reply.opened(FileHandle(fh), flags),
                 }
             },
         );
@@ -887,7 +823,7 @@ impl Filesystem for FuseAdapter {
         self.run(
             Req::new(Op::Release, On::Node(ino.0)),
             || {
-                self.release_backing(fh.0);
+                self.pass.release(fh.0);
                 self.union.release(fh.0);
                 Ok(())
             },
@@ -1100,8 +1036,8 @@ impl Filesystem for FuseAdapter {
                 ..Out::default()
             },
             |r| match r {
-                Ok((a, fh)) => match self.backing_for(a.ino, fh, |f| reply.open_backing(f)) {
-                    Some(id) => reply.created_passthrough(
+                Ok((a, fh)) => match self.open_mode(a.ino, fh, |f| reply.open_backing(f)) {
+                    Decision::Passthrough(id) => reply.created_passthrough(
                         &self.ttl,
                         &fuse_attr(&a),
                         Generation(a.generation),
@@ -1109,12 +1045,12 @@ impl Filesystem for FuseAdapter {
                         FopenFlags::empty(),
                         &id,
                     ),
-                    None => reply.created(
+                    Decision::Daemon(flags) => reply.created(
                         &self.ttl,
                         &fuse_attr(&a),
                         Generation(a.generation),
                         FileHandle(fh),
-                        self.daemon_io_flags(a.ino, fh),
+                        flags,
                     ),
                 },
                 Err(e) => reply.error(errno(&e)),

@@ -7,7 +7,9 @@
 
 pub mod attr;
 pub mod branch;
+pub mod compact;
 pub mod control;
+mod control_server;
 mod copyup;
 pub mod delta;
 mod delta_io;
@@ -26,6 +28,7 @@ mod ops_new;
 pub mod ops_xattr;
 pub mod options;
 pub mod owner_write;
+mod passthrough;
 mod request_guard;
 mod resolve;
 pub mod stats;
