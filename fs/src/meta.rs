@@ -18,10 +18,12 @@ use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
-/// Prefixes of xattrs that belong to a union implementation and never show in the mount.
-pub const INTERNAL_XATTR_PREFIXES: [&str; 4] = [
+/// Prefixes of xattrs that belong to a union implementation and never show in the mount
+/// (fuse-overlayfs hides the same three foreign ones, so layers it wrote read alike).
+pub const INTERNAL_XATTR_PREFIXES: [&str; 5] = [
     "trusted.overlay.",
     "user.overlay.",
+    "user.fuseoverlayfs.",
     "trusted.strata.",
     "user.strata.",
 ];

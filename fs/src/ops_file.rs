@@ -97,6 +97,7 @@ impl Union {
         let (layer, bpath) = self.attr_source(&path, &place)?;
         let st = self.branch(layer)?.stat(&bpath)?;
         let mut a = self.attr_from(&st, ino);
+        self.fix_merged_dir_nlink(&mut a, &place);
         if place.metacopy() && !place.delta {
             if let Some((l, p)) = &place.lower {
                 if let Ok(lst) = self.branch(Layer::Lower(*l))?.stat(p) {
@@ -211,7 +212,7 @@ impl Union {
         self.getattr(ino)
     }
 
-    /// The on-disk owner a chown asks for (None: no chown); unmapped ids are EINVAL.
+    /// The on-disk owner a chown asks for (None: no chown); unmapped ids become the overflow id.
     fn owner_out(&self, sa: &SetAttr) -> io::Result<Option<(Option<Uid>, Option<Gid>)>> {
         if sa.uid.is_none() && sa.gid.is_none() {
             return Ok(None);

@@ -35,8 +35,18 @@ impl Union {
         f(&sys::proc_path(d.as_fd(), &name)?)
     }
 
+    /// ENOSYS under noxattrs=1 (fuse-overlayfs's answer; the kernel then answers
+    /// EOPNOTSUPP itself for the rest of the mount's life).
+    fn xattrs_allowed(&self) -> io::Result<()> {
+        match self.opts.no_xattrs {
+            true => Err(errno(libc::ENOSYS)),
+            false => Ok(()),
+        }
+    }
+
     /// Value of xattr `name`.
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> io::Result<Vec<u8>> {
+        self.xattrs_allowed()?;
         if is_internal_xattr(name.as_bytes()) {
             return Err(errno(libc::ENODATA));
         }
@@ -46,6 +56,7 @@ impl Union {
 
     /// NUL-separated xattr names.
     pub fn listxattr(&self, ino: u64) -> io::Result<Vec<u8>> {
+        self.xattrs_allowed()?;
         let mut out = Vec::new();
         for n in self.with_xattr_path(ino, sys::llistxattr)? {
             if !is_internal_xattr(&n) {
@@ -59,6 +70,7 @@ impl Union {
     /// Set xattr `name` (copies up metadata first). Setting `user.strata.compact` asks for
     /// the file's delta to be made whole (what `strata compact` does).
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+        self.xattrs_allowed()?;
         if name.as_bytes() == COMPACT_XATTR.as_bytes() {
             return self.compact(ino);
         }
@@ -74,6 +86,7 @@ impl Union {
 
     /// Remove xattr `name` (copies up metadata first).
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> io::Result<()> {
+        self.xattrs_allowed()?;
         if is_internal_xattr(name.as_bytes()) {
             return Err(errno(libc::ENODATA));
         }

@@ -1,6 +1,6 @@
 //! Mount options, parsed from fuse-overlayfs-compatible `-o` strings.
 
-use crate::idmap::IdMap;
+use crate::idmap::{system_overflow, IdMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,9 +13,9 @@ pub struct MountOptions {
     pub upperdir: Option<PathBuf>,
     /// Scratch directory on the upper's filesystem for atomic copy-up.
     pub workdir: Option<PathBuf>,
-    /// uid mapping between the mount and the branches (fuse-overlayfs uidmapping=).
+    /// uid mapping between the branches and the mount (fuse-overlayfs uidmapping=HOST:TO:LEN).
     pub uidmap: IdMap,
-    /// gid mapping between the mount and the branches (fuse-overlayfs gidmapping=).
+    /// gid mapping between the branches and the mount (fuse-overlayfs gidmapping=HOST:TO:LEN).
     pub gidmap: IdMap,
     /// Report every file as owned by this uid (squash_to_root / squash_to_uid).
     pub squash_uid: Option<u32>,
@@ -23,6 +23,9 @@ pub struct MountOptions {
     pub squash_gid: Option<u32>,
     /// Report nlink 1 for directories (static_nlink).
     pub static_nlink: bool,
+    /// No xattrs through the mount (noxattrs=1): every xattr request answers ENOSYS, as
+    /// fuse-overlayfs does, which the kernel turns into EOPNOTSUPP.
+    pub no_xattrs: bool,
     /// Skip fsync on the branches (fsync=0 / volatile).
     pub no_fsync: bool,
     /// Entry and attribute cache lifetime handed to the kernel.
@@ -59,6 +62,7 @@ impl Default for MountOptions {
             squash_uid: None,
             squash_gid: None,
             static_nlink: false,
+            no_xattrs: false,
             no_fsync: false,
             timeout: Duration::from_secs(86400),
             threads: 0,
@@ -77,10 +81,24 @@ impl Default for MountOptions {
 /// Split on unescaped `sep`. With `unescape`, `\X` becomes `X`; without, only `\sep`
 /// loses its backslash (so an inner level can still see its own escapes).
 fn split_escaped(s: &str, sep: char, unescape: bool) -> Vec<String> {
+    split_quoted(s, sep, unescape, false)
+}
+
+/// [`split_escaped`], and with `quotes` a `sep` between double quotes does not split
+/// (the quotes stay): containers/storage passes
+/// `context="system_u:object_r:container_file_t:s0:c1,c2"`, as libmount and the
+/// kernel's LSM option parser read it.
+fn split_quoted(s: &str, sep: char, unescape: bool, quotes: bool) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars();
+    let mut quoted = false;
     while let Some(c) = chars.next() {
+        if quotes && c == '"' {
+            quoted = !quoted;
+            cur.push(c);
+            continue;
+        }
         if c == '\\' {
             match chars.next() {
                 Some(n) if unescape || n == sep => cur.push(n),
@@ -90,7 +108,7 @@ fn split_escaped(s: &str, sep: char, unescape: bool) -> Vec<String> {
                 }
                 None => cur.push('\\'),
             }
-        } else if c == sep {
+        } else if c == sep && !quoted {
             out.push(std::mem::take(&mut cur));
         } else {
             cur.push(c);
@@ -98,6 +116,13 @@ fn split_escaped(s: &str, sep: char, unescape: bool) -> Vec<String> {
     }
     out.push(cur);
     out
+}
+
+/// `"text"` without its quotes; anything else unchanged.
+fn unquote(v: &str) -> &str {
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v)
 }
 
 /// Errors quote the caller's text; a newline or terminal escape in it must not split or
@@ -129,7 +154,7 @@ impl MountOptions {
     pub fn parse<S: AsRef<str>>(groups: &[S]) -> Result<MountOptions, String> {
         let mut o = MountOptions::default();
         for group in groups {
-            for opt in split_escaped(group.as_ref(), ',', false) {
+            for opt in split_quoted(group.as_ref(), ',', false, true) {
                 o.apply(&opt).map_err(|e| one_line(&e))?;
             }
         }
@@ -151,7 +176,8 @@ impl MountOptions {
             return Ok(());
         }
         let (key, val) = match opt.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
+            // A double-quoted value is the text between the quotes.
+            Some((k, v)) => (k, Some(unquote(v))),
             None => (opt, None),
         };
         let need = |v: Option<&str>| -> Result<String, String> {
@@ -172,8 +198,12 @@ impl MountOptions {
             }
             "upperdir" => self.upperdir = Some(PathBuf::from(need(val)?)),
             "workdir" => self.workdir = Some(PathBuf::from(need(val)?)),
-            "uidmapping" => self.uidmap = IdMap::parse(&need(val)?)?,
-            "gidmapping" => self.gidmap = IdMap::parse(&need(val)?)?,
+            "uidmapping" => {
+                self.uidmap = IdMap::parse(&need(val)?)?.with_overflow(system_overflow("uid"))
+            }
+            "gidmapping" => {
+                self.gidmap = IdMap::parse(&need(val)?)?.with_overflow(system_overflow("gid"))
+            }
             "squash_to_root" => {
                 self.squash_uid = Some(0);
                 self.squash_gid = Some(0);
@@ -181,9 +211,11 @@ impl MountOptions {
             "squash_to_uid" => self.squash_uid = Some(parse_u32(key, &need(val)?)?),
             "squash_to_gid" => self.squash_gid = Some(parse_u32(key, &need(val)?)?),
             "static_nlink" => self.static_nlink = true,
+            "noxattrs" => self.no_xattrs = parse_bool(key, val.unwrap_or("1"))?,
             "noacl"
             | "xattr_permissions"
             | "fast_ino"
+            | "fast_ino_check"
             | "plugins"
             | "context"
             | "fscontext"
@@ -315,6 +347,24 @@ mod tests {
             .unwrap_err()
             .contains("bogus"));
         assert!(MountOptions::parse(&["lowerdir=/a,timeout=x"]).is_err());
+    }
+
+    #[test]
+    fn quoted_values_keep_their_commas() {
+        let o = MountOptions::parse(&[
+            "lowerdir=/a,context=\"system_u:object_r:container_file_t:s0:c1,c2\",noxattrs=1,\
+             fscontext=\"a,b\",defcontext=\"c,d\",rootcontext=\"e,f\",fast_ino_check=1",
+        ])
+        .unwrap();
+        assert!(o.no_xattrs);
+        assert_eq!(o.lowerdirs, vec![PathBuf::from("/a")]);
+        let o = MountOptions::parse(&["lowerdir=\"/x,y\""]).unwrap();
+        assert_eq!(o.lowerdirs, vec![PathBuf::from("/x,y")]);
+        assert!(
+            !MountOptions::parse(&["lowerdir=/a,noxattrs=0"])
+                .unwrap()
+                .no_xattrs
+        );
     }
 
     #[test]

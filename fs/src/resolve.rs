@@ -320,6 +320,7 @@ impl Union {
     /// Attributes from a resolution, fixed up for metadata-only copies.
     pub(crate) fn resolved_attr(&self, r: &Resolved) -> Attr {
         let mut a = self.attr_from(&r.st, r.ino);
+        self.fix_merged_dir_nlink(&mut a, &r.place);
         if let Some(n) = r.meta.as_ref().and_then(|m| m.nlink) {
             a.nlink = n.min(u64::from(u32::MAX)) as u32;
         }

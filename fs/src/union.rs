@@ -258,20 +258,29 @@ impl Union {
         a
     }
 
-    /// Disk uid for a uid given in the mount (EINVAL when unmapped).
-    pub(crate) fn uid_out(&self, uid: u32) -> io::Result<u32> {
-        self.opts
-            .uidmap
-            .to_outside(uid)
-            .ok_or_else(|| errno(libc::EINVAL))
+    /// A directory merged from several branches reports nlink 1, as overlayfs does:
+    /// its own branch's count misses the subdirectories of the others (lower `p/{s1,s2}`
+    /// plus an upper `p/s3` would say 3), and nlink-based walkers (find without -noleaf)
+    /// would skip subdirectories. 1 means "unknown" to them. A directory in one branch
+    /// only keeps that branch's count, which is exact.
+    pub(crate) fn fix_merged_dir_nlink(&self, a: &mut Attr, place: &Placement) {
+        if !place.is_dir() || a.kind() != libc::S_IFDIR {
+            return;
+        }
+        let branches = usize::from(place.upper) + place.dir.as_ref().map_or(0, |d| d.layers.len());
+        if branches > 1 {
+            a.nlink = 1;
+        }
     }
 
-    /// Disk gid for a gid given in the mount (EINVAL when unmapped).
+    /// Disk uid for a uid given in the mount (unmapped: the overflow id, as fuse-overlayfs).
+    pub(crate) fn uid_out(&self, uid: u32) -> io::Result<u32> {
+        Ok(self.opts.uidmap.to_outside(uid))
+    }
+
+    /// Disk gid for a gid given in the mount (unmapped: the overflow id, as fuse-overlayfs).
     pub(crate) fn gid_out(&self, gid: u32) -> io::Result<u32> {
-        self.opts
-            .gidmap
-            .to_outside(gid)
-            .ok_or_else(|| errno(libc::EINVAL))
+        Ok(self.opts.gidmap.to_outside(gid))
     }
 
     /// Merged path and placement of a node.

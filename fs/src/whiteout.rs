@@ -2,7 +2,7 @@
 //!
 //! Read in every branch, in all the formats in use: `.wh.NAME` files (OCI/AUFS), character
 //! devices 0/0 (overlayfs), `.wh..wh..opq` files and the `trusted.overlay.opaque` /
-//! `user.overlay.opaque` = `y` xattrs. strata writes only the OCI form — `.wh.NAME` empty
+//! `user.overlay.opaque` / `user.fuseoverlayfs.opaque` = `y` xattrs. strata writes only the OCI form — `.wh.NAME` empty
 //! files and `.wh..wh..opq` — so that an upper directory is already an OCI layer.
 
 use crate::branch::{open_in, stat_at};
@@ -68,7 +68,12 @@ pub fn dir_is_opaque(dir: BorrowedFd<'_>) -> io::Result<bool> {
     // "/proc/self/fd/N/." names the directory itself, so l*xattr does not stop at the
     // magic link.
     let path = sys::proc_path(dir, OsStr::new("."))?;
-    for name in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+    // fuse-overlayfs writes user.fuseoverlayfs.opaque where it may not write trusted.*.
+    for name in [
+        "trusted.overlay.opaque",
+        "user.overlay.opaque",
+        "user.fuseoverlayfs.opaque",
+    ] {
         match sys::lgetxattr(&path, OsStr::new(name)) {
             Ok(Some(v)) if v.as_slice() == b"y" => return Ok(true),
             Ok(_) => {}

@@ -17,9 +17,10 @@ use crate::tar_import::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::util::{Ctx, Result};
 
 /// xattr prefixes that belong to a union implementation (never written to a layer).
-pub const INTERNAL_XATTR_PREFIXES: [&str; 4] = [
+pub const INTERNAL_XATTR_PREFIXES: [&str; 5] = [
     "trusted.overlay.",
     "user.overlay.",
+    "user.fuseoverlayfs.",
     "trusted.strata.",
     "user.strata.",
 ];

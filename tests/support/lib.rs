@@ -18,6 +18,7 @@ pub mod delta;
 pub mod layer;
 pub mod mount;
 pub mod ops;
+pub mod peer;
 pub mod sys;
 pub mod tree;
 
