@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const USER: &str = "strata-podman";
 /// The base image every test imports.
 const BASE: &str = "localhost/base:latest";
+/// The test container's name: not hex, so that it never matches an image id prefix.
+const CTR: &str = "strata-ctr";
 /// The mapping of the rootful tests (as `--uidmap` and `--gidmap`).
 const ROOTFUL_MAP: &str = "0:100000:65536";
 /// Seconds one podman command may take before it is killed (`timeout -k 10`).
@@ -296,9 +298,10 @@ impl Podman {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// A podman Go-template field of a container or image.
-    fn inspect(&self, what: &str, format: &str) -> String {
-        self.ok(&["inspect", "--format", format, what])
+    /// A podman Go-template field of a `container` or `image` (the kind given: a bare
+    /// `podman inspect NAME` also matches image ids starting with NAME).
+    fn inspect(&self, kind: &str, what: &str, format: &str) -> String {
+        self.ok(&[kind, "inspect", "--format", format, what])
             .trim()
             .to_string()
     }
@@ -351,23 +354,7 @@ impl Podman {
     /// it is the mount program under test and that, in its mount namespace, `merged` is a
     /// FUSE mount named after the program (strata: `strata`).
     fn daemon_of(&self, merged: &str) -> i32 {
-        let mut found = Vec::new();
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-                continue;
-            };
-            if cmdline.split(|b| *b == 0).any(|a| a == merged.as_bytes()) {
-                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-                found.push((
-                    pid,
-                    exe,
-                    String::from_utf8_lossy(&cmdline).replace('\0', " "),
-                ));
-            }
-        }
+        let found = self.serving(merged);
         let ours: Vec<_> = found
             .iter()
             .filter(|(_, exe, _)| exe.as_deref() == Some(self.program.as_path()))
@@ -397,6 +384,46 @@ impl Podman {
         pid
     }
 
+    /// `podman rm NAME`. podman 4.3 often fails removing a stopped user-namespaced
+    /// container with "userdata/shm: device or resource busy" and removes it all the same
+    /// (the kernel overlay driver too, about every second time with `--uidmap`): that one
+    /// error is accepted once the container is gone.
+    fn rm(&self, name: &str) {
+        let out = self.podman(&["rm", name]);
+        if out.status.success() {
+            return;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        let gone = !self.podman(&["container", "exists", name]).status.success();
+        assert!(
+            gone && err.contains("/userdata/shm: device or resource busy"),
+            "podman rm {name} failed ({}): {err}",
+            out.status
+        );
+    }
+
+    /// Once podman has unmounted everything, no mount program daemon of this test is left
+    /// (polled for at most 10 s: a daemon exits after the kernel ends its connection).
+    fn no_daemons_left(&self) {
+        let dir = self.dir.to_string_lossy().into_owned();
+        let left = || -> Vec<_> {
+            self.serving(&dir)
+                .into_iter()
+                .filter(|(_, exe, _)| exe.as_deref() == Some(self.program.as_path()))
+                .collect()
+        };
+        for _ in 0..200 {
+            if left().is_empty() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "daemons still running after podman unmounted everything: {:?}",
+            left()
+        );
+    }
+
     /// Owners of `paths` as the store's user namespace sees them: the host's rootful, podman's
     /// own namespace rootless (through `podman unshare`, as FUSE lets no process outside the
     /// mounter's user namespace into a mount made inside one).
@@ -413,6 +440,32 @@ impl Podman {
                 (u.parse().unwrap(), g.parse().unwrap())
             })
             .collect()
+    }
+
+    /// Processes with an argument starting with `path` (a mountpoint: the processes serving
+    /// it): pid, executable, command line.
+    fn serving(&self, path: &str) -> Vec<(i32, Option<PathBuf>, String)> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                continue;
+            };
+            if cmdline
+                .split(|b| *b == 0)
+                .any(|a| a.starts_with(path.as_bytes()))
+            {
+                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+                found.push((
+                    pid,
+                    exe,
+                    String::from_utf8_lossy(&cmdline).replace('\0', " "),
+                ));
+            }
+        }
+        found
     }
 
     /// Stop and remove every container, then stop rootless podman's pause process (it
@@ -639,23 +692,23 @@ gone
 /// Run a container with `ids`, make MUTATE's changes in it and check them from the inside,
 /// through the mount and on disk while it runs; then, stopped: `podman diff`, `commit` (the
 /// commit run with the mapping and without one), `save` (the committed layer) and `export`.
-/// `extra(p, merged, upper)` checks more while container `c` runs.
+/// `extra(p, merged, upper)` checks more while the container runs.
 fn run_commit_diff_export(p: &Podman, ids: &Ids, extra: impl Fn(&Podman, &str, &Path)) {
     let opts: Vec<&str> = ids.opts.iter().map(String::as_str).collect();
     let root: Vec<&str> = ids.root.iter().map(String::as_str).collect();
-    let mut run = vec!["run", "-d", "--pull=never", "--name", "c"];
+    let mut run = vec!["run", "-d", "--pull=never", "--name", CTR];
     run.extend(&opts);
     run.extend([BASE, "sleep", "600"]);
     p.ok(&run);
 
     let mut exec = vec!["exec"];
     exec.extend(&root);
-    exec.extend(["c", "sh", "-c", MUTATE]);
+    exec.extend([CTR, "sh", "-c", MUTATE]);
     assert_eq!(p.ok(&exec), MUTATE_OUT, "inside the container");
 
     // While it runs, the mount program serves the rootfs.
-    let merged = p.inspect("c", "{{.GraphDriver.Data.MergedDir}}");
-    let upper = PathBuf::from(p.inspect("c", "{{.GraphDriver.Data.UpperDir}}"));
+    let merged = p.inspect("container", CTR, "{{.GraphDriver.Data.MergedDir}}");
+    let upper = PathBuf::from(p.inspect("container", CTR, "{{.GraphDriver.Data.UpperDir}}"));
     assert!(
         upper.starts_with(&p.dir),
         "the store is not the test's: {}",
@@ -699,16 +752,16 @@ fn run_commit_diff_export(p: &Podman, ids: &Ids, extra: impl Fn(&Podman, &str, &
     );
     assert_eq!(std::fs::read(upper.join("data/new")).unwrap(), b"new\n");
     // The image layer under it is untouched.
-    let lower = PathBuf::from(p.inspect(BASE, "{{.GraphDriver.Data.UpperDir}}"));
+    let lower = PathBuf::from(p.inspect("image", BASE, "{{.GraphDriver.Data.UpperDir}}"));
     assert_eq!(std::fs::read(lower.join("data/keep")).unwrap(), b"keep\n");
     assert!(lower.join("data/del").exists() && lower.join("data/sub/deep").exists());
     assert_eq!(p.owners(&[lower.join("data/owned")]), [(1000, 1000)]);
     extra(p, &merged, &upper);
 
-    p.ok(&["stop", "-t", "0", "c"]);
+    p.ok(&["stop", "-t", "0", CTR]);
 
     // diff: /data exactly; nothing deleted elsewhere.
-    let diff = p.ok(&["diff", "c"]);
+    let diff = p.ok(&["container", "diff", CTR]);
     let lines: BTreeSet<&str> = diff.lines().collect();
     let data: BTreeSet<&str> = lines
         .iter()
@@ -737,7 +790,7 @@ fn run_commit_diff_export(p: &Podman, ids: &Ids, extra: impl Fn(&Podman, &str, &
     );
 
     // commit, and run the commit with the mapping and without one.
-    p.ok(&["commit", "-q", "c", "localhost/committed"]);
+    p.ok(&["commit", "-q", CTR, "localhost/committed"]);
     let mut again = vec!["run", "--rm", "--pull=never"];
     again.extend(&opts);
     again.extend(["localhost/committed", "sh", "-c", CHECK]);
@@ -782,7 +835,7 @@ fn run_commit_diff_export(p: &Podman, ids: &Ids, extra: impl Fn(&Podman, &str, &
     // podman 4.3 exports the mounted rootfs without mapping ids back to the container's
     // (the kernel overlay driver gives the same 100000-owned tar for `--uidmap 0:100000:..`).
     let exported = p.path("home/export.tar");
-    p.ok(&["export", "-o", exported.to_str().unwrap(), "c"]);
+    p.ok(&["export", "-o", exported.to_str().unwrap(), CTR]);
     let tar = tar_entries(std::fs::File::open(&exported).unwrap());
     let o = |u: u32, g: u32| (u64::from(m(u, false)), u64::from(m(g, true)));
     assert_tar_file(&tar, "data/new", o(0, 0), "new\n");
@@ -796,7 +849,8 @@ fn run_commit_diff_export(p: &Podman, ids: &Ids, extra: impl Fn(&Podman, &str, &
     for gone in ["data/del", "data/sub", "data/sub/deep"] {
         assert!(!tar.contains_key(gone), "{gone} in the export");
     }
-    p.ok(&["rm", "c"]);
+    p.rm(CTR);
+    p.no_daemons_left();
 }
 
 #[test]
@@ -839,7 +893,7 @@ fn rootless_keep_id_run_commit_diff_export() {
         let (uid, gid) = (u.uid, u.gid);
         let out = p.ok(&[
             "exec",
-            "c",
+            CTR,
             "sh",
             "-c",
             "id -u; id -g; stat -c '%u:%g %n' /etc/passwd /etc/group /home/me /home/me/mine; \
@@ -888,7 +942,7 @@ fn rootless_uidmap_run_commit_diff_export() {
         // The id map is the container's: 5000 and above do not exist in it.
         let out = p.ok(&[
             "exec",
-            "c",
+            CTR,
             "sh",
             "-c",
             "cat /proc/self/uid_map | tr -s ' '; chown 6000 /data/new 2>/dev/null || echo refused",
@@ -1008,12 +1062,12 @@ fn build(p: &Podman, opts: &[&str]) {
         "create",
         "--pull=never",
         "--name",
-        "b",
+        CTR,
         "localhost/built",
         "true",
     ]);
     let exported = p.path("home/export.tar");
-    p.ok(&["export", "-o", exported.to_str().unwrap(), "b"]);
+    p.ok(&["export", "-o", exported.to_str().unwrap(), CTR]);
     let tar = tar_entries(std::fs::File::open(&exported).unwrap());
     assert_tar_file(&tar, "built/keep", (0, 0), "keep\n");
     assert_tar_file(&tar, "built/renamed", (0, 0), "one\ntwo\n");
@@ -1025,7 +1079,8 @@ fn build(p: &Podman, opts: &[&str]) {
     for gone in ["built/one", "built/gone", "data/del", "data/sub"] {
         assert!(!tar.contains_key(gone), "{gone} in the export");
     }
-    p.ok(&["rm", "b"]);
+    p.rm(CTR);
+    p.no_daemons_left();
 }
 
 /// Rootful build. (Not with `--userns-uid-map`: podman 4.3 then commits each RUN step as
