@@ -10,6 +10,7 @@ use crate::attr::fmt;
 use crate::branch::{open_in, stat_at};
 use crate::inode::{join, Placement};
 use crate::meta::{is_internal_xattr, Meta};
+use crate::owner_write::{open_in_owned, with_owner_write};
 use crate::resolve::Resolved;
 use crate::sys;
 use crate::union::{errno, Layer, Union};
@@ -192,16 +193,26 @@ impl Union {
             };
             self.copy_meta_to(work.dir.as_fd(), &tmp, &src, Some(&meta))?;
             let pd = self.dirfd(Layer::Upper, &ppath)?;
-            match nix::fcntl::renameat2(
-                work.dir.as_fd(),
-                tmp.as_os_str(),
-                pd.as_fd(),
-                name.as_os_str(),
-                RenameFlags::RENAME_NOREPLACE,
-            ) {
-                Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
-                Err(e) => Err(io::Error::from(e)),
-            }
+            // Moving a directory to another parent needs write access to it (its "..")
+            // and to that parent; an unprivileged daemon owning a 0555 copy lacks both.
+            with_owner_write(
+                || pd.as_fd().try_clone_to_owned(),
+                || {
+                    with_owner_write(
+                        || open_in(work.dir.as_fd(), &tmp, OFlag::O_PATH, 0),
+                        || match nix::fcntl::renameat2(
+                            work.dir.as_fd(),
+                            tmp.as_os_str(),
+                            pd.as_fd(),
+                            name.as_os_str(),
+                            RenameFlags::RENAME_NOREPLACE,
+                        ) {
+                            Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+                            Err(e) => Err(io::Error::from(e)),
+                        },
+                    )
+                },
+            )
         })();
         let _ = nix::unistd::unlinkat(
             work.dir.as_fd(),
@@ -270,9 +281,6 @@ impl Union {
             Some(nix::unistd::Gid::from_raw(st.st_gid)),
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )?;
-        if fmt(st) != libc::S_IFLNK {
-            self.chmod_at(dir, name, st.st_mode & 0o7777)?;
-        }
         if let Some(m) = meta {
             if let Err(e) = self.meta.write(&dst, m) {
                 // Symlinks and devices cannot carry user.* xattrs: only st_ino stability
@@ -281,6 +289,11 @@ impl Union {
                     return Err(e);
                 }
             }
+        }
+        // The final mode last: until now the copy is the daemon's own 0600 file, which an
+        // unprivileged daemon may give xattrs; a 0444 mode would forbid it that.
+        if fmt(st) != libc::S_IFLNK {
+            self.chmod_at(dir, name, st.st_mode & 0o7777)?;
         }
         nix::sys::stat::utimensat(
             dir,
@@ -378,23 +391,35 @@ impl Union {
                     Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
                     Err(e) => return Err(e.into()),
                 }
-                nix::unistd::linkat(
-                    work.index.as_fd(),
-                    iname.as_os_str(),
-                    pd.as_fd(),
-                    name.as_os_str(),
-                    nix::fcntl::AtFlags::empty(),
-                )?;
-                Ok(())
-            } else {
-                nix::fcntl::renameat2(
-                    work.dir.as_fd(),
-                    tmp.as_os_str(),
-                    pd.as_fd(),
-                    name.as_os_str(),
-                    RenameFlags::RENAME_NOREPLACE,
+                // The parent may be a copied-up 0555 directory the daemon owns: the
+                // caller's chmod or touch of a file in it needs no write access there.
+                with_owner_write(
+                    || pd.as_fd().try_clone_to_owned(),
+                    || {
+                        nix::unistd::linkat(
+                            work.index.as_fd(),
+                            iname.as_os_str(),
+                            pd.as_fd(),
+                            name.as_os_str(),
+                            nix::fcntl::AtFlags::empty(),
+                        )
+                        .map_err(io::Error::from)
+                    },
                 )
-                .map_err(io::Error::from)
+            } else {
+                with_owner_write(
+                    || pd.as_fd().try_clone_to_owned(),
+                    || {
+                        nix::fcntl::renameat2(
+                            work.dir.as_fd(),
+                            tmp.as_os_str(),
+                            pd.as_fd(),
+                            name.as_os_str(),
+                            RenameFlags::RENAME_NOREPLACE,
+                        )
+                        .map_err(io::Error::from)
+                    },
+                )
             }
         })();
         let _ = nix::unistd::unlinkat(
@@ -435,7 +460,7 @@ impl Union {
         }
         let (ppath, name) = split(path)?;
         let pd = self.dirfd(Layer::Upper, &ppath)?;
-        let dst = File::from(open_in(pd.as_fd(), &name, OFlag::O_RDWR, 0)?);
+        let dst = File::from(open_in_owned(pd.as_fd(), &name, OFlag::O_RDWR, 0)?);
         let src = File::from(self.branch(Layer::Lower(*layer))?.open_at(
             lpath,
             OFlag::O_RDONLY,
@@ -500,6 +525,6 @@ impl Union {
     pub(crate) fn open_upper_file(&self, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
         let (ppath, name) = split(path)?;
         let pd = self.dirfd(Layer::Upper, &ppath)?;
-        open_in(pd.as_fd(), &name, flags, 0)
+        open_in_owned(pd.as_fd(), &name, flags, 0)
     }
 }

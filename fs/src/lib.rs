@@ -23,6 +23,7 @@ mod ops_dir;
 mod ops_file;
 pub mod ops_xattr;
 pub mod options;
+pub mod owner_write;
 mod resolve;
 pub mod stats;
 pub mod sys;

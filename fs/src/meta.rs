@@ -12,6 +12,7 @@
 //! Unknown keys are ignored so later versions can add fields. See docs/format.md.
 
 use crate::delta::{DeltaMap, Ident};
+use crate::owner_write::{entry_at, with_owner_write};
 use crate::sys;
 use std::ffi::{CStr, OsStr, OsString};
 use std::io;
@@ -214,24 +215,29 @@ impl MetaStore {
 
     /// Write the meta of an open file (an empty meta removes the xattr).
     pub fn write_fd(&self, fd: std::os::fd::BorrowedFd<'_>, meta: &Meta) -> io::Result<()> {
+        // An unprivileged daemon may own a file whose mode forbids it user.* xattrs.
+        let entry = || fd.try_clone_to_owned();
         if *meta == Meta::default() {
-            return match sys::fremovexattr(fd, &self.name) {
+            return with_owner_write(entry, || match sys::fremovexattr(fd, &self.name) {
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
                 r => r,
-            };
+            });
         }
-        sys::fsetxattr(fd, &self.name, &meta.encode())
+        with_owner_write(entry, || sys::fsetxattr(fd, &self.name, &meta.encode()))
     }
 
     /// Write (or with an empty meta, remove) the meta of the entry at `path`.
     pub fn write(&self, path: &CStr, meta: &Meta) -> io::Result<()> {
+        let entry = || entry_at(path);
         if *meta == Meta::default() {
-            return match sys::lremovexattr(path, &self.name) {
+            return with_owner_write(entry, || match sys::lremovexattr(path, &self.name) {
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => Ok(()),
                 r => r,
-            };
+            });
         }
-        sys::lsetxattr(path, &self.name, &meta.encode(), 0)
+        with_owner_write(entry, || {
+            sys::lsetxattr(path, &self.name, &meta.encode(), 0)
+        })
     }
 }
 

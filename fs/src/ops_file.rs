@@ -1,10 +1,10 @@
 //! Attribute, file-data and directory-reading operations.
 
 use crate::attr::Attr;
-use crate::branch::open_in;
 use crate::copyup::split;
 use crate::handles::{DirEntry, OpenFile};
 use crate::inode::{Placement, ROOT};
+use crate::owner_write::open_in_owned;
 use crate::union::{errno, Layer, Union};
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::UtimensatFlags;
@@ -195,9 +195,8 @@ impl Union {
         if let Some(size) = size {
             match via_handle.filter(|h| h.writable && h.layer == Layer::Upper) {
                 Some(h) => h.file.set_len(size)?,
-                None => {
-                    File::from(open_in(pd.as_fd(), &name, OFlag::O_WRONLY, 0)?).set_len(size)?
-                }
+                None => File::from(open_in_owned(pd.as_fd(), &name, OFlag::O_WRONLY, 0)?)
+                    .set_len(size)?,
             }
         }
         if sa.atime.is_some() || sa.mtime.is_some() {
