@@ -28,6 +28,7 @@ fn mount_program() -> PathBuf {
     }
 }
 
+/// Fail clearly when a tool the tests run is not installed.
 fn need(tool: &str) {
     let ok = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
@@ -41,9 +42,13 @@ fn need(tool: &str) {
 /// The rootless user: ids and the start of its subordinate uid and gid ranges.
 #[derive(Clone, Copy, Debug)]
 pub struct User {
+    /// Its uid.
     pub uid: u32,
+    /// Its primary gid.
     pub gid: u32,
+    /// First id of its /etc/subuid range.
     pub subuid: u32,
+    /// First id of its /etc/subgid range.
     pub subgid: u32,
 }
 
@@ -118,16 +123,21 @@ fn rootless_user() -> User {
 /// One podman configuration: its own store, runroot, config files and (rootless) home,
 /// everything removed on drop.
 pub struct Podman {
+    /// The test directory (store, runroot, config, home).
     pub dir: PathBuf,
+    /// The rootless user; None: rootful.
     pub user: Option<User>,
+    /// The mount program in storage.conf (canonical).
     pub program: PathBuf,
 }
 
 impl Podman {
+    /// podman as root.
     pub fn rootful() -> Podman {
         Podman::new(None)
     }
 
+    /// podman as the rootless user.
     pub fn rootless() -> Podman {
         Podman::new(Some(rootless_user()))
     }
@@ -152,14 +162,30 @@ impl Podman {
             .unwrap_or_else(|e| panic!("mount program {}: {e}", mount_program().display()));
         if let Some(u) = user {
             // The user must be able to run the program: the workspace may sit under a
-            // private home (/root). A hard link (or copy) inside the test dir is enough.
-            let bin = dir.join("bin");
-            std::fs::create_dir_all(&bin).unwrap();
-            let linked = bin.join(program.file_name().unwrap());
-            if std::fs::hard_link(&program, &linked).is_err() {
-                std::fs::copy(&program, &linked).unwrap();
+            // private home (/root). Then a hard link (or copy) inside the test dir does.
+            let runs = Command::new("setpriv")
+                .args([
+                    "--reuid",
+                    USER,
+                    "--regid",
+                    USER,
+                    "--init-groups",
+                    "test",
+                    "-x",
+                ])
+                .arg(&program)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !runs {
+                let bin = dir.join("bin");
+                std::fs::create_dir_all(&bin).unwrap();
+                let linked = bin.join(program.file_name().unwrap());
+                if std::fs::hard_link(&program, &linked).is_err() {
+                    std::fs::copy(&program, &linked).unwrap();
+                }
+                program = linked;
             }
-            program = linked;
             let chown = |p: &Path| {
                 std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid)).unwrap();
             };
@@ -174,6 +200,7 @@ impl Podman {
         p
     }
 
+    /// A path in the test directory.
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.join(p)
     }

@@ -7,10 +7,15 @@ use std::path::Path;
 /// One tar entry: type, owner, mode, content (symlinks: target).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
+    /// f regular, d directory, l symlink, h hard link, ? other.
     pub kind: char,
+    /// Owner uid.
     pub uid: u64,
+    /// Owner gid.
     pub gid: u64,
+    /// Permission bits.
     pub mode: u32,
+    /// Content (symlinks: the target).
     pub data: Vec<u8>,
 }
 
@@ -73,6 +78,7 @@ pub fn saved_layers(archive: &Path) -> Vec<BTreeMap<String, Entry>> {
         .collect()
 }
 
+/// The entry at `path`, which must be there.
 pub fn file(tar: &BTreeMap<String, Entry>, path: &str) -> Entry {
     tar.get(path)
         .unwrap_or_else(|| {
