@@ -13,7 +13,7 @@ use crate::resolve::Resolved;
 use crate::stats::Stats;
 use crate::trace::Tracer;
 use crate::union::{err_no, Layer, Union};
-use crate::whiteout::{has_whiteout_file, is_char_whiteout};
+use crate::whiteout::{has_whiteout_file, is_whiteout_entry};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::io::{self, BufRead, BufReader, Write};
@@ -432,7 +432,9 @@ impl Union {
         let mut hider: Option<(&'static str, String)> = None;
         if pr.place.upper && self.upper.is_some() {
             if let Ok(ud) = self.dirfd(Layer::Upper, parent) {
-                let char_wh = stat_at(ud.as_fd(), name).is_ok_and(|st| is_char_whiteout(&st));
+                let char_wh = stat_at(ud.as_fd(), name).is_ok_and(|st| {
+                    is_whiteout_entry(&self.meta, ud.as_fd(), name, &st).unwrap_or(true)
+                });
                 if char_wh || has_whiteout_file(ud.as_fd(), name).unwrap_or(false) {
                     hider = Some(("whiteout", "upper".into()));
                 } else if pr.place.dir.is_none() {
@@ -449,7 +451,7 @@ impl Union {
                 continue;
             };
             match stat_at(d.as_fd(), name) {
-                Ok(st) if is_char_whiteout(&st) => {
+                Ok(st) if is_whiteout_entry(&self.meta, d.as_fd(), name, &st).unwrap_or(true) => {
                     hider.get_or_insert(("whiteout", format!("lower {l}")));
                 }
                 Ok(_) => {

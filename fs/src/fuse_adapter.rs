@@ -8,6 +8,7 @@
 use crate::attr::Attr;
 use crate::handles::DirEntry;
 use crate::ops_file::{SetAttr, SetTime};
+use crate::request_guard::guarded;
 use crate::stats::{errno_name, Move, Stats};
 use crate::trace::{Branch, Event, Op, Origin, Tracer};
 use crate::union::{err_no, Ctx, Layer, Union};
@@ -233,18 +234,27 @@ impl FuseAdapter {
             Some(tr) => tr.begin(req.op),
             None => None,
         };
-        let before = req.watch.and_then(|ino| self.union.origin(ino));
-        let r = call();
+        // A panic costs only this request: it is answered EIO (a reply dropped unsent
+        // sends EIO too) and the thread goes on serving.
+        let op = req.op.name();
+        let before = guarded(op, || req.watch.and_then(|ino| self.union.origin(ino))).flatten();
+        let r = guarded(op, || {
+            if let (Op::Lookup, On::Name(_, name)) = (req.op, req.on) {
+                crate::request_guard::test_panic_point(name);
+            }
+            call()
+        })
+        .unwrap_or_else(|| Err(io::Error::from_raw_os_error(libc::EIO)));
         let out = match &r {
-            Ok(v) => info(v),
+            Ok(v) => guarded(op, || info(v)).unwrap_or_default(),
             Err(e) => Out {
                 errno: err_no(e),
                 ..Out::default()
             },
         };
         let lat = t.map(|t| t.elapsed());
-        reply(r);
-        self.finish(t.zip(lat), &req, before, out);
+        let _ = guarded(op, || reply(r));
+        let _ = guarded(op, || self.finish(t.zip(lat), &req, before, out));
     }
 
     /// The bookkeeping after a reply went out.

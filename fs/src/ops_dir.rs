@@ -22,11 +22,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Where a new entry goes: the upper parent and whether a whiteout must be replaced.
-struct NewEntry {
-    pd: Arc<OwnedFd>,
-    whiteout: bool,
-    uid: u32,
-    gid: u32,
+pub(crate) struct NewEntry {
+    pub(crate) pd: Arc<OwnedFd>,
+    pub(crate) whiteout: bool,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
     setgid_dir: bool,
 }
 
@@ -88,7 +88,9 @@ impl Union {
         })
     }
 
-    /// Give a freshly made entry its owner, drop a replaced whiteout, register the node.
+    /// Give a freshly made entry its owner and exactly the mode `perm` asked for (None:
+    /// a symlink), drop a replaced whiteout, register the node.
+    #[allow(clippy::too_many_arguments)]
     fn finish_new(
         &self,
         parent: u64,
@@ -97,6 +99,7 @@ impl Union {
         dir: BorrowedFd<'_>,
         staged: &OsStr,
         place: Placement,
+        perm: Option<u32>,
     ) -> io::Result<Attr> {
         nix::unistd::fchownat(
             dir,
@@ -105,6 +108,9 @@ impl Union {
             Some(Gid::from_raw(ne.gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )?;
+        if let Some(perm) = perm {
+            self.exact_mode(ne, dir, staged, perm)?;
+        }
         if ne.whiteout {
             remove_whiteout(ne.pd.as_fd(), name)?;
         }
@@ -135,9 +141,16 @@ impl Union {
         rdev: u64,
         ctx: &Ctx,
     ) -> io::Result<Attr> {
-        let ne = self.prepare_new(parent, name, ctx)?;
         let kind = mode & libc::S_IFMT;
+        let ne = self.prepare_new(parent, name, ctx)?;
+        if kind == libc::S_IFCHR && rdev == 0 && !self.can_mark_devices() {
+            // It would read back as a whiteout (overlayfs refuses it the same way).
+            return Err(errno(libc::EPERM));
+        }
         let perm = mode & 0o7777 & !ctx.umask;
+        if kind == libc::S_IFCHR && rdev == 0 {
+            return self.mknod_null_char(parent, name, perm, &ne);
+        }
         nix::sys::stat::mknodat(
             ne.pd.as_fd(),
             name,
@@ -145,32 +158,15 @@ impl Union {
             Mode::from_bits_truncate(perm),
             rdev,
         )?;
-        let attr = self.finish_new(
+        self.finish_new(
             parent,
             name,
             &ne,
             ne.pd.as_fd(),
             name,
             Self::plain_place(kind),
-        )?;
-        self.fix_mode_after_chown(&ne, name, perm, kind)?;
-        let mut fresh = self.getattr(attr.ino)?;
-        fresh.generation = attr.generation;
-        Ok(fresh)
-    }
-
-    /// chown clears set-id bits; put back the mode the caller asked for.
-    fn fix_mode_after_chown(
-        &self,
-        ne: &NewEntry,
-        name: &OsStr,
-        perm: u32,
-        kind: u32,
-    ) -> io::Result<()> {
-        if kind != libc::S_IFLNK && perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            self.chmod_at(ne.pd.as_fd(), name, perm)?;
-        }
-        Ok(())
+            Some(perm),
+        )
     }
 
     /// mkdir; the new directory is opaque when it replaces a whited-out lower entry.
@@ -250,6 +246,7 @@ impl Union {
             ne.pd.as_fd(),
             name,
             Self::plain_place(libc::S_IFLNK),
+            None,
         )
     }
 
@@ -273,8 +270,8 @@ impl Union {
             ne.pd.as_fd(),
             name,
             Self::plain_place(libc::S_IFREG),
+            Some(perm),
         )?;
-        self.fix_mode_after_chown(&ne, name, perm, libc::S_IFREG)?;
         let fh = self.handles.add_file(OpenFile::new(
             File::from(fd),
             attr.ino,
@@ -282,13 +279,6 @@ impl Union {
             true,
             None,
         ));
-        let attr = if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            let mut fresh = self.getattr(attr.ino)?;
-            fresh.generation = attr.generation;
-            fresh
-        } else {
-            attr
-        };
         Ok((attr, fh))
     }
 

@@ -231,3 +231,55 @@ pub fn open_proc(path: &CStr, flags: i32) -> io::Result<OwnedFd> {
     let fd = check(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0) })?;
     Ok(owned(fd))
 }
+
+/// The device (major, minor) of the filesystem an fd (O_PATH is fine) lies on, from the
+/// inode the kernel already holds: AT_STATX_DONT_SYNC sends no request to a FUSE daemon,
+/// so this cannot hang on a mount whose daemon is busy, stopping or gone.
+pub fn statx_dev(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    // SAFETY: statx is plain old data; all-zero is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC;
+    // SAFETY: the path is a NUL-terminated empty string, st is valid for writing.
+    check(unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            libc::STATX_BASIC_STATS,
+            &mut st,
+        )
+    })?;
+    Ok((st.stx_dev_major, st.stx_dev_minor))
+}
+
+/// Receive one fd passed with SCM_RIGHTS on a unix socket (fusermount3's `_FUSE_COMMFD`
+/// protocol: one byte of data carrying one fd).
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = loop {
+        match recvmsg::<UnixAddr>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut got = None;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // Every fd received is ours now: adopt them all so none leaks.
+                let fd = owned(fd);
+                got.get_or_insert(fd);
+            }
+        }
+    }
+    got.ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no fd received"))
+}
