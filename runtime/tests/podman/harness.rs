@@ -368,7 +368,7 @@ impl Podman {
 
     /// The daemon serving the container's rootfs at `merged`: its pid, after checking that
     /// it is the mount program under test and that, in its mount namespace, `merged` is a
-    /// FUSE mount named after the program (strata: `strata`).
+    /// `fuse.NAME` mount with source NAME, NAME the program's (strata: `fuse.strata strata`).
     pub fn daemon_of(&self, merged: &str) -> i32 {
         let found = self.serving(merged);
         let ours: Vec<_> = found
@@ -393,9 +393,11 @@ impl Podman {
             .rfind(|l| l.split(' ').nth(4) == Some(merged))
             .unwrap_or_else(|| panic!("{merged} is not mounted in the daemon's namespace"));
         let tail: Vec<&str> = line.split(" - ").nth(1).unwrap().split(' ').collect();
+        // Type fuse.SUBTYPE and source the program's name, as fuse-overlayfs shows
+        // (`fuse.fuse-overlayfs fuse-overlayfs`): `findmnt -t fuse.strata` finds them.
         assert!(
-            tail[0].starts_with("fuse") && tail[1] == fsname,
-            "{merged} is not a FUSE mount of {fsname}: {line}"
+            tail[0] == format!("fuse.{fsname}") && tail[1] == fsname,
+            "{merged} is not a fuse.{fsname} mount: {line}"
         );
         pid
     }
