@@ -410,3 +410,104 @@ fn many_threads_same_dirs() {
         "two entries share an st_ino"
     );
 }
+
+/// Many threads opening the same lower files at once, half read-only, half for writing
+/// (the first writer copies the file up; readers may open the lower copy before that and
+/// the upper copy after), as root where FUSE passthrough is on: the kernel fails an open
+/// with EIO when one inode has a passed-through handle and a page-cache handle at once,
+/// so the daemon's choice for concurrent opens of one inode must be one decision. No open
+/// may fail, every read must see the file's bytes (the writers write back what is there),
+/// before and after a remount.
+#[test]
+fn concurrent_opens_of_one_file_agree_on_passthrough() {
+    use std::sync::Barrier;
+    use strata_tests::delta::{write_lower, DeltaMount};
+    const FILES: usize = 250;
+    const OPENERS: usize = 8;
+    const ROUNDS: usize = 24;
+    const LEN: usize = 16 << 10;
+    let mut m = DeltaMount::new("passthrough-opens", "nodelta");
+    let contents: Vec<Vec<u8>> = (0..FILES)
+        .map(|i| write_lower(&m.lower.join(format!("f{i}")), 40 + i as u64, LEN as u64))
+        .collect();
+    m.mount();
+    let contents = Arc::new(contents);
+    let (tx, rx) = mpsc::channel();
+    let barrier = Arc::new(Barrier::new(OPENERS));
+    for t in 0..OPENERS {
+        let (tx, barrier, contents) = (tx.clone(), barrier.clone(), contents.clone());
+        let mnt = m.mnt.clone();
+        std::thread::spawn(move || {
+            let mut problems = Vec::new();
+            for (i, want) in contents.iter().enumerate() {
+                // All openers start on file i together.
+                barrier.wait();
+                let p = mnt.join(format!("f{i}"));
+                // One writer per file (the first copies it up); the others open it
+                // read-only over and over meanwhile, some of them before the copy-up.
+                let writer = t == i % OPENERS;
+                for round in 0..if writer { 2 } else { ROUNDS } {
+                    let flags = if writer { libc::O_RDWR } else { libc::O_RDONLY };
+                    let fd = match sys::open(&p, flags, 0) {
+                        Ok(fd) => fd,
+                        Err(e) => {
+                            problems.push(format!(
+                                "f{i} thread {t} round {round}: open(writer={writer}): {e}"
+                            ));
+                            continue;
+                        }
+                    };
+                    if writer || round % 8 == 0 {
+                        match sys::pread(&fd, LEN, 0) {
+                            Ok(got) if got == *want => {}
+                            Ok(_) => problems.push(format!("f{i} thread {t}: reads wrong bytes")),
+                            Err(e) => problems.push(format!("f{i} thread {t}: read: {e}")),
+                        }
+                    }
+                    if writer {
+                        let at = (t * 1024) % LEN;
+                        if let Err(e) = sys::pwrite_all(&fd, &want[at..at + 1024], at as u64) {
+                            problems.push(format!("f{i} thread {t}: write: {e}"));
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(problems);
+        });
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + watchdog();
+    let mut problems = Vec::new();
+    for _ in 0..OPENERS {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(p) => problems.extend(p),
+            Err(_) => {
+                let _ = sys::umount2(&m.mnt, libc::MNT_DETACH);
+                panic!(
+                    "watchdog: the openers did not finish within {:?}",
+                    watchdog()
+                );
+            }
+        }
+    }
+    let shown: Vec<&String> = problems.iter().take(20).collect();
+    assert!(
+        problems.is_empty(),
+        "{} of {} opens or reads failed:\n{shown:#?}\n{}",
+        problems.len(),
+        FILES * OPENERS * ROUNDS,
+        m.log()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    m.remount();
+    for (i, want) in contents.iter().enumerate() {
+        let got = std::fs::read(m.p(&format!("f{i}"))).unwrap();
+        assert!(got == *want, "f{i} reads wrong after remount");
+    }
+    m.unmount();
+}

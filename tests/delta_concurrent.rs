@@ -6,7 +6,8 @@
 //! must read as the lower file all along; at the end (and after a remount) the file must
 //! be exactly what the writers wrote; `strata fsck` clean. With 4K blocks the delta is
 //! compacted in the middle of it all; with 64K blocks and compact_ratio=1.0 it stays one
-//! and the threads share blocks.
+//! and the threads share blocks. A large delta is compacted by the background worker while
+//! the threads go on, and a write that queues a compaction does not do the copy itself.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,13 +28,19 @@ fn ops() -> usize {
 }
 
 fn run(test: &str, extra: &str) {
+    run_sized(test, extra, SIZE, false);
+}
+
+/// `run` over a lower file of `size` bytes; with `background`, the delta must have been
+/// handed to the background compaction worker by the end, and be whole after it.
+fn run_sized(test: &str, extra: &str, size: usize, background: bool) {
     let seed = seeds(1)[0];
     eprintln!("{test}: seed {seed:#x} (STRATA_SEED={seed:#x} replays the writes; the interleaving is the scheduler's)");
     let mut m = DeltaMount::new("conc", extra);
-    let lower = Arc::new(write_lower(&m.lower.join("f.img"), seed ^ 1, SIZE as u64));
+    let lower = Arc::new(write_lower(&m.lower.join("f.img"), seed ^ 1, size as u64));
     m.mount();
     let path = m.p("f.img");
-    let hot = SIZE * 6 / 10 / PIECE;
+    let hot = size * 6 / 10 / PIECE;
     let stop = Arc::new(AtomicBool::new(false));
     let n = ops();
     // The readers start once every writer has its descriptor (opening for writing while
@@ -96,7 +103,7 @@ fn run(test: &str, extra: &str) {
                     let cold = rng.chance(50);
                     let start = if cold { hot * PIECE } else { 0 };
                     let span = if cold {
-                        SIZE - hot * PIECE
+                        size - hot * PIECE
                     } else {
                         hot * PIECE
                     };
@@ -138,6 +145,32 @@ fn run(test: &str, extra: &str) {
     let got = std::fs::read(&path).unwrap();
     if let Some(d) = first_diff(&want, &got) {
         panic!("{test}: seed {seed:#x}: after the threads: {d}");
+    }
+    if background {
+        let queued = m.compactions("queued");
+        assert!(
+            queued.is_some_and(|q| q >= 1),
+            "{test}: no background compaction was queued (stats: {queued:?})"
+        );
+        assert!(
+            m.wait_compactions(),
+            "{test}: compaction still pending after 120 s"
+        );
+        assert_eq!(
+            m.compactions("failed"),
+            Some(0),
+            "{test}: a compaction failed:\n{}",
+            m.log()
+        );
+        assert_eq!(
+            m.whence_origin("f.img"),
+            "upper",
+            "{test}: not whole after compaction"
+        );
+        let got = std::fs::read(&path).unwrap();
+        if let Some(d) = first_diff(&want, &got) {
+            panic!("{test}: seed {seed:#x}: after the compaction: {d}");
+        }
     }
     m.remount();
     let got = std::fs::read(&path).unwrap();
@@ -286,4 +319,80 @@ fn first_write_reads_back_while_the_directory_is_listed() {
         wrong.len()
     );
     m.unmount();
+}
+
+/// A 48 MiB delta queued for compaction after 1% of its blocks were written: the worker
+/// copies the rest while four writers go on claiming blocks and readers read (the file's
+/// cold 40% must read as the lower file all along). Every write made during the copy
+/// ends up in the whole file, before and after a remount.
+#[test]
+fn concurrent_background_compaction_of_a_large_delta() {
+    run_sized(
+        "concurrent_background_compaction_of_a_large_delta",
+        "compact_ratio=0.01",
+        48 << 20,
+        true,
+    );
+}
+
+/// The write that takes a 64 MiB delta past compact_ratio queues the compaction instead
+/// of copying the other 63 MiB itself: right after it returns, the stats show one
+/// compaction queued; more writes go on meanwhile; once the worker is done the file is a
+/// whole upper file with every write in it, also after a remount; fsck clean.
+#[test]
+fn write_that_triggers_compaction_queues_it() {
+    let mut m = DeltaMount::new("compact-queued", "compact_ratio=0.01");
+    let size: usize = 64 << 20;
+    let lower = write_lower(&m.lower.join("big.img"), 9, size as u64);
+    m.mount();
+    let total = size / PIECE;
+    // Past 1% of the blocks: this many single-block writes queue it.
+    let trigger = total / 100 + 1;
+    let fd = sys::open(&m.p("big.img"), libc::O_RDWR, 0).unwrap();
+    let mut want = lower.to_vec();
+    let mut write = |i: usize| {
+        let blk = (i * 7919) % total;
+        let data = pattern(5000 + i as u64, 0, PIECE);
+        sys::pwrite_all(&fd, &data, (blk * PIECE) as u64).unwrap();
+        want[blk * PIECE..(blk + 1) * PIECE].copy_from_slice(&data);
+    };
+    for i in 0..trigger - 1 {
+        write(i);
+    }
+    assert_eq!(m.whence_origin("big.img"), "delta");
+    assert_eq!(
+        m.compactions("queued"),
+        Some(0),
+        "no compaction counters in the stats, or a compaction queued before the file reached compact_ratio"
+    );
+    write(trigger - 1);
+    assert_eq!(
+        m.compactions("queued"),
+        Some(1),
+        "the write that took the delta past compact_ratio did not queue a background compaction"
+    );
+    // Writes while the worker copies (or after it finished) are kept.
+    for i in trigger..trigger + 50 {
+        write(i);
+    }
+    drop(fd);
+    assert!(m.wait_compactions(), "compaction still pending after 120 s");
+    assert_eq!(m.compactions("done"), Some(1), "{}", m.log());
+    assert_eq!(m.whence_origin("big.img"), "upper");
+    let got = std::fs::read(m.p("big.img")).unwrap();
+    if let Some(d) = first_diff(&want, &got) {
+        panic!("after the compaction: {d}");
+    }
+    m.remount();
+    let got = std::fs::read(m.p("big.img")).unwrap();
+    if let Some(d) = first_diff(&want, &got) {
+        panic!("after remount: {d}");
+    }
+    m.unmount();
+    assert!(
+        m.meta("big.img").is_none_or(|v| !v.contains("\ndelta ")),
+        "still a delta record after the compaction"
+    );
+    let (ok, out) = m.fsck(false);
+    assert!(ok, "fsck:\n{out}");
 }

@@ -197,6 +197,22 @@ fn corruptions(good: &str) -> Vec<(String, Vec<u8>)> {
         "bad-block-size".into(),
         good.replace("delta 1 4096 ", "delta 1 0 ").into_bytes(),
     ));
+    // Block sizes the mount option refuses (a power of two from 512 to 16M): a huge one
+    // made a 4 KiB write fill, and a read span, up to the whole file.
+    for (what, size) in [
+        ("block-size-1", "1"),
+        ("block-size-256", "256"),
+        ("block-size-4097", "4097"),
+        ("block-size-32M", "33554432"),
+        ("block-size-huge", "1099511627776"),
+        ("block-size-u64-max", "18446744073709551615"),
+    ] {
+        v.push((
+            what.into(),
+            good.replace("delta 1 4096 ", &format!("delta 1 {size} "))
+                .into_bytes(),
+        ));
+    }
     v.push((
         "no-data-line".into(),
         good.lines()
@@ -306,7 +322,7 @@ fn corrupt_records() {
         }
     }
     let log = m.log();
-    for what in ["unknown-version", "blocks-out-of-order"] {
+    for what in ["unknown-version", "blocks-out-of-order", "block-size-huge"] {
         let i = cases.iter().position(|c| c.0 == what).unwrap();
         let name = format!("f{i:03}.img");
         assert!(
@@ -448,4 +464,76 @@ fn record_ino_of_root() {
 #[test]
 fn record_ino_of_another_file() {
     ino_collision(false);
+}
+
+/// A record longer than 4 KiB (a deep lower path and a long block list): it must read back
+/// after a remount (it read as corrupt, EIO, while fsck called it clean: a fixed 4 KiB
+/// buffer for fgetxattr). On tmpfs the xattr can hold it; on ext4 (one xattr fits in a
+/// block) the delta cannot be recorded at all, and is made a whole file instead of
+/// failing the write.
+fn long_record(on_tmpfs: bool) {
+    let mut m = DeltaMount::new("long-record", "delta_threshold=64K");
+    if on_tmpfs {
+        let root = m.dir.join("");
+        sys::mount("tmpfs", &root, "tmpfs", 0, "size=64m").expect("mount a tmpfs");
+        for d in [&m.lower, &m.lower2, &m.upper, &m.work, &m.mnt] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+    }
+    // 16 components of 200 bytes: the record's data line alone is over 3 KiB.
+    let deep: String = (0..16)
+        .map(|i| format!("{}{i:02}/", "d".repeat(198)))
+        .collect::<String>()
+        + "f.img";
+    let size = 16 << 20;
+    let lower = write_lower(&m.lower.join(&deep), 5, size);
+    let other = write_lower(&m.lower.join("other.img"), 6, 64 * KIB);
+    m.mount();
+    let mut want = lower.clone();
+    let fd = sys::open(&m.p(&deep), libc::O_RDWR, 0).expect("open the deep file");
+    // 100 scattered blocks: a block list of about 1 KiB, far below compaction.
+    for i in 0..100u64 {
+        let blk = i * 40 + 3;
+        let data = pattern(700 + i, 0, 4096);
+        sys::pwrite_all(&fd, &data, blk * 4096)
+            .unwrap_or_else(|e| panic!("write block {blk}: {e}"));
+        want[(blk * 4096) as usize..(blk * 4096 + 4096) as usize].copy_from_slice(&data);
+    }
+    drop(fd);
+    let got = read(&m.p(&deep)).expect("read back before the remount");
+    assert!(got == want, "the deep file reads wrong before the remount");
+    m.unmount();
+    let rec = m.meta(&deep).unwrap_or_default();
+    if on_tmpfs {
+        assert!(
+            meta_line(&rec, "delta").is_some() && rec.len() > 4096,
+            "expected a delta record over 4 KiB, got {} bytes: {:?}",
+            rec.len(),
+            rec.get(..200)
+        );
+    }
+    eprintln!(
+        "record: {} bytes, delta: {}",
+        rec.len(),
+        meta_line(&rec, "delta").is_some()
+    );
+    let (ok, out) = m.fsck(false);
+    assert!(ok, "fsck is not clean:\n{out}");
+    m.mount();
+    match read(&m.p(&deep)) {
+        Ok(v) => assert!(v == want, "the deep file reads wrong after the remount"),
+        Err(e) => panic!("reading the deep file after the remount: {e}\n{}", m.log()),
+    }
+    assert_alive(&m, &other, "after reading the deep file");
+    m.unmount();
+}
+
+#[test]
+fn record_over_4k_reads_back() {
+    long_record(true);
+}
+
+#[test]
+fn record_too_long_for_ext4_made_whole() {
+    long_record(false);
 }

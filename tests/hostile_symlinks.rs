@@ -533,3 +533,69 @@ fn dotdot_names_stay_inside() {
     assert_eq!(m.rmdir("d/.."), Err(Errno::ENOTEMPTY));
     c.assert_untouched("dot-dot names");
 }
+
+/// The upper gains a symlink out where a lower directory `aN` is, after strata (and the
+/// kernel) looked `aN` up; every operation then goes by path, as `touch MNT/a/new` does.
+/// strata must not follow the planted link and must not answer in a way (ESTALE) that
+/// makes the kernel walk the path again and follow the link itself: the canary stays
+/// unchanged whatever the operations return.
+#[test]
+fn upper_symlink_planted_after_lookup_by_path() {
+    let c = Canary::new();
+    type Op = fn(&Mounted, &str) -> Result<(), Errno>;
+    let ops: &[(&str, Op)] = &[
+        ("create", |m, d| m.put(&format!("{d}/secret"), "mine")),
+        ("mkdir", |m, d| m.mkdir(&format!("{d}/etc"), 0o755)),
+        ("mkfifo", |m, d| m.mkfifo(&format!("{d}/fifo"), 0o644)),
+        ("mknod", |m, d| {
+            m.mknod_char(&format!("{d}/null"), 0o644, 1, 3)
+        }),
+        ("symlink", |m, d| m.symlink("x", &format!("{d}/sl"))),
+        ("link into", |m, d| m.link("top", &format!("{d}/lnk"))),
+        ("rename into", |m, d| {
+            m.rename(&format!("mv-{d}"), &format!("{d}/f"))
+        }),
+        ("chmod file inside", |m, d| {
+            m.chmod(&format!("{d}/f"), 0o600)
+        }),
+        ("chown file inside", |m, d| m.chown(&format!("{d}/f"), 1, 1)),
+        ("utimes file inside", |m, d| {
+            m.set_times(&format!("{d}/f"), (5, 0), (5, 0))
+        }),
+        ("truncate file inside", |m, d| {
+            m.truncate(&format!("{d}/f"), 0)
+        }),
+        ("setxattr file inside", |m, d| {
+            m.setxattr(&format!("{d}/f"), "user.a", b"1")
+        }),
+        ("copy-up file inside", |m, d| {
+            m.write_at(&format!("{d}/f"), 0, "F").map(drop)
+        }),
+        ("chmod the dir", |m, d| m.chmod(d, 0o700)),
+        ("chown the dir", |m, d| m.chown(d, 1, 1)),
+        ("setxattr the dir", |m, d| m.setxattr(d, "user.a", b"1")),
+        ("utimes the dir", |m, d| m.set_times(d, (5, 0), (5, 0))),
+    ];
+    let mut lower = Layer::new().file("top", "top\n");
+    for i in 0..ops.len() {
+        lower = lower
+            .file(&format!("a{i}/f"), "lower f\n")
+            .file(&format!("mv-a{i}"), "moved\n");
+    }
+    let fx = Fixture::new().lower(lower);
+    let m = fx.strata();
+    let upper = m.upper.clone().unwrap();
+    for (i, (what, op)) in ops.iter().enumerate() {
+        let d = format!("a{i}");
+        assert_eq!(m.stat(&d).map(|s| s.kind), Ok(FileKind::Dir), "{what}");
+        assert!(m.read(&format!("{d}/f")).is_ok(), "{what}");
+        sys::symlink(&c.abs(""), &upper.join(&d)).unwrap();
+        let r = op(&m, &d);
+        c.assert_untouched(&format!(
+            "{what} in {d} after a symlink was planted there ({r:?})"
+        ));
+    }
+    assert_no_secret(&m);
+    drop(m);
+    c.assert_untouched("after unmount");
+}

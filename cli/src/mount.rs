@@ -117,7 +117,10 @@ fn daemonize_and_serve(
     level: &str,
     log_file: Option<&Path>,
 ) -> Result<(), String> {
-    let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // Close-on-exec: a helper the daemon keeps running (fusermount3 for auto_unmount) must not
+    // hold the write end, or the parent would wait for EOF forever.
+    let (rd, wr) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     match fork().map_err(|e| format!("fork: {e}"))? {
         Forked::Parent(_) => {
             drop(wr);
@@ -165,39 +168,35 @@ fn daemonize_and_serve(
     }
 }
 
-/// Unmount; retries a busy mount briefly, then detaches it lazily.
+/// Unmount the strata mount at the top of MOUNTPOINT, and only that one: it is named by
+/// its device, so a mount stacked or remounted meanwhile is never taken instead. Retries a
+/// busy mount briefly, then detaches exactly that mount lazily.
 pub fn run_umount(args: UmountArgs) -> Result<(), String> {
-    let mnt = &args.mountpoint;
-    if !nix::unistd::geteuid().is_root() {
-        let st = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg(mnt)
-            .status()
-            .map_err(|e| format!("cannot run fusermount3 ({e}); install fuse3"))?;
-        if st.success() {
-            return Ok(());
-        }
-        let st = std::process::Command::new("fusermount3")
-            .arg("-uz")
-            .arg(mnt)
-            .status()
-            .map_err(|e| format!("fusermount3: {e}"))?;
-        return if st.success() {
-            Ok(())
-        } else {
-            Err(format!("cannot unmount {}", mnt.display()))
-        };
-    }
-    for _ in 0..20 {
-        match nix::mount::umount2(mnt, nix::mount::MntFlags::empty()) {
-            Ok(()) => return Ok(()),
-            Err(nix::errno::Errno::EBUSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(50))
+    use strata_fs::fuse_mount::{top_mount, unmount_if, Unmounted};
+    let given = &args.mountpoint;
+    let abs = std::path::absolute(given).map_err(|e| format!("{}: {e}", given.display()))?;
+    // mountinfo spells canonical paths; resolve only when needed (a stat of a mount whose
+    // daemon hangs would hang too).
+    let (mnt, top) = match top_mount(&abs) {
+        Some(t) => (abs, t),
+        None => {
+            let c = std::fs::canonicalize(&abs).map_err(|e| format!("{}: {e}", given.display()))?;
+            match top_mount(&c) {
+                Some(t) => (c, t),
+                None => return Err(format!("{} is not mounted", given.display())),
             }
-            Err(e) => return Err(format!("umount {}: {}", mnt.display(), e.desc())),
         }
+    };
+    if top.fstype != "fuse.strata" && top.fstype != "fuse" {
+        return Err(format!(
+            "{} is not a strata mount (the mount there is {})",
+            mnt.display(),
+            top.fstype
+        ));
     }
-    tracing::warn!("{} is busy; detaching it lazily", mnt.display());
-    nix::mount::umount2(mnt, nix::mount::MntFlags::MNT_DETACH)
-        .map_err(|e| format!("umount {}: {}", mnt.display(), e.desc()))
+    match unmount_if(&mnt, top.dev, std::time::Duration::from_secs(1)) {
+        // NotOurs: it went away meanwhile (its daemon stopped); nothing else is touched.
+        Unmounted::Yes | Unmounted::NotOurs => Ok(()),
+        Unmounted::Failed(e) => Err(format!("cannot unmount {}: {e}", mnt.display())),
+    }
 }

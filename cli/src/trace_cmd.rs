@@ -506,6 +506,21 @@ pub fn run_stats(args: StatsArgs) -> Result<(), String> {
                 n("deltas_made_whole")
             ),
         ],
+        vec!["compactions".into(), {
+            let c = |k: &str| {
+                s.get("compactions")
+                    .and_then(|c| c.get(k))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0)
+            };
+            format!(
+                "{} queued, {} done, {} failed, {} pending",
+                c("queued"),
+                c("done"),
+                c("failed"),
+                c("pending")
+            )
+        }],
         vec![
             "delta writes".into(),
             format!(

@@ -71,7 +71,15 @@ impl Branch {
             .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
             .mode(Mode::from_bits_truncate(mode))
             .resolve(resolve_flags());
-        nix::fcntl::openat2(self.root.as_fd(), rel_or_dot(rel), how).map_err(io::Error::from)
+        if rel.as_os_str().len() < PATH_CHUNK {
+            return nix::fcntl::openat2(self.root.as_fd(), rel_or_dot(rel), how)
+                .map_err(io::Error::from);
+        }
+        // A merged path may be longer than PATH_MAX (the kernel only limits each path
+        // a caller passes, and callers can work relative to a deep directory): walk it
+        // in pieces the kernel accepts, each as confined as the whole would be.
+        let (dir, last) = walk_long(self.root.as_fd(), rel)?;
+        nix::fcntl::openat2(dir.as_fd(), last.as_path(), how).map_err(io::Error::from)
     }
 
     /// An O_PATH fd of the directory `rel` (ENOTDIR if it is not one).
@@ -84,6 +92,41 @@ impl Branch {
         let fd = self.open_at(rel, OFlag::O_PATH, 0)?;
         nix::sys::stat::fstat(&fd).map_err(io::Error::from)
     }
+}
+
+/// Longest path string (without its NUL) one openat2 call takes: PATH_MAX - 1.
+const PATH_CHUNK: usize = libc::PATH_MAX as usize - 1;
+
+/// For a relative path too long for one call: an O_PATH fd of a directory on the way and
+/// the rest of the path (shorter than [`PATH_CHUNK`]), each piece opened with
+/// RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS from the previous one.
+fn walk_long(root: BorrowedFd<'_>, rel: &Path) -> io::Result<(OwnedFd, PathBuf)> {
+    use std::path::Component;
+    let mut pieces = vec![PathBuf::new()];
+    for c in rel.components() {
+        // Merged paths are built from checked names: anything else is not ours.
+        let Component::Normal(c) = c else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
+        let cur = pieces
+            .last_mut()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))?;
+        let len = cur.as_os_str().len();
+        if len > 0 && len + 1 + c.len() > PATH_CHUNK {
+            pieces.push(PathBuf::from(c));
+        } else {
+            cur.push(c);
+        }
+    }
+    let last = pieces.pop().unwrap_or_default();
+    let mut dir = root.try_clone_to_owned()?;
+    for p in pieces {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+            .resolve(resolve_flags());
+        dir = nix::fcntl::openat2(dir.as_fd(), p.as_path(), how)?;
+    }
+    Ok((dir, last))
 }
 
 /// lstat of `name` inside the directory `dir`.
@@ -135,4 +178,47 @@ pub fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
         remove_tree(dir, &n)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Paths longer than PATH_MAX inside a branch open like short ones.
+    #[test]
+    fn open_past_path_max() {
+        let root = std::env::temp_dir().join(format!("strata-branch-{}", std::process::id()));
+        let comp = "c".repeat(200);
+        let mut rel = PathBuf::new();
+        for _ in 0..30 {
+            rel.push(&comp);
+        }
+        // create_dir_all would pass the whole path to one mkdir: go level by level.
+        std::fs::create_dir_all(&root).unwrap();
+        let mut fd = nix::fcntl::open(&root, OFlag::O_PATH, Mode::empty()).unwrap();
+        for _ in 0..30 {
+            nix::sys::stat::mkdirat(&fd, comp.as_str(), Mode::from_bits_truncate(0o755)).unwrap();
+            fd = nix::fcntl::openat(&fd, comp.as_str(), OFlag::O_PATH, Mode::empty()).unwrap();
+        }
+        let b = Branch::open(&root, "test").unwrap();
+        assert!(rel.as_os_str().len() > 4096);
+        assert!(b.open_dir(&rel).is_ok());
+        let f = rel.join("file");
+        assert!(b
+            .open_at(&f, OFlag::O_CREAT | OFlag::O_WRONLY, 0o600)
+            .is_ok());
+        assert!(b.stat(&f).is_ok());
+        assert_eq!(
+            b.stat(&rel.join("nope")).unwrap_err().raw_os_error(),
+            Some(libc::ENOENT)
+        );
+        assert_eq!(
+            b.stat(&rel.join("..")).unwrap_err().raw_os_error(),
+            Some(libc::EINVAL)
+        );
+        let _ = std::process::Command::new("rm")
+            .arg("-rf")
+            .arg(&root)
+            .status();
+    }
 }

@@ -10,25 +10,20 @@
 use crate::branch::stat_at;
 use crate::inode::Placement;
 use crate::resolve::Resolved;
-use crate::stats::Stats;
-use crate::trace::Tracer;
 use crate::union::{err_no, Layer, Union};
-use crate::whiteout::{has_whiteout_file, is_char_whiteout};
+use crate::whiteout::{has_whiteout_file, is_whiteout_entry};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Protocol version reported by `ping`.
 pub const PROTOCOL: u32 = 1;
 /// Longest socket path we bind (sun_path holds 108 bytes with the NUL).
-const MAX_SOCK_PATH: usize = 100;
+pub(crate) const MAX_SOCK_PATH: usize = 100;
 
 /// A short stable key for a mountpoint: FNV-1a 64 of its bytes, in hex.
 pub fn mount_key(mountpoint: &Path) -> String {
@@ -57,182 +52,7 @@ pub fn registry_dirs(uid: u32) -> Vec<PathBuf> {
     v
 }
 
-/// A directory we own and may put sockets in (created 0700 if missing).
-fn usable_dir(d: &Path, uid: u32) -> bool {
-    if let Some(parent) = d.parent() {
-        if !parent.is_dir() {
-            return false;
-        }
-    }
-    let _ = std::fs::DirBuilder::new().mode(0o700).create(d);
-    // Someone else's directory in /tmp could redirect our socket: refuse it.
-    std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir() && m.uid() == uid)
-}
-
-use std::os::unix::fs::DirBuilderExt;
-
-/// The running control server; removes its socket (and registry entry) when dropped.
-pub struct Control {
-    socket: PathBuf,
-    link: Option<PathBuf>,
-}
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.socket);
-        if let Some(l) = &self.link {
-            let _ = std::fs::remove_file(l);
-        }
-    }
-}
-
-impl Control {
-    /// The socket path.
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-}
-
-/// Drop registry links whose socket is gone (daemons killed without unmounting).
-fn prune_registry(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        let dangling = std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink())
-            && std::fs::metadata(&p).is_err();
-        if dangling {
-            let _ = std::fs::remove_file(&p);
-        }
-    }
-}
-
-/// What the control server answers from.
-struct Server {
-    union: Arc<Union>,
-    stats: Arc<Stats>,
-    tracer: Option<Arc<Tracer>>,
-    mountpoint: PathBuf,
-}
-
-/// Bind the control socket for a mount at `mountpoint` and serve it on a thread.
-pub fn start(
-    union: Arc<Union>,
-    stats: Arc<Stats>,
-    tracer: Option<Arc<Tracer>>,
-    mountpoint: &Path,
-) -> io::Result<Control> {
-    let uid = nix::unistd::geteuid().as_raw();
-    let key = format!("{}.sock", mount_key(mountpoint));
-    let registry = registry_dirs(uid).into_iter().find(|d| usable_dir(d, uid));
-    let in_work = union
-        .options()
-        .workdir
-        .as_ref()
-        .filter(|_| union.writable())
-        .map(|w| w.join("strata.sock"))
-        .filter(|p| p.as_os_str().len() <= MAX_SOCK_PATH);
-    let (socket, link) = match (in_work, &registry) {
-        (Some(s), Some(r)) => (s, Some(r.join(&key))),
-        (Some(s), None) => (s, None),
-        (None, Some(r)) => (r.join(&key), None),
-        (None, None) => {
-            return Err(io::Error::other(
-                "no directory for the control socket (tried the workdir, /run and /tmp)",
-            ))
-        }
-    };
-    // A socket left by a daemon that died: nothing listens on it any more.
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", socket.display())))?;
-    let _ = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600));
-    if let Some(r) = &registry {
-        prune_registry(r);
-    }
-    if let Some(l) = &link {
-        let _ = std::fs::remove_file(l);
-        if let Err(e) = std::os::unix::fs::symlink(&socket, l) {
-            tracing::warn!("cannot register the control socket at {}: {e}", l.display());
-        }
-    }
-    let server = Arc::new(Server {
-        union,
-        stats,
-        tracer,
-        mountpoint: mountpoint.to_path_buf(),
-    });
-    std::thread::Builder::new()
-        .name("strata-control".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let server = server.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("strata-control-conn".into())
-                    .spawn(move || server.serve_conn(conn));
-                if let Err(e) = spawned {
-                    tracing::warn!("control socket: cannot start a connection thread: {e}");
-                }
-            }
-        })?;
-    tracing::debug!(socket = %socket.display(), "control socket listening");
-    Ok(Control { socket, link })
-}
-
-impl Server {
-    fn serve_conn(&self, conn: UnixStream) {
-        let _ = conn.set_read_timeout(Some(Duration::from_secs(300)));
-        let Ok(mut out) = conn.try_clone() else {
-            return;
-        };
-        for line in BufReader::new(conn).lines() {
-            let Ok(line) = line else { return };
-            if line.trim().is_empty() {
-                continue;
-            }
-            let resp = match serde_json::from_str::<Value>(&line) {
-                Ok(req) => self.answer(&req),
-                Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
-            };
-            let mut buf = resp.to_string().into_bytes();
-            buf.push(b'\n');
-            if out.write_all(&buf).is_err() {
-                return;
-            }
-        }
-    }
-
-    fn answer(&self, req: &Value) -> Value {
-        match req.get("op").and_then(Value::as_str) {
-            Some("ping") => json!({
-                "ok": true,
-                "protocol": PROTOCOL,
-                "pid": std::process::id(),
-                "mountpoint": self.mountpoint.display().to_string(),
-                "lowers": self.union.lowers.iter().map(|b| b.path.display().to_string()).collect::<Vec<_>>(),
-                "upper": self.union.upper.as_ref().map(|b| b.path.display().to_string()),
-            }),
-            Some("stats") => {
-                let trace = self.tracer.as_ref().map(|t| (t.events(), t.drops()));
-                let snap = self.stats.snapshot(self.union.node_count(), trace);
-                json!({"ok": true, "stats": snap})
-            }
-            Some("whence") => {
-                let Some(p) = req.get("path").and_then(Value::as_str) else {
-                    return json!({"ok": false, "error": "whence needs \"path\""});
-                };
-                match self.union.whence(p) {
-                    Ok(w) => json!({"ok": true, "whence": w}),
-                    Err(e) => json!({"ok": false, "error": e}),
-                }
-            }
-            Some(other) => json!({"ok": false, "error": format!("unknown op '{other}'")}),
-            None => json!({"ok": false, "error": "request needs \"op\""}),
-        }
-    }
-}
+pub use crate::control_server::{start, Control};
 
 /// Where one path of a mount comes from (the `whence` response).
 #[derive(Debug, Clone, Serialize, Default)]
@@ -432,7 +252,9 @@ impl Union {
         let mut hider: Option<(&'static str, String)> = None;
         if pr.place.upper && self.upper.is_some() {
             if let Ok(ud) = self.dirfd(Layer::Upper, parent) {
-                let char_wh = stat_at(ud.as_fd(), name).is_ok_and(|st| is_char_whiteout(&st));
+                let char_wh = stat_at(ud.as_fd(), name).is_ok_and(|st| {
+                    is_whiteout_entry(&self.meta, ud.as_fd(), name, &st).unwrap_or(true)
+                });
                 if char_wh || has_whiteout_file(ud.as_fd(), name).unwrap_or(false) {
                     hider = Some(("whiteout", "upper".into()));
                 } else if pr.place.dir.is_none() {
@@ -449,7 +271,7 @@ impl Union {
                 continue;
             };
             match stat_at(d.as_fd(), name) {
-                Ok(st) if is_char_whiteout(&st) => {
+                Ok(st) if is_whiteout_entry(&self.meta, d.as_fd(), name, &st).unwrap_or(true) => {
                     hider.get_or_insert(("whiteout", format!("lower {l}")));
                 }
                 Ok(_) => {
@@ -601,8 +423,14 @@ pub fn connect(m: &MountEntry) -> io::Result<UnixStream> {
 pub fn request(conn: &mut UnixStream, req: &Value) -> io::Result<Value> {
     let mut line = req.to_string().into_bytes();
     line.push(b'\n');
-    conn.write_all(&line)?;
+    // A daemon that refuses the connection answers and closes at once: the write may
+    // fail, and the answer (saying why) is still there to read.
+    let wrote = conn.write_all(&line);
     let mut resp = String::new();
-    BufReader::new(&*conn).read_line(&mut resp)?;
-    serde_json::from_str(&resp).map_err(|e| io::Error::other(format!("bad response: {e}")))
+    let read = BufReader::new(&*conn).read_line(&mut resp);
+    match (serde_json::from_str(&resp), wrote, read) {
+        (Ok(v), _, _) => Ok(v),
+        (Err(_), Err(e), _) | (Err(_), Ok(()), Err(e)) => Err(e),
+        (Err(e), Ok(()), Ok(_)) => Err(io::Error::other(format!("bad response: {e}"))),
+    }
 }

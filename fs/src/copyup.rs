@@ -132,6 +132,14 @@ impl Union {
         }
         let r = self.resolve_path(&path)?;
         if r.ino != ino {
+            if r.place.kind != place.kind {
+                // The branch changed behind strata's back (say, a symlink planted in the
+                // upper where a lower directory was). ESTALE would make the kernel walk
+                // the caller's path again and follow what is there now: refuse instead.
+                tracing::error!(ino, found = r.ino, path = %path.display(), was = place.kind, now = r.place.kind,
+                    "an entry changed type in a branch behind strata's back; refusing to copy it up");
+                return Err(errno(libc::EIO));
+            }
             tracing::debug!(ino, found = r.ino, path = %path.display(), "copy-up target changed identity");
             return Err(errno(libc::ESTALE));
         }
@@ -165,7 +173,21 @@ impl Union {
         } else if r.place.is_dir() {
             self.copy_up_dir(path, &r)?
         } else {
-            self.copy_up_nondir(path, &r, data)?
+            match self.copy_up_nondir(path, &r, data) {
+                // The record naming the lower file did not fit in the upper's xattr space
+                // (a lower path thousands of bytes long): copy the data instead.
+                Err(e)
+                    if !data
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::ENOSPC | libc::E2BIG | libc::ERANGE)
+                        ) =>
+                {
+                    tracing::debug!(path = %path.display(), "metadata-only copy-up does not fit its record: copying data");
+                    self.copy_up_nondir(path, &r, true)?
+                }
+                r => r?,
+            }
         };
         self.set_place(r.ino, path, new_place.clone());
         if new_place.kind == libc::S_IFREG && new_place.lower.is_none() {
@@ -207,7 +229,18 @@ impl Union {
                             name.as_os_str(),
                             RenameFlags::RENAME_NOREPLACE,
                         ) {
-                            Ok(()) | Err(nix::errno::Errno::EEXIST) => Ok(()),
+                            Ok(()) => Ok(()),
+                            // Someone made it first; it must really be a directory (never a
+                            // symlink planted there, which later resolutions would refuse to
+                            // walk anyway).
+                            Err(nix::errno::Errno::EEXIST) => match stat_at(pd.as_fd(), &name) {
+                                Ok(st) if crate::attr::is_dir(&st) => Ok(()),
+                                Ok(_) => {
+                                    tracing::error!(path = %path.display(), "a non-directory appeared in the upper where a directory is copied up");
+                                    Err(errno(libc::EIO))
+                                }
+                                Err(e) => Err(e),
+                            },
                             Err(e) => Err(io::Error::from(e)),
                         },
                     )
@@ -284,8 +317,9 @@ impl Union {
         if let Some(m) = meta {
             if let Err(e) = self.meta.write(&dst, m) {
                 // Symlinks and devices cannot carry user.* xattrs: only st_ino stability
-                // of such entries suffers, so carry on.
-                if fmt(st) == libc::S_IFREG || fmt(st) == libc::S_IFDIR {
+                // of such entries suffers, so carry on (an unmarked 0/0 device, though,
+                // would read as a whiteout).
+                if fmt(st) == libc::S_IFREG || fmt(st) == libc::S_IFDIR || m.device {
                     return Err(e);
                 }
             }
@@ -333,6 +367,8 @@ impl Union {
         let result = (|| -> io::Result<()> {
             let mut meta = Meta {
                 ino: Some(r.ino),
+                // Whiteouts never resolve: a 0/0 device copied up is a real one.
+                device: fmt(st) == libc::S_IFCHR && st.st_rdev == 0,
                 ..Meta::default()
             };
             match fmt(st) {

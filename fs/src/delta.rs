@@ -25,6 +25,17 @@ pub const VERSION: u32 = 1;
 pub const DEFAULT_BLOCK: u64 = 4096;
 /// A delta whose block list would not fit the xattr comfortably is made whole instead.
 pub const MAX_ENCODED: usize = 3000;
+/// Smallest and largest block size, for the `delta_block` mount option and on disk.
+pub const MIN_BLOCK: u64 = 512;
+/// See [`MIN_BLOCK`].
+pub const MAX_BLOCK: u64 = 1 << 24;
+
+/// Whether `b` is an acceptable block size: a power of two from 512 bytes to 16 MiB. The
+/// same rule holds for the mount option and for records read from disk, where a huge
+/// value would make a 4 KiB write fill (and a read span) up to the whole file.
+pub fn valid_block(b: u64) -> bool {
+    b.is_power_of_two() && (MIN_BLOCK..=MAX_BLOCK).contains(&b)
+}
 
 /// Identity of the lower file a delta was made from; a change means the delta is void.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,8 +206,10 @@ impl DeltaMap {
         let block: u64 = block
             .parse()
             .ok()
-            .filter(|b| *b >= 1)
-            .ok_or_else(|| format!("bad delta block size '{block}'"))?;
+            .filter(|b| valid_block(*b))
+            .ok_or_else(|| {
+                format!("bad delta block size '{block}' (a power of two from 512 to 16M)")
+            })?;
         let limit: u64 = limit
             .parse()
             .map_err(|_| format!("bad delta limit '{limit}'"))?;
@@ -288,5 +301,13 @@ mod tests {
         assert!(DeltaMap::decode("1 4096", None).is_err());
         assert!(DeltaMap::decode("1 4096 1", Some("5-3")).is_err());
         assert!(DeltaMap::decode("1 4096 1", Some("1-3,2-4")).is_err());
+        for bad in ["0", "1", "256", "4097", "33554432", "1099511627776", "x"] {
+            assert!(
+                DeltaMap::decode(&format!("1 {bad} 1"), None).is_err(),
+                "block size {bad}"
+            );
+        }
+        assert!(DeltaMap::decode("1 512 1", None).is_ok());
+        assert!(DeltaMap::decode("1 16777216 1", None).is_ok());
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! All open handles of one inode share one [`DeltaFile`], so they see one block map. Writes
 //! to a delta hold its lock for the write (blocks must be filled and claimed in order);
-//! reads take a snapshot of the map and do their I/O without it.
+//! reads take a snapshot of the map and do their I/O without it. Compaction into a whole
+//! file runs in the background (compact.rs).
 
 use crate::delta::{read_full, DeltaMap, Ident, Source, DEFAULT_BLOCK, MAX_ENCODED};
 use crate::inode::Placement;
@@ -15,7 +16,8 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Weak};
 
 /// The shared state of one open delta file.
 #[derive(Debug)]
@@ -23,17 +25,22 @@ pub struct DeltaFile {
     /// The upper file (read-write).
     pub upper: File,
     /// The lower file the unwritten blocks come from.
-    lower: File,
+    pub(crate) lower: File,
     /// Node and path of the file in the mount (to update the node when it becomes whole).
-    ino: u64,
-    path: std::path::PathBuf,
-    state: Mutex<DeltaState>,
+    pub(crate) ino: u64,
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) state: Mutex<DeltaState>,
+    /// This file's own Arc (to hand it to the compaction worker from a `&DeltaFile`).
+    pub(crate) me: Weak<DeltaFile>,
+    /// Queued for, or in, background compaction.
+    pub(crate) compacting: AtomicBool,
 }
 
+/// The mutable part of a [`DeltaFile`], under its lock.
 #[derive(Debug)]
-struct DeltaState {
+pub(crate) struct DeltaState {
     /// The whole meta record; `meta.delta` is Some while the file is a delta.
-    meta: Meta,
+    pub(crate) meta: Meta,
 }
 
 impl DeltaFile {
@@ -108,12 +115,14 @@ impl Union {
             // file, and a read after the write returned the lower bytes.
             self.meta.write_fd(upper.as_fd(), &meta)?;
         }
-        let d = Arc::new(DeltaFile {
+        let d = Arc::new_cyclic(|me| DeltaFile {
             upper,
             lower,
             ino,
             path: path.to_path_buf(),
             state: Mutex::new(DeltaState { meta }),
+            me: me.clone(),
+            compacting: AtomicBool::new(false),
         });
         let mut map = self.deltas.lock();
         map.retain(|_, w| w.strong_count() > 0);
@@ -210,24 +219,46 @@ impl Union {
         self.delta_store(d, &mut st.meta)
     }
 
-    /// Persist the record, compacting the delta when it covers enough of the file or its
-    /// block list grew too long; a delta with nothing left below becomes a whole file.
+    /// Persist the record; a delta that covers enough of the file or whose block list
+    /// grew too long is queued for compaction (the copy happens in the background, not in
+    /// this request); a delta with nothing left below becomes a whole file now.
     fn delta_store(&self, d: &DeltaFile, meta: &mut Meta) -> io::Result<()> {
+        let mut compact = false;
         if let Some(map) = &meta.delta {
+            if map.limit == 0 {
+                // Nothing to copy: just drop the record.
+                return self.delta_make_whole(d, meta);
+            }
             let size = d.upper.metadata()?.len();
             let total = size.div_ceil(map.block).max(1);
             let ratio = self.opts.compact_ratio.clamp(0.0, 1.0);
-            let nothing_below = map.limit == 0;
             let dense = (map.blocks() as f64) > ratio * total as f64;
             let long = map.encode().len() > MAX_ENCODED;
-            if nothing_below || dense || long {
+            compact = dense || long;
+        }
+        match self.meta.write_fd(d.upper.as_fd(), meta) {
+            Err(e)
+                if meta.delta.is_some()
+                    && matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOSPC | libc::E2BIG | libc::ERANGE)
+                    ) =>
+            {
+                // The record does not fit this filesystem's xattrs (a long lower path on
+                // ext4, where one xattr must fit in a block): a whole file needs none.
+                tracing::debug!(file = %d.path.display(), "delta record does not fit ({e}); making the file whole");
                 return self.delta_make_whole(d, meta);
             }
+            r => r?,
         }
-        self.meta.write_fd(d.upper.as_fd(), meta)
+        if compact && !self.queue_compaction(d) {
+            return self.delta_make_whole(d, meta);
+        }
+        Ok(())
     }
 
-    /// Copy every block still below into the upper file, then drop the delta record.
+    /// Copy every block still below into the upper file, then drop the delta record, all
+    /// under the file's lock (for the cases that cannot wait: see delta_store).
     fn delta_make_whole(&self, d: &DeltaFile, meta: &mut Meta) -> io::Result<()> {
         if let Some(map) = meta.delta.clone() {
             let size = d.upper.metadata()?.len();
@@ -258,10 +289,10 @@ impl Union {
         Ok(())
     }
 
-    /// Make a delta whole now (used when a whole copy is needed anyway).
+    /// Make a delta whole now (used when a whole copy is needed anyway); readers and
+    /// writers go on meanwhile (see compact.rs).
     pub(crate) fn delta_make_whole_now(&self, d: &DeltaFile) -> io::Result<()> {
-        let mut st = d.state.lock();
-        self.delta_make_whole(d, &mut st.meta)
+        self.compact_delta(d, None).map(drop)
     }
 
     /// `strata compact`: make the delta behind node `ino` a whole file now.
@@ -273,8 +304,7 @@ impl Union {
         let Some(d) = self.delta_file(ino, &path)? else {
             return Ok(());
         };
-        let mut st = d.state.lock();
-        self.delta_make_whole(&d, &mut st.meta)
+        self.delta_make_whole_now(&d)
     }
 
     /// After a delta became whole, its node's data lives in the upper only.

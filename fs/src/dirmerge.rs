@@ -52,7 +52,7 @@ fn read_branch_dir(
                 let st = crate::branch::stat_at(dfd.as_fd(), name)?;
                 (
                     st.st_mode & libc::S_IFMT,
-                    crate::whiteout::is_char_whiteout(&st),
+                    crate::whiteout::is_whiteout_entry(&u.meta, dfd.as_fd(), name, &st)?,
                 )
             }
             Some(k) => (k, false),

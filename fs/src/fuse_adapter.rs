@@ -8,6 +8,8 @@
 use crate::attr::Attr;
 use crate::handles::DirEntry;
 use crate::ops_file::{SetAttr, SetTime};
+use crate::passthrough::{Decision, Passthrough, Serve};
+use crate::request_guard::guarded;
 use crate::stats::{errno_name, Move, Stats};
 use crate::trace::{Branch, Event, Op, Origin, Tracer};
 use crate::union::{err_no, Ctx, Layer, Union};
@@ -17,41 +19,24 @@ use fuser::{
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
     ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// A backing file registered with the kernel for passthrough I/O, shared by all open
-/// handles of one inode (the kernel requires one backing file per inode at a time).
-struct Backing {
-    id: Arc<BackingId>,
-    layer: Layer,
-    users: usize,
-}
-
 /// Serves a [`Union`] to the kernel.
 pub struct FuseAdapter {
     union: Arc<Union>,
     ttl: Duration,
-    passthrough: bool,
-    backings: Mutex<HashMap<u64, Backing>>,
-    /// File handles opened with passthrough, and their inode.
-    passthrough_fh: Mutex<HashMap<u64, u64>>,
-    /// Handles served by the daemon through the page cache, and their inode: while one is
-    /// open the kernel refuses passthrough opens of that inode.
-    cached_fh: Mutex<HashMap<u64, u64>>,
+    /// How each open handle is served (passthrough or daemon), decided per inode.
+    pass: Passthrough,
     stats: Arc<Stats>,
     tracer: Option<Arc<Tracer>>,
     /// Block size of delta files (to count delta blocks written).
     delta_block: u64,
-    /// Write handles whose writes clear set-id bits in the daemon (see privs.rs).
-    kill_on_write: crate::privs::KillOnWrite,
-    /// Set once the session exists: tells the kernel about mode changes it did not ask for.
-    notifier: Arc<std::sync::OnceLock<fuser::Notifier>>,
+    /// set-id bits the kernel leaves to the daemon (privs.rs).
+    privs: crate::privs::Privs,
 }
 
 /// What a request is about: enough to name it in the trace and the debug log.
@@ -186,14 +171,6 @@ fn ctx(req: &Request, umask: u32) -> Ctx {
     }
 }
 
-fn caller(req: &Request) -> crate::privs::Caller {
-    crate::privs::Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-        pid: req.pid(),
-    }
-}
-
 fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
     t.map(|t| match t {
         TimeOrNow::Now => SetTime::Now,
@@ -205,49 +182,21 @@ impl FuseAdapter {
     /// Wrap a union.
     pub fn new(union: Arc<Union>) -> FuseAdapter {
         let ttl = union.options().timeout;
+        crate::compact::start(&union);
         FuseAdapter {
             union,
             ttl,
-            passthrough: false,
-            backings: Mutex::new(HashMap::new()),
-            passthrough_fh: Mutex::new(HashMap::new()),
-            cached_fh: Mutex::new(HashMap::new()),
+            pass: Passthrough::default(),
             stats: Arc::new(Stats::default()),
             tracer: None,
             delta_block: crate::delta::DEFAULT_BLOCK,
-            kill_on_write: crate::privs::KillOnWrite::default(),
-            notifier: Arc::new(std::sync::OnceLock::new()),
+            privs: crate::privs::Privs::default(),
         }
     }
 
     /// Where the session's notifier goes once the session exists.
     pub fn notifier_slot(&self) -> Arc<std::sync::OnceLock<fuser::Notifier>> {
-        self.notifier.clone()
-    }
-
-    /// Before `req`'s caller changes data through `fh`: clear the set-id bits it must
-    /// lose (privs.rs), and drop the kernel's cached attributes of the node if it did.
-    fn kill_privs(&self, req: &Request, fh: u64) -> io::Result<()> {
-        if !self.kill_on_write.watched(fh) {
-            return Ok(());
-        }
-        if let Some(ino) = self
-            .kill_on_write
-            .before_write(&self.union, fh, &caller(req))?
-        {
-            self.inval_attr(ino);
-        }
-        Ok(())
-    }
-
-    /// The kernel's cached attributes of `ino` are stale (only the attributes: no page
-    /// cache is touched, so this is safe inside a request of that inode).
-    fn inval_attr(&self, ino: u64) {
-        if let Some(n) = self.notifier.get() {
-            if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
-                tracing::debug!(ino, "attribute invalidation failed: {e}");
-            }
-        }
+        self.privs.notifier_slot()
     }
 
     /// Count requests in `stats` and trace them to `tracer` (when tracing is on).
@@ -277,18 +226,27 @@ impl FuseAdapter {
             Some(tr) => tr.begin(req.op),
             None => None,
         };
-        let before = req.watch.and_then(|ino| self.union.origin(ino));
-        let r = call();
+        // A panic costs only this request: it is answered EIO (a reply dropped unsent
+        // sends EIO too) and the thread goes on serving.
+        let op = req.op.name();
+        let before = guarded(op, || req.watch.and_then(|ino| self.union.origin(ino))).flatten();
+        let r = guarded(op, || {
+            if let (Op::Lookup, On::Name(_, name)) = (req.op, req.on) {
+                crate::request_guard::test_panic_point(name);
+            }
+            call()
+        })
+        .unwrap_or_else(|| Err(io::Error::from_raw_os_error(libc::EIO)));
         let out = match &r {
-            Ok(v) => info(v),
+            Ok(v) => guarded(op, || info(v)).unwrap_or_default(),
             Err(e) => Out {
                 errno: err_no(e),
                 ..Out::default()
             },
         };
         let lat = t.map(|t| t.elapsed());
-        reply(r);
-        self.finish(t.zip(lat), &req, before, out);
+        let _ = guarded(op, || reply(r));
+        let _ = guarded(op, || self.finish(t.zip(lat), &req, before, out));
     }
 
     /// The bookkeeping after a reply went out.
@@ -424,73 +382,33 @@ impl FuseAdapter {
             .map_or(Branch::None, |(o, _)| o.label())
     }
 
-    /// The backing id to pass an open of `ino` through to `fh`'s branch file, if the kernel
-    /// can take it: None means "serve this handle's I/O in the daemon".
-    fn backing_for(
+    /// How to answer the open of handle `fh` of `ino`: passed through to its branch file
+    /// when the kernel can take it (registered with `register`), else served here.
+    /// A `watched` handle (privs.rs) must have its writes reach the daemon.
+    fn open_mode(
         &self,
         ino: u64,
         fh: u64,
+        watched: bool,
         register: impl FnOnce(&std::fs::File) -> io::Result<BackingId>,
-    ) -> Option<Arc<BackingId>> {
-        if !self.passthrough {
-            return None;
+    ) -> Decision {
+        if watched && !self.pass.enabled() {
+            // The writeback cache would hide the writer: direct I/O sends each write.
+            return Decision::Daemon(FopenFlags::FOPEN_DIRECT_IO);
         }
-        let f = self.union.file(fh).ok()?;
-        if f.delta.is_some() || f.layer != Layer::Upper {
-            // A delta merges two files: only the daemon can serve it. A lower file is not
-            // passed through either: while an inode has a backing file the kernel requires
-            // every open of it to use that same file, so a later open for writing (which
-            // must reach the upper copy) would fail with EIO.
-            return None;
-        }
-        if self.cached_fh.lock().values().any(|i| *i == ino) {
-            return None;
-        }
-        let mut backings = self.backings.lock();
-        let id = match backings.get_mut(&ino) {
-            Some(b) if b.layer == f.layer => {
-                b.users += 1;
-                b.id.clone()
-            }
-            // Another branch file already backs this inode (a reader of the lower copy
-            // while the upper copy is written): this handle goes through the daemon.
-            Some(_) => return None,
-            None => match register(&f.file) {
-                Ok(id) => {
-                    let id = Arc::new(id);
-                    backings.insert(
-                        ino,
-                        Backing {
-                            id: id.clone(),
-                            layer: f.layer,
-                            users: 1,
-                        },
-                    );
-                    id
-                }
-                Err(e) => {
-                    tracing::debug!(ino, "passthrough not available for this file: {e}");
-                    return None;
-                }
-            },
+        let f = self
+            .pass
+            .enabled()
+            .then(|| self.union.file(fh).ok())
+            .flatten();
+        let serve = match &f {
+            Some(f) if f.delta.is_some() => Serve::Daemon,
+            Some(_) if watched => Serve::Watched,
+            Some(f) if f.layer == Layer::Upper => Serve::Whole(&f.file),
+            Some(f) if !f.writable => Serve::Lower,
+            _ => Serve::Daemon,
         };
-        self.passthrough_fh.lock().insert(fh, ino);
-        Some(id)
-    }
-
-    /// A handle closed: release its share of the inode's backing file.
-    fn release_backing(&self, fh: u64) {
-        self.cached_fh.lock().remove(&fh);
-        let Some(ino) = self.passthrough_fh.lock().remove(&fh) else {
-            return;
-        };
-        let mut backings = self.backings.lock();
-        if let Some(b) = backings.get_mut(&ino) {
-            b.users = b.users.saturating_sub(1);
-            if b.users == 0 {
-                backings.remove(&ino);
-            }
-        }
+        self.pass.open(ino, fh, serve, register, self.cache_flags())
     }
 
     fn entry(&self, reply: ReplyEntry, r: io::Result<Attr>) {
@@ -575,16 +493,8 @@ impl FuseAdapter {
         }
     }
 
-    /// Open flags for a handle whose I/O the daemon serves.
-    fn daemon_io_flags(&self, ino: u64, fh: u64) -> FopenFlags {
-        if self.passthrough {
-            if self.backings.lock().contains_key(&ino) {
-                // Only reached when registering a backing file failed for this handle; the
-                // kernel may still refuse a non-passthrough open beside a passthrough one.
-                return FopenFlags::FOPEN_DIRECT_IO;
-            }
-            self.cached_fh.lock().insert(fh, ino);
-        }
+    /// Open flags for a handle the daemon serves through the page cache.
+    fn cache_flags(&self) -> FopenFlags {
         // strata is the only writer of the branches and every write goes through this
         // page cache, so cached pages stay valid across opens (even across copy-up, which
         // keeps the bytes). A traced mount drops them at open, so each open's reads show.
@@ -601,6 +511,11 @@ impl FuseAdapter {
 }
 
 impl Filesystem for FuseAdapter {
+    fn destroy(&mut self) {
+        // No request is in flight any more: end background compaction between two chunks.
+        self.union.stop_background();
+    }
+
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // Passthrough hands whole-file I/O to the kernel; it needs CAP_SYS_ADMIN and rules
         // out the writeback cache.
@@ -609,7 +524,7 @@ impl Filesystem for FuseAdapter {
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok()
         {
-            self.passthrough = true;
+            self.pass.enable();
         }
         let wanted = [
             InitFlags::FUSE_DO_READDIRPLUS,
@@ -622,7 +537,7 @@ impl Filesystem for FuseAdapter {
             InitFlags::FUSE_MAX_PAGES,
         ];
         for f in wanted {
-            if f == InitFlags::FUSE_WRITEBACK_CACHE && self.passthrough {
+            if f == InitFlags::FUSE_WRITEBACK_CACHE && self.pass.enabled() {
                 continue;
             }
             if config.add_capabilities(f).is_ok() && f == InitFlags::FUSE_WRITEBACK_CACHE {
@@ -634,7 +549,7 @@ impl Filesystem for FuseAdapter {
         if !self.union.options().no_xattrs {
             let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK);
         }
-        // Shared mmap of a direct-I/O handle (privs.rs serves some handles so) works.
+        // Shared mmap of a direct-I/O handle (privs.rs serves some so) works.
         let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
@@ -699,7 +614,7 @@ impl Filesystem for FuseAdapter {
             mtime: set_time(mtime),
             fh: fh.map(|f| f.0),
         };
-        let sa = crate::privs::truncate_attr(&self.union, ino.0, &sa, &caller(req));
+        let sa = crate::privs::truncate_attr(&self.union, ino.0, &sa, &crate::privs::caller(req));
         let mut req = Req::new(Op::Setattr, On::Node(ino.0)).watch(ino.0);
         // A truncate is traced with its new size as the offset.
         req.off = size;
@@ -850,15 +765,15 @@ impl Filesystem for FuseAdapter {
                     Ok(fh) => fh,
                     Err(e) => return reply.error(errno(&e)),
                 };
-                if self
-                    .kill_on_write
-                    .on_open(&self.union, ino.0, fh, flags.0, &caller(request))
-                {
-                    return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
-                }
-                match self.backing_for(ino.0, fh, |f| reply.open_backing(f)) {
-                    Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
-                    None => reply.opened(FileHandle(fh), self.daemon_io_flags(ino.0, fh)),
+                let watched = self.privs.on_open(&self.union, ino.0, fh, flags.0, request);
+                match self.open_mode(ino.0, fh, watched, |f| reply.open_backing(f)) {
+                    Decision::Passthrough(id) => {
+                        if watched {
+                            self.privs.passed_through(&self.union, fh, request);
+                        }
+                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
+                    }
+                    Decision::Daemon(flags) => reply.opened(FileHandle(fh), flags),
                 }
             },
         );
@@ -900,7 +815,7 @@ impl Filesystem for FuseAdapter {
             || {
                 // Page-cache writeback (mmap, writeback cache) clears nothing, as on ext4.
                 if !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
-                    self.kill_privs(req, fh.0)?;
+                    self.privs.before_write(&self.union, fh.0, req);
                 }
                 self.union.write(fh.0, offset, data)
             },
@@ -941,8 +856,8 @@ impl Filesystem for FuseAdapter {
         self.run(
             Req::new(Op::Release, On::Node(ino.0)),
             || {
-                self.release_backing(fh.0);
-                self.kill_on_write.release(fh.0);
+                self.pass.release(fh.0);
+                self.privs.release(fh.0);
                 self.union.release(fh.0);
                 Ok(())
             },
@@ -1092,10 +1007,7 @@ impl Filesystem for FuseAdapter {
             Req::new(Op::Setxattr, On::Node(ino.0)).watch(ino.0),
             || {
                 self.union.setxattr(ino.0, name, value, flags)?;
-                if self.union.after_acl_set(ino.0, name, &caller(req))? {
-                    self.inval_attr(ino.0);
-                }
-                Ok(())
+                self.privs.after_setxattr(&self.union, ino.0, name, req)
             },
             none,
             |r| Self::empty(reply, r),
@@ -1161,21 +1073,14 @@ impl Filesystem for FuseAdapter {
                 ..Out::default()
             },
             |r| match r {
-                Ok((a, fh))
-                    if self
-                        .kill_on_write
-                        .on_open(&self.union, a.ino, fh, flags, &caller(req)) =>
-                {
-                    reply.created(
-                        &self.ttl,
-                        &fuse_attr(&a),
-                        Generation(a.generation),
-                        FileHandle(fh),
-                        FopenFlags::FOPEN_DIRECT_IO,
-                    )
-                }
-                Ok((a, fh)) => match self.backing_for(a.ino, fh, |f| reply.open_backing(f)) {
-                    Some(id) => reply.created_passthrough(
+                Ok((a, fh)) => match self.open_mode(
+                    a.ino,
+                    fh,
+                    self.privs.on_open(&self.union, a.ino, fh, flags, req),
+                    |f| reply.open_backing(f),
+                ) {
+                    // A new file has no other handle, so a watched one is never passed.
+                    Decision::Passthrough(id) => reply.created_passthrough(
                         &self.ttl,
                         &fuse_attr(&a),
                         Generation(a.generation),
@@ -1183,12 +1088,12 @@ impl Filesystem for FuseAdapter {
                         FopenFlags::empty(),
                         &id,
                     ),
-                    None => reply.created(
+                    Decision::Daemon(flags) => reply.created(
                         &self.ttl,
                         &fuse_attr(&a),
                         Generation(a.generation),
                         FileHandle(fh),
-                        self.daemon_io_flags(a.ino, fh),
+                        flags,
                     ),
                 },
                 Err(e) => reply.error(errno(&e)),
@@ -1211,7 +1116,7 @@ impl Filesystem for FuseAdapter {
                 .at(offset)
                 .watch(ino.0),
             || {
-                self.kill_privs(req, fh.0)?;
+                self.privs.before_write(&self.union, fh.0, req);
                 self.union.fallocate(fh.0, offset, length, mode)
             },
             |_| Out {
@@ -1277,7 +1182,7 @@ impl Filesystem for FuseAdapter {
                 .at(offset_out)
                 .watch(ino_out.0),
             || {
-                self.kill_privs(req, fh_out.0)?;
+                self.privs.before_write(&self.union, fh_out.0, req);
                 self.union
                     .copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len)
             },

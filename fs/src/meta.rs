@@ -8,6 +8,7 @@
 //! redirect /a/b             a renamed directory: its lower contents live at /a/b
 //! data 2 usr/lib/x.so       metadata-only copy-up: the bytes are still in lower 2 at that path
 //! nlink 3                   link count of a copied-up lower hard link (kept in the index)
+//! device real               a character device 0/0 that is a device, not a whiteout
 //! ```
 //! Unknown keys are ignored so later versions can add fields. See docs/format.md.
 
@@ -51,6 +52,8 @@ pub struct Meta {
     pub ident: Option<Ident>,
     /// Block map of a delta file (with `data` naming the lower file it is a delta of).
     pub delta: Option<DeltaMap>,
+    /// A character device 0/0 that is a real device (unmarked, 0/0 is a whiteout).
+    pub device: bool,
 }
 
 impl Meta {
@@ -62,6 +65,9 @@ impl Meta {
         }
         if let Some(n) = self.nlink {
             v.extend_from_slice(format!("nlink {n}\n").as_bytes());
+        }
+        if self.device {
+            v.extend_from_slice(b"device real\n");
         }
         if let Some(r) = &self.redirect {
             v.extend_from_slice(b"redirect /");
@@ -127,6 +133,7 @@ impl Meta {
                         ino: ino.parse().map_err(|_| bad())?,
                     });
                 }
+                b"device" => m.device = true,
                 b"delta" => {
                     delta_line = Some(String::from_utf8_lossy(rest).into_owned());
                 }
@@ -273,6 +280,7 @@ mod tests {
                 limit: 9,
                 ranges: vec![(0, 2), (4, 5)],
             }),
+            device: true,
         };
         assert_eq!(Meta::decode(&m.encode()).unwrap(), m);
         assert!(Meta::decode(b"ino x\n").is_err());

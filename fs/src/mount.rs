@@ -12,6 +12,7 @@ use std::fmt;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A mount that could not be set up, with a message naming the problem.
 #[derive(Debug)]
@@ -150,6 +151,18 @@ fn clean_staging(dir: &std::os::fd::OwnedFd) {
     }
 }
 
+/// How long a stopping daemon waits for its connection to end before it leaves anyway
+/// (the process exit then closes /dev/fuse, which ends the connection everywhere).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the serving loop ended.
+enum End {
+    /// The kernel ended the connection (unmount of the last copy, abort), or an error.
+    Session(std::io::Result<()>),
+    /// A stop signal was handled; `ending` tells whether the connection is known to end.
+    Signal { ending: bool },
+}
+
 /// Mount `union` at `mountpoint` and serve it until unmounted. `on_mounted` runs once the
 /// mount is live (the daemonizing parent is told then).
 pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Result<(), MountError> {
@@ -158,46 +171,38 @@ pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Resu
     let tracer = crate::trace::Tracer::start(&union.options().trace)
         .map_err(|e| err(format!("cannot start tracing: {e}")))?
         .map(Arc::new);
+    crate::request_guard::log_panics();
+    let r = serve_traced(union, stats, tracer.clone(), mountpoint, on_mounted);
+    // Every exit path, error or not, flushes the trace.
+    if let Some(t) = &tracer {
+        t.finish();
+    }
+    r
+}
+
+fn serve_traced(
+    union: Arc<Union>,
+    stats: Arc<crate::stats::Stats>,
+    tracer: Option<Arc<crate::trace::Tracer>>,
+    mountpoint: &Path,
+    on_mounted: impl FnOnce(),
+) -> Result<(), MountError> {
     let adapter = FuseAdapter::new(union.clone()).observed(stats.clone(), tracer.clone());
     let notifier = adapter.notifier_slot();
     let mut config = fuser::Config::default();
     let opts = union.options();
-    let mut mo = vec![
-        fuser::MountOption::FSName(opts.fsname.clone()),
-        fuser::MountOption::Subtype("strata".into()),
-        fuser::MountOption::DefaultPermissions,
-    ];
-    let root = nix::unistd::geteuid().is_root();
-    if root {
-        config.acl = fuser::SessionACL::All;
-        mo.push(fuser::MountOption::Dev);
-        mo.push(fuser::MountOption::Suid);
-    }
-    if !union.writable() {
-        mo.push(fuser::MountOption::RO);
-    }
+    let mut acl = match nix::unistd::geteuid().is_root() {
+        true => fuser::SessionACL::All,
+        false => fuser::SessionACL::Owner,
+    };
     for k in &opts.kernel {
-        let m = match k.as_str() {
-            "allow_other" => {
-                config.acl = fuser::SessionACL::All;
-                continue;
-            }
-            "allow_root" => {
-                config.acl = fuser::SessionACL::RootAndOwner;
-                continue;
-            }
-            "nodev" => fuser::MountOption::NoDev,
-            "nosuid" => fuser::MountOption::NoSuid,
-            "noexec" => fuser::MountOption::NoExec,
-            "noatime" => fuser::MountOption::NoAtime,
-            "sync" => fuser::MountOption::Sync,
-            "dirsync" => fuser::MountOption::DirSync,
-            "auto_unmount" => fuser::MountOption::AutoUnmount,
-            _ => continue,
-        };
-        mo.push(m);
+        match k.as_str() {
+            "allow_other" => acl = fuser::SessionACL::All,
+            "allow_root" => acl = fuser::SessionACL::RootAndOwner,
+            _ => {}
+        }
     }
-    config.mount_options = mo;
+    config.acl = acl;
     config.n_threads = Some(match opts.threads {
         0 => std::thread::available_parallelism().map_or(4, |n| (n.get() * 2).max(4)),
         n => n,
@@ -211,26 +216,47 @@ pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Resu
     }
     stop.thread_block()
         .map_err(|e| err(format!("cannot block signals: {e}")))?;
-    let mut session = fuser::Session::new(adapter, mountpoint, &config).map_err(|e| {
+    let (mnt, fd) = crate::fuse_mount::mount(mountpoint, opts, union.writable()).map_err(|e| {
         err(format!(
             "cannot mount at {}: {e} (does the directory exist, and is /dev/fuse usable?)",
             mountpoint.display()
         ))
     })?;
-    let _ = notifier.set(session.notifier());
-    let mut unmounter = session.unmount_callable();
-    let mnt = mountpoint.to_path_buf();
-    std::thread::spawn(move || {
-        if let Ok(sig) = stop.wait() {
-            tracing::info!("{sig:?}: unmounting {}", mnt.display());
-            if let Err(e) = unmounter.unmount() {
-                tracing::warn!("unmount failed ({e}); detaching lazily");
-                let _ = nix::mount::umount2(&mnt, nix::mount::MntFlags::MNT_DETACH);
-            }
+    let mnt = Arc::new(mnt);
+    let session = match fuser::Session::from_fd(adapter, fd, acl, config) {
+        Ok(s) => s,
+        Err(e) => {
+            mnt.stop();
+            return Err(err(format!("FUSE handshake failed: {e}")));
         }
-    });
+    };
+    let _ = notifier.set(session.notifier());
+    let (tx, rx) = crossbeam_channel::bounded::<End>(2);
+    let tx2 = tx.clone();
+    std::thread::Builder::new()
+        .name("fuser-session".into())
+        .spawn(move || {
+            let _ = tx2.send(End::Session(session.run()));
+        })
+        .map_err(|e| {
+            mnt.stop();
+            err(format!("cannot start the FUSE session: {e}"))
+        })?;
+    let on_signal = mnt.clone();
+    let spawned = std::thread::Builder::new()
+        .name("strata-stop".into())
+        .spawn(move || {
+            if let Ok(sig) = stop.wait() {
+                tracing::info!("{sig:?}: stopping {}", on_signal.path.display());
+                let ending = on_signal.stop();
+                let _ = tx.send(End::Signal { ending });
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("no stop-signal thread (SIGTERM will not unmount): {e}");
+    }
     // `strata whence` and `strata stats` need it; a mount without it still works.
-    let control = match crate::control::start(union.clone(), stats, tracer.clone(), mountpoint) {
+    let control = match crate::control::start(union.clone(), stats, tracer, mountpoint) {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::warn!(
@@ -240,12 +266,30 @@ pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Resu
         }
     };
     on_mounted();
-    let r = session
-        .run()
-        .map_err(|e| err(format!("FUSE session ended with an error: {e}")));
+    let r = match rx.recv() {
+        Ok(End::Session(r)) => r,
+        Ok(End::Signal { ending }) => {
+            // Unmounting the last copy or an abort ends the session at once; a copy that
+            // lives on in another namespace without fusectl to abort it ends only when
+            // this process exits and closes /dev/fuse.
+            let grace = if ending {
+                STOP_GRACE
+            } else {
+                Duration::from_secs(1)
+            };
+            match rx.recv_timeout(grace) {
+                Ok(End::Session(r)) => r,
+                _ => {
+                    tracing::info!(
+                        "connection {} still open elsewhere; exiting ends it",
+                        mnt.dev
+                    );
+                    Ok(())
+                }
+            }
+        }
+        Err(_) => Ok(()),
+    };
     drop(control);
-    if let Some(t) = &tracer {
-        t.finish();
-    }
-    r
+    r.map_err(|e| err(format!("FUSE session ended with an error: {e}")))
 }

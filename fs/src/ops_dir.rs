@@ -1,5 +1,6 @@
 //! Namespace operations: lookup, create, mkdir, mknod, symlink, link, unlink, rmdir, rename.
 
+use crate::acl::Inherited;
 use crate::attr::Attr;
 use crate::branch::{open_in, stat_at};
 use crate::copyup::split;
@@ -22,12 +23,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Where a new entry goes: the upper parent and whether a whiteout must be replaced.
-struct NewEntry {
-    pd: Arc<OwnedFd>,
-    whiteout: bool,
-    uid: u32,
-    gid: u32,
-    setgid_dir: bool,
+pub(crate) struct NewEntry {
+    pub(crate) pd: Arc<OwnedFd>,
+    pub(crate) whiteout: bool,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) setgid_dir: bool,
 }
 
 fn is_enoent(e: &io::Error) -> bool {
@@ -88,7 +89,9 @@ impl Union {
         })
     }
 
-    /// Give a freshly made entry its owner, drop a replaced whiteout, register the node.
+    /// Give a freshly made entry its owner, exactly the mode (and ACLs) it inherited
+    /// (None: a symlink), drop a replaced whiteout, register the node.
+    #[allow(clippy::too_many_arguments)]
     fn finish_new(
         &self,
         parent: u64,
@@ -97,6 +100,7 @@ impl Union {
         dir: BorrowedFd<'_>,
         staged: &OsStr,
         place: Placement,
+        inh: Option<&Inherited>,
     ) -> io::Result<Attr> {
         nix::unistd::fchownat(
             dir,
@@ -105,6 +109,9 @@ impl Union {
             Some(Gid::from_raw(ne.gid)),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )?;
+        if let Some(inh) = inh {
+            self.exact_mode(dir, staged, inh)?;
+        }
         if ne.whiteout {
             remove_whiteout(ne.pd.as_fd(), name)?;
         }
@@ -135,10 +142,17 @@ impl Union {
         rdev: u64,
         ctx: &Ctx,
     ) -> io::Result<Attr> {
-        let ne = self.prepare_new(parent, name, ctx)?;
         let kind = mode & libc::S_IFMT;
-        let inh = self.inherited(&ne, mode, ctx, false)?;
+        let ne = self.prepare_new(parent, name, ctx)?;
+        if kind == libc::S_IFCHR && rdev == 0 && !self.can_mark_devices() {
+            // It would read back as a whiteout (overlayfs refuses it the same way).
+            return Err(errno(libc::EPERM));
+        }
+        let inh = self.inherited(&ne, mode, ctx.umask, false)?;
         let perm = inh.mode;
+        if kind == libc::S_IFCHR && rdev == 0 {
+            return self.mknod_null_char(parent, name, &inh, &ne);
+        }
         nix::sys::stat::mknodat(
             ne.pd.as_fd(),
             name,
@@ -146,52 +160,15 @@ impl Union {
             Mode::from_bits_truncate(perm),
             rdev,
         )?;
-        let attr = self.finish_new(
+        self.finish_new(
             parent,
             name,
             &ne,
             ne.pd.as_fd(),
             name,
             Self::plain_place(kind),
-        )?;
-        self.fix_mode_after_chown(&ne, name, &inh, kind)?;
-        let mut fresh = self.getattr(attr.ino)?;
-        fresh.generation = attr.generation;
-        Ok(fresh)
-    }
-
-    /// The mode and ACLs a new entry gets in `ne`'s directory (see [`crate::acl::inherit`]).
-    fn inherited(
-        &self,
-        ne: &NewEntry,
-        mode: u32,
-        ctx: &Ctx,
-        is_dir: bool,
-    ) -> io::Result<crate::acl::Inherited> {
-        let mut perm = mode & 0o7777;
-        if is_dir && ne.setgid_dir {
-            perm |= libc::S_ISGID;
-        }
-        let parent_default = self.default_acl(ne.pd.as_fd())?;
-        crate::acl::inherit(parent_default.as_deref(), perm, ctx.umask, is_dir)
-    }
-
-    /// chown clears set-id bits; put back the mode the caller asked for. An inherited
-    /// ACL is written here too, with the exact mode it gave.
-    fn fix_mode_after_chown(
-        &self,
-        ne: &NewEntry,
-        name: &OsStr,
-        inh: &crate::acl::Inherited,
-        kind: u32,
-    ) -> io::Result<()> {
-        if inh.access.is_some() || inh.default.is_some() {
-            return self.apply_inherited(ne.pd.as_fd(), name, inh);
-        }
-        if kind != libc::S_IFLNK && inh.mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
-            self.chmod_at(ne.pd.as_fd(), name, inh.mode)?;
-        }
-        Ok(())
+            Some(&inh),
+        )
     }
 
     /// mkdir; the new directory is opaque when it replaces a whited-out lower entry.
@@ -199,7 +176,7 @@ impl Union {
         let ne = self.prepare_new(parent, name, ctx)?;
         let work = self.work()?;
         let tmp = self.tmp_name();
-        let inh = self.inherited(&ne, mode, ctx, true)?;
+        let inh = self.inherited(&ne, mode, ctx.umask, true)?;
         let perm = inh.mode;
         nix::sys::stat::mkdirat(
             work.dir.as_fd(),
@@ -214,9 +191,9 @@ impl Union {
                 Some(Gid::from_raw(ne.gid)),
                 AtFlags::AT_SYMLINK_NOFOLLOW,
             )?;
-            // mkdirat applied the daemon's umask; set exactly what the caller asked for
-            // (the workdir has no default ACL to inherit: the parent's is written here).
-            self.apply_inherited(work.dir.as_fd(), &tmp, &inh)?;
+            // mkdirat applied the daemon's umask, and the workdir has no default ACL to
+            // inherit: give it exactly what it inherited from the parent.
+            self.exact_mode(work.dir.as_fd(), &tmp, &inh)?;
             if ne.whiteout {
                 let d = open_in(
                     work.dir.as_fd(),
@@ -270,6 +247,7 @@ impl Union {
             ne.pd.as_fd(),
             name,
             Self::plain_place(libc::S_IFLNK),
+            None,
         )
     }
 
@@ -283,7 +261,7 @@ impl Union {
         ctx: &Ctx,
     ) -> io::Result<(Attr, u64)> {
         let ne = self.prepare_new(parent, name, ctx)?;
-        let inh = self.inherited(&ne, mode, ctx, false)?;
+        let inh = self.inherited(&ne, mode, ctx.umask, false)?;
         let perm = inh.mode;
         let oflags = self.file_open_flags(flags) | OFlag::O_CREAT | OFlag::O_EXCL;
         let fd = open_in(ne.pd.as_fd(), name, oflags, perm)?;
@@ -294,8 +272,8 @@ impl Union {
             ne.pd.as_fd(),
             name,
             Self::plain_place(libc::S_IFREG),
+            Some(&inh),
         )?;
-        self.fix_mode_after_chown(&ne, name, &inh, libc::S_IFREG)?;
         let fh = self.handles.add_file(OpenFile::new(
             File::from(fd),
             attr.ino,
@@ -303,13 +281,6 @@ impl Union {
             true,
             None,
         ));
-        let attr = if perm & (libc::S_ISUID | libc::S_ISGID) != 0 || inh.access.is_some() {
-            let mut fresh = self.getattr(attr.ino)?;
-            fresh.generation = attr.generation;
-            fresh
-        } else {
-            attr
-        };
         Ok((attr, fh))
     }
 

@@ -61,6 +61,18 @@ fn to_timespec(t: Option<SetTime>) -> TimeSpec {
     }
 }
 
+/// A setattr that changes nothing (what `chown(path, -1, -1)` sends) still updates
+/// ctime on Linux: chown to (-1, -1) on the branch entry does exactly that.
+fn touch_ctime(sa: &SetAttr) -> Option<(Option<Uid>, Option<Gid>)> {
+    let nothing = sa.mode.is_none()
+        && sa.uid.is_none()
+        && sa.gid.is_none()
+        && sa.size.is_none()
+        && sa.atime.is_none()
+        && sa.mtime.is_none();
+    nothing.then_some((None, None))
+}
+
 impl Union {
     /// The branch entry that supplies a node's attributes: (branch, path).
     pub(crate) fn attr_source(
@@ -180,7 +192,7 @@ impl Union {
         }
         let (ppath, name) = split(&path)?;
         let pd = self.dirfd(Layer::Upper, &ppath)?;
-        if let Some((uid, gid)) = self.owner_out(sa)? {
+        if let Some((uid, gid)) = self.owner_out(sa)?.or(touch_ctime(sa)) {
             nix::unistd::fchownat(
                 pd.as_fd(),
                 name.as_os_str(),
@@ -226,7 +238,7 @@ impl Union {
     }
 
     fn setattr_fd_file(&self, f: &File, sa: &SetAttr) -> io::Result<()> {
-        if let Some((uid, gid)) = self.owner_out(sa)? {
+        if let Some((uid, gid)) = self.owner_out(sa)?.or(touch_ctime(sa)) {
             nix::unistd::fchown(f.as_fd(), uid, gid)?;
         }
         if let Some(mode) = sa.mode {

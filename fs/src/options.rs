@@ -260,7 +260,7 @@ impl MountOptions {
             "delta_block" => {
                 let v = need(val)?;
                 self.delta_block = parse_size(&v)
-                    .filter(|b| b.is_power_of_two() && (512..=1 << 24).contains(b))
+                    .filter(|b| crate::delta::valid_block(*b))
                     .ok_or_else(|| {
                         format!("option delta_block={v}: expected a power of two from 512 to 16M")
                     })?;

@@ -18,9 +18,12 @@
 
 use crate::ops_file::SetAttr;
 use crate::union::Union;
+use fuser::Request;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io;
+use std::sync::{Arc, OnceLock};
 
 /// CAP_FSETID's bit in the capability sets.
 const CAP_FSETID: u32 = 4;
@@ -110,6 +113,84 @@ pub fn kill_bits(mode: u32, gid: u32, caller: &Caller) -> u32 {
         }
     }
     kill
+}
+
+/// The request's caller.
+pub fn caller(req: &fuser::Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+/// The adapter's share of this: watched handles, and the notifier that tells the kernel
+/// about mode changes it did not ask for.
+#[derive(Debug, Default)]
+pub struct Privs {
+    watch: KillOnWrite,
+    notifier: Arc<OnceLock<fuser::Notifier>>,
+}
+
+impl Privs {
+    /// Where the session's notifier goes once the session exists.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// See [`KillOnWrite::on_open`].
+    pub fn on_open(&self, union: &Union, ino: u64, fh: u64, flags: i32, req: &Request) -> bool {
+        self.watch.on_open(union, ino, fh, flags, &caller(req))
+    }
+
+    /// A watched handle had to be passed through after all (another handle of the inode
+    /// is): its writes will not reach strata, so the bits go now.
+    pub fn passed_through(&self, union: &Union, fh: u64, req: &Request) {
+        self.before_write(union, fh, req);
+    }
+
+    /// Before `req`'s caller changes data through `fh` (a write that is not page-cache
+    /// writeback, a fallocate, a copy_file_range into it).
+    pub fn before_write(&self, union: &Union, fh: u64, req: &Request) {
+        if !self.watch.watched(fh) {
+            return;
+        }
+        match self.watch.before_write(union, fh, &caller(req)) {
+            Ok(Some(ino)) => self.inval_attr(ino),
+            Ok(None) => {}
+            // The kernel reports nothing of this either: the write itself goes on.
+            Err(e) => tracing::warn!(fh, "could not clear set-id bits before a write: {e}"),
+        }
+    }
+
+    /// The handle closed.
+    pub fn release(&self, fh: u64) {
+        self.watch.release(fh);
+    }
+
+    /// After `req`'s caller set xattr `name` on `ino` (see [`Union::after_acl_set`]).
+    pub fn after_setxattr(
+        &self,
+        union: &Union,
+        ino: u64,
+        name: &OsStr,
+        req: &Request,
+    ) -> io::Result<()> {
+        if union.after_acl_set(ino, name, &caller(req))? {
+            self.inval_attr(ino);
+        }
+        Ok(())
+    }
+
+    /// The kernel's cached attributes of `ino` are stale (only the attributes: no page
+    /// cache is touched, so this is safe inside a request on that inode).
+    fn inval_attr(&self, ino: u64) {
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(fuser::INodeNo(ino), -1, 0) {
+                tracing::debug!(ino, "attribute invalidation failed: {e}");
+            }
+        }
+    }
 }
 
 /// Write handles whose writes must clear set-id bits in the daemon, by file handle.

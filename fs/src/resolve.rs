@@ -7,7 +7,7 @@ use crate::inode::{join, DirInfo, Placement, ROOT};
 use crate::meta::Meta;
 use crate::sys;
 use crate::union::{errno, Layer, Union};
-use crate::whiteout::{dir_is_opaque, has_whiteout_file, is_char_whiteout, is_internal_name};
+use crate::whiteout::{dir_is_opaque, has_whiteout_file, is_internal_name, is_whiteout_entry};
 use nix::sys::stat::FileStat;
 use std::ffi::OsStr;
 use std::io;
@@ -58,7 +58,9 @@ impl Union {
         if pplace.upper && self.upper.is_some() {
             let ud = self.dirfd(Layer::Upper, ppath)?;
             match stat_at(ud.as_fd(), name) {
-                Ok(st) if is_char_whiteout(&st) => return Err(errno(libc::ENOENT)),
+                Ok(st) if is_whiteout_entry(&self.meta, ud.as_fd(), name, &st)? => {
+                    return Err(errno(libc::ENOENT))
+                }
                 Ok(st) => return self.resolved_upper(&path, pplace, name, st),
                 Err(e) if is_enoent(&e) => {
                     if has_whiteout_file(ud.as_fd(), name)? {
@@ -100,7 +102,9 @@ impl Union {
         for (k, &layer) in pdir.layers.iter().enumerate() {
             let d = self.dirfd(Layer::Lower(layer), &pdir.lower_path)?;
             match stat_at(d.as_fd(), name) {
-                Ok(st) if is_char_whiteout(&st) => return Err(errno(libc::ENOENT)),
+                Ok(st) if is_whiteout_entry(&self.meta, d.as_fd(), name, &st)? => {
+                    return Err(errno(libc::ENOENT))
+                }
                 Ok(st) if is_dir(&st) => {
                     let layers = self.lower_dir_chain(&pdir.layers[k..], &lpath)?;
                     let ino = self.layer_ino(Layer::Lower(layer), &st)?;

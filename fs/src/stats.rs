@@ -175,6 +175,7 @@ impl Stats {
             tracing: trace.is_some(),
             trace_events: trace.map_or(0, |t| t.0),
             trace_drops: trace.map_or(0, |t| t.1),
+            compactions: crate::compact::CompactionStats::default(),
         }
     }
 }
@@ -231,4 +232,6 @@ pub struct Snapshot {
     pub trace_events: u64,
     /// Trace events dropped because the writer was behind.
     pub trace_drops: u64,
+    /// Background compactions (filled in from the union by the control server).
+    pub compactions: crate::compact::CompactionStats,
 }

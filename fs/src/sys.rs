@@ -48,20 +48,19 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<CString> {
     proc_path(fd, OsStr::new(""))
 }
 
-/// Read an xattr of `path` without following a final symlink; Ok(None) when it is absent.
-pub fn lgetxattr(path: &CStr, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
-    let cname = cstr(name)?;
+/// Largest xattr value the kernel hands out (XATTR_SIZE_MAX).
+const XATTR_SIZE_MAX: usize = 65536;
+
+/// Read an xattr value of any size with `get(buf, len)` (a getxattr-family call): first
+/// with a small buffer, then, on ERANGE, sized by a 0-length query, retried while the
+/// value keeps growing under us, never past XATTR_SIZE_MAX. Ok(None) when it is absent.
+fn get_sized(
+    mut get: impl FnMut(*mut libc::c_void, usize) -> libc::ssize_t,
+) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: path and name are NUL-terminated; buf is valid for buf.len() bytes.
-        let r = unsafe {
-            libc::lgetxattr(
-                path.as_ptr(),
-                cname.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
+    // Bounded: each retry follows a size query; the value can only grow so often.
+    for _ in 0..8 {
+        let r = get(buf.as_mut_ptr().cast(), buf.len());
         if r >= 0 {
             buf.truncate(r as usize);
             return Ok(Some(buf));
@@ -69,40 +68,34 @@ pub fn lgetxattr(path: &CStr, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::ENODATA) => return Ok(None),
-            Some(libc::ERANGE) if buf.len() < 65536 * 2 => {
-                // SAFETY: a size query with a null buffer writes nothing.
-                let need = unsafe {
-                    libc::lgetxattr(path.as_ptr(), cname.as_ptr(), std::ptr::null_mut(), 0)
-                };
-                let need = check_size(need)?;
-                buf.resize(need.max(buf.len() * 2), 0);
+            Some(libc::ERANGE) if buf.len() < XATTR_SIZE_MAX => {
+                let need = check_size(get(std::ptr::null_mut(), 0))?;
+                buf.resize(need.clamp(buf.len() + 1, XATTR_SIZE_MAX), 0);
             }
             _ => return Err(e),
         }
     }
+    Err(io::Error::from_raw_os_error(libc::ERANGE))
 }
 
-/// Read an xattr of an open (not O_PATH) fd; Ok(None) when it is absent.
+/// Read an xattr of `path` without following a final symlink; Ok(None) when it is absent.
+pub fn lgetxattr(path: &CStr, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
+    let cname = cstr(name)?;
+    // SAFETY: path and name are NUL-terminated; get_sized passes a buffer valid for the
+    // length given (or null with length 0, a size query that writes nothing).
+    get_sized(|buf, len| unsafe { libc::lgetxattr(path.as_ptr(), cname.as_ptr(), buf, len) })
+}
+
+/// Read an xattr of an open (not O_PATH) fd; Ok(None) when it is absent or the
+/// filesystem has no xattrs.
 pub fn fgetxattr(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Vec<u8>>> {
     let cname = cstr(name)?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: name is NUL-terminated; buf is valid for buf.len() bytes.
-    let r = unsafe {
-        libc::fgetxattr(
-            fd.as_raw_fd(),
-            cname.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if r >= 0 {
-        buf.truncate(r as usize);
-        return Ok(Some(buf));
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::ENODATA) | Some(libc::ENOTSUP) => Ok(None),
-        _ => Err(e),
+    // SAFETY: as in lgetxattr; fd is a valid open descriptor for the call.
+    let r =
+        get_sized(|buf, len| unsafe { libc::fgetxattr(fd.as_raw_fd(), cname.as_ptr(), buf, len) });
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(None),
+        r => r,
     }
 }
 
@@ -230,4 +223,77 @@ pub fn open_proc(path: &CStr, flags: i32) -> io::Result<OwnedFd> {
     // SAFETY: path is NUL-terminated; the result is adopted exactly once.
     let fd = check(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0) })?;
     Ok(owned(fd))
+}
+
+/// The device (major, minor) of the filesystem an fd (O_PATH is fine) lies on, from the
+/// inode the kernel already holds: AT_STATX_DONT_SYNC sends no request to a FUSE daemon,
+/// so this cannot hang on a mount whose daemon is busy, stopping or gone.
+pub fn statx_dev(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    // SAFETY: statx is plain old data; all-zero is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_DONT_SYNC;
+    // SAFETY: the path is a NUL-terminated empty string, st is valid for writing.
+    check(unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            libc::STATX_BASIC_STATS,
+            &mut st,
+        )
+    })?;
+    Ok((st.stx_dev_major, st.stx_dev_minor))
+}
+
+/// Receive one fd passed with SCM_RIGHTS on a unix socket (fusermount3's `_FUSE_COMMFD`
+/// protocol: one byte of data carrying one fd).
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = loop {
+        match recvmsg::<UnixAddr>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut got = None;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // Every fd received is ours now: adopt them all so none leaks.
+                let fd = owned(fd);
+                got.get_or_insert(fd);
+            }
+        }
+    }
+    got.ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "no fd received"))
+}
+
+/// The uid of the process at the other end of a connected unix socket (SO_PEERCRED).
+pub fn peer_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred is a valid ucred and len its size, as SO_PEERCRED expects.
+    check(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cred.uid)
 }

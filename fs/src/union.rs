@@ -87,6 +87,8 @@ pub struct Union {
     pub(crate) writeback: AtomicBool,
     pub(crate) deltas:
         Mutex<std::collections::HashMap<u64, std::sync::Weak<crate::delta_io::DeltaFile>>>,
+    /// Background compaction of dense deltas.
+    pub(crate) compactor: crate::compact::Compactor,
 }
 
 impl Union {
@@ -128,6 +130,7 @@ impl Union {
             tmp_seq: AtomicU64::new(0),
             writeback: AtomicBool::new(false),
             deltas: Mutex::new(std::collections::HashMap::new()),
+            compactor: crate::compact::Compactor::default(),
         }
     }
 

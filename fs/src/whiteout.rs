@@ -2,10 +2,13 @@
 //!
 //! Read in every branch, in all the formats in use: `.wh.NAME` files (OCI/AUFS), character
 //! devices 0/0 (overlayfs), `.wh..wh..opq` files and the `trusted.overlay.opaque` /
-//! `user.overlay.opaque` / `user.fuseoverlayfs.opaque` = `y` xattrs. strata writes only the OCI form — `.wh.NAME` empty
-//! files and `.wh..wh..opq` — so that an upper directory is already an OCI layer.
+//! `user.overlay.opaque` / `user.fuseoverlayfs.opaque` = `y` xattrs. strata writes only the
+//! OCI form — `.wh.NAME` empty files and `.wh..wh..opq` — so that an upper directory is
+//! already an OCI layer; a real character device 0/0 it stores carries the `device` mark in
+//! its meta xattr.
 
 use crate::branch::{open_in, stat_at};
+use crate::meta::MetaStore;
 use crate::sys;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode};
@@ -40,9 +43,25 @@ pub fn whited_out_name(entry: &OsStr) -> Option<&OsStr> {
     b.strip_prefix(WH_PREFIX).map(OsStr::from_bytes)
 }
 
-/// Whether a stat is an overlayfs-style whiteout (character device 0/0).
+/// Whether a stat is an overlayfs-style whiteout (character device 0/0). strata's own
+/// real 0/0 devices look the same: [`is_whiteout_entry`] tells them apart.
 pub fn is_char_whiteout(st: &FileStat) -> bool {
     (st.st_mode & libc::S_IFMT) == libc::S_IFCHR && st.st_rdev == 0
+}
+
+/// Whether `name` in `dir`, stat'ed as `st`, is a whiteout: a character device 0/0
+/// without the `device` mark strata puts on a real one (docs/format.md).
+pub fn is_whiteout_entry(
+    meta: &MetaStore,
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    st: &FileStat,
+) -> io::Result<bool> {
+    if !is_char_whiteout(st) {
+        return Ok(false);
+    }
+    let m = meta.read(&sys::proc_path(dir, name)?)?;
+    Ok(!m.is_some_and(|m| m.device))
 }
 
 /// Whether directory `dir` has a `.wh.NAME` whiteout for `name`.

@@ -58,7 +58,7 @@ enum Found {
 fn in_layer(layer: &Path, rel: &Path) -> Found {
     let p = layer.join(rel);
     match std::fs::symlink_metadata(&p) {
-        Ok(m) if is_char_whiteout(&m) => Found::Whiteout,
+        Ok(m) if is_char_whiteout(&p, &m) => Found::Whiteout,
         Ok(m) => Found::Entry(m),
         Err(_) => {
             if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) {
@@ -133,8 +133,8 @@ impl Lowers {
                     hidden.insert(OsString::from(std::ffi::OsStr::from_bytes(h)));
                     continue;
                 }
-                let wh =
-                    std::fs::symlink_metadata(dir.join(&n)).is_ok_and(|m| is_char_whiteout(&m));
+                let wh = std::fs::symlink_metadata(dir.join(&n))
+                    .is_ok_and(|m| is_char_whiteout(&dir.join(&n), &m));
                 if !hidden.contains(&n) {
                     if wh {
                         hidden.insert(n);
@@ -199,7 +199,7 @@ fn walk(
             continue;
         }
         let r = rel.join(&name);
-        if is_char_whiteout(&m) {
+        if is_char_whiteout(&src, &m) {
             out.push(Change {
                 path: abs(&r),
                 kind: Kind::Deleted,

@@ -43,6 +43,8 @@ pub struct Meta {
     pub redirect: Option<String>,
     /// `data L PATH`: a metadata-only copy.
     pub data: bool,
+    /// `device real`: a character device 0/0 that is not a whiteout.
+    pub device: bool,
 }
 
 /// Read strata's meta xattr on `path` (either namespace).
@@ -58,6 +60,8 @@ pub fn read_meta(path: &Path) -> Meta {
                     m.redirect = Some(String::from_utf8_lossy(r).into_owned());
                 } else if line.starts_with(b"data ") {
                     m.data = true;
+                } else if line.starts_with(b"device ") {
+                    m.device = true;
                 }
             }
             return m;
@@ -73,9 +77,10 @@ pub fn opaque_xattr(path: &Path) -> bool {
         .any(|n| matches!(crate::sys::lgetxattr(path, OsStr::new(n)), Ok(Some(v)) if v == b"y"))
 }
 
-/// True for an overlayfs whiteout (character device 0/0).
-pub fn is_char_whiteout(m: &Metadata) -> bool {
-    m.file_type().is_char_device() && m.rdev() == 0
+/// True for an overlayfs whiteout (character device 0/0) at `path`, stat'ed as `m`; a
+/// real 0/0 device strata stored carries `device` in its meta xattr (docs/format.md).
+pub fn is_char_whiteout(path: &Path, m: &Metadata) -> bool {
+    m.file_type().is_char_device() && m.rdev() == 0 && !read_meta(path).device
 }
 
 /// Sorted entries of a directory.
@@ -315,7 +320,7 @@ impl<W: Write> TarWriter<W> {
                 self.marker(&r, &m)?;
                 continue;
             }
-            if is_char_whiteout(&m) {
+            if is_char_whiteout(&src, &m) {
                 let mut wh = OsString::from(WHITEOUT_PREFIX);
                 wh.push(&name);
                 self.marker(&rel.join(wh), &m)?;

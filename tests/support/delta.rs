@@ -169,6 +169,61 @@ impl DeltaMount {
         meta_of(&self.upper.join(rel))
     }
 
+    /// `strata stats --json` of the mount.
+    pub fn stats(&self) -> serde_json::Value {
+        let out = Command::new(strata_bin())
+            .arg("stats")
+            .arg("--json")
+            .arg(&self.mnt)
+            .output()
+            .unwrap_or_else(|e| panic!("run {} stats: {e}", strata_bin().display()));
+        assert!(
+            out.status.success(),
+            "strata stats {}: {}",
+            self.mnt.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("strata stats: bad JSON ({e})"))
+    }
+
+    /// A background compaction counter of `strata stats` (`queued`, `done`, `failed`,
+    /// `pending`); None when the daemon reports no such counter.
+    pub fn compactions(&self, key: &str) -> Option<u64> {
+        self.stats()
+            .get("compactions")
+            .and_then(|c| c.get(key))
+            .and_then(serde_json::Value::as_u64)
+    }
+
+    /// Wait (bounded) until no background compaction is pending; false on timeout.
+    pub fn wait_compactions(&self) -> bool {
+        crate::mount::wait_until(std::time::Duration::from_secs(120), || {
+            self.compactions("pending") == Some(0)
+        })
+    }
+
+    /// The `origin` that `strata whence --json` reports for `rel` ("delta", "upper", ...).
+    pub fn whence_origin(&self, rel: &str) -> String {
+        let out = Command::new(strata_bin())
+            .arg("whence")
+            .arg("--json")
+            .arg(self.p(rel))
+            .output()
+            .unwrap_or_else(|e| panic!("run {} whence: {e}", strata_bin().display()));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "strata whence {rel}: bad JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let w = v.as_array().and_then(|a| a.first()).unwrap_or(&v);
+        w.get("origin")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    }
+
     /// Bytes allocated to upper file `rel` (st_blocks * 512).
     pub fn upper_allocated(&self, rel: &str) -> u64 {
         let st =
