@@ -20,6 +20,7 @@ mod inode;
 pub mod meta;
 pub mod mount;
 mod ops_dir;
+pub mod ops_extra;
 mod ops_file;
 pub mod ops_xattr;
 pub mod options;

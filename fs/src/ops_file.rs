@@ -120,10 +120,9 @@ impl Union {
 
     /// Attributes of a node whose last name is gone: from an open handle, nlink 0.
     fn getattr_unlinked(&self, ino: u64) -> io::Result<Attr> {
-        let f = self
-            .handles
-            .any_file_of(ino)
-            .ok_or_else(|| errno(libc::ENOENT))?;
+        let Some(f) = self.handles.any_file_of(ino) else {
+            return self.getattr_removed_dir(ino);
+        };
         let st = nix::sys::stat::fstat(f.file.as_fd())?;
         let mut a = self.attr_from(&st, ino);
         // An upper file may still have names the kernel has not looked up yet (hard links,
@@ -544,11 +543,12 @@ impl Union {
 
     /// Open a directory.
     pub fn opendir(&self, ino: u64) -> io::Result<u64> {
-        let (_, place) = self.node_info(ino)?;
+        let (path, place) = self.node_info(ino)?;
         if !place.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
-        Ok(self.handles.add_dir(ino))
+        let keep = self.dir_keep_fd(&path, &place);
+        Ok(self.handles.add_dir(ino, keep))
     }
 
     /// Entries of an open directory from position `offset` on, with "." and "..".
