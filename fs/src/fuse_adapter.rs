@@ -804,6 +804,9 @@ impl Filesystem for FuseAdapter {
                 };
                 match self.backing_for(ino.0, fh, |f| reply.open_backing(f)) {
                     Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id),
+                    None if flags.0 & libc::O_APPEND != 0 && self.union.append_only_handle(fh) => {
+                        reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
+                    }
                     None => reply.opened(FileHandle(fh), self.daemon_io_flags(ino.0, fh)),
                 }
             },

@@ -58,6 +58,35 @@ impl Union {
         Ok(a)
     }
 
+    /// Open the upper file at `path` for an O_APPEND writer after a plain open was refused
+    /// (`refused`) because the file is append-only (chattr +a): the writeback cache drops
+    /// O_APPEND from upper opens, which such a file refuses. The handle is then served with
+    /// direct I/O ([`Union::append_only_handle`]): the kernel places each write at the end
+    /// and none goes through cached pages, which would be written back at page offsets.
+    pub(crate) fn open_append_only(
+        &self,
+        path: &Path,
+        flags: i32,
+        refused: io::Error,
+    ) -> io::Result<OwnedFd> {
+        if flags & libc::O_APPEND == 0 || !self.writeback_cache() {
+            return Err(refused);
+        }
+        self.open_upper_file(path, self.file_open_flags(flags) | OFlag::O_APPEND)
+    }
+
+    /// Whether handle `fh` was opened by [`Union::open_append_only`] (opened with
+    /// O_APPEND under the writeback cache, which no other open does).
+    pub fn append_only_handle(&self, fh: u64) -> bool {
+        if !self.writeback_cache() {
+            return false;
+        }
+        self.handles.file(fh).is_some_and(|f| {
+            nix::fcntl::fcntl(f.file.as_fd(), nix::fcntl::FcntlArg::F_GETFL)
+                .is_ok_and(|fl| fl & libc::O_APPEND != 0)
+        })
+    }
+
     /// Serve an inode-flag ioctl on node `ino` (opened as `fh` by the kernel for it):
     /// reads come from the branch entry that supplies the node's attributes, changes go to
     /// the upper copy, made first (with all its data for immutable and append-only).

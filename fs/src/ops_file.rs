@@ -269,7 +269,12 @@ impl Union {
             }
             self.copy_up(ino, true)?;
             let (path, _) = self.node_info(ino)?;
-            let fd = self.open_upper_file(&path, self.file_open_flags(flags))?;
+            let fd = match self.open_upper_file(&path, self.file_open_flags(flags)) {
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    self.open_append_only(&path, flags, e)?
+                }
+                r => r?,
+            };
             (Layer::Upper, File::from(fd))
         } else {
             if let Some(fh) = self.open_delta(ino, flags, false)? {
