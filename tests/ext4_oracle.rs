@@ -1,0 +1,243 @@
+//! What ext4 has and strata must not miss (issue 13, item 6), with a loop-mounted ext4 as
+//! the oracle and strata's branches on that same ext4: inode flags (`chattr +i`, `+a`,
+//! `lsattr`) with what they forbid, also for an unprivileged owner; poll on files; and the
+//! two things the FUSE protocol does not carry (FIEMAP, O_TMPFILE), refused cleanly.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use strata_tests::ext4::{Ext4, StrataOn};
+use strata_tests::sys::{self, FS_APPEND_FL, FS_IMMUTABLE_FL, FS_NOATIME_FL};
+use strata_tests::Errno;
+
+const MASK: u32 = FS_APPEND_FL | FS_IMMUTABLE_FL | FS_NOATIME_FL;
+const BIG: usize = 2 << 20;
+
+/// The same files in the oracle directory and in strata's lower branch.
+fn plant(d: &Path) {
+    std::fs::write(d.join("lf"), "lower\n").unwrap();
+    std::fs::write(d.join("big"), vec![b'b'; BIG]).unwrap();
+    std::fs::create_dir_all(d.join("ldir")).unwrap();
+    std::fs::write(d.join("ldir/x"), "x\n").unwrap();
+    std::fs::write(d.join("owned"), "owned\n").unwrap();
+    std::os::unix::fs::chown(d.join("owned"), Some(1000), Some(1000)).unwrap();
+}
+
+fn flags(p: &Path) -> Result<u32, Errno> {
+    sys::get_flags(p).map(|f| f & MASK)
+}
+
+fn add(p: &Path, f: u32) -> Result<(), Errno> {
+    sys::set_flags(p, sys::get_flags(p)? | f)
+}
+
+fn clear(p: &Path, f: u32) -> Result<(), Errno> {
+    sys::set_flags(p, sys::get_flags(p)? & !f)
+}
+
+fn open_w(p: &Path, extra: i32) -> Result<(), Errno> {
+    sys::open(p, libc::O_WRONLY | extra, 0).map(drop)
+}
+
+fn append(p: &Path, data: &[u8]) -> Result<usize, Errno> {
+    let fd = sys::open(p, libc::O_WRONLY | libc::O_APPEND, 0)?;
+    sys::write_all(&fd, data)
+}
+
+fn read(p: &Path) -> Result<u64, Errno> {
+    let fd = sys::open(p, libc::O_RDONLY, 0)?;
+    sys::read_all(&fd).map(|v| strata_tests::fnv1a(&v))
+}
+
+/// Every outcome of the flag sequence on file `name` in `root`, one line each.
+fn file_sequence(root: &Path, name: &str) -> Vec<String> {
+    let p = root.join(name);
+    let other = root.join(format!("{name}.other"));
+    let mut out = Vec::new();
+    let mut log = |what: &str, r: String| out.push(format!("{name} {what}: {r}"));
+    log("flags", format!("{:?}", flags(&p)));
+    log("+i", format!("{:?}", add(&p, FS_IMMUTABLE_FL)));
+    log("flags", format!("{:?}", flags(&p)));
+    log("open w", format!("{:?}", open_w(&p, 0)));
+    log("open a", format!("{:?}", open_w(&p, libc::O_APPEND)));
+    log("truncate", format!("{:?}", sys::truncate(&p, 0)));
+    log("chmod", format!("{:?}", sys::chmod(&p, 0o600)));
+    log("rename", format!("{:?}", sys::rename2(&p, &other, 0)));
+    log("link", format!("{:?}", sys::link(&p, &other)));
+    log("unlink", format!("{:?}", sys::unlink(&p)));
+    log("read", format!("{:?}", read(&p)));
+    log("-i", format!("{:?}", clear(&p, FS_IMMUTABLE_FL)));
+    log("+a", format!("{:?}", add(&p, FS_APPEND_FL)));
+    log("flags", format!("{:?}", flags(&p)));
+    log("open w", format!("{:?}", open_w(&p, 0)));
+    log(
+        "open a|trunc",
+        format!("{:?}", open_w(&p, libc::O_APPEND | libc::O_TRUNC)),
+    );
+    log("append", format!("{:?}", append(&p, b"+1\n")));
+    log("append", format!("{:?}", append(&p, b"+2\n")));
+    log("truncate", format!("{:?}", sys::truncate(&p, 1)));
+    log("unlink", format!("{:?}", sys::unlink(&p)));
+    log("read", format!("{:?}", read(&p)));
+    log("-a", format!("{:?}", clear(&p, FS_APPEND_FL)));
+    log("+A", format!("{:?}", add(&p, FS_NOATIME_FL)));
+    log("flags", format!("{:?}", flags(&p)));
+    log("unlink", format!("{:?}", sys::unlink(&p)));
+    out
+}
+
+/// The flag sequence on directory `ldir` in `root`.
+fn dir_sequence(root: &Path) -> Vec<String> {
+    let d = root.join("ldir");
+    vec![
+        format!("+i {:?}", add(&d, FS_IMMUTABLE_FL)),
+        format!("flags {:?}", flags(&d)),
+        format!(
+            "create {:?}",
+            std::fs::write(d.join("new"), "n").map_err(|e| e.raw_os_error())
+        ),
+        format!("unlink {:?}", sys::unlink(&d.join("x"))),
+        format!("read {:?}", read(&d.join("x"))),
+        format!("-i {:?}", clear(&d, FS_IMMUTABLE_FL)),
+        format!(
+            "create {:?}",
+            std::fs::write(d.join("new"), "n").map_err(|e| e.raw_os_error())
+        ),
+    ]
+}
+
+/// `chattr ARG FILE` run as uid/gid 1000: its exit status.
+fn chattr_as_user(arg: &str, p: &Path) -> Option<i32> {
+    Command::new("chattr")
+        .arg(arg)
+        .arg(p)
+        .uid(1000)
+        .gid(1000)
+        .output()
+        .unwrap()
+        .status
+        .code()
+}
+
+/// Everything the test does on one tree (the oracle or a strata mount).
+fn everything(root: &Path) -> Vec<String> {
+    // A delta: a block written into the middle of a big lower file first.
+    let fd = sys::open(&root.join("big"), libc::O_WRONLY, 0).unwrap();
+    sys::pwrite_all(&fd, b"delta", 1 << 20).unwrap();
+    drop(fd);
+    std::fs::write(root.join("uf"), "upper\n").unwrap();
+    let mut out = Vec::new();
+    for f in ["lf", "uf", "big"] {
+        out.extend(file_sequence(root, f));
+    }
+    out.extend(dir_sequence(root));
+    // The owner, unprivileged: +i and +a need CAP_LINUX_IMMUTABLE, +A does not; lsattr is
+    // for anyone.
+    let owned = root.join("owned");
+    for arg in ["+i", "+a", "+A", "-A"] {
+        out.push(format!(
+            "user chattr {arg}: {:?}",
+            chattr_as_user(arg, &owned)
+        ));
+    }
+    out.push(format!(
+        "user chattr +A on root's: {:?}",
+        chattr_as_user("+A", &root.join("lf"))
+    ));
+    out
+}
+
+#[test]
+fn chattr_flags_like_ext4() {
+    let ext4 = Ext4::new();
+    let oracle = ext4.mkdir("oracle");
+    plant(&oracle);
+    let want = everything(&oracle);
+    // Root's strata uses passthrough; passthrough=0 is the writeback cache of the
+    // unprivileged case.
+    for (name, extra) in [("pt", ""), ("wb", "passthrough=0")] {
+        let s = StrataOn::new(&ext4, name, extra, plant);
+        let got = everything(&s.mnt);
+        for (w, g) in want.iter().zip(&got) {
+            assert_eq!(g, w, "strata ({name}) differs from ext4");
+        }
+        assert_eq!(got.len(), want.len());
+        // Nothing half done: the upper holds what the mount shows, and no flag is left.
+        assert_eq!(
+            sys::get_flags(&s.upper.join("ldir")).map(|f| f & MASK),
+            Ok(0)
+        );
+        s.unmount();
+    }
+}
+
+#[test]
+fn poll_on_files_like_ext4() {
+    let ext4 = Ext4::new();
+    let oracle = ext4.mkdir("oracle");
+    plant(&oracle);
+    let trace = ext4.root.join("trace.jsonl");
+    let s = StrataOn::new(&ext4, "s", &format!("trace={}", trace.display()), plant);
+    let events = [
+        libc::POLLIN,
+        libc::POLLOUT,
+        libc::POLLIN | libc::POLLOUT | libc::POLLPRI,
+    ];
+    let probe = |root: &Path| -> Vec<Result<i16, Errno>> {
+        let mut v = Vec::new();
+        for (f, flags) in [
+            ("lf", libc::O_RDONLY),
+            ("lf", libc::O_RDWR),
+            ("uf", libc::O_WRONLY),
+        ] {
+            if !root.join("uf").exists() {
+                std::fs::write(root.join("uf"), "u").unwrap();
+            }
+            let fd = sys::open(&root.join(f), flags, 0).unwrap();
+            for e in events {
+                v.push(sys::poll_now(&fd, e));
+            }
+        }
+        v
+    };
+    assert_eq!(probe(&s.mnt), probe(&oracle));
+    s.unmount();
+    // strata answered the requests itself (fuser's default answered ENOSYS, and the kernel
+    // then stopped asking).
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let polls: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"op\":\"poll\""))
+        .collect();
+    assert!(!polls.is_empty(), "no poll request in the trace:\n{text}");
+    assert!(polls.iter().all(|l| l.contains("\"errno\":0")), "{polls:?}");
+}
+
+#[test]
+fn fiemap_and_tmpfile_refused_cleanly() {
+    let ext4 = Ext4::new();
+    let oracle = ext4.mkdir("oracle");
+    plant(&oracle);
+    let s = StrataOn::new(&ext4, "s", "", plant);
+    // ext4 maps extents; the kernel answers FS_IOC_FIEMAP itself for a FUSE inode (FUSE
+    // has no fiemap request), with EOPNOTSUPP, before any ioctl reaches strata.
+    let fiemap = |root: &Path| sys::fiemap_extents(&sys::open(&root.join("big"), 0, 0).unwrap());
+    assert!(fiemap(&oracle).is_ok_and(|n| n > 0));
+    assert_eq!(fiemap(&s.mnt), Err(Errno::EOPNOTSUPP));
+    // O_TMPFILE: ext4 makes one; fuser 0.18 cannot parse FUSE_TMPFILE, so the kernel is
+    // told ENOSYS and answers EOPNOTSUPP (now and later), leaving nothing behind.
+    let tmp = |root: &Path| sys::open(root, libc::O_TMPFILE | libc::O_RDWR, 0o600).map(drop);
+    assert_eq!(tmp(&oracle), Ok(()));
+    for _ in 0..2 {
+        assert_eq!(tmp(&s.mnt), Err(Errno::EOPNOTSUPP));
+    }
+    let mut names: Vec<_> = std::fs::read_dir(&s.upper)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert!(names.is_empty(), "upper after O_TMPFILE: {names:?}");
+    // The mount goes on working.
+    std::fs::write(s.mnt.join("after"), "ok").unwrap();
+    assert_eq!(std::fs::read_to_string(s.mnt.join("after")).unwrap(), "ok");
+}
