@@ -1,7 +1,8 @@
 //! What ext4 has and strata must not miss (issue 13, item 6), with a loop-mounted ext4 as
 //! the oracle and strata's branches on that same ext4: inode flags (`chattr +i`, `+a`,
 //! `lsattr`) with what they forbid, also for an unprivileged owner; poll on files; and the
-//! two things the FUSE protocol does not carry (FIEMAP, O_TMPFILE), refused cleanly.
+//! two things the FUSE protocol does not carry (FIEMAP, O_TMPFILE), refused cleanly, and
+//! what stands in for FIEMAP: SEEK_DATA / SEEK_HOLE over a delta's merged view.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -20,6 +21,11 @@ fn plant(d: &Path) {
     std::fs::create_dir_all(d.join("ldir")).unwrap();
     std::fs::write(d.join("ldir/x"), "x\n").unwrap();
     std::fs::write(d.join("owned"), "owned\n").unwrap();
+    // 8 MiB, data at 0 and at 4 MiB only.
+    let f = std::fs::File::create(d.join("sparse")).unwrap();
+    f.set_len(8 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"head", 0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[b'm'; 8192], 4 << 20).unwrap();
     std::os::unix::fs::chown(d.join("owned"), Some(1000), Some(1000)).unwrap();
 }
 
@@ -240,4 +246,61 @@ fn fiemap_and_tmpfile_refused_cleanly() {
     // The mount goes on working.
     std::fs::write(s.mnt.join("after"), "ok").unwrap();
     assert_eq!(std::fs::read_to_string(s.mnt.join("after")).unwrap(), "ok");
+}
+
+/// The (data start, hole start) list of `fd`, by SEEK_DATA / SEEK_HOLE from 0.
+fn extents(fd: &std::os::fd::OwnedFd) -> Vec<(i64, i64)> {
+    let size = sys::fstat(fd).unwrap().st_size;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < size && out.len() < 64 {
+        let Ok(d) = sys::lseek(fd, pos, libc::SEEK_DATA) else {
+            break;
+        };
+        let h = sys::lseek(fd, d, libc::SEEK_HOLE).unwrap();
+        out.push((d, h));
+        pos = h;
+    }
+    out
+}
+
+#[test]
+fn seek_data_hole_on_a_delta_like_ext4() {
+    let ext4 = Ext4::new();
+    let oracle = ext4.mkdir("oracle");
+    plant(&oracle);
+    let s = StrataOn::new(&ext4, "s", "", plant);
+    let steps = |root: &Path| -> Vec<Vec<(i64, i64)>> {
+        let fd = sys::open(&root.join("sparse"), libc::O_RDWR, 0).unwrap();
+        let mut v = vec![extents(&fd)];
+        // Blocks written into holes and over lower data (the file becomes a delta).
+        sys::pwrite_all(&fd, b"x", 1 << 20).unwrap();
+        sys::pwrite_all(&fd, &[b'y'; 4096], (4 << 20) + 4096).unwrap();
+        sys::pwrite_all(&fd, b"z", (6 << 20) + 100).unwrap();
+        v.push(extents(&fd));
+        // A hole past the old end, then a cut below the lower data and a regrowth.
+        sys::ftruncate(&fd, 12 << 20).unwrap();
+        v.push(extents(&fd));
+        sys::ftruncate(&fd, (4 << 20) + 4096).unwrap();
+        sys::ftruncate(&fd, 8 << 20).unwrap();
+        v.push(extents(&fd));
+        v.push(vec![(
+            sys::lseek(&fd, 8 << 20, libc::SEEK_DATA).map_or(-1, |_| 0),
+            sys::lseek(&fd, (8 << 20) - 1, libc::SEEK_HOLE).unwrap(),
+        )]);
+        v
+    };
+    let want = steps(&oracle);
+    let got = steps(&s.mnt);
+    assert_eq!(
+        got, want,
+        "SEEK_DATA/SEEK_HOLE: strata (left) differs from ext4"
+    );
+    // It was a delta all along: the upper holds a few blocks, not the file.
+    let up = sys::lstat(&s.upper.join("sparse")).unwrap();
+    assert!(
+        up.st_blocks * 512 < (1 << 20),
+        "upper holds {} blocks",
+        up.st_blocks
+    );
 }

@@ -11,6 +11,7 @@ pub mod control;
 mod copyup;
 pub mod delta;
 mod delta_io;
+mod delta_seek;
 mod dirmerge;
 pub mod fsck;
 pub mod fuse_adapter;

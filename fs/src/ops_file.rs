@@ -431,18 +431,10 @@ impl Union {
     /// lseek for SEEK_DATA / SEEK_HOLE (and the others).
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> io::Result<i64> {
         let f = self.current(self.file(fh)?)?;
-        if f.live_delta().is_some() && matches!(whence, libc::SEEK_DATA | libc::SEEK_HOLE) {
-            // A delta reports itself as all data: a valid answer, and holes in its upper
-            // file are not holes of the merged file.
-            let size = f.file.metadata()?.len() as i64;
-            if offset < 0 || offset >= size {
-                return Err(errno(libc::ENXIO));
+        if let Some(d) = f.live_delta() {
+            if matches!(whence, libc::SEEK_DATA | libc::SEEK_HOLE) {
+                return crate::delta_seek::seek(d, offset, whence == libc::SEEK_DATA);
             }
-            return Ok(if whence == libc::SEEK_DATA {
-                offset
-            } else {
-                size
-            });
         }
         let w = match whence {
             libc::SEEK_SET => nix::unistd::Whence::SeekSet,

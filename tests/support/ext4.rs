@@ -21,7 +21,8 @@ impl Ext4 {
         f.set_len(64 << 20).expect("size image");
         drop(f);
         let out = Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
+            // 4 KiB blocks, as strata's delta blocks: extents compare one to one.
+            .args(["-q", "-F", "-b", "4096"])
             .arg(&img)
             .output()
             .expect("run mkfs.ext4");
