@@ -24,6 +24,9 @@ fn pair() -> Pair {
 /// before, mode, nlink) and one getdents call.
 type Seen = (R<(bool, u32, u64)>, R<usize>);
 
+/// How a case takes a directory's name away.
+type Remove = dyn Fn(&Mounted);
+
 fn open_then_remove(m: &Mounted, dir: &str, remove: impl Fn(&Mounted)) -> Seen {
     let fd = sys::open(&m.p(dir), libc::O_RDONLY | libc::O_DIRECTORY, 0).unwrap();
     let before = sys::fstat(&fd).unwrap();
@@ -57,7 +60,7 @@ fn fstat_on_an_open_directory_replaced_or_removed() {
     });
     assert_eq!(s.0, Ok((true, libc::S_IFDIR | 0o700, 0)), "strata: {s:?}");
     // Lower directories: replaced, removed empty, removed after emptying it.
-    let cases: [(&str, &dyn Fn(&Mounted)); 3] = [
+    let cases: [(&str, &Remove); 3] = [
         ("lempty", &|m: &Mounted| {
             m.mkdir("nb", 0o755).unwrap();
             m.rename("nb", "lempty").unwrap()
@@ -72,7 +75,7 @@ fn fstat_on_an_open_directory_replaced_or_removed() {
         let o = no_nlink(open_then_remove(&p.o, dir, remove));
         let s = open_then_remove(&p.s, dir, remove);
         assert_eq!(
-            no_nlink(s.clone()),
+            no_nlink(s),
             o,
             "open lower dir {dir} removed: strata differs from overlayfs"
         );

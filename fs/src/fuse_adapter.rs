@@ -587,7 +587,7 @@ impl Filesystem for FuseAdapter {
         }
         // File handles: strata cannot find a node by number once the kernel has forgotten
         // it (LOOKUP of "." on that number), so it refuses them as overlayfs without
-        // nfs_export does (docs/handles.md) rather than hand out ones that go stale.
+        // nfs_export does (docs/handles-and-flags.md) rather than hand out ones that go stale.
         let _ = config.add_capabilities(InitFlags::FUSE_NO_EXPORT_SUPPORT);
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);

@@ -50,6 +50,12 @@ impl Ext4 {
     }
 }
 
+impl Default for Ext4 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Drop for Ext4 {
     fn drop(&mut self) {
         if unmount_path(&self.root).is_err() {
