@@ -6,10 +6,49 @@
 
 use crate::delta::DeltaMap;
 use crate::delta_io::DeltaFile;
-use crate::union::errno;
+use crate::handles::OpenFile;
+use crate::union::{errno, Union};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
+
+impl Union {
+    /// SEEK_DATA (`data`) or SEEK_HOLE on open file `f` when the branch file cannot answer
+    /// alone; None: it can.
+    ///
+    /// The kernel sends FUSE_LSEEK without writing back its dirty pages first, so bytes
+    /// the daemon has not seen yet would be reported as a hole (`cp --sparse` then skips
+    /// them). Under the writeback cache any file may hold such pages, and the kernel's
+    /// size may be ahead of the branch file's: ENOSYS makes the kernel answer from its own
+    /// size, the whole file as data (for every file of the mount from then on). Without it
+    /// only a shared writable mmap leaves dirty pages, on a file open for writing: a delta
+    /// then reports itself as all data too; whole files are passed through, where mmap
+    /// reaches the branch file itself.
+    pub(crate) fn seek_extents(
+        &self,
+        f: &OpenFile,
+        offset: i64,
+        data: bool,
+    ) -> Option<io::Result<i64>> {
+        if self.writeback_cache() {
+            return Some(Err(errno(libc::ENOSYS)));
+        }
+        let d = f.live_delta()?;
+        if self.handles.has_writer(f.ino) {
+            return Some(all_data(d, offset, data));
+        }
+        Some(seek(d, offset, data))
+    }
+}
+
+/// SEEK_DATA / SEEK_HOLE answered as if the whole file were data (a valid answer).
+fn all_data(d: &DeltaFile, offset: i64, data: bool) -> io::Result<i64> {
+    let size = d.upper.metadata()?.len() as i64;
+    if offset < 0 || offset >= size {
+        return Err(errno(libc::ENXIO));
+    }
+    Ok(if data { offset } else { size })
+}
 
 /// Where the bytes at one position come from, and up to where.
 enum Part<'a> {

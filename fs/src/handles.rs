@@ -113,6 +113,14 @@ impl Handles {
         self.files.read().values().find(|f| f.ino == ino).cloned()
     }
 
+    /// Whether node `ino` has a handle open for writing.
+    pub fn has_writer(&self, ino: u64) -> bool {
+        self.files
+            .read()
+            .values()
+            .any(|f| f.ino == ino && f.writable)
+    }
+
     /// The data of node `ino` moved (copy-up, new delta): point its read-only handles
     /// that still read the old place at the new one.
     pub fn mark_moved(&self, ino: u64) {

@@ -431,9 +431,9 @@ impl Union {
     /// lseek for SEEK_DATA / SEEK_HOLE (and the others).
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> io::Result<i64> {
         let f = self.current(self.file(fh)?)?;
-        if let Some(d) = f.live_delta() {
-            if matches!(whence, libc::SEEK_DATA | libc::SEEK_HOLE) {
-                return crate::delta_seek::seek(d, offset, whence == libc::SEEK_DATA);
+        if matches!(whence, libc::SEEK_DATA | libc::SEEK_HOLE) {
+            if let Some(r) = self.seek_extents(&f, offset, whence == libc::SEEK_DATA) {
+                return r;
             }
         }
         let w = match whence {
