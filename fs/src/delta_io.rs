@@ -49,6 +49,12 @@ impl DeltaFile {
         self.state.lock().meta.delta.is_none()
     }
 
+    /// The block map (None once whole) and the lower file, for SEEK_DATA / SEEK_HOLE
+    /// (delta_seek.rs).
+    pub(crate) fn map_and_lower(&self) -> (Option<DeltaMap>, &File) {
+        (self.state.lock().meta.delta.clone(), &self.lower)
+    }
+
     /// Blocks held in the upper and total blocks, for statistics and `whence`.
     pub fn coverage(&self) -> Option<(u64, u64)> {
         let st = self.state.lock();

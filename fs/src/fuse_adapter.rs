@@ -551,6 +551,10 @@ impl Filesystem for FuseAdapter {
         }
         // Shared mmap of a direct-I/O handle (privs.rs serves some so) works.
         let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        // File handles: strata cannot find a node by number once the kernel has forgotten
+        // it (LOOKUP of "." on that number), so it refuses them as overlayfs without
+        // nfs_export does (docs/handles-and-flags.md) rather than hand out ones that go stale.
+        let _ = config.add_capabilities(InitFlags::FUSE_NO_EXPORT_SUPPORT);
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
@@ -772,6 +776,13 @@ impl Filesystem for FuseAdapter {
                             self.privs.passed_through(&self.union, fh, request);
                         }
                         reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &id)
+                    }
+                    // chattr +a: the upper file opens only with O_APPEND, so its writes must
+                    // reach the daemon as they are (no page cache).
+                    Decision::Daemon(_)
+                        if flags.0 & libc::O_APPEND != 0 && self.union.append_only_handle(fh) =>
+                    {
+                        reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO)
                     }
                     Decision::Daemon(flags) => reply.opened(FileHandle(fh), flags),
                 }
@@ -1147,21 +1158,58 @@ impl Filesystem for FuseAdapter {
         );
     }
 
-    /// No ioctl is served: ENOTTY, what a plain file answers. fuser's default answered
-    /// ENOSYS after a warning of three lines in the daemon log, once for every terminal check
-    /// on a redirected stdout (`cmd > file`): the log grew for as long as a container ran.
+    /// Inode flags (lsattr/chattr) are served (ops_extra.rs); any other ioctl gets ENOTTY,
+    /// what a plain file answers, without a log line or a count: fuser's default answered
+    /// ENOSYS after a warning of three lines, once for every terminal check on a redirected
+    /// stdout (`cmd > file`): the log grew for as long as a container ran.
     fn ioctl(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _flags: fuser::IoctlFlags,
-        _cmd: u32,
-        _in_data: &[u8],
+        ino: INodeNo,
+        fh: FileHandle,
+        flags: fuser::IoctlFlags,
+        cmd: u32,
+        in_data: &[u8],
         _out_size: u32,
         reply: fuser::ReplyIoctl,
     ) {
-        reply.error(Errno::from_i32(libc::ENOTTY));
+        if !crate::ops_extra::is_fileattr_ioctl(cmd) {
+            return reply.error(Errno::from_i32(libc::ENOTTY));
+        }
+        let dir = flags.contains(fuser::IoctlFlags::FUSE_IOCTL_DIR);
+        self.run(
+            Req::new(Op::Ioctl, On::Fh(ino.0, fh.0)).watch(ino.0),
+            || self.union.fileattr_ioctl(ino.0, fh.0, dir, cmd, in_data),
+            none,
+            |r| match r {
+                Ok(out) => reply.ioctl(0, &out),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
+    }
+
+    /// A regular file is always ready, as on ext4 (fuser's default answered ENOSYS).
+    fn poll(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _ph: fuser::PollNotifier,
+        _events: fuser::PollEvents,
+        _flags: fuser::PollFlags,
+        reply: fuser::ReplyPoll,
+    ) {
+        self.run(
+            Req::new(Op::Poll, On::Fh(ino.0, fh.0)),
+            || self.union.file(fh.0).map(|_| ()),
+            none,
+            |r| match r {
+                Ok(()) => reply.poll(fuser::PollEvents::from_bits_truncate(
+                    crate::ops_extra::poll_ready(),
+                )),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
     }
 
     fn copy_file_range(

@@ -5,6 +5,7 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -72,6 +73,9 @@ pub struct OpenDir {
     pub ino: u64,
     /// The listing, filled when a read starts at offset 0.
     pub entries: Mutex<Option<Arc<Vec<DirEntry>>>>,
+    /// The branch directory it was opened on (O_PATH), so that fstat still answers once
+    /// the directory is removed or replaced (see `ops_extra.rs`).
+    pub keep: Option<Arc<OwnedFd>>,
 }
 
 /// All handles, by FUSE file handle number.
@@ -109,6 +113,14 @@ impl Handles {
         self.files.read().values().find(|f| f.ino == ino).cloned()
     }
 
+    /// Whether node `ino` has a handle open for writing.
+    pub fn has_writer(&self, ino: u64) -> bool {
+        self.files
+            .read()
+            .values()
+            .any(|f| f.ino == ino && f.writable)
+    }
+
     /// The data of node `ino` moved (copy-up, new delta): point its read-only handles
     /// that still read the old place at the new one.
     pub fn mark_moved(&self, ino: u64) {
@@ -119,17 +131,27 @@ impl Handles {
         }
     }
 
-    /// Register an open directory.
-    pub fn add_dir(&self, ino: u64) -> u64 {
+    /// Register an open directory, holding `keep` (its branch directory) while it is open.
+    pub fn add_dir(&self, ino: u64, keep: Option<Arc<OwnedFd>>) -> u64 {
         let fh = self.fresh();
         self.dirs.write().insert(
             fh,
             Arc::new(OpenDir {
                 ino,
                 entries: Mutex::new(None),
+                keep,
             }),
         );
         fh
+    }
+
+    /// Any open directory handle of node `ino` that holds its branch directory.
+    pub fn any_dir_of(&self, ino: u64) -> Option<Arc<OwnedFd>> {
+        self.dirs
+            .read()
+            .values()
+            .find(|d| d.ino == ino && d.keep.is_some())
+            .and_then(|d| d.keep.clone())
     }
 
     /// The open directory behind `fh`.

@@ -133,10 +133,9 @@ impl Union {
 
     /// Attributes of a node whose last name is gone: from an open handle, nlink 0.
     fn getattr_unlinked(&self, ino: u64) -> io::Result<Attr> {
-        let f = self
-            .handles
-            .any_file_of(ino)
-            .ok_or_else(|| errno(libc::ENOENT))?;
+        let Some(f) = self.handles.any_file_of(ino) else {
+            return self.getattr_removed_dir(ino);
+        };
         let st = nix::sys::stat::fstat(f.file.as_fd())?;
         let mut a = self.attr_from(&st, ino);
         // An upper file may still have names the kernel has not looked up yet (hard links,
@@ -282,7 +281,12 @@ impl Union {
             }
             self.copy_up(ino, true)?;
             let (path, _) = self.node_info(ino)?;
-            let fd = self.open_upper_file(&path, self.file_open_flags(flags))?;
+            let fd = match self.open_upper_file(&path, self.file_open_flags(flags)) {
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    self.open_append_only(&path, flags, e)?
+                }
+                r => r?,
+            };
             (Layer::Upper, File::from(fd))
         } else {
             if let Some(fh) = self.open_delta(ino, flags, false)? {
@@ -439,18 +443,10 @@ impl Union {
     /// lseek for SEEK_DATA / SEEK_HOLE (and the others).
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> io::Result<i64> {
         let f = self.current(self.file(fh)?)?;
-        if f.live_delta().is_some() && matches!(whence, libc::SEEK_DATA | libc::SEEK_HOLE) {
-            // A delta reports itself as all data: a valid answer, and holes in its upper
-            // file are not holes of the merged file.
-            let size = f.file.metadata()?.len() as i64;
-            if offset < 0 || offset >= size {
-                return Err(errno(libc::ENXIO));
+        if matches!(whence, libc::SEEK_DATA | libc::SEEK_HOLE) {
+            if let Some(r) = self.seek_extents(&f, offset, whence == libc::SEEK_DATA) {
+                return r;
             }
-            return Ok(if whence == libc::SEEK_DATA {
-                offset
-            } else {
-                size
-            });
         }
         let w = match whence {
             libc::SEEK_SET => nix::unistd::Whence::SeekSet,
@@ -556,11 +552,12 @@ impl Union {
 
     /// Open a directory.
     pub fn opendir(&self, ino: u64) -> io::Result<u64> {
-        let (_, place) = self.node_info(ino)?;
+        let (path, place) = self.node_info(ino)?;
         if !place.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
-        Ok(self.handles.add_dir(ino))
+        let keep = self.dir_keep_fd(&path, &place);
+        Ok(self.handles.add_dir(ino, keep))
     }
 
     /// Entries of an open directory from position `offset` on, with "." and "..".

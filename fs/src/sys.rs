@@ -297,3 +297,66 @@ pub fn peer_uid(sock: BorrowedFd<'_>) -> io::Result<u32> {
     })?;
     Ok(cred.uid)
 }
+
+/// FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (`chattr` flags): the kernel moves an `int` whatever
+/// the `long` in their definitions says.
+const FS_IOC_GETFLAGS: libc::c_ulong =
+    nix::request_code_read!(b'f', 1, std::mem::size_of::<libc::c_long>()) as libc::c_ulong;
+const FS_IOC_SETFLAGS: libc::c_ulong =
+    nix::request_code_write!(b'f', 2, std::mem::size_of::<libc::c_long>()) as libc::c_ulong;
+/// FS_IOC_FSGETXATTR / FS_IOC_FSSETXATTR on a `struct fsxattr`.
+const FS_IOC_FSGETXATTR: libc::c_ulong =
+    nix::request_code_read!(b'X', 31, FSXATTR_SIZE) as libc::c_ulong;
+const FS_IOC_FSSETXATTR: libc::c_ulong =
+    nix::request_code_write!(b'X', 32, FSXATTR_SIZE) as libc::c_ulong;
+/// Size of `struct fsxattr`.
+pub const FSXATTR_SIZE: usize = 28;
+
+/// The inode flags of an open file (FS_IOC_GETFLAGS).
+pub fn get_inode_flags(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: the kernel writes one int through the pointer, which is valid for it.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_GETFLAGS as _, &mut v) })?;
+    Ok(v as u32)
+}
+
+/// Set the inode flags of an open file (FS_IOC_SETFLAGS).
+pub fn set_inode_flags(fd: BorrowedFd<'_>, flags: u32) -> io::Result<()> {
+    let v = flags as libc::c_int;
+    // SAFETY: the kernel reads one int through the pointer, which is valid for it.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_SETFLAGS as _, &v) }).map(|_| ())
+}
+
+/// The `struct fsxattr` of an open file (FS_IOC_FSGETXATTR), as bytes.
+pub fn get_fsxattr(fd: BorrowedFd<'_>) -> io::Result<[u8; FSXATTR_SIZE]> {
+    let mut v = [0u32; FSXATTR_SIZE / 4];
+    // SAFETY: the kernel writes FSXATTR_SIZE bytes; the buffer has them, aligned for u32.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSGETXATTR as _, v.as_mut_ptr()) })?;
+    let mut out = [0u8; FSXATTR_SIZE];
+    for (o, w) in out.chunks_exact_mut(4).zip(v) {
+        o.copy_from_slice(&w.to_ne_bytes());
+    }
+    Ok(out)
+}
+
+/// Set the `struct fsxattr` of an open file (FS_IOC_FSSETXATTR) from its bytes.
+pub fn set_fsxattr(fd: BorrowedFd<'_>, x: &[u8; FSXATTR_SIZE]) -> io::Result<()> {
+    let mut v = [0u32; FSXATTR_SIZE / 4];
+    for (w, i) in v.iter_mut().zip(x.chunks_exact(4)) {
+        *w = u32::from_ne_bytes([i[0], i[1], i[2], i[3]]);
+    }
+    // SAFETY: the kernel reads FSXATTR_SIZE bytes from the buffer, which has them.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSSETXATTR as _, v.as_ptr()) }).map(|_| ())
+}
+
+/// The FUSE request codes of the ioctls strata serves (what the kernel puts in `cmd`).
+pub mod ioctl_cmd {
+    /// FS_IOC_GETFLAGS.
+    pub const GETFLAGS: u32 = super::FS_IOC_GETFLAGS as u32;
+    /// FS_IOC_SETFLAGS.
+    pub const SETFLAGS: u32 = super::FS_IOC_SETFLAGS as u32;
+    /// FS_IOC_FSGETXATTR.
+    pub const FSGETXATTR: u32 = super::FS_IOC_FSGETXATTR as u32;
+    /// FS_IOC_FSSETXATTR.
+    pub const FSSETXATTR: u32 = super::FS_IOC_FSSETXATTR as u32;
+}

@@ -59,7 +59,7 @@ ops! {
     Setxattr = "setxattr", Getxattr = "getxattr", Listxattr = "listxattr",
     Removexattr = "removexattr", Access = "access", Create = "create",
     Fallocate = "fallocate", Lseek = "lseek", CopyFileRange = "copy_file_range",
-    Copyup = "copyup",
+    Ioctl = "ioctl", Poll = "poll", Copyup = "copyup",
 }
 
 /// Number of ops (size of per-op counter arrays).

@@ -15,6 +15,7 @@
 //! `STRATA_BIN=/usr/bin/fuse-overlayfs` the harness itself can be validated.
 
 pub mod delta;
+pub mod ext4;
 pub mod layer;
 pub mod mount;
 pub mod ops;

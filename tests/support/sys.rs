@@ -663,3 +663,7 @@ pub fn mmap_write(fd: &OwnedFd, data: &[u8]) -> R<()> {
         r.map(drop)
     }
 }
+
+// File handles, inode flags, FIEMAP, poll, getdents (tests/handles.rs, tests/ext4_oracle.rs).
+mod files;
+pub use files::*;
