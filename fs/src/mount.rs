@@ -166,13 +166,18 @@ enum End {
 /// Mount `union` at `mountpoint` and serve it until unmounted. `on_mounted` runs once the
 /// mount is live (the daemonizing parent is told then).
 pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Result<(), MountError> {
+    // Block the stop signals before any thread starts (the tracer, the compaction worker,
+    // the request threads all inherit the mask) and let one thread wait for them, so that
+    // SIGTERM unmounts cleanly: a thread started earlier with them unblocked would take
+    // SIGTERM's default action and kill the daemon, leaving a dead mount behind.
+    let stop = stop_signals()?;
     let union = Arc::new(union);
     let stats = Arc::new(crate::stats::Stats::default());
     let tracer = crate::trace::Tracer::start(&union.options().trace)
         .map_err(|e| err(format!("cannot start tracing: {e}")))?
         .map(Arc::new);
     crate::request_guard::log_panics();
-    let r = serve_traced(union, stats, tracer.clone(), mountpoint, on_mounted);
+    let r = serve_traced(union, stats, tracer.clone(), mountpoint, stop, on_mounted);
     // Every exit path, error or not, flushes the trace.
     if let Some(t) = &tracer {
         t.finish();
@@ -180,11 +185,23 @@ pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Resu
     r
 }
 
+/// Block SIGTERM, SIGINT and SIGHUP in the calling thread (and so in every thread it starts).
+fn stop_signals() -> Result<SigSet, MountError> {
+    let mut stop = SigSet::empty();
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        stop.add(sig);
+    }
+    stop.thread_block()
+        .map_err(|e| err(format!("cannot block signals: {e}")))?;
+    Ok(stop)
+}
+
 fn serve_traced(
     union: Arc<Union>,
     stats: Arc<crate::stats::Stats>,
     tracer: Option<Arc<crate::trace::Tracer>>,
     mountpoint: &Path,
+    stop: SigSet,
     on_mounted: impl FnOnce(),
 ) -> Result<(), MountError> {
     let adapter = FuseAdapter::new(union.clone()).observed(stats.clone(), tracer.clone());
@@ -208,14 +225,6 @@ fn serve_traced(
         n => n,
     });
     config.clone_fd = true;
-    // Block the stop signals in every thread (workers inherit the mask) and let one thread
-    // wait for them, so that SIGTERM unmounts cleanly instead of leaving a dead mount.
-    let mut stop = SigSet::empty();
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        stop.add(sig);
-    }
-    stop.thread_block()
-        .map_err(|e| err(format!("cannot block signals: {e}")))?;
     let (mnt, fd) = crate::fuse_mount::mount(mountpoint, opts, union.writable()).map_err(|e| {
         err(format!(
             "cannot mount at {}: {e} (does the directory exist, and is /dev/fuse usable?)",
