@@ -245,8 +245,27 @@ impl FuseAdapter {
             },
         };
         let lat = t.map(|t| t.elapsed());
+        // What the request moved between branches is measured before the reply: once it
+        // is out, the kernel may send the next request on that file (the write after an
+        // open that copied it up) and the sizes would count that too.
+        let mv = guarded(op, || self.moved_by(&req, before)).flatten();
         let _ = guarded(op, || reply(r));
-        let _ = guarded(op, || self.finish(t.zip(lat), &req, before, out));
+        let _ = guarded(op, || self.finish(t.zip(lat), &req, mv, out));
+    }
+
+    /// The copy-up, metadata copy, delta ... a request made of its watched inode.
+    fn moved_by(
+        &self,
+        req: &Req<'_>,
+        before: Option<(Origin, bool)>,
+    ) -> Option<(u64, Origin, Origin, Move)> {
+        let (b, ino) = (before?, req.watch?);
+        let a = self.union.origin(ino)?;
+        let m = match moved(b, a)? {
+            Move::Data(_) => Move::Data(self.union.getattr(ino).map_or(0, |a| a.size)),
+            m => m,
+        };
+        Some((ino, b.0, a.0, m))
     }
 
     /// The bookkeeping after a reply went out.
@@ -254,7 +273,7 @@ impl FuseAdapter {
         &self,
         timed: Option<(Instant, Duration)>,
         req: &Req<'_>,
-        before: Option<(Origin, bool)>,
+        mv: Option<(u64, Origin, Origin, Move)>,
         out: Out,
     ) {
         self.stats
@@ -280,21 +299,9 @@ impl FuseAdapter {
                 }
             }
         }
-        let mv = match (before, req.watch) {
-            (Some(b), Some(ino)) => self
-                .union
-                .origin(ino)
-                .and_then(|a| moved(b, a).map(|m| (ino, b.0, a.0, m))),
-            _ => None,
-        };
-        let mv = mv.map(|(ino, b, a, m)| {
-            let m = match m {
-                Move::Data(_) => Move::Data(self.union.getattr(ino).map_or(0, |a| a.size)),
-                m => m,
-            };
+        if let Some((_, _, _, m)) = mv {
             self.stats.moved(m);
-            (ino, b, a, m)
-        });
+        }
         let (Some(tr), Some((start, lat))) = (&self.tracer, timed) else {
             return;
         };
