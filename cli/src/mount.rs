@@ -72,6 +72,11 @@ pub fn run_mount(args: MountArgs, log_level: &str) -> Result<(), String> {
         [m] | [_, m] => m.clone(),
         _ => return Err("give the mountpoint (and optionally a source before it)".into()),
     };
+    if strata_fs::remount::is_remount(&args.options) {
+        // mount(8) runs us (through mount.fuse3) for `mount -o remount,... MNT` too.
+        crate::logging::init_stderr(log_level);
+        return strata_fs::remount::remount(&mountpoint, &args.options);
+    }
     let mut opts = MountOptions::parse(&args.options)?;
     if let Some(t) = &args.trace {
         opts.trace.file = Some(strata_fs::trace::absolute(t));

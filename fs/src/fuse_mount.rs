@@ -152,24 +152,10 @@ fn plan(opts: &MountOptions, writable: bool, root: bool) -> Plan {
                 p.auto_unmount = true;
                 continue;
             }
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::MS_RELATIME),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::MS_NOATIME),
-            "strictatime" => (
-                MsFlags::MS_STRICTATIME,
-                MsFlags::MS_NOATIME | MsFlags::MS_RELATIME,
-            ),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            _ => continue,
+            w => match crate::vfs_flags::flag_word(w) {
+                Some(sc) => sc,
+                None => continue,
+            },
         };
         p.flags = (p.flags - clear) | set;
         p.words.push(k.clone());

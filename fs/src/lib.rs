@@ -5,6 +5,7 @@
 //! See `docs/format.md` for what strata writes into an upper directory.
 #![deny(unsafe_code)]
 
+pub mod atime;
 pub mod attr;
 pub mod branch;
 pub mod control;
@@ -26,12 +27,14 @@ mod ops_new;
 pub mod ops_xattr;
 pub mod options;
 pub mod owner_write;
+pub mod remount;
 mod request_guard;
 mod resolve;
 pub mod stats;
 pub mod sys;
 pub mod trace;
 pub mod union;
+pub mod vfs_flags;
 pub mod whiteout;
 
 pub use mount::{prepare, serve, MountError};
