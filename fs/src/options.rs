@@ -170,6 +170,11 @@ impl MountOptions {
         Ok(o)
     }
 
+    /// Check one option alone (its name and value), without the checks of a whole set.
+    pub fn check_one(opt: &str) -> Result<(), String> {
+        MountOptions::default().apply(opt).map_err(|e| one_line(&e))
+    }
+
     fn apply(&mut self, opt: &str) -> Result<(), String> {
         let opt = opt.trim();
         if opt.is_empty() {

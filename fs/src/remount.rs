@@ -56,7 +56,7 @@ fn new_flags<S: AsRef<str>>(current: MsFlags, groups: &[S]) -> Result<MsFlags, S
                 continue;
             }
             // A strata option: a typo must still fail, a valid one cannot change live.
-            MountOptions::parse(&["lowerdir=/", w])?;
+            MountOptions::check_one(w)?;
             tracing::debug!("remount: {w} is kept as mounted");
         }
     }
@@ -170,6 +170,7 @@ mod tests {
         let f = new_flags(f, &["remount,rw,noexec"]).unwrap();
         assert_eq!(f, cur | MsFlags::MS_NOEXEC);
         assert!(new_flags(cur, &["remount,lowerdir=/a,upperdir=/u,workdir=/w"]).is_ok());
+        assert!(new_flags(cur, &["remount", "upperdir=/u"]).is_ok());
         assert!(new_flags(cur, &["remount,bogus"]).is_err());
         assert!(is_remount(&["ro,remount"]));
         assert!(!is_remount(&["lowerdir=/remount"]));
