@@ -322,8 +322,7 @@ impl Plain {
         let m = self.mnt.display().to_string();
         let line = info
             .lines()
-            .filter(|l| l.split(' ').nth(4) == Some(m.as_str()))
-            .last()
+            .rfind(|l| l.split(' ').nth(4) == Some(m.as_str()))
             .unwrap_or_else(|| panic!("{m} not in mountinfo"))
             .to_string();
         assert!(line.contains(" - fuse.strata "), "{line}");

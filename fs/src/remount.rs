@@ -94,7 +94,7 @@ pub fn remount<S: AsRef<str>>(mountpoint: &Path, groups: &[S]) -> Result<(), Str
     if to_rw {
         let conn = daemon.as_mut().map_err(|e| e.to_string())?;
         let ping = request(conn, &json!({"op": "ping"})).map_err(|e| e.to_string())?;
-        if ping.get("upper").map_or(true, Value::is_null) {
+        if ping.get("upper").is_none_or(Value::is_null) {
             return Err(format!(
                 "cannot remount {} read-write: it has no upperdir (a union without one is read-only)",
                 mnt.display()
