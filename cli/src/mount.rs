@@ -13,7 +13,9 @@ use strata_fs::MountOptions;
 pub struct MountArgs {
     /// Mount options, comma-separated, as fuse-overlayfs: lowerdir=A:B (A on top),
     /// upperdir=U, workdir=W, plus uidmapping=, gidmapping=, squash_to_root, squash_to_uid=,
-    /// squash_to_gid=, static_nlink, noacl, fsync=0, volatile, timeout=SECS, threaded=N, ro.
+    /// squash_to_gid=, static_nlink, noacl, fsync=0, volatile, timeout=SECS, threaded=N, ro,
+    /// VFS flags (nosuid, nodev, noexec, noatime, strictatime, ...); `remount,FLAGS` changes
+    /// the flags of the live mount at MOUNTPOINT.
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
     /// Stay in the foreground (log to stderr) instead of daemonizing.
