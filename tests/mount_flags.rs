@@ -525,3 +525,76 @@ umount "$M"; echo "fstab umount rc=$?"
     );
     line("fstab-rw write ok");
 }
+
+/// The user the unprivileged test runs as (shared with mount_unprivileged.rs).
+const USER: &str = "strata-unpriv";
+
+/// An ordinary user mounts (through fusermount3, which knows fewer flag words) with every
+/// atime flag, and `noatime` keeps the upper file's atime on a strictatime base.
+#[test]
+fn unprivileged_mount_takes_the_atime_flags() {
+    use std::os::unix::fs::PermissionsExt;
+    let known = Command::new("id")
+        .arg(USER)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !known {
+        let st = Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", USER])
+            .status()
+            .unwrap();
+        assert!(st.success() || st.code() == Some(9), "useradd {USER}");
+    }
+    std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+    let dir = TempDir::new("unpriv-atime");
+    std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let base = base_dir(&dir);
+    let b = Branches::new(&base, "s", true);
+    let st = Command::new("chown")
+        .args(["-R", &format!("{USER}:{USER}")])
+        .arg(&b.root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = |p: &str| b.root.join(p).display().to_string();
+    let script = format!(
+        "{bin} mount -o lowerdir={l},upperdir={u},workdir={w},strictatime,nodiratime,lazytime,silent,noexec,noatime {m} || exit 1
+         a0=$(stat -c %X.%x {m}/uf); sleep 0.05; cat {m}/uf >/dev/null; a1=$(stat -c %X.%x {m}/uf)
+         fusermount3 -u {m}
+         [ \"$a0\" = \"$a1\" ] && echo unchanged || echo changed",
+        bin = strata_tests::strata_bin().display(),
+        l = r("l"),
+        u = r("u"),
+        w = r("w"),
+        m = b.mnt.display()
+    );
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            USER,
+            "--regid",
+            USER,
+            "--init-groups",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .current_dir(&b.root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reap_daemons(&pids_with_arg(&b.mnt.display().to_string()));
+    assert!(
+        out.status.success(),
+        "unprivileged mount with atime flags: {text}"
+    );
+    assert!(text.contains("unchanged"), "noatime as a user: {text}");
+}

@@ -257,7 +257,19 @@ fn mount_fusermount(
     if p.auto_unmount {
         o.push("auto_unmount".into());
     }
-    o.extend(p.words.iter().cloned());
+    // fusermount3 (3.14) knows only these flag words and refuses others; the atime words
+    // it lacks (relatime, strictatime, nodiratime) strata applies to its reads itself
+    // (atime.rs), and lazytime or silent do not matter to a FUSE superblock.
+    const KNOWN: &[&str] = &[
+        "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "async", "sync", "atime",
+        "noatime", "dirsync",
+    ];
+    o.extend(
+        p.words
+            .iter()
+            .filter(|w| KNOWN.contains(&w.as_str()))
+            .cloned(),
+    );
     let child = Command::new("fusermount3")
         .arg("-o")
         .arg(o.join(","))
