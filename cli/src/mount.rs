@@ -13,7 +13,9 @@ use strata_fs::MountOptions;
 pub struct MountArgs {
     /// Mount options, comma-separated, as fuse-overlayfs: lowerdir=A:B (A on top),
     /// upperdir=U, workdir=W, plus uidmapping=, gidmapping=, squash_to_root, squash_to_uid=,
-    /// squash_to_gid=, static_nlink, noacl, fsync=0, volatile, timeout=SECS, threaded=N, ro.
+    /// squash_to_gid=, static_nlink, noacl, fsync=0, volatile, timeout=SECS, threaded=N, ro,
+    /// VFS flags (nosuid, nodev, noexec, noatime, strictatime, ...); `remount,FLAGS` changes
+    /// the flags of the live mount at MOUNTPOINT.
     #[arg(short = 'o', value_name = "OPTIONS")]
     options: Vec<String>,
     /// Stay in the foreground (log to stderr) instead of daemonizing.
@@ -72,6 +74,11 @@ pub fn run_mount(args: MountArgs, log_level: &str) -> Result<(), String> {
         [m] | [_, m] => m.clone(),
         _ => return Err("give the mountpoint (and optionally a source before it)".into()),
     };
+    if strata_fs::remount::is_remount(&args.options) {
+        // mount(8) runs us (through mount.fuse3) for `mount -o remount,... MNT` too.
+        crate::logging::init_stderr(log_level);
+        return strata_fs::remount::remount(&mountpoint, &args.options);
+    }
     let mut opts = MountOptions::parse(&args.options)?;
     if let Some(t) = &args.trace {
         opts.trace.file = Some(strata_fs::trace::absolute(t));

@@ -285,6 +285,7 @@ impl Server {
                     Err(e) => json!({"ok": false, "error": e}),
                 }
             }
+            Some("remount") => crate::remount::answer(&self.union, req),
             Some(other) => json!({"ok": false, "error": format!("unknown op '{other}'")}),
             None => json!({"ok": false, "error": "request needs \"op\""}),
         }

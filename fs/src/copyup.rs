@@ -384,8 +384,7 @@ impl Union {
                         dst.set_len(size)?;
                         meta.data = Some((layer_idx, lpath.clone()));
                     } else {
-                        let sf =
-                            File::from(self.branch(*layer)?.open_at(lpath, OFlag::O_RDONLY, 0)?);
+                        let sf = File::from(self.open_to_read(*layer, lpath, OFlag::O_RDONLY)?);
                         copy_data(&sf, &dst, size)?;
                         if !self.opts.no_fsync {
                             dst.sync_all()?;
@@ -497,11 +496,7 @@ impl Union {
         let (ppath, name) = split(path)?;
         let pd = self.dirfd(Layer::Upper, &ppath)?;
         let dst = File::from(open_in_owned(pd.as_fd(), &name, OFlag::O_RDWR, 0)?);
-        let src = File::from(self.branch(Layer::Lower(*layer))?.open_at(
-            lpath,
-            OFlag::O_RDONLY,
-            0,
-        )?);
+        let src = File::from(self.open_to_read(Layer::Lower(*layer), lpath, OFlag::O_RDONLY)?);
         let len = dst.metadata()?.len().min(src.metadata()?.len());
         copy_data(&src, &dst, len)?;
         if !self.opts.no_fsync {

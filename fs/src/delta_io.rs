@@ -90,8 +90,7 @@ impl Union {
             return Ok(None);
         };
         let lower = File::from(
-            self.branch(Layer::Lower(layer))?
-                .open_at(&lpath, OFlag::O_RDONLY, 0)
+            self.open_to_read(Layer::Lower(layer), &lpath, OFlag::O_RDONLY)
                 .map_err(|e| {
                     tracing::error!(path = %path.display(), lower = %lpath.display(), "the lower file of a delta is gone: {e}");
                     errno(libc::EIO)

@@ -7,7 +7,6 @@ use crate::union::{Layer, Union};
 use crate::whiteout::{whited_out_name, OPAQUE_MARKER, WH_PREFIX};
 use nix::dir::{Dir, Type};
 use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -33,11 +32,7 @@ fn read_branch_dir(
     layer: Layer,
     rel: &Path,
 ) -> io::Result<Vec<(OsString, u32, u64, bool)>> {
-    let fd = u.branch(layer)?.open_at(
-        rel,
-        OFlag::O_RDONLY | OFlag::O_DIRECTORY,
-        Mode::empty().bits(),
-    )?;
+    let fd = u.open_to_read(layer, rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
     let mut dir = Dir::from_fd(fd)?;
     let dfd = dir.as_fd().try_clone_to_owned()?;
     let mut out = Vec::new();

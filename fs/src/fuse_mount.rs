@@ -152,24 +152,10 @@ fn plan(opts: &MountOptions, writable: bool, root: bool) -> Plan {
                 p.auto_unmount = true;
                 continue;
             }
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::MS_RELATIME),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::MS_NOATIME),
-            "strictatime" => (
-                MsFlags::MS_STRICTATIME,
-                MsFlags::MS_NOATIME | MsFlags::MS_RELATIME,
-            ),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            _ => continue,
+            w => match crate::vfs_flags::flag_word(w) {
+                Some(sc) => sc,
+                None => continue,
+            },
         };
         p.flags = (p.flags - clear) | set;
         p.words.push(k.clone());
@@ -271,7 +257,19 @@ fn mount_fusermount(
     if p.auto_unmount {
         o.push("auto_unmount".into());
     }
-    o.extend(p.words.iter().cloned());
+    // fusermount3 (3.14) knows only these flag words and refuses others; the atime words
+    // it lacks (relatime, strictatime, nodiratime) strata applies to its reads itself
+    // (atime.rs), and lazytime or silent do not matter to a FUSE superblock.
+    const KNOWN: &[&str] = &[
+        "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "async", "sync", "atime",
+        "noatime", "dirsync",
+    ];
+    o.extend(
+        p.words
+            .iter()
+            .filter(|w| KNOWN.contains(&w.as_str()))
+            .cloned(),
+    );
     let child = Command::new("fusermount3")
         .arg("-o")
         .arg(o.join(","))

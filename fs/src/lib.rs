@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod acl;
+pub mod atime;
 pub mod attr;
 pub mod branch;
 pub mod compact;
@@ -33,12 +34,14 @@ pub mod options;
 pub mod owner_write;
 mod passthrough;
 pub mod privs;
+pub mod remount;
 mod request_guard;
 mod resolve;
 pub mod stats;
 pub mod sys;
 pub mod trace;
 pub mod union;
+pub mod vfs_flags;
 pub mod whiteout;
 
 pub use mount::{prepare, serve, MountError};

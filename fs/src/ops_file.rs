@@ -297,11 +297,8 @@ impl Union {
                 Some((l, p)) => (Layer::Lower(*l), p.clone()),
                 None => self.attr_source(&path, &place)?,
             };
-            let fd = self.branch(layer)?.open_at(
-                &bpath,
-                self.file_open_flags(flags & !libc::O_TRUNC),
-                0,
-            )?;
+            let fd =
+                self.open_to_read(layer, &bpath, self.file_open_flags(flags & !libc::O_TRUNC))?;
             (layer, File::from(fd))
         };
         Ok(self

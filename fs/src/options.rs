@@ -170,6 +170,11 @@ impl MountOptions {
         Ok(o)
     }
 
+    /// Check one option alone (its name and value), without the checks of a whole set.
+    pub fn check_one(opt: &str) -> Result<(), String> {
+        MountOptions::default().apply(opt).map_err(|e| one_line(&e))
+    }
+
     fn apply(&mut self, opt: &str) -> Result<(), String> {
         let opt = opt.trim();
         if opt.is_empty() {
@@ -281,9 +286,11 @@ impl MountOptions {
             "fsname" | "source" => self.fsname = need(val)?,
             "ro" => self.read_only = true,
             "rw" => self.read_only = false,
-            "allow_other" | "allow_root" | "dev" | "nodev" | "suid" | "nosuid" | "exec"
-            | "noexec" | "atime" | "noatime" | "relatime" | "strictatime" | "nodiratime"
-            | "sync" | "async" | "dirsync" | "auto_unmount" => self.kernel.push(key.to_string()),
+            "allow_other" | "allow_root" | "auto_unmount" => self.kernel.push(key.to_string()),
+            // Generic VFS flags (nosuid, noatime, lazytime ...): see vfs_flags.rs.
+            k if val.is_none() && crate::vfs_flags::flag_word(k).is_some() => {
+                self.kernel.push(k.to_string())
+            }
             _ => {
                 return Err(format!(
                     "unknown mount option '{opt}' (see `strata mount --help` for the list)"

@@ -89,6 +89,10 @@ pub struct Union {
         Mutex<std::collections::HashMap<u64, std::sync::Weak<crate::delta_io::DeltaFile>>>,
     /// Background compaction of dense deltas.
     pub(crate) compactor: crate::compact::Compactor,
+    /// Reads of branch entries and the mount's atime flags (atime.rs).
+    pub(crate) atime: crate::atime::UpperAtime,
+    /// Read-only now: `-o ro`, changed by `remount` (remount.rs).
+    read_only: AtomicBool,
 }
 
 impl Union {
@@ -112,7 +116,11 @@ impl Union {
             redirected: false,
             delta: false,
         };
+        let atime = crate::atime::UpperAtime::new(upper.as_ref(), &opts.kernel);
+        let read_only = AtomicBool::new(opts.read_only);
         Union {
+            atime,
+            read_only,
             upper,
             lowers,
             work,
@@ -144,7 +152,7 @@ impl Union {
 
     /// The upper branch, or EROFS for a read-only union.
     pub(crate) fn upper(&self) -> io::Result<&Branch> {
-        if self.opts.read_only {
+        if self.read_only.load(Ordering::Relaxed) {
             return Err(erofs());
         }
         self.upper.as_ref().ok_or_else(erofs)
@@ -157,7 +165,17 @@ impl Union {
 
     /// Whether this union can be written.
     pub fn writable(&self) -> bool {
-        self.upper.is_some() && !self.opts.read_only
+        self.upper.is_some() && !self.read_only.load(Ordering::Relaxed)
+    }
+
+    /// Make the union read-only or writable again (remount); false if it has no upper
+    /// to write to.
+    pub fn set_read_only(&self, ro: bool) -> bool {
+        if !ro && self.upper.is_none() {
+            return false;
+        }
+        self.read_only.store(ro, Ordering::Relaxed);
+        true
     }
 
     /// Mount options in force.

@@ -306,12 +306,41 @@ pub fn mount_readonly(
     }
 }
 
-/// Unmount `path`; detach lazily if it is busy. Not mounted is fine.
+/// Unmount the container root mounted at `path`, and only it: the top mount there, if it
+/// is a union this runtime makes (strata's `fuse.strata`, by its device, as `strata umount`
+/// does; or kernel overlayfs). A mount stacked over it, or one made there by someone
+/// else, is left alone (an error). Detaches lazily if busy; not mounted is fine.
 pub fn unmount(path: &Path) -> Result<()> {
-    if !is_mounted(path) {
+    use strata_fs::fuse_mount::{top_mount, unmount_if, Unmounted};
+    // mountinfo spells canonical paths; resolve only when needed (the stat of a mount
+    // whose daemon hangs would hang too).
+    let found = top_mount(path)
+        .map(|t| (path.to_path_buf(), t))
+        .or_else(|| {
+            let c = std::fs::canonicalize(path).ok()?;
+            top_mount(&c).map(|t| (c, t))
+        });
+    let Some((path, top)) = found else {
         return Ok(());
+    };
+    let path = path.as_path();
+    match top.fstype.as_str() {
+        "fuse.strata" | "fuse" => {
+            return match unmount_if(path, top.dev, Duration::from_secs(1)) {
+                // NotOurs: its daemon ended it meanwhile; nothing else was touched.
+                Unmounted::Yes | Unmounted::NotOurs => Ok(()),
+                Unmounted::Failed(e) => Err(err!("cannot unmount {}: {e}", path.display())),
+            };
+        }
+        "overlay" => {}
+        other => {
+            return Err(err!(
+                "{} is not the container's root mount (the mount there is {other}): left alone",
+                path.display()
+            ))
+        }
     }
-    match umount2(path, MntFlags::empty()) {
+    match umount2(path, MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
         Err(Errno::EBUSY) => {
             umount2(path, MntFlags::MNT_DETACH).ctx(|| format!("cannot unmount {}", path.display()))
@@ -346,4 +375,36 @@ fn unescape_mountinfo(s: &str) -> String {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mount stacked over a container root by someone else is never the one unmounted.
+    #[test]
+    fn unmount_leaves_a_foreign_mount() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to mount a tmpfs");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("strata-driver-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dir = std::fs::canonicalize(&dir).unwrap();
+        mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let r = unmount(&dir);
+        let still = is_mounted(&dir);
+        let _ = umount2(&dir, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&dir);
+        assert!(r.is_err(), "unmount of a foreign tmpfs answered Ok");
+        assert!(still, "unmount took down a tmpfs it did not make");
+        assert!(unmount(&dir).is_ok(), "not mounted must be fine");
+    }
 }
