@@ -198,7 +198,12 @@ fn reopen_after_whole(by_command: bool) {
             .unwrap();
         assert!(st.success(), "strata compact failed");
     }
-    assert!(!is_delta(&m, "f.img"), "the delta was not made whole");
+    // Automatic compaction runs on a background worker after the write that crossed
+    // `compact_ratio`: wait (bounded) for it to finish.
+    let whole = strata_tests::mount::wait_until(std::time::Duration::from_secs(60), || {
+        !is_delta(&m, "f.img")
+    });
+    assert!(whole, "the delta was not made whole");
     let again = read(&m, "f.img");
     let through_first = sys::pread(&fd, size as usize, 0);
     drop(fd);
