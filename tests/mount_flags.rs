@@ -534,19 +534,7 @@ const USER: &str = "strata-unpriv";
 #[test]
 fn unprivileged_mount_takes_the_atime_flags() {
     use std::os::unix::fs::PermissionsExt;
-    let known = Command::new("id")
-        .arg(USER)
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !known {
-        let st = Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", USER])
-            .status()
-            .unwrap();
-        assert!(st.success() || st.code() == Some(9), "useradd {USER}");
-    }
+    strata_tests::users::ensure_user(USER);
     std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
     let dir = TempDir::new("unpriv-atime");
     std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -13,23 +13,7 @@ use strata_tests::strata_bin;
 const USER: &str = "strata-unpriv";
 
 fn ensure_user() {
-    let known = Command::new("id")
-        .arg(USER)
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !known {
-        let st = Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", USER])
-            .status()
-            .unwrap();
-        // 9: created meanwhile by a parallel test.
-        assert!(
-            st.success() || st.code() == Some(9),
-            "useradd {USER} failed"
-        );
-    }
+    strata_tests::users::ensure_user(USER);
     // An unprivileged mount opens /dev/fuse itself.
     std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
 }

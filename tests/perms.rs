@@ -25,23 +25,7 @@ const USER: &str = "strata-perm";
 const PROBE: &str = env!("CARGO_BIN_EXE_strata-perm-probe");
 
 fn ensure_user() {
-    let known = Command::new("id")
-        .arg(USER)
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !known {
-        let st = Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", USER])
-            .status()
-            .unwrap();
-        // 9: created meanwhile by a parallel test.
-        assert!(
-            st.success() || st.code() == Some(9),
-            "useradd {USER} failed"
-        );
-    }
+    strata_tests::users::ensure_user(USER);
     let st = Command::new("setfacl").arg("--version").output();
     assert!(
         st.is_ok_and(|o| o.status.success()),

@@ -22,6 +22,7 @@ pub mod ops;
 pub mod peer;
 pub mod sys;
 pub mod tree;
+pub mod users;
 
 pub use layer::{Flavor, Layer, Opq, Wh};
 pub use mount::{
