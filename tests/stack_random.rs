@@ -234,9 +234,11 @@ impl Run {
         }
         let beyond = changed_o.len() - changed_s.iter().filter(|q| changed_o.contains(*q)).count();
         if self_check() {
-            repair_overlay(&p.s, &want, &bytes_s);
+            if let Err(e) = repair_overlay(&p.s, &want, &bytes_s) {
+                self.fail(p, &e);
+            }
         }
-        let repairs = repair_overlay(&p.o, &want, &bytes_o);
+        let repairs = repair_overlay(&p.o, &want, &bytes_o).unwrap_or_else(|e| self.fail(p, &e));
         for r in &repairs {
             eprintln!(
                 "stack_random: seed {} level {}: overlayfs repaired after rotation: {r}",

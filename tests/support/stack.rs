@@ -127,8 +127,9 @@ pub fn file_bytes(m: &Mounted, tree: &Tree) -> BTreeMap<String, Vec<u8>> {
 
 /// Bring the kernel mount `o` back to `want` (its merged tree before the rotation, with
 /// the `bytes` of its files then) where overlayfs lost track of hard links across the
-/// rotation. Returns one line per repaired group of names; panics when the kernel's view
-/// departs in a way other than file content, metadata, nlink or link groups.
+/// rotation. Returns one line per repaired group of names; Err when the kernel's view
+/// departs in a way other than file content, metadata, nlink or link groups, or the
+/// repair did not restore it.
 ///
 /// Why the kernel needs this (seen on 6.x with `index=on`): a lower hard link copied up
 /// (data or metadata) through one name at one level is found by its other names through
@@ -137,14 +138,18 @@ pub fn file_bytes(m: &Mounted, tree: &Tree) -> BTreeMap<String, Vec<u8>> {
 /// or xattrs, old nlink, two inodes instead of one. Likewise an alias unlinked at one
 /// level leaves the other names of the lower inode reporting its on-disk nlink (one too
 /// many), and bytes written through an alias since unlinked are lost to them.
-pub fn repair_overlay(o: &Mounted, want: &Tree, bytes: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+pub fn repair_overlay(
+    o: &Mounted,
+    want: &Tree,
+    bytes: &BTreeMap<String, Vec<u8>>,
+) -> Result<Vec<String>, String> {
     let got = o.tree();
     let Some(bad) = differing_files(want, &got) else {
-        panic!(
+        return Err(format!(
             "overlayfs departs from its own view before the rotation in a way the harness \
              cannot repair (not a strata failure; the oracle is wrong here):\n{}",
             want.diff(&got).join("\n")
-        );
+        ));
     };
     let mut notes = Vec::new();
     let mut done: Vec<String> = Vec::new();
@@ -191,12 +196,13 @@ pub fn repair_overlay(o: &Mounted, want: &Tree, bytes: &BTreeMap<String, Vec<u8>
     }
     let fixed = o.tree();
     let diff = want.diff(&fixed);
-    assert!(
-        diff.is_empty(),
-        "overlayfs repair after rotation did not restore the view (harness bug):\n{}",
-        diff.join("\n")
-    );
-    notes
+    if !diff.is_empty() {
+        return Err(format!(
+            "overlayfs repair after rotation did not restore the view (harness bug):\n{}\nrepairs: {notes:?}",
+            diff.join("\n")
+        ));
+    }
+    Ok(notes)
 }
 
 /// Replace `p` on the kernel mount by a fresh entry as `w` describes, with `bytes`.
