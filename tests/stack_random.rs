@@ -175,9 +175,25 @@ impl Run {
         );
     }
 
+    /// The whole tree of `m`; a walk that fails (an entry listed but not readable) is a
+    /// failure of this seed, reported with its steps.
+    fn walk(&self, p: &Pair, m: &strata_tests::Mounted) -> strata_tests::Tree {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| m.tree())) {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                self.fail(p, &format!("walking the merged tree: {msg}"))
+            }
+        }
+    }
+
     fn compare_trees(&self, p: &Pair, when: &str) -> strata_tests::Tree {
-        let o = p.o.tree();
-        let s = p.s.tree();
+        let o = self.walk(p, &p.o);
+        let s = self.walk(p, &p.s);
         let diff = o.diff(&s);
         if !diff.is_empty() {
             self.fail(
@@ -205,7 +221,7 @@ impl Run {
         self.level += 1;
         rotate(&mut p.o, self.level);
         rotate(&mut p.s, self.level);
-        let s_after = p.s.tree();
+        let s_after = self.walk(p, &p.s);
         let diff = want.diff(&s_after);
         // A self-check run has overlayfs on both sides: its own departures are repaired below.
         if !diff.is_empty() && !self_check() {

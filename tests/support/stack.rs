@@ -178,14 +178,12 @@ pub fn repair_overlay(
                 group[0].clone()
             }
         };
-        for q in &group {
-            if *q == rep {
-                continue;
-            }
-            o.unlink(q)
-                .unwrap_or_else(|e| panic!("overlayfs repair: unlink /{q}: {e}"));
-            o.link(&rep, q)
-                .unwrap_or_else(|e| panic!("overlayfs repair: link /{rep} /{q}: {e}"));
+        relink(o, &rep, &group);
+        if o.stat(&rep).ok().and_then(|m| m.nlink) != w.nlink {
+            // The name kept counts aliases of its lower inode that are gone (overlayfs
+            // copies that count up with it): start from a fresh inode instead.
+            rewrite(o, &group[0], w, bytes.get(&group[0]));
+            relink(o, &group[0], &group);
         }
         notes.push(format!(
             "{group:?}: overlayfs showed {:?} instead of {:?}",
@@ -203,6 +201,16 @@ pub fn repair_overlay(
         ));
     }
     Ok(notes)
+}
+
+/// Make every name of `group` but `rep` a hard link of `rep` again.
+fn relink(o: &Mounted, rep: &str, group: &[String]) {
+    for q in group.iter().filter(|q| *q != rep) {
+        o.unlink(q)
+            .unwrap_or_else(|e| panic!("overlayfs repair: unlink /{q}: {e}"));
+        o.link(rep, q)
+            .unwrap_or_else(|e| panic!("overlayfs repair: link /{rep} /{q}: {e}"));
+    }
 }
 
 /// Replace `p` on the kernel mount by a fresh entry as `w` describes, with `bytes`.
