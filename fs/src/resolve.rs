@@ -307,8 +307,14 @@ impl Union {
             Some(i) => i,
             None => self.layer_ino(Layer::Lower(layer), &st)?,
         };
-        if use_index && st.st_nlink > 1 && fmt(&st) == libc::S_IFREG && self.writable() {
-            if let Some(r) = self.link_from_index(path, ino)? {
+        if use_index && st.st_nlink > 1 && fmt(&st) == libc::S_IFREG {
+            if self.writable() {
+                if let Some(r) = self.link_from_index(path, ino)? {
+                    return Ok(r);
+                }
+            }
+            // Copied up by a pushed-down upper above this branch: its index holds the copy.
+            if let Some(r) = self.lower_index_entry(layer, ino)? {
                 return Ok(r);
             }
         }
