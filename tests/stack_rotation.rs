@@ -451,3 +451,41 @@ fn compaction_and_fsck_through_the_chain() {
         "fsck misses a changed origin down the chain:\n{text}"
     );
 }
+
+/// An upper written before format 2 (`data L PATH`, L counted from its mount's top
+/// lower) pushed down on top of the same lowers reads as `data +(L+1) PATH`: the same file.
+#[test]
+fn format_1_upper_pushed_down() {
+    let blk = vec![9u8; 4096];
+    let old_upper = Layer::new()
+        .sparse("bar", 12, &[])
+        .xattr(
+            "bar",
+            "trusted.strata.meta",
+            "ino 123457\ndata 0 foo\nend\n",
+        )
+        .whiteout("foo", strata_tests::Wh::CharDev)
+        .sparse("img", 2 << 20, &[(2 * 4096, &blk)])
+        .xattr(
+            "img",
+            "trusted.strata.meta",
+            format!("delta 1 4096 {}\nblocks 2-3\ndata 0 img\nend\n", 2 << 20),
+        );
+    let bottom = Layer::new()
+        .file("foo", ":xxx:yyy:zzz")
+        .file("img", big(2 << 20));
+    let mut s = Fixture::new().lower(old_upper).lower(bottom).strata();
+    let mut want_img = big(2 << 20);
+    want_img[2 * 4096..3 * 4096].fill(9);
+    let check = |s: &Mounted, want_img: &[u8]| {
+        assert_eq!(read(s, "bar"), b":xxx:yyy:zzz", "{}", s.log());
+        assert_eq!(std::fs::metadata(s.p("bar")).unwrap().ino(), 123457);
+        assert!(!s.p("foo").exists());
+        assert!(read(s, "img") == want_img, "img reads wrong\n{}", s.log());
+    };
+    check(&s, &want_img);
+    write_at(&s, "img", 100, b"level 2");
+    want_img[100..107].copy_from_slice(b"level 2");
+    rotate_one(&mut s);
+    check(&s, &want_img);
+}
