@@ -489,3 +489,40 @@ fn format_1_upper_pushed_down() {
     rotate_one(&mut s);
     check(&s, &want_img);
 }
+
+/// SEEK_DATA / SEEK_HOLE through a delta over a delta over a sparse file: data where any
+/// layer holding the range has data, holes elsewhere (the bytes are compared with
+/// overlayfs; its extent map depends on how its copy-up keeps holes, so strata's is
+/// checked against the layers).
+#[test]
+fn seek_through_a_chain() {
+    const MIB: u64 = 1 << 20;
+    let mut p = Fixture::new()
+        .lower(Layer::new().sparse("s.img", 4 * MIB, &[(0, b"head"), (2 * MIB, b"mid")]))
+        .pair();
+    p.both("level 1 write", |m| write_at(m, "s.img", MIB, &[1; 4096]));
+    rotate(&mut p, "sparse delta");
+    p.both("level 2 write", |m| {
+        write_at(m, "s.img", 3 * MIB, &[2; 4096])
+    });
+    rotate(&mut p, "sparse delta over delta");
+    p.both("read", |m| read(m, "s.img"));
+    let f = std::fs::File::open(p.s.p("s.img")).unwrap();
+    let seek = |off: u64, data: bool| {
+        let w = if data {
+            nix::unistd::Whence::SeekData
+        } else {
+            nix::unistd::Whence::SeekHole
+        };
+        nix::unistd::lseek(&f, off as i64, w).map(|o| o as u64)
+    };
+    assert_eq!(seek(0, true), Ok(0));
+    assert_eq!(seek(0, false), Ok(4096));
+    assert_eq!(seek(4096, true), Ok(MIB));
+    assert_eq!(seek(MIB, false), Ok(MIB + 4096));
+    assert_eq!(seek(MIB + 4096, true), Ok(2 * MIB));
+    assert_eq!(seek(2 * MIB + 4096, true), Ok(3 * MIB));
+    assert_eq!(seek(3 * MIB, false), Ok(3 * MIB + 4096));
+    assert_eq!(seek(3 * MIB + 4096, true), Err(nix::errno::Errno::ENXIO));
+    assert_eq!(seek(3 * MIB + 4096, false), Ok(3 * MIB + 4096));
+}

@@ -10,6 +10,7 @@
 
 use crate::attr::fmt;
 use crate::delta::{read_full, DeltaMap, Ident, Source, MAX_BLOCK};
+use crate::handles::OpenFile;
 use crate::union::{errno, Layer, Union};
 use nix::fcntl::OFlag;
 use std::fs::File;
@@ -249,6 +250,44 @@ impl Union {
         }
         tracing::error!(path = %path.display(), layer, "data chain deeper than {MAX_DEPTH} layers");
         Err(errno(libc::EIO))
+    }
+
+    /// A read handle on the regular file at `bpath` in lower `layer` (open as `file`) for
+    /// node `ino` at `path`: a plain one, or, when the entry carries a record (a pushed-down
+    /// upper's metadata-only copy or delta), one that reads through its chain.
+    pub(crate) fn open_lower_chain(
+        &self,
+        ino: u64,
+        path: &Path,
+        layer: usize,
+        bpath: &Path,
+        file: File,
+    ) -> io::Result<u64> {
+        let chain = self.chain_from(layer, bpath, file)?;
+        let l = Layer::Lower(layer);
+        Ok(match self.lower_chain_file(ino, path, chain) {
+            Ok(d) => {
+                let top = d.upper.try_clone()?;
+                self.handles
+                    .add_file(OpenFile::new(top, ino, l, false, Some(d)))
+            }
+            Err(plain) => self
+                .handles
+                .add_file(OpenFile::new(plain, ino, l, false, None)),
+        })
+    }
+
+    /// The link count the record of the file at `bpath` in lower `layer` keeps (a
+    /// pushed-down upper's copy of a lower hard link).
+    pub(crate) fn lower_nlink(&self, layer: usize, bpath: &Path) -> io::Result<Option<u32>> {
+        let (Some(pp), Some(name)) = (bpath.parent(), bpath.file_name()) else {
+            return Ok(None);
+        };
+        let pd = self.dirfd(Layer::Lower(layer), pp)?;
+        Ok(self
+            .lower_meta(pd.as_fd(), name)?
+            .and_then(|m| m.nlink)
+            .map(|n| n.min(u64::from(u32::MAX)) as u32))
     }
 
     /// The chain of the entry at `path` in lower `layer`.
