@@ -266,7 +266,7 @@ impl Union {
                 let origin = self.xino(fs_index, ident.ino);
                 // An origin that is itself a strata entry reports the number its record
                 // keeps (a delta over a pushed-down upper's copy).
-                if ino != origin && self.recorded_ino(*layer, p)? != Some(ino) {
+                if ino != origin && self.recorded_ino(*layer, p).ok().flatten() != Some(ino) {
                     tracing::error!(path = %path.display(), ino, origin, "strata record names an inode number that is not its lower file's; run `strata fsck`");
                     return Err(errno(libc::EIO));
                 }
