@@ -526,3 +526,36 @@ fn seek_through_a_chain() {
     assert_eq!(seek(3 * MIB + 4096, true), Err(nix::errno::Errno::ENXIO));
     assert_eq!(seek(3 * MIB + 4096, false), Ok(3 * MIB + 4096));
 }
+
+/// The origin identity check holds down the stack: a bottom file changed under a pushed-down
+/// delta is refused with EIO (not served mixed), and the log names it; other files read.
+#[test]
+fn changed_origin_under_a_pushed_down_delta_is_eio() {
+    let mut s = Fixture::new()
+        .lower(
+            Layer::new()
+                .file("img", big(2 << 20))
+                .file("ok.txt", "fine\n"),
+        )
+        .strata();
+    write_at(&s, "img", 4096, &[1; 4096]);
+    rotate_one(&mut s);
+    write_at(&s, "img", 3 * 4096, &[2; 4096]);
+    rotate_one(&mut s);
+    assert_eq!(read(&s, "img").len(), 2 << 20);
+    s.unmount();
+    let bottom = s.lowers.last().unwrap().join("img");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&bottom)
+        .unwrap()
+        .write_all_at(b"changed", 0)
+        .unwrap();
+    s.mount();
+    let err = std::fs::read(s.p("img")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert_eq!(read(&s, "ok.txt"), b"fine\n");
+    let log =
+        std::fs::read_to_string(s.work.as_ref().unwrap().join("strata.log")).unwrap_or_default();
+    assert!(log.contains("changed underneath"), "{log}");
+}
