@@ -559,3 +559,84 @@ fn changed_origin_under_a_pushed_down_delta_is_eio() {
         std::fs::read_to_string(s.work.as_ref().unwrap().join("strata.log")).unwrap_or_default();
     assert!(log.contains("changed underneath"), "{log}");
 }
+
+/// An upper written by a rootless daemon (records in `user.strata.meta`) pushed down under
+/// a root mount (which writes `trusted.strata.meta`): the lower records are read in either
+/// namespace.
+#[test]
+fn rootless_upper_pushed_down_under_root() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+    use strata_tests::mount::{is_mounted, pids_with_arg, reap_daemons, unmount_path, wait_until};
+    const USER: &str = "strata-unpriv";
+    strata_tests::users::ensure_user(USER);
+    std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
+    let dir = strata_tests::mount::TempDir::new("rootless-stack");
+    let [l0, u1, w1, u2, w2, mnt] = ["l0", "u1", "w1", "u2", "w2", "mnt"].map(|d| dir.join(d));
+    for d in [&l0, &u1, &w1, &u2, &w2, &mnt] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(l0.join("foo"), ":xxx:yyy:zzz").unwrap();
+    std::fs::create_dir_all(l0.join("dir")).unwrap();
+    std::fs::write(l0.join("dir/x"), "x\n").unwrap();
+    let img = big(2 << 20);
+    std::fs::write(l0.join("img"), &img).unwrap();
+    let st = Command::new("chown")
+        .args(["-R", &format!("{USER}:{USER}")])
+        .arg(&dir.path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let script = format!(
+        "{bin} -o lowerdir={l0},upperdir={u1},workdir={w1} {mnt} && cd {mnt} && mv foo bar && \
+         mv dir dir2 && printf zz | dd of=img bs=1 seek=5000 conv=notrunc status=none && \
+         cd / && fusermount3 -u {mnt}",
+        bin = strata_tests::strata_bin().display(),
+        l0 = l0.display(),
+        u1 = u1.display(),
+        w1 = w1.display(),
+        mnt = mnt.display()
+    );
+    let out = Command::new("setpriv")
+        .args(["--reuid", USER, "--regid", USER, "--init-groups", "--"])
+        .args(["sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rootless level: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_until(Duration::from_secs(10), || !is_mounted(&mnt)));
+    let m = mnt.to_string_lossy().to_string();
+    assert!(wait_until(Duration::from_secs(10), || pids_with_arg(&m).is_empty()));
+    assert!(
+        strata_tests::sys::lgetxattr(&u1.join("img"), "user.strata.meta").is_ok(),
+        "the rootless level wrote no user.strata.meta delta record"
+    );
+    let opts = format!(
+        "lowerdir={}:{},upperdir={},workdir={}",
+        u1.display(),
+        l0.display(),
+        u2.display(),
+        w2.display()
+    );
+    let (ok, text) = strata_tests::mount::run_strata(&["-o", &opts, &m], &dir.join("log"));
+    assert!(ok, "root mount of the stack: {text}");
+    let daemons = pids_with_arg(&m);
+    let mut want = img.clone();
+    want[5000..5002].copy_from_slice(b"zz");
+    let got = (
+        std::fs::read(mnt.join("bar")),
+        std::fs::read(mnt.join("dir2/x")),
+        std::fs::read(mnt.join("img")).map(|b| b == want),
+    );
+    unmount_path(&mnt).unwrap();
+    reap_daemons(&daemons);
+    assert_eq!(got.0.unwrap(), b":xxx:yyy:zzz");
+    assert_eq!(got.1.unwrap(), b"x\n");
+    assert!(got.2.unwrap(), "img reads wrong through the rootless delta");
+}
