@@ -640,3 +640,38 @@ fn rootless_upper_pushed_down_under_root() {
     assert_eq!(got.1.unwrap(), b"x\n");
     assert!(got.2.unwrap(), "img reads wrong through the rootless delta");
 }
+
+/// Whiteouts and opaque directories written at one level hide the layers below them at
+/// every later level, wherever the layer holding them sits.
+#[test]
+fn whiteouts_and_opaque_dirs_across_levels() {
+    let mut p = Fixture::new()
+        .lower(
+            Layer::new()
+                .file("d/old1", "1\n")
+                .file("d/sub/old2", "2\n")
+                .file("gone", "g\n")
+                .file("keep/a", "a\n"),
+        )
+        .pair();
+    p.both("rm -r d; mkdir d; d/new; rm gone", |m| {
+        std::fs::remove_dir_all(m.p("d")).unwrap();
+        std::fs::create_dir(m.p("d")).unwrap();
+        std::fs::write(m.p("d/new"), "new\n").unwrap();
+        std::fs::remove_file(m.p("gone")).is_ok()
+    });
+    rotate(&mut p, "opaque dir and whiteout");
+    p.both("recreate gone, rm keep/a", |m| {
+        std::fs::write(m.p("gone"), "back\n").unwrap();
+        std::fs::remove_file(m.p("keep/a")).is_ok()
+    });
+    rotate(&mut p, "recreated over a pushed-down whiteout");
+    p.both("rm -r d again, mkdir d/sub", |m| {
+        std::fs::remove_dir_all(m.p("d")).unwrap();
+        std::fs::create_dir_all(m.p("d/sub")).is_ok()
+    });
+    rotate(&mut p, "opaque over opaque");
+    p.both("listing of d/sub", |m| {
+        std::fs::read_dir(m.p("d/sub")).unwrap().count()
+    });
+}
