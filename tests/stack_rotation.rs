@@ -97,6 +97,10 @@ fn renamed_file_reads_after_rotation() {
     rotate(&mut p, "renamed file");
     p.both("read bar", |m| read(m, "bar"));
     assert_eq!(read(&p.s, "bar"), b":xxx:yyy:zzz");
+    // A metadata-only copy reports the blocks of the file holding its bytes (du).
+    p.both("st_blocks of bar", |m| {
+        std::fs::metadata(m.p("bar")).unwrap().blocks()
+    });
     p.both("chmod bar", |m| {
         std::fs::set_permissions(
             m.p("bar"),

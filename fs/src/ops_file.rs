@@ -112,8 +112,8 @@ impl Union {
         self.fix_merged_dir_nlink(&mut a, &place);
         if place.metacopy() && !place.delta {
             if let Some((l, p)) = &place.lower {
-                if let Ok(lst) = self.branch(Layer::Lower(*l))?.stat(p) {
-                    a.blocks = lst.st_blocks.max(0) as u64;
+                if let Ok(b) = self.lower_data_blocks(*l, p) {
+                    a.blocks = b;
                 }
             }
         }
@@ -129,9 +129,7 @@ impl Union {
             }
         }
         if let (Layer::Lower(l), libc::S_IFREG) = (layer, a.kind()) {
-            if let Some(n) = self.lower_nlink(l, &bpath)? {
-                a.nlink = n;
-            }
+            self.fix_lower_attr(&mut a, l, &bpath)?;
         }
         Ok(a)
     }

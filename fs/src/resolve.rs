@@ -385,12 +385,17 @@ impl Union {
         }
         if r.place.metacopy() {
             if let Some((layer, p)) = &r.place.lower {
-                if let Ok(lst) = self
-                    .lowers
-                    .get(*layer)
-                    .map_or_else(|| Err(errno(libc::EIO)), |b| b.stat(p))
-                {
-                    a.blocks = lst.st_blocks.max(0) as u64;
+                if let Ok(b) = self.lower_data_blocks(*layer, p) {
+                    a.blocks = b;
+                }
+            }
+        } else if let (false, Some(m), Some((layer, p))) = (r.place.upper, &r.meta, &r.place.lower)
+        {
+            // A pushed-down upper's metadata-only copy: the blocks of the file it names.
+            if let (Some((below, target)), None) = (&m.data, &m.delta) {
+                let data = self.data_layer(Layer::Lower(*layer), *below, p);
+                if let Ok(b) = data.and_then(|l| self.lower_data_blocks(l, target)) {
+                    a.blocks = b;
                 }
             }
         }
