@@ -23,6 +23,7 @@ pub mod fuse_adapter;
 pub mod fuse_mount;
 mod handles;
 pub mod idmap;
+pub mod index;
 mod inode;
 pub mod meta;
 pub mod mount;
