@@ -4,6 +4,13 @@
 //! upper is pushed down as the new top lower (`lowerdir=uK:...:u1:l0:l1`) with a fresh
 //! upper and workdir, and both are mounted again: at least 6 rotations per seed.
 //!
+//! Kernel options: 6.18 accepts `redirect_dir=on,index=on,metacopy=on` with every branch
+//! on the ext4 under /tmp (index=on needs file handles on the upper fs, which ext4 has;
+//! `nfs_export` stays off, its module default, and is not needed). Fresh upper and
+//! workdir per level keep index=on's check of the upper's origin against the first lower
+//! satisfied. A kernel that refuses gets fewer options (support/mount.rs); the set used
+//! is in every failure and in the summary line.
+//!
 //! Checked: every operation's outcome (errno, stat, bytes, st_ino kept) equals the
 //! kernel's; at every rotation the whole merged tree (names, types, content hashes,
 //! modes, owners, sizes, nlink, symlink targets, user xattrs, hard-link groups) equals
@@ -303,9 +310,14 @@ impl Run {
             }
         }
         self.compare_trees(&p, "at the end");
+        let extra: Vec<&str> =
+            p.o.options
+                .split(',')
+                .filter(|o| !o.contains("dir="))
+                .collect();
         eprintln!(
-            "stack_random: seed {}: {ops} ops ({ok} succeeded), {} levels, strata kept st_ino of {beyond} paths the kernel did not, {repairs} overlayfs repairs",
-            self.seed, self.level
+            "stack_random: seed {}: {ops} ops ({ok} succeeded), {} levels, strata kept st_ino of {beyond} paths the kernel did not, {repairs} overlayfs repairs (overlayfs -o {})",
+            self.seed, self.level, extra.join(",")
         );
     }
 }
