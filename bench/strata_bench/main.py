@@ -20,6 +20,7 @@ NEEDS = {  # Debian packages per workload
     "start": ["runc", "podman", "fuse-overlayfs", "busybox-static"],
     "seed": ["podman", "fuse-overlayfs", "busybox-static"],
     "tracing": [],
+    "chain": ["fio"],
 }
 
 

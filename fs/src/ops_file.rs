@@ -87,8 +87,8 @@ impl Union {
             return Ok((Layer::Lower(*l), p.clone()));
         }
         if let Some(d) = &place.dir {
-            if let Some(&l) = d.layers.first() {
-                return Ok((Layer::Lower(l), d.lower_path.clone()));
+            if let Some((l, lp)) = d.layers.first() {
+                return Ok((Layer::Lower(*l), lp.clone()));
             }
         }
         if path.as_os_str().is_empty() && !self.lowers.is_empty() {
@@ -112,8 +112,8 @@ impl Union {
         self.fix_merged_dir_nlink(&mut a, &place);
         if place.metacopy() && !place.delta {
             if let Some((l, p)) = &place.lower {
-                if let Ok(lst) = self.branch(Layer::Lower(*l))?.stat(p) {
-                    a.blocks = lst.st_blocks.max(0) as u64;
+                if let Ok(b) = self.lower_data_blocks(*l, p) {
+                    a.blocks = b;
                 }
             }
         }
@@ -127,6 +127,9 @@ impl Union {
             {
                 a.nlink = n.min(u64::from(u32::MAX)) as u32;
             }
+        }
+        if let (Layer::Lower(l), libc::S_IFREG) = (layer, a.kind()) {
+            self.fix_lower_attr(&mut a, l, &bpath)?;
         }
         Ok(a)
     }
@@ -299,7 +302,13 @@ impl Union {
             };
             let fd =
                 self.open_to_read(layer, &bpath, self.file_open_flags(flags & !libc::O_TRUNC))?;
-            (layer, File::from(fd))
+            let file = File::from(fd);
+            match layer {
+                Layer::Lower(l) if place.kind == libc::S_IFREG => {
+                    return self.open_lower_chain(ino, &path, l, &bpath, file);
+                }
+                _ => (layer, file),
+            }
         };
         Ok(self
             .handles

@@ -44,7 +44,8 @@ pub struct Ctx {
 pub(crate) struct Work {
     /// `WORKDIR/work`: staging for copy-up and new directories.
     pub dir: OwnedFd,
-    /// `WORKDIR/index`: one entry per lower hard-linked inode that was copied up.
+    /// `WORKDIR/index`: where older strata kept the hard-link index (read, not written:
+    /// the index is in the upper now, index.rs).
     pub index: OwnedFd,
 }
 
@@ -104,15 +105,13 @@ impl Union {
         opts: MountOptions,
         meta: MetaStore,
     ) -> Union {
-        let layers: Vec<usize> = (0..lowers.len()).collect();
+        let layers: Vec<(usize, PathBuf)> =
+            (0..lowers.len()).map(|l| (l, PathBuf::new())).collect();
         let root_place = Placement {
             kind: libc::S_IFDIR,
             upper: upper.is_some(),
             lower: None,
-            dir: Some(crate::inode::DirInfo {
-                lower_path: PathBuf::new(),
-                layers,
-            }),
+            dir: Some(crate::inode::DirInfo { layers }),
             redirected: false,
             delta: false,
         };
