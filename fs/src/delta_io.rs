@@ -146,6 +146,8 @@ impl Union {
             return Ok(Some(existing));
         }
         map.insert(ino, Arc::downgrade(&d));
+        drop(map);
+        self.flatten_if_deep(&d);
         Ok(Some(d))
     }
 

@@ -18,6 +18,7 @@ pub mod delta;
 mod delta_io;
 mod delta_seek;
 mod dirmerge;
+pub mod flatten;
 pub mod fsck;
 pub mod fuse_adapter;
 pub mod fuse_mount;
