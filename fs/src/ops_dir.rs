@@ -324,7 +324,7 @@ impl Union {
         name: &OsStr,
         r: Resolved,
     ) -> io::Result<Resolved> {
-        if r.place.upper || r.place.kind != libc::S_IFREG || r.st.st_nlink <= 1 {
+        if r.place.upper || r.place.is_dir() || r.st.st_nlink <= 1 {
             return Ok(r);
         }
         self.copy_up_at(&join(ppath, name), &r, false)?;

@@ -307,7 +307,7 @@ impl Union {
             Some(i) => i,
             None => self.layer_ino(Layer::Lower(layer), &st)?,
         };
-        if use_index && st.st_nlink > 1 && fmt(&st) == libc::S_IFREG {
+        if use_index && st.st_nlink > 1 && !is_dir(&st) {
             if self.writable() {
                 if let Some(r) = self.link_from_index(path, ino)? {
                     return Ok(r);
