@@ -721,3 +721,33 @@ fn hard_linked_symlink_and_fifo_across_levels() {
     assert_eq!(ino("q"), ino("d/q2"));
     assert_eq!(ino("q"), ino("q3"));
 }
+
+/// A redirect names a path in the merged namespace of the layers below: a directory
+/// moved out from under a directory made opaque at an earlier level shows only what the
+/// opaque directory shows, not the bottom layer's directory at the same path.
+#[test]
+fn redirect_through_an_opaque_parent() {
+    let mut p = Fixture::new()
+        .lower(
+            Layer::new()
+                .file("g/g/f", "bottom\n")
+                .file("a/b/keep", "k\n"),
+        )
+        .pair();
+    p.both("rm -r g; mkdir -p g/g; g/g/new", |m| {
+        std::fs::remove_dir_all(m.p("g")).unwrap();
+        std::fs::create_dir_all(m.p("g/g")).unwrap();
+        std::fs::write(m.p("g/g/new"), "new\n").is_ok()
+    });
+    rotate(&mut p, "opaque g");
+    p.both("mv g/g a/b/a", |m| m.rename("g/g", "a/b/a"));
+    p.both("ls a/b/a", |m| {
+        let mut v: Vec<_> = std::fs::read_dir(m.p("a/b/a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    });
+    rotate(&mut p, "moved out of the opaque dir");
+}
