@@ -751,3 +751,27 @@ fn redirect_through_an_opaque_parent() {
     });
     rotate(&mut p, "moved out of the opaque dir");
 }
+
+/// A directory moved at one level, then a child of it moved at the next: the child's
+/// redirect is followed through its parent's redirect in the layer below (the layers
+/// deeper still hold the child under the parent's old name).
+#[test]
+fn redirect_through_a_parent_moved_at_an_earlier_level() {
+    let mut p = Fixture::new()
+        .lower(
+            Layer::new()
+                .file("a/x", "x\n")
+                .file("g/g/f", "f\n")
+                .file("c/y", "y\n"),
+        )
+        .pair();
+    p.both("exchange a g; write g/g", |m| {
+        m.rename_exchange("a", "g").unwrap();
+        std::fs::write(m.p("g/g"), "file\n").is_ok()
+    });
+    rotate(&mut p, "exchanged a and g");
+    p.both("exchange a/g c", |m| m.rename_exchange("a/g", "c"));
+    p.both("read c/f", |m| std::fs::read(m.p("c/f")).ok());
+    assert_eq!(read(&p.s, "c/f"), b"f\n");
+    rotate(&mut p, "moved twice");
+}

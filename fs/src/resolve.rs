@@ -235,6 +235,42 @@ impl Union {
         Ok(chain)
     }
 
+    /// The path a redirect written now for the directory at merged `path` names: its path
+    /// in the merged namespace of the lowers, that is `path` with the nearest ancestor
+    /// renamed in the upper replaced by that ancestor's own redirect.
+    pub(crate) fn lower_ns_path(&self, path: &Path) -> io::Result<PathBuf> {
+        let mut out = PathBuf::new();
+        let mut cur = PathBuf::new();
+        let comps: Vec<&OsStr> = path.iter().collect();
+        for (i, name) in comps.iter().enumerate() {
+            let parent = cur.clone();
+            cur.push(name);
+            out.push(name);
+            if i + 1 == comps.len() {
+                break;
+            }
+            let ud = match self.dirfd(Layer::Upper, &parent) {
+                Ok(d) => d,
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            match stat_at(ud.as_fd(), name) {
+                Ok(st) if is_dir(&st) => {}
+                Ok(_) => continue,
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => return Err(e),
+            }
+            if let Some(r) = self
+                .meta
+                .read(&sys::proc_path(ud.as_fd(), name)?)?
+                .and_then(|m| m.redirect)
+            {
+                out = r;
+            }
+        }
+        Ok(out)
+    }
+
     /// Resolution of an entry found in the upper.
     fn resolved_upper(
         &self,
