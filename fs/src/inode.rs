@@ -479,6 +479,37 @@ mod tests {
     }
 
     #[test]
+    fn a_lookup_under_a_later_name_leads_with_its_placement() {
+        let mut t = NodeTable::with_root(place(libc::S_IFDIR));
+        let lower = place(libc::S_IFREG);
+        let upper = Placement {
+            upper: true,
+            ..place(libc::S_IFREG)
+        };
+        t.found(
+            ROOT,
+            OsStr::new("f"),
+            7,
+            lower.clone(),
+            true,
+            Some(t.clock()),
+        );
+        t.found(ROOT, OsStr::new("g"), 7, lower, true, Some(t.clock()));
+        assert_eq!(t.path(7), Some(PathBuf::from("g")));
+        // f looked up again leads to an upper copy: the node's path must be f.
+        t.found(
+            ROOT,
+            OsStr::new("f"),
+            7,
+            upper.clone(),
+            true,
+            Some(t.clock()),
+        );
+        assert_eq!(t.path(7), Some(PathBuf::from("f")));
+        assert_eq!(t.get(7).unwrap().place, upper);
+    }
+
+    #[test]
     fn parent_kept_while_child_lives() {
         let mut t = NodeTable::with_root(place(libc::S_IFDIR));
         t.found(ROOT, OsStr::new("d"), 5, place(libc::S_IFDIR), true, None);
