@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use strata_tests::{Fixture, Layer, Mounted, Pair};
+use strata_tests::{Fixture, Layer, Mounted, Pair, Wh};
 
 /// Unmount, push the upper down as the top lower, mount again with a fresh upper.
 fn rotate_one(m: &mut Mounted) {
@@ -678,4 +678,147 @@ fn whiteouts_and_opaque_dirs_across_levels() {
     p.both("listing of d/sub", |m| {
         std::fs::read_dir(m.p("d/sub")).unwrap().count()
     });
+}
+
+/// Link count of `rel` (not following a symlink).
+fn nlink(m: &Mounted, rel: &str) -> u64 {
+    std::fs::symlink_metadata(m.p(rel))
+        .unwrap_or_else(|e| panic!("{}: lstat /{rel}: {e}", m.label()))
+        .nlink()
+}
+
+/// Hard-linked symlinks and fifos are lower hard links like regular files: removing one
+/// name of a pushed-down pair leaves the other with nlink 1, and linking one again counts
+/// every name (overlayfs indexes every non-directory kind).
+#[test]
+fn hard_linked_symlink_and_fifo_across_levels() {
+    let mut p = Fixture::new()
+        .lower(Layer::new().file("f", "x\n").file("d/keep", "k\n"))
+        .pair();
+    p.both("symlink s, mkfifo q, link each", |m| {
+        std::os::unix::fs::symlink("../f", m.p("s")).unwrap();
+        std::fs::hard_link(m.p("s"), m.p("d/s2")).unwrap();
+        nix::unistd::mkfifo(&m.p("q"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        std::fs::hard_link(m.p("q"), m.p("d/q2")).is_ok()
+    });
+    rotate(&mut p, "hard-linked symlink and fifo");
+    p.both("rm d/s2; ln q q3", |m| {
+        std::fs::remove_file(m.p("d/s2")).unwrap();
+        std::fs::hard_link(m.p("q"), m.p("q3")).is_ok()
+    });
+    p.both("nlink of s, q, q3, d/q2", |m| {
+        ["s", "q", "q3", "d/q2"].map(|n| nlink(m, n))
+    });
+    assert_eq!(nlink(&p.s, "s"), 1);
+    assert_eq!(nlink(&p.s, "q"), 3);
+    // overlayfs's index stays in its workdir, so its pushed-down q loses the count (see
+    // lower_hard_link_index_moves_with_the_upper): check strata against what is right.
+    p.same_tree("after dropping and adding names");
+    rotate_one(&mut p.s);
+    let got = ["s", "q", "q3", "d/q2"].map(|n| nlink(&p.s, n));
+    assert_eq!(got, [1, 3, 3, 3], "{}", p.s.log());
+    let ino = |n: &str| std::fs::symlink_metadata(p.s.p(n)).unwrap().ino();
+    assert_eq!(ino("q"), ino("d/q2"));
+    assert_eq!(ino("q"), ino("q3"));
+}
+
+/// A redirect names a path in the merged namespace of the layers below: a directory
+/// moved out from under a directory made opaque at an earlier level shows only what the
+/// opaque directory shows, not the bottom layer's directory at the same path.
+#[test]
+fn redirect_through_an_opaque_parent() {
+    let mut p = Fixture::new()
+        .lower(
+            Layer::new()
+                .file("g/g/f", "bottom\n")
+                .file("a/b/keep", "k\n"),
+        )
+        .pair();
+    p.both("rm -r g; mkdir -p g/g; g/g/new", |m| {
+        std::fs::remove_dir_all(m.p("g")).unwrap();
+        std::fs::create_dir_all(m.p("g/g")).unwrap();
+        std::fs::write(m.p("g/g/new"), "new\n").is_ok()
+    });
+    rotate(&mut p, "opaque g");
+    p.both("mv g/g a/b/a", |m| m.rename("g/g", "a/b/a"));
+    p.both("ls a/b/a", |m| {
+        let mut v: Vec<_> = std::fs::read_dir(m.p("a/b/a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    });
+    rotate(&mut p, "moved out of the opaque dir");
+}
+
+/// A directory moved at one level, then a child of it moved at the next: the child's
+/// redirect is followed through its parent's redirect in the layer below (the layers
+/// deeper still hold the child under the parent's old name).
+#[test]
+fn redirect_through_a_parent_moved_at_an_earlier_level() {
+    let mut p = Fixture::new()
+        .lower(
+            Layer::new()
+                .file("a/x", "x\n")
+                .file("g/g/f", "f\n")
+                .file("c/y", "y\n"),
+        )
+        .pair();
+    p.both("exchange a g; write g/g", |m| {
+        m.rename_exchange("a", "g").unwrap();
+        std::fs::write(m.p("g/g"), "file\n").is_ok()
+    });
+    rotate(&mut p, "exchanged a and g");
+    p.both("exchange a/g c", |m| m.rename_exchange("a/g", "c"));
+    p.both("read c/f", |m| std::fs::read(m.p("c/f")).ok());
+    assert_eq!(read(&p.s, "c/f"), b"f\n");
+    rotate(&mut p, "moved twice");
+}
+
+/// A lower hard-link group that gained a name at one level (copied up through the index)
+/// and lost that name at the next: the names left, in the old upper and in the bottom
+/// layer, still open and read the group's bytes.
+#[test]
+fn lower_hard_link_group_after_its_new_name_goes() {
+    // The new name lands on a whiteout of the top lower, over a file of the bottom one.
+    let mut p = Fixture::new()
+        .lower(Layer::new().whiteout("b", Wh::File))
+        .lower(
+            Layer::new()
+                .file("f", big(2 << 20))
+                .hardlink("c/b", "f")
+                .file("b", "b bottom\n"),
+        )
+        .pair();
+    p.both("ln c/b b", |m| m.link("c/b", "b"));
+    p.same_tree("a third name");
+    // overlayfs's index stays in its workdir (see lower_hard_link_index_moves_with_the_upper):
+    // from here on strata is checked against what is right.
+    let s = &mut p.s;
+    rotate_one(s);
+    // Every name looked up before one of them goes, c/b last (it leads the node's names).
+    let _ = s.tree();
+    for n in ["b", "f", "c/b"] {
+        std::fs::symlink_metadata(s.p(n)).unwrap();
+    }
+    std::fs::remove_file(s.p("b")).unwrap();
+    std::fs::create_dir(s.p("b")).unwrap();
+    // A listing looks f up again: it now leads to the new upper's index copy.
+    let _ = std::fs::read_dir(s.p("")).unwrap().count();
+    let _ = s.tree();
+    for n in ["f", "c/b"] {
+        let got = std::fs::read(s.p(n)).map_err(|e| format!("{n}: {e}\n{}", s.log()));
+        assert!(
+            got.as_ref().is_ok_and(|b| *b == big(2 << 20)),
+            "{n}: {:?}",
+            got.as_ref().map(|b| b.len())
+        );
+        assert_eq!(nlink(s, n), 2);
+    }
+    let ino = |n: &str| std::fs::symlink_metadata(s.p(n)).unwrap().ino();
+    assert_eq!(ino("f"), ino("c/b"));
+    rotate_one(s);
+    assert!(read(s, "f") == big(2 << 20));
+    assert_eq!(nlink(s, "c/b"), 2);
 }

@@ -361,7 +361,8 @@ impl Union {
         let Layer::Lower(layer_idx) = *layer else {
             return Err(errno(libc::EIO));
         };
-        let indexed = fmt(st) == libc::S_IFREG && st.st_nlink > 1;
+        // Every non-directory kind can be hard-linked (as overlayfs indexes them all).
+        let indexed = fmt(st) != libc::S_IFDIR && st.st_nlink > 1;
         let metacopy = !data && !indexed && fmt(st) == libc::S_IFREG;
         let tmp = self.tmp_name();
         let result = (|| -> io::Result<()> {
@@ -371,6 +372,11 @@ impl Union {
                 device: fmt(st) == libc::S_IFCHR && st.st_rdev == 0,
                 ..Meta::default()
             };
+            if indexed {
+                // A pushed-down upper's copy keeps the count in its record (its own
+                // st_nlink also counts its index entry).
+                meta.nlink = Some(r.meta.as_ref().and_then(|m| m.nlink).unwrap_or(st.st_nlink));
+            }
             match fmt(st) {
                 libc::S_IFREG => {
                     let dst = File::from(open_in(
@@ -390,12 +396,6 @@ impl Union {
                         if !self.opts.no_fsync {
                             dst.sync_all()?;
                         }
-                    }
-                    if indexed {
-                        // A pushed-down upper's copy keeps the count in its record (its
-                        // own st_nlink also counts its index entry).
-                        meta.nlink =
-                            Some(r.meta.as_ref().and_then(|m| m.nlink).unwrap_or(st.st_nlink));
                     }
                 }
                 libc::S_IFLNK => {

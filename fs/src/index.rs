@@ -1,4 +1,5 @@
-//! The hard-link index: one whole copy per lower hard-linked inode that was copied up, so
+//! The hard-link index: one whole copy per lower hard-linked inode (of any non-directory
+//! kind, as overlayfs indexes them) that was copied up, so
 //! that every name of the inode stays one inode in the merged view.
 //!
 //! The copies live in the upper itself, in the reserved directory `.wh..wh.index` at its
@@ -129,13 +130,13 @@ impl Union {
                 Err(e) => return Err(e),
             };
             let meta = self.lower_meta(d.as_fd(), OsStr::new(&iname))?;
-            if fmt(&st) != libc::S_IFREG || meta.as_ref().and_then(|m| m.ino) != Some(ino) {
+            if fmt(&st) == libc::S_IFDIR || meta.as_ref().and_then(|m| m.ino) != Some(ino) {
                 tracing::warn!(layer = l, entry = ?iname, "an index entry that is not the copy of its inode; ignored");
                 continue;
             }
             return Ok(Some(Resolved {
                 place: Placement {
-                    kind: libc::S_IFREG,
+                    kind: fmt(&st),
                     upper: false,
                     lower: Some((l, PathBuf::from(INDEX_DIR).join(&iname))),
                     dir: None,

@@ -202,6 +202,7 @@ impl NodeTable {
         seen: Option<u64>,
     ) -> u64 {
         let mut new_alias = false;
+        let mut moved = false;
         let fresh = self.next_generation;
         let generation;
         if seen.is_none() {
@@ -218,10 +219,25 @@ impl NodeTable {
                     self.next_generation += 1;
                 }
                 generation = node.generation;
-                if !node.aliases.iter().any(|(p, n)| *p == parent && n == name) {
-                    // The name just looked up is the surest path: put it first.
-                    node.aliases.insert(0, (parent, name.to_os_string()));
-                    new_alias = true;
+                // The name just looked up is the surest path: put it first. `place` is
+                // where this name leads (a hard link's names may live in different
+                // branches), so it only describes the node with this name first.
+                match node
+                    .aliases
+                    .iter()
+                    .position(|(p, n)| *p == parent && n == name)
+                {
+                    Some(0) => {}
+                    Some(i) => {
+                        let a = node.aliases.remove(i);
+                        node.aliases.insert(0, a);
+                        moved = true;
+                    }
+                    None => {
+                        node.aliases.insert(0, (parent, name.to_os_string()));
+                        new_alias = true;
+                        moved = true;
+                    }
                 }
                 match seen {
                     None => {
@@ -229,8 +245,13 @@ impl NodeTable {
                         node.place_stale = false;
                         node.place_at = now;
                     }
-                    // A copy-up that finished after this lookup began placed it: keep that.
-                    Some(seen) if !reused && node.place_at > seen => {}
+                    // A copy-up that finished after this lookup began placed it: keep that
+                    // (resolved again when it was made under the name that led before).
+                    Some(seen) if !reused && node.place_at > seen => {
+                        if moved {
+                            node.place_stale = true;
+                        }
+                    }
                     Some(_) => {
                         node.place = place;
                         node.place_stale = false;
@@ -455,6 +476,37 @@ mod tests {
         let later = t.clock();
         assert!(t.resolved(7, place(libc::S_IFLNK), later));
         assert_eq!(t.get(7).unwrap().place.kind, libc::S_IFLNK);
+    }
+
+    #[test]
+    fn a_lookup_under_a_later_name_leads_with_its_placement() {
+        let mut t = NodeTable::with_root(place(libc::S_IFDIR));
+        let lower = place(libc::S_IFREG);
+        let upper = Placement {
+            upper: true,
+            ..place(libc::S_IFREG)
+        };
+        t.found(
+            ROOT,
+            OsStr::new("f"),
+            7,
+            lower.clone(),
+            true,
+            Some(t.clock()),
+        );
+        t.found(ROOT, OsStr::new("g"), 7, lower, true, Some(t.clock()));
+        assert_eq!(t.path(7), Some(PathBuf::from("g")));
+        // f looked up again leads to an upper copy: the node's path must be f.
+        t.found(
+            ROOT,
+            OsStr::new("f"),
+            7,
+            upper.clone(),
+            true,
+            Some(t.clock()),
+        );
+        assert_eq!(t.path(7), Some(PathBuf::from("f")));
+        assert_eq!(t.get(7).unwrap().place, upper);
     }
 
     #[test]

@@ -324,7 +324,7 @@ impl Union {
         name: &OsStr,
         r: Resolved,
     ) -> io::Result<Resolved> {
-        if r.place.upper || r.place.kind != libc::S_IFREG || r.st.st_nlink <= 1 {
+        if r.place.upper || r.place.is_dir() || r.st.st_nlink <= 1 {
             return Ok(r);
         }
         self.copy_up_at(&join(ppath, name), &r, false)?;
@@ -443,7 +443,7 @@ impl Union {
                 let p = sys::proc_path(pd.as_fd(), &name)?;
                 let mut m = self.meta.read(&p)?.unwrap_or_default();
                 m.ino.get_or_insert(r.ino);
-                m.redirect = d.lower_path().map(Path::to_path_buf);
+                m.redirect = Some(self.lower_ns_path(path)?);
                 self.meta.write(&p, &m)?;
             }
             Some(d) if !d.layers.is_empty() => {}

@@ -117,7 +117,7 @@ impl Union {
                 }
             }
         }
-        if layer == Layer::Upper && a.kind() == libc::S_IFREG && st.st_nlink > 1 {
+        if layer == Layer::Upper && a.kind() != libc::S_IFDIR && st.st_nlink > 1 {
             let (pp, name) = split(&path)?;
             let pd = self.dirfd(Layer::Upper, &pp)?;
             if let Some(n) = self
@@ -128,8 +128,10 @@ impl Union {
                 a.nlink = n.min(u64::from(u32::MAX)) as u32;
             }
         }
-        if let (Layer::Lower(l), libc::S_IFREG) = (layer, a.kind()) {
-            self.fix_lower_attr(&mut a, l, &bpath)?;
+        if let Layer::Lower(l) = layer {
+            if a.kind() != libc::S_IFDIR {
+                self.fix_lower_attr(&mut a, l, &bpath)?;
+            }
         }
         Ok(a)
     }

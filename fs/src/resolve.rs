@@ -163,12 +163,8 @@ impl Union {
         candidates: Vec<(usize, PathBuf)>,
     ) -> io::Result<Vec<(usize, PathBuf)>> {
         let mut out = Vec::new();
-        let mut candidates = candidates;
-        let mut i = 0;
-        // Each step looks at one more branch or moves strictly down: bounded by the branches.
-        while i < candidates.len() && out.len() <= self.lowers.len() {
-            let (layer, lpath) = candidates[i].clone();
-            i += 1;
+        // One branch per step, top down; a redirect hands the rest to a walk strictly below.
+        for (layer, lpath) in candidates {
             let (parent, name) = match (lpath.parent(), lpath.file_name()) {
                 (Some(p), Some(n)) => (p, n),
                 _ => {
@@ -196,10 +192,9 @@ impl Union {
                         break;
                     }
                     if let Some(r) = redirect {
-                        candidates = (layer + 1..self.lowers.len())
-                            .map(|l| (l, r.clone()))
-                            .collect();
-                        i = 0;
+                        // The layers below hold it where their merged namespace has /R.
+                        out.extend(self.lower_walk(layer + 1, &r)?);
+                        break;
                     }
                 }
                 Ok(_) => break,
@@ -209,6 +204,68 @@ impl Union {
                     }
                 }
                 Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The directory at `/path` in the merged namespace of the lower branches from `start`
+    /// down (where a redirect written in branch `start - 1` names): each component is
+    /// looked up as a name in its merged parent, so an opaque directory or a whiteout on
+    /// the way hides the branches below it, and a directory redirected on the way (moved at
+    /// an earlier level) is followed, as overlayfs resolves a redirect.
+    pub(crate) fn lower_walk(
+        &self,
+        start: usize,
+        path: &Path,
+    ) -> io::Result<Vec<(usize, PathBuf)>> {
+        let mut chain: Vec<(usize, PathBuf)> = (start..self.lowers.len())
+            .map(|l| (l, PathBuf::new()))
+            .collect();
+        for comp in path.components() {
+            let std::path::Component::Normal(name) = comp else {
+                continue;
+            };
+            if chain.is_empty() {
+                break;
+            }
+            let candidates = chain.iter().map(|(l, p)| (*l, join(p, name))).collect();
+            chain = self.lower_dir_chain(candidates)?;
+        }
+        Ok(chain)
+    }
+
+    /// The path a redirect written now for the directory at merged `path` names: its path
+    /// in the merged namespace of the lowers, that is `path` with the nearest ancestor
+    /// renamed in the upper replaced by that ancestor's own redirect.
+    pub(crate) fn lower_ns_path(&self, path: &Path) -> io::Result<PathBuf> {
+        let mut out = PathBuf::new();
+        let mut cur = PathBuf::new();
+        let comps: Vec<&OsStr> = path.iter().collect();
+        for (i, name) in comps.iter().enumerate() {
+            let parent = cur.clone();
+            cur.push(name);
+            out.push(name);
+            if i + 1 == comps.len() {
+                break;
+            }
+            let ud = match self.dirfd(Layer::Upper, &parent) {
+                Ok(d) => d,
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            match stat_at(ud.as_fd(), name) {
+                Ok(st) if is_dir(&st) => {}
+                Ok(_) => continue,
+                Err(e) if is_enoent(&e) => continue,
+                Err(e) => return Err(e),
+            }
+            if let Some(r) = self
+                .meta
+                .read(&sys::proc_path(ud.as_fd(), name)?)?
+                .and_then(|m| m.redirect)
+            {
+                out = r;
             }
         }
         Ok(out)
@@ -243,20 +300,19 @@ impl Union {
         if is_dir(&st) {
             let d = self.dirfd(Layer::Upper, path)?;
             if !dir_is_opaque(d.as_fd())? {
-                let candidates: Option<Vec<(usize, PathBuf)>> = match &meta.redirect {
-                    Some(r) => Some((0..self.lowers.len()).map(|l| (l, r.clone())).collect()),
-                    None => pplace.dir.as_ref().map(|pdir| {
-                        pdir.layers
-                            .iter()
-                            .map(|(l, p)| (*l, join(p, name)))
-                            .collect()
+                place.dir = match (&meta.redirect, &pplace.dir) {
+                    (Some(r), _) => Some(DirInfo {
+                        layers: self.lower_walk(0, r)?,
                     }),
-                };
-                place.dir = match candidates {
-                    Some(c) => Some(DirInfo {
-                        layers: self.lower_dir_chain(c)?,
+                    (None, Some(pdir)) => Some(DirInfo {
+                        layers: self.lower_dir_chain(
+                            pdir.layers
+                                .iter()
+                                .map(|(l, p)| (*l, join(p, name)))
+                                .collect(),
+                        )?,
                     }),
-                    None => None,
+                    (None, None) => None,
                 };
             }
         } else if let Some((below, p)) = &meta.data {
@@ -307,7 +363,7 @@ impl Union {
             Some(i) => i,
             None => self.layer_ino(Layer::Lower(layer), &st)?,
         };
-        if use_index && st.st_nlink > 1 && fmt(&st) == libc::S_IFREG {
+        if use_index && st.st_nlink > 1 && !is_dir(&st) {
             if self.writable() {
                 if let Some(r) = self.link_from_index(path, ino)? {
                     return Ok(r);
