@@ -21,6 +21,7 @@ pub mod mount;
 pub mod ops;
 pub mod peer;
 pub mod stack;
+pub mod stack_pair;
 pub mod sys;
 pub mod tree;
 pub mod users;
