@@ -593,7 +593,7 @@ fn export(store: &Store, id: &str, output: Option<PathBuf>) -> R {
 }
 
 fn info(store: &Store) -> R {
-    let (drv, reason) = driver::choose(store, "auto")?;
+    let (drv, reason) = driver::choose(store, "auto", false)?;
     let cg = match cgroups::version() {
         cgroups::Version::V1 => "v1",
         cgroups::Version::V2 => "v2",
