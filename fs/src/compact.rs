@@ -19,7 +19,7 @@
 //! One worker thread per mount and a bounded queue; a full queue leaves the file a delta
 //! (a later write asks again). Unmount stops the worker between two chunks.
 
-use crate::delta::{read_full, DeltaMap, Source};
+use crate::delta::{DeltaMap, Source};
 use crate::delta_io::DeltaFile;
 use crate::union::Union;
 use parking_lot::{Condvar, Mutex};
@@ -205,7 +205,7 @@ impl Union {
             buf.resize(span as usize, 0);
             for &(o, n) in &runs {
                 let at = (o - pos) as usize;
-                read_full(&d.lower, &mut buf[at..at + n as usize], o)?;
+                d.lower.read(&mut buf[at..at + n as usize], o)?;
             }
             {
                 let st = d.state.lock();

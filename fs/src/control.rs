@@ -127,10 +127,10 @@ impl Union {
             ..Whence::default()
         };
         if p.is_dir() {
-            let layers = p.dir.as_ref().map(|d| d.layers.clone()).unwrap_or_default();
-            if let Some(d) = &p.dir {
-                if d.lower_path != rel && !layers.is_empty() {
-                    w.lower_path = Some(shown(&d.lower_path));
+            let layers = p.dir.as_ref().map(|d| d.layer_ids()).unwrap_or_default();
+            if let Some(lp) = p.dir.as_ref().and_then(|d| d.lower_path()) {
+                if lp != rel {
+                    w.lower_path = Some(shown(lp));
                 }
             }
             let (head, merged) = if p.upper {
@@ -262,11 +262,13 @@ impl Union {
                 }
             }
         }
-        let (lpath, layers) = match &pr.place.dir {
-            Some(d) => (d.lower_path.clone(), d.layers.clone()),
-            None => (parent.to_path_buf(), (0..self.lowers.len()).collect()),
+        let layers: Vec<(usize, std::path::PathBuf)> = match &pr.place.dir {
+            Some(d) => d.layers.clone(),
+            None => (0..self.lowers.len())
+                .map(|l| (l, parent.to_path_buf()))
+                .collect(),
         };
-        for l in layers {
+        for (l, lpath) in layers {
             let Ok(d) = self.dirfd(Layer::Lower(l), &lpath) else {
                 continue;
             };

@@ -270,9 +270,9 @@ impl Union {
             return Ok((Layer::Lower(*layer), p.clone(), st));
         }
         if let Some(d) = &r.place.dir {
-            if let Some(&layer) = d.layers.first() {
-                let st = self.branch(Layer::Lower(layer))?.stat(&d.lower_path)?;
-                return Ok((Layer::Lower(layer), d.lower_path.clone(), st));
+            if let Some((layer, lp)) = d.layers.first() {
+                let st = self.branch(Layer::Lower(*layer))?.stat(lp)?;
+                return Ok((Layer::Lower(*layer), lp.clone(), st));
             }
         }
         Err(errno(libc::EIO))
@@ -382,10 +382,11 @@ impl Union {
                     let size = st.st_size.max(0) as u64;
                     if metacopy {
                         dst.set_len(size)?;
-                        meta.data = Some((layer_idx, lpath.clone()));
+                        // Relative to the upper: the top lower is one below. The entry
+                        // named may be a pushed-down upper's copy: readers follow its record.
+                        meta.data = Some((layer_idx + 1, lpath.clone()));
                     } else {
-                        let sf = File::from(self.open_to_read(*layer, lpath, OFlag::O_RDONLY)?);
-                        copy_data(&sf, &dst, size)?;
+                        self.copy_chain(layer_idx, lpath, &dst, size)?;
                         if !self.opts.no_fsync {
                             dst.sync_all()?;
                         }
@@ -496,9 +497,13 @@ impl Union {
         let (ppath, name) = split(path)?;
         let pd = self.dirfd(Layer::Upper, &ppath)?;
         let dst = File::from(open_in_owned(pd.as_fd(), &name, OFlag::O_RDWR, 0)?);
-        let src = File::from(self.open_to_read(Layer::Lower(*layer), lpath, OFlag::O_RDONLY)?);
-        let len = dst.metadata()?.len().min(src.metadata()?.len());
-        copy_data(&src, &dst, len)?;
+        let src_len = self
+            .branch(Layer::Lower(*layer))?
+            .stat(lpath)?
+            .st_size
+            .max(0) as u64;
+        let len = dst.metadata()?.len().min(src_len);
+        self.copy_chain(*layer, lpath, &dst, len)?;
         if !self.opts.no_fsync {
             dst.sync_all()?;
         }

@@ -5,6 +5,7 @@
 //! reads take a snapshot of the map and do their I/O without it. Compaction into a whole
 //! file runs in the background (compact.rs).
 
+use crate::chain::Chain;
 use crate::delta::{read_full, DeltaMap, Ident, Source, DEFAULT_BLOCK, MAX_ENCODED};
 use crate::inode::Placement;
 use crate::meta::Meta;
@@ -24,8 +25,9 @@ use std::sync::{Arc, Weak};
 pub struct DeltaFile {
     /// The upper file (read-write).
     pub upper: File,
-    /// The lower file the unwritten blocks come from.
-    pub(crate) lower: File,
+    /// Where the unwritten blocks come from: the lower file, or the chain of layers below
+    /// when that file is itself a delta or a metadata-only copy (chain.rs).
+    pub(crate) lower: Chain,
     /// Node and path of the file in the mount (to update the node when it becomes whole).
     pub(crate) ino: u64,
     pub(crate) path: std::path::PathBuf,
@@ -51,7 +53,7 @@ impl DeltaFile {
 
     /// The block map (None once whole) and the lower file, for SEEK_DATA / SEEK_HOLE
     /// (delta_seek.rs).
-    pub(crate) fn map_and_lower(&self) -> (Option<DeltaMap>, &File) {
+    pub(crate) fn map_and_lower(&self) -> (Option<DeltaMap>, &Chain) {
         (self.state.lock().meta.delta.clone(), &self.lower)
     }
 
@@ -85,18 +87,20 @@ impl Union {
                 errno(libc::EIO)
             })?
             .unwrap_or_default();
-        let Some((layer, lpath)) = meta.data.clone() else {
+        let Some((below, lpath)) = meta.data.clone() else {
             self.mark_whole(ino, path);
             return Ok(None);
         };
-        let lower = File::from(
+        let layer = self.data_layer(Layer::Upper, below, path)?;
+        let first = File::from(
             self.open_to_read(Layer::Lower(layer), &lpath, OFlag::O_RDONLY)
                 .map_err(|e| {
                     tracing::error!(path = %path.display(), lower = %lpath.display(), "the lower file of a delta is gone: {e}");
                     errno(libc::EIO)
                 })?,
         );
-        let now = Ident::of(&nix::sys::stat::fstat(lower.as_fd())?);
+        let lower = self.chain_from(layer, &lpath, first)?;
+        let now = Ident::of(&nix::sys::stat::fstat(lower.top().as_fd())?);
         let mut meta = meta;
         match meta.ident {
             Some(was) if was != now => {
@@ -139,6 +143,40 @@ impl Union {
         Ok(Some(d))
     }
 
+    /// A read-only delta over the chain of a lower entry that carries a strata record (a
+    /// pushed-down upper's metadata-only copy or delta): reads merge its layers. None: the
+    /// entry is a plain file (`chain.base`).
+    pub(crate) fn lower_chain_file(
+        &self,
+        ino: u64,
+        path: &Path,
+        chain: Chain,
+    ) -> Result<Arc<DeltaFile>, File> {
+        let mut links = chain.links.into_iter();
+        let Some(top) = links.next() else {
+            return Err(chain.base);
+        };
+        let lower = Chain {
+            links: links.collect(),
+            base: chain.base,
+        };
+        Ok(Arc::new_cyclic(|me| DeltaFile {
+            upper: top.file,
+            lower,
+            ino,
+            path: path.to_path_buf(),
+            state: Mutex::new(DeltaState {
+                meta: Meta {
+                    delta: Some(top.map),
+                    ..Meta::default()
+                },
+            }),
+            me: me.clone(),
+            // Never compacted: a lower branch is not written.
+            compacting: AtomicBool::new(true),
+        }))
+    }
+
     fn delta_block(&self) -> u64 {
         if self.opts.delta_block > 0 {
             self.opts.delta_block
@@ -154,22 +192,11 @@ impl Union {
             return Ok(Vec::new());
         }
         let len = u64::from(size).min(file_size - off);
-        let runs = {
-            let st = d.state.lock();
-            match &st.meta.delta {
-                Some(m) => m.runs(off, len),
-                None => vec![(Source::Upper, off, len)],
-            }
-        };
+        let map = d.state.lock().meta.delta.clone();
         let mut buf = vec![0u8; len as usize];
-        for (src, o, n) in runs {
-            let at = (o - off) as usize;
-            let part = &mut buf[at..at + n as usize];
-            match src {
-                Source::Upper => read_full(&d.upper, part, o)?,
-                Source::Lower => read_full(&d.lower, part, o)?,
-                Source::Zero => part.fill(0),
-            }
+        match &map {
+            Some(m) => d.lower.view(Some((&d.upper, m))).read(&mut buf, off)?,
+            None => read_full(&d.upper, &mut buf, off)?,
         }
         Ok(buf)
     }
@@ -201,7 +228,7 @@ impl Union {
             for (src, o, n) in map.runs(bs, fill_len) {
                 if src == Source::Lower {
                     let at = (o - bs) as usize;
-                    read_full(&d.lower, &mut block[at..at + n as usize], o)?;
+                    d.lower.read(&mut block[at..at + n as usize], o)?;
                 }
             }
             d.upper.write_all_at(&block, bs)?;
@@ -276,7 +303,7 @@ impl Union {
                 while pos < o + n {
                     let chunk = (o + n - pos).min(1 << 20);
                     buf.resize(chunk as usize, 0);
-                    read_full(&d.lower, &mut buf, pos)?;
+                    d.lower.read(&mut buf, pos)?;
                     d.upper.write_all_at(&buf, pos)?;
                     pos += chunk;
                 }

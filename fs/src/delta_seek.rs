@@ -4,7 +4,6 @@
 //! extent map FUSE can carry (it has no FIEMAP request): `cp --sparse`, `tar -S` and
 //! backup tools find a delta's holes as on the whole file overlayfs would have copied.
 
-use crate::delta::DeltaMap;
 use crate::delta_io::DeltaFile;
 use crate::handles::OpenFile;
 use crate::union::{errno, Union};
@@ -50,31 +49,6 @@ fn all_data(d: &DeltaFile, offset: i64, data: bool) -> io::Result<i64> {
     Ok(if data { offset } else { size })
 }
 
-/// Where the bytes at one position come from, and up to where.
-enum Part<'a> {
-    /// A file (the upper or the lower): its own data and holes count, up to `end`.
-    File(&'a File, u64),
-    /// Zeros up to `end`.
-    Zero(u64),
-}
-
-/// The part of the merged file that starts at `pos` (< `size`).
-fn part_at<'a>(map: &DeltaMap, upper: &'a File, lower: &'a File, pos: u64, size: u64) -> Part<'a> {
-    let b = pos / map.block;
-    let i = map.ranges.partition_point(|r| r.1 <= b);
-    match map.ranges.get(i) {
-        Some(&(a, z)) if a <= b => Part::File(upper, z.saturating_mul(map.block).min(size)),
-        next => {
-            let next = next.map_or(size, |r| r.0.saturating_mul(map.block).min(size));
-            if pos < map.limit {
-                Part::File(lower, next.min(map.limit))
-            } else {
-                Part::Zero(next)
-            }
-        }
-    }
-}
-
 /// lseek(SEEK_DATA or SEEK_HOLE) in `f` from `pos`; None: nothing before EOF (ENXIO).
 fn seek_in(f: &File, pos: u64, data: bool) -> io::Result<Option<u64>> {
     let w = if data {
@@ -90,7 +64,8 @@ fn seek_in(f: &File, pos: u64, data: bool) -> io::Result<Option<u64>> {
     }
 }
 
-/// SEEK_DATA (`data`) or SEEK_HOLE from `offset` in the merged view of delta `d`.
+/// SEEK_DATA (`data`) or SEEK_HOLE from `offset` in the merged view of delta `d`, through
+/// every layer of its chain.
 pub(crate) fn seek(d: &DeltaFile, offset: i64, data: bool) -> io::Result<i64> {
     let size = d.upper.metadata()?.len();
     let (map, lower) = d.map_and_lower();
@@ -106,27 +81,10 @@ pub(crate) fn seek(d: &DeltaFile, offset: i64, data: bool) -> io::Result<i64> {
             None => Ok(size as i64),
         };
     };
-    let mut pos = start;
-    // Each step moves past one part: at most three per upper range (lower, zeros, upper).
-    let bound = map.ranges.len().saturating_mul(3).saturating_add(4);
-    for _ in 0..bound {
-        if pos >= size {
-            break;
-        }
-        let (found, end) = match part_at(&map, &d.upper, lower, pos, size) {
-            Part::Zero(end) if data => (None, end),
-            Part::Zero(_) => (Some(pos), pos),
-            Part::File(f, end) => (seek_in(f, pos, data)?.filter(|o| *o < end), end),
-        };
-        if let Some(o) = found {
-            return Ok(o as i64);
-        }
-        pos = end.max(pos + 1);
-    }
-    if data {
-        Err(errno(libc::ENXIO))
-    } else {
+    match lower.view(Some((&d.upper, &map))).seek(start, size, data)? {
+        Some(o) => Ok(o as i64),
+        None if data => Err(errno(libc::ENXIO)),
         // The virtual hole at the end of the file.
-        Ok(size as i64)
+        None => Ok(size as i64),
     }
 }

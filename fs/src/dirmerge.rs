@@ -88,9 +88,11 @@ impl Union {
             }
         }
         if let Some(d) = &place.dir {
-            for &layer in &d.layers {
+            for (layer, lpath) in &d.layers {
+                let layer = *layer;
                 let fs_index = self.branch(Layer::Lower(layer))?.fs_index;
-                let ents = read_branch_dir(self, Layer::Lower(layer), &d.lower_path)?;
+                let ents = read_branch_dir(self, Layer::Lower(layer), lpath)?;
+                let ld = self.dirfd(Layer::Lower(layer), lpath)?;
                 let mut layer_hidden = Vec::new();
                 for (name, kind, raw, wh) in ents {
                     if let Some(target) = whited_out_name(&name) {
@@ -107,12 +109,13 @@ impl Union {
                     if seen.contains(&name) || hidden.contains(&name) {
                         continue;
                     }
+                    // A pushed-down upper's entries report the number their record keeps.
+                    let ino = match self.lower_meta(ld.as_fd(), &name)?.and_then(|m| m.ino) {
+                        Some(i) => i,
+                        None => self.xino(fs_index, raw),
+                    };
                     seen.insert(name.clone());
-                    out.push(DirEntry {
-                        name,
-                        kind,
-                        ino: self.xino(fs_index, raw),
-                    });
+                    out.push(DirEntry { name, kind, ino });
                 }
                 hidden.extend(layer_hidden);
             }

@@ -111,10 +111,11 @@ fn check_file(path: &Path, lowers: &[PathBuf], repair: bool, out: &mut Vec<Findi
                 });
             }
         }
-        if let (Some((layer, lpath)), false) = (&meta.data, lowers.is_empty()) {
-            let problem = match lowers.get(*layer) {
+        if let (Some((below, lpath)), false) = (&meta.data, lowers.is_empty()) {
+            // `data +K`: K layers below the upper, so lower branch K-1.
+            let problem = match below.checked_sub(1).and_then(|l| lowers.get(l)) {
                 None => Some(format!(
-                    "its data is in lower branch {layer}, but only {} are given",
+                    "its data is {below} layers below, but only {} lower branches are given",
                     lowers.len()
                 )),
                 Some(l) => match nix::sys::stat::lstat(&l.join(lpath)) {

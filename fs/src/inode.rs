@@ -15,10 +15,22 @@ pub const ROOT: u64 = 1;
 /// Where the lower part of a directory is found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirInfo {
-    /// Path in the lower branches (differs from the merged path after a rename: redirect).
-    pub lower_path: PathBuf,
-    /// Lower branches holding the directory at `lower_path`, top first.
-    pub layers: Vec<usize>,
+    /// Lower branches holding the directory, top first, each with the path it is at there
+    /// (a redirect in a layer, upper or lower, moves the path of the layers below it).
+    pub layers: Vec<(usize, PathBuf)>,
+}
+
+impl DirInfo {
+    /// The path in the topmost lower branch holding the directory (what a redirect
+    /// written above it names).
+    pub fn lower_path(&self) -> Option<&Path> {
+        self.layers.first().map(|(_, p)| p.as_path())
+    }
+
+    /// The lower branches, top first.
+    pub fn layer_ids(&self) -> Vec<usize> {
+        self.layers.iter().map(|(l, _)| *l).collect()
+    }
 }
 
 /// Where a merged entry lives right now.

@@ -9,6 +9,7 @@ pub mod acl;
 pub mod atime;
 pub mod attr;
 pub mod branch;
+pub mod chain;
 pub mod compact;
 pub mod control;
 mod control_server;

@@ -4,13 +4,17 @@
 //! `user.strata.meta` otherwise. Its value is text, one `key value` pair per line:
 //!
 //! ```text
+//! format 2                  record format (absent: format 1)
 //! ino 1234                  st_ino the merged file reports (stable across copy-up)
 //! redirect /a/b             a renamed directory: its lower contents live at /a/b
-//! data 2 usr/lib/x.so       metadata-only copy-up: the bytes are still in lower 2 at that path
+//! data +2 usr/lib/x.so      metadata-only copy-up: the bytes are in the layer 2 below this one
 //! nlink 3                   link count of a copied-up lower hard link (kept in the index)
 //! device real               a character device 0/0 that is a device, not a whiteout
 //! ```
-//! Unknown keys are ignored so later versions can add fields. See docs/format.md.
+//! Every record is read relative to the layer holding it, so a layer means the same
+//! wherever it sits in a stack. Format 1's `data L PATH` (written by an upper over its
+//! lowers, L counted from the top lower) reads as `data +(L+1) PATH`. Unknown keys are
+//! ignored so later versions can add fields. See docs/format.md.
 
 use crate::delta::{DeltaMap, Ident};
 use crate::owner_write::{entry_at, with_owner_write};
@@ -37,6 +41,9 @@ pub fn is_internal_xattr(name: &[u8]) -> bool {
         .any(|p| name.starts_with(p.as_bytes()))
 }
 
+/// Record format written by this code (`format 2`).
+pub const FORMAT: u32 = 2;
+
 /// Parsed contents of the meta xattr.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Meta {
@@ -44,7 +51,8 @@ pub struct Meta {
     pub ino: Option<u64>,
     /// Lower path of a renamed directory (relative to the branch roots, no leading slash).
     pub redirect: Option<PathBuf>,
-    /// Lower branch and path holding the data of a metadata-only copy.
+    /// Where the data of a metadata-only copy or the base of a delta is: (K, PATH), the
+    /// entry at PATH in the layer K >= 1 positions below the layer holding the record.
     pub data: Option<(usize, PathBuf)>,
     /// Link count of a copied-up lower hard link (its upper copy also lives in the index).
     pub nlink: Option<u64>,
@@ -59,7 +67,7 @@ pub struct Meta {
 impl Meta {
     /// Serialize to the xattr value.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::new();
+        let mut v = format!("format {FORMAT}\n").into_bytes();
         if let Some(ino) = self.ino {
             v.extend_from_slice(format!("ino {ino}\n").as_bytes());
         }
@@ -82,8 +90,8 @@ impl Meta {
         if let Some(d) = &self.delta {
             v.extend_from_slice(d.encode().as_bytes());
         }
-        if let Some((layer, p)) = &self.data {
-            v.extend_from_slice(format!("data {layer} ").as_bytes());
+        if let Some((below, p)) = &self.data {
+            v.extend_from_slice(format!("data +{below} ").as_bytes());
             v.extend_from_slice(p.as_os_str().as_bytes());
             v.push(b'\n');
         }
@@ -101,12 +109,22 @@ impl Meta {
         let mut m = Meta::default();
         let mut delta_line: Option<String> = None;
         let mut blocks_line: Option<String> = None;
+        let mut format = 1;
+        let mut data_line: Option<(bool, usize, PathBuf)> = None;
         for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let (key, rest) = match line.iter().position(|b| *b == b' ') {
                 Some(i) => (&line[..i], &line[i + 1..]),
                 None => (line, &[][..]),
             };
             match key {
+                b"format" => {
+                    let s = std::str::from_utf8(rest).map_err(|_| "bad format".to_string())?;
+                    format = s
+                        .parse()
+                        .ok()
+                        .filter(|f| (1..=FORMAT).contains(f))
+                        .ok_or_else(|| format!("unknown record format '{s}'"))?;
+                }
                 b"ino" => {
                     let s = std::str::from_utf8(rest).map_err(|_| "bad ino".to_string())?;
                     let ino: u64 = s.parse().map_err(|_| format!("bad ino '{s}'"))?;
@@ -149,15 +167,34 @@ impl Meta {
                         .iter()
                         .position(|b| *b == b' ')
                         .ok_or_else(|| "bad data line".to_string())?;
-                    let layer = std::str::from_utf8(&rest[..i])
+                    let field = &rest[..i];
+                    let (relative, digits) = match field.strip_prefix(b"+") {
+                        Some(d) => (true, d),
+                        None => (false, field),
+                    };
+                    let n: usize = std::str::from_utf8(digits)
                         .ok()
+                        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty())
                         .and_then(|s| s.parse().ok())
                         .ok_or_else(|| "bad data layer".to_string())?;
                     let p = PathBuf::from(OsString::from_vec(rest[i + 1..].to_vec()));
-                    m.data = Some((layer, p));
+                    data_line = Some((relative, n, p));
                 }
                 _ => {}
             }
+        }
+        if let Some((relative, n, p)) = data_line {
+            // Format 1 counted lower branches from the top lower: L is L+1 below the upper.
+            let below = if relative || format >= 2 {
+                n
+            } else {
+                n.checked_add(1)
+                    .ok_or_else(|| "bad data layer".to_string())?
+            };
+            if below == 0 {
+                return Err("data names the layer holding the record".into());
+            }
+            m.data = Some((below, p));
         }
         if let Some(d) = delta_line {
             m.delta = Some(DeltaMap::decode(&d, blocks_line.as_deref())?);
@@ -204,6 +241,44 @@ impl MetaStore {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Read the meta of an entry in a lower branch, which either kind of daemon may have
+    /// written: this mount's name first, then the other namespace.
+    pub fn read_lower(&self, path: &CStr) -> io::Result<Option<Meta>> {
+        if let Some(m) = self.read(path)? {
+            return Ok(Some(m));
+        }
+        MetaStore {
+            name: self.other_name().to_os_string(),
+        }
+        .read(path)
+    }
+
+    /// The meta of an open file in a lower branch (either namespace); a corrupt value is an
+    /// error naming the problem.
+    pub fn try_read_lower_fd(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Option<Meta>, String> {
+        for name in [self.name.as_os_str(), self.other_name()] {
+            match sys::fgetxattr(fd, name) {
+                Ok(Some(v)) => return Meta::decode(&v).map(Some),
+                Ok(None) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOTSUP)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The namespace this mount does not write.
+    fn other_name(&self) -> &OsStr {
+        OsStr::new(if self.name == "trusted.strata.meta" {
+            "user.strata.meta"
+        } else {
+            "trusted.strata.meta"
+        })
     }
 
     /// Read the meta of an open file; None when absent or unreadable.
@@ -299,5 +374,13 @@ mod tests {
             "the root's inode number"
         );
         assert!(Meta::decode(b"").is_err());
+        // Format 1 counted from the top lower; format 2 from the layer holding the record.
+        let old = Meta::decode(b"data 0 foo\nend\n").unwrap();
+        assert_eq!(old.data, Some((1, PathBuf::from("foo"))));
+        let new = Meta::decode(b"format 2\ndata +3 a b\nend\n").unwrap();
+        assert_eq!(new.data, Some((3, PathBuf::from("a b"))));
+        assert!(Meta::decode(b"format 2\ndata +0 a\nend\n").is_err());
+        assert!(Meta::decode(b"format 9\nend\n").is_err());
+        assert!(Meta::decode(b"data -1 a\nend\n").is_err());
     }
 }

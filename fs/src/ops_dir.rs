@@ -333,7 +333,7 @@ impl Union {
 
     /// One name of an indexed hard link is going away: lower its recorded link count.
     fn drop_index_link(&self, dir: BorrowedFd<'_>, name: &OsStr, r: &Resolved) -> io::Result<()> {
-        if r.meta.as_ref().and_then(|m| m.nlink).is_some() {
+        if r.place.upper && r.meta.as_ref().and_then(|m| m.nlink).is_some() {
             self.adjust_index_nlink(dir, name, -1)?;
         }
         Ok(())
@@ -443,7 +443,7 @@ impl Union {
                 let p = sys::proc_path(pd.as_fd(), &name)?;
                 let mut m = self.meta.read(&p)?.unwrap_or_default();
                 m.ino.get_or_insert(r.ino);
-                m.redirect = Some(d.lower_path.clone());
+                m.redirect = d.lower_path().map(Path::to_path_buf);
                 self.meta.write(&p, &m)?;
             }
             Some(d) if !d.layers.is_empty() => {}

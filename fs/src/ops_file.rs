@@ -87,8 +87,8 @@ impl Union {
             return Ok((Layer::Lower(*l), p.clone()));
         }
         if let Some(d) = &place.dir {
-            if let Some(&l) = d.layers.first() {
-                return Ok((Layer::Lower(l), d.lower_path.clone()));
+            if let Some((l, lp)) = d.layers.first() {
+                return Ok((Layer::Lower(*l), lp.clone()));
             }
         }
         if path.as_os_str().is_empty() && !self.lowers.is_empty() {
@@ -125,6 +125,14 @@ impl Union {
                 .read(&crate::sys::proc_path(pd.as_fd(), &name)?)?
                 .and_then(|m| m.nlink)
             {
+                a.nlink = n.min(u64::from(u32::MAX)) as u32;
+            }
+        }
+        if let (Layer::Lower(_), libc::S_IFREG) = (layer, a.kind()) {
+            // A pushed-down upper's copy of a lower hard link keeps its count in its record.
+            let (pp, name) = split(&bpath)?;
+            let pd = self.dirfd(layer, &pp)?;
+            if let Some(n) = self.lower_meta(pd.as_fd(), &name)?.and_then(|m| m.nlink) {
                 a.nlink = n.min(u64::from(u32::MAX)) as u32;
             }
         }
@@ -299,7 +307,23 @@ impl Union {
             };
             let fd =
                 self.open_to_read(layer, &bpath, self.file_open_flags(flags & !libc::O_TRUNC))?;
-            (layer, File::from(fd))
+            let file = File::from(fd);
+            if let Layer::Lower(l) = layer {
+                if place.kind == libc::S_IFREG {
+                    let chain = self.chain_from(l, &bpath, file)?;
+                    return Ok(match self.lower_chain_file(ino, &path, chain) {
+                        Ok(d) => {
+                            let top = d.upper.try_clone()?;
+                            self.handles
+                                .add_file(OpenFile::new(top, ino, layer, false, Some(d)))
+                        }
+                        Err(plain) => self
+                            .handles
+                            .add_file(OpenFile::new(plain, ino, layer, false, None)),
+                    });
+                }
+            }
+            (layer, file)
         };
         Ok(self
             .handles

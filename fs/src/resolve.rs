@@ -98,25 +98,31 @@ impl Union {
         name: &OsStr,
         use_index: bool,
     ) -> io::Result<Resolved> {
-        let lpath = join(&pdir.lower_path, name);
-        for (k, &layer) in pdir.layers.iter().enumerate() {
-            let d = self.dirfd(Layer::Lower(layer), &pdir.lower_path)?;
+        for (k, (layer, ppath)) in pdir.layers.iter().enumerate() {
+            let layer = *layer;
+            let lpath = join(ppath, name);
+            let d = self.dirfd(Layer::Lower(layer), ppath)?;
             match stat_at(d.as_fd(), name) {
                 Ok(st) if is_whiteout_entry(&self.meta, d.as_fd(), name, &st)? => {
                     return Err(errno(libc::ENOENT))
                 }
                 Ok(st) if is_dir(&st) => {
-                    let layers = self.lower_dir_chain(&pdir.layers[k..], &lpath)?;
-                    let ino = self.layer_ino(Layer::Lower(layer), &st)?;
+                    let candidates: Vec<(usize, PathBuf)> = pdir.layers[k..]
+                        .iter()
+                        .map(|(l, p)| (*l, join(p, name)))
+                        .collect();
+                    let layers = self.lower_dir_chain(candidates)?;
+                    let meta = self.lower_meta(d.as_fd(), name)?;
+                    let ino = match meta.as_ref().and_then(|m| m.ino) {
+                        Some(i) => i,
+                        None => self.layer_ino(Layer::Lower(layer), &st)?,
+                    };
                     return Ok(Resolved {
                         place: Placement {
                             kind: libc::S_IFDIR,
                             upper: false,
                             lower: None,
-                            dir: Some(DirInfo {
-                                lower_path: lpath,
-                                layers,
-                            }),
+                            dir: Some(DirInfo { layers }),
                             redirected: false,
                             delta: false,
                         },
@@ -125,7 +131,10 @@ impl Union {
                         meta: None,
                     });
                 }
-                Ok(st) => return self.resolved_lower(path, layer, lpath, st, use_index),
+                Ok(st) => {
+                    let meta = self.lower_meta(d.as_fd(), name)?;
+                    return self.resolved_lower(path, layer, lpath, st, meta, use_index);
+                }
                 Err(e) if is_enoent(&e) => {
                     if has_whiteout_file(d.as_fd(), name)? {
                         return Err(errno(libc::ENOENT));
@@ -137,19 +146,37 @@ impl Union {
         Err(errno(libc::ENOENT))
     }
 
-    /// The lower branches among `candidates` that hold a directory at `lpath`, stopping
-    /// at a whiteout, a non-directory or an opaque directory.
+    /// The strata record of `name` in a lower directory (either namespace).
+    pub(crate) fn lower_meta(
+        &self,
+        dir: std::os::fd::BorrowedFd<'_>,
+        name: &OsStr,
+    ) -> io::Result<Option<Meta>> {
+        self.meta.read_lower(&sys::proc_path(dir, name)?)
+    }
+
+    /// Of the (lower branch, path) `candidates`, top first, those that hold a directory,
+    /// stopping at a whiteout, a non-directory or an opaque directory. A directory with a
+    /// redirect sends the lookup of every branch below it to the redirect's path.
     pub(crate) fn lower_dir_chain(
         &self,
-        candidates: &[usize],
-        lpath: &Path,
-    ) -> io::Result<Vec<usize>> {
-        let (parent, name) = match (lpath.parent(), lpath.file_name()) {
-            (Some(p), Some(n)) => (p, n),
-            _ => return Ok(candidates.to_vec()),
-        };
+        candidates: Vec<(usize, PathBuf)>,
+    ) -> io::Result<Vec<(usize, PathBuf)>> {
         let mut out = Vec::new();
-        for &layer in candidates {
+        let mut candidates = candidates;
+        let mut i = 0;
+        // Each step looks at one more branch or moves strictly down: bounded by the branches.
+        while i < candidates.len() && out.len() <= self.lowers.len() {
+            let (layer, lpath) = candidates[i].clone();
+            i += 1;
+            let (parent, name) = match (lpath.parent(), lpath.file_name()) {
+                (Some(p), Some(n)) => (p, n),
+                _ => {
+                    // A branch root is always a directory.
+                    out.push((layer, lpath));
+                    continue;
+                }
+            };
             let pd = match self.dirfd(Layer::Lower(layer), parent) {
                 Ok(fd) => fd,
                 Err(e) if is_enoent(&e) => continue,
@@ -157,10 +184,22 @@ impl Union {
             };
             match stat_at(pd.as_fd(), name) {
                 Ok(st) if is_dir(&st) => {
-                    out.push(layer);
-                    let d = self.dirfd(Layer::Lower(layer), lpath)?;
-                    if dir_is_opaque(d.as_fd())? {
+                    let d = self.dirfd(Layer::Lower(layer), &lpath)?;
+                    let opaque = dir_is_opaque(d.as_fd())?;
+                    let redirect = if opaque {
+                        None
+                    } else {
+                        self.lower_meta(pd.as_fd(), name)?.and_then(|m| m.redirect)
+                    };
+                    out.push((layer, lpath));
+                    if opaque {
                         break;
+                    }
+                    if let Some(r) = redirect {
+                        candidates = (layer + 1..self.lowers.len())
+                            .map(|l| (l, r.clone()))
+                            .collect();
+                        i = 0;
                     }
                 }
                 Ok(_) => break,
@@ -204,35 +243,30 @@ impl Union {
         if is_dir(&st) {
             let d = self.dirfd(Layer::Upper, path)?;
             if !dir_is_opaque(d.as_fd())? {
-                place.dir = match &meta.redirect {
-                    Some(r) => {
-                        let all: Vec<usize> = (0..self.lowers.len()).collect();
-                        Some(DirInfo {
-                            layers: self.lower_dir_chain(&all, r)?,
-                            lower_path: r.clone(),
-                        })
-                    }
-                    None => match &pplace.dir {
-                        Some(pdir) => {
-                            let lpath = join(&pdir.lower_path, name);
-                            Some(DirInfo {
-                                layers: self.lower_dir_chain(&pdir.layers, &lpath)?,
-                                lower_path: lpath,
-                            })
-                        }
-                        None => None,
-                    },
+                let candidates: Option<Vec<(usize, PathBuf)>> = match &meta.redirect {
+                    Some(r) => Some((0..self.lowers.len()).map(|l| (l, r.clone())).collect()),
+                    None => pplace.dir.as_ref().map(|pdir| {
+                        pdir.layers
+                            .iter()
+                            .map(|(l, p)| (*l, join(p, name)))
+                            .collect()
+                    }),
+                };
+                place.dir = match candidates {
+                    Some(c) => Some(DirInfo {
+                        layers: self.lower_dir_chain(c)?,
+                    }),
+                    None => None,
                 };
             }
-        } else if let Some((layer, p)) = &meta.data {
-            if *layer >= self.lowers.len() {
-                tracing::error!(path = %path.display(), layer, "metadata-only copy names a lower branch that is not mounted");
-                return Err(errno(libc::EIO));
-            }
+        } else if let Some((below, p)) = &meta.data {
+            let layer = &self.data_layer(Layer::Upper, *below, path)?;
             if let (Some(ino), Some(ident)) = (meta.ino, meta.ident) {
                 let fs_index = self.branch(Layer::Lower(*layer))?.fs_index;
                 let origin = self.xino(fs_index, ident.ino);
-                if ino != origin {
+                // An origin that is itself a strata entry reports the number its record
+                // keeps (a delta over a pushed-down upper's copy).
+                if ino != origin && self.recorded_ino(*layer, p)? != Some(ino) {
                     tracing::error!(path = %path.display(), ino, origin, "strata record names an inode number that is not its lower file's; run `strata fsck`");
                     return Err(errno(libc::EIO));
                 }
@@ -247,17 +281,32 @@ impl Union {
         })
     }
 
-    /// Resolution of a non-directory found in lower `layer`; a lower hard link whose inode
-    /// was already copied up resolves to its index copy, linked into the upper here.
+    /// The inode number the record of the entry at `lpath` in lower `layer` keeps.
+    fn recorded_ino(&self, layer: usize, lpath: &Path) -> io::Result<Option<u64>> {
+        let (Some(parent), Some(name)) = (lpath.parent(), lpath.file_name()) else {
+            return Ok(None);
+        };
+        let d = self.dirfd(Layer::Lower(layer), parent)?;
+        Ok(self.lower_meta(d.as_fd(), name)?.and_then(|m| m.ino))
+    }
+
+    /// Resolution of a non-directory found in lower `layer` (with its strata record, when
+    /// the branch is a pushed-down upper: the inode number and link count it keeps; its
+    /// data is found through the chain at open); a lower hard link whose inode was already
+    /// copied up resolves to its index copy, linked into the upper here.
     fn resolved_lower(
         &self,
         path: &Path,
         layer: usize,
         lpath: PathBuf,
         st: FileStat,
+        meta: Option<Meta>,
         use_index: bool,
     ) -> io::Result<Resolved> {
-        let ino = self.layer_ino(Layer::Lower(layer), &st)?;
+        let ino = match meta.as_ref().and_then(|m| m.ino) {
+            Some(i) => i,
+            None => self.layer_ino(Layer::Lower(layer), &st)?,
+        };
         if use_index && st.st_nlink > 1 && fmt(&st) == libc::S_IFREG && self.writable() {
             if let Some(r) = self.link_from_index(path, ino)? {
                 return Ok(r);
@@ -274,7 +323,7 @@ impl Union {
             },
             st,
             ino,
-            meta: None,
+            meta,
         })
     }
 

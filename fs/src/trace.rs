@@ -180,7 +180,7 @@ impl Origin {
             (false, None, _) => Origin::Lower(
                 p.dir
                     .as_ref()
-                    .and_then(|d| d.layers.first().copied())
+                    .and_then(|d| d.layers.first().map(|(l, _)| *l))
                     .unwrap_or(0),
             ),
         }

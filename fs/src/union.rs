@@ -104,15 +104,13 @@ impl Union {
         opts: MountOptions,
         meta: MetaStore,
     ) -> Union {
-        let layers: Vec<usize> = (0..lowers.len()).collect();
+        let layers: Vec<(usize, PathBuf)> =
+            (0..lowers.len()).map(|l| (l, PathBuf::new())).collect();
         let root_place = Placement {
             kind: libc::S_IFDIR,
             upper: upper.is_some(),
             lower: None,
-            dir: Some(crate::inode::DirInfo {
-                lower_path: PathBuf::new(),
-                layers,
-            }),
+            dir: Some(crate::inode::DirInfo { layers }),
             redirected: false,
             delta: false,
         };
