@@ -56,7 +56,7 @@ fn keepable(upper: &Path, image_layers: usize) -> std::result::Result<(), String
                 let m = strata_fs::meta::Meta::decode(&v)
                     .map_err(|e| format!("{}: corrupt {n}: {e}", p.display()))?;
                 if let Some((l, _)) = &m.data {
-                    if *l >= image_layers {
+                    if *l > image_layers {
                         return Err(format!(
                             "{} takes its data from the container's init layer",
                             p.display()
@@ -148,4 +148,34 @@ pub fn native_of(store: &Store, hex: &str) -> Option<Native> {
 /// True if any of the layers is native.
 pub fn any_native(store: &Store, hexes: &[String]) -> bool {
     hexes.iter().any(|h| native_of(store, h).is_some())
+}
+
+/// `strata fsck --image`: check every native layer of an image (its records against the
+/// layers below it, as `strata fsck UPPER --lowerdir` does); (layer hex, findings) per
+/// native layer, bottom first.
+pub fn fsck_image(
+    store: &Store,
+    what: &str,
+) -> Result<Vec<(String, Vec<strata_fs::fsck::Finding>)>> {
+    let _lock = store.lock_shared()?;
+    let id = crate::image::resolve(store, what)?;
+    let img = crate::image::load_image(store, &id)?;
+    let hexes = img.layer_hexes();
+    layer::check_present(store, &hexes)?;
+    let mut out = Vec::new();
+    for (i, h) in hexes.iter().enumerate() {
+        let Some(n) = native_of(store, h) else {
+            continue;
+        };
+        if n.below.as_slice() != &hexes[..i] {
+            return Err(err!(
+                "native layer {h} was committed over other layers than the image lists below it: the image is corrupt"
+            ));
+        }
+        let lowers: Vec<PathBuf> = n.below.iter().rev().map(|b| store.layer_dir(b)).collect();
+        let findings = strata_fs::fsck::fsck(&store.layer_dir(h), &lowers, false)
+            .map_err(|e| err!("layer {h}: {e}"))?;
+        out.push((h.clone(), findings));
+    }
+    Ok(out)
 }
