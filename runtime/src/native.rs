@@ -93,7 +93,8 @@ pub fn stage(store: &Store, cfg: &ContainerConfig) -> Result<Option<NativeStaged
         nix::unistd::syncfs(&f)
             .map_err(|e| err!("cannot sync {}: {e}", paths.merged().display()))?;
     }
-    let dir = store.staging_dir("native")?;
+    sweep_stale(store);
+    let dir = store.staging_dir(&format!("native-{}", std::process::id()))?;
     let mut staged = NativeStaged {
         dir,
         below: cfg.layers.clone(),
@@ -111,6 +112,27 @@ pub fn stage(store: &Store, cfg: &ContainerConfig) -> Result<Option<NativeStaged
     );
     staged.copied = copied;
     Ok(Some(staged))
+}
+
+/// Remove the staging copies of native commits whose process is gone (killed mid-copy):
+/// named `native-PID-RANDOM`, they hold no mount and nothing refers to them.
+fn sweep_stale(store: &Store) {
+    let Ok(rd) = std::fs::read_dir(store.tmp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("native-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if crate::container::pid_start_time(pid).is_none() {
+            let _ = remove_tree(&e.path());
+        }
+    }
 }
 
 /// Move a staged native layer into the store under a fresh local id (hold the exclusive
