@@ -34,8 +34,12 @@ impl Drop for NativeStaged {
     }
 }
 
+/// Uppers with at most this many entries are synced file by file, larger ones by one syncfs.
+const SYNC_EACH: u64 = 64;
+
 /// Why a container's upper cannot be kept as it is (the commit then expands it, as before).
-fn keepable(upper: &Path, image_layers: usize) -> std::result::Result<(), String> {
+/// Its number of entries when it can.
+fn keepable(upper: &Path, image_layers: usize) -> std::result::Result<u64, String> {
     // A record naming a branch below the image's layers points into the container's init
     // layer, which is not part of the image.
     let mut stack = vec![upper.to_path_buf()];
@@ -66,8 +70,7 @@ fn keepable(upper: &Path, image_layers: usize) -> std::result::Result<(), String
             }
         }
     }
-    tracing::debug!("native commit: {seen} upper entries checked");
-    Ok(())
+    Ok(seen)
 }
 
 /// Copy container `cfg`'s upper into the staging area as a native layer; None (with the
@@ -79,10 +82,13 @@ pub fn stage(store: &Store, cfg: &ContainerConfig) -> Result<Option<NativeStaged
     }
     let paths = Paths::new(store, &cfg.id);
     let upper = paths.upper();
-    if let Err(why) = keepable(&upper, cfg.layers.len()) {
-        tracing::info!("commit expands the upper: {why}");
-        return Ok(None);
-    }
+    let entries = match keepable(&upper, cfg.layers.len()) {
+        Ok(n) => n,
+        Err(why) => {
+            tracing::info!("commit expands the upper: {why}");
+            return Ok(None);
+        }
+    };
     let t = Instant::now();
     if driver::is_mounted(&paths.merged()) {
         // A live container: what its processes wrote may still sit in the kernel's page
@@ -101,7 +107,16 @@ pub fn stage(store: &Store, cfg: &ContainerConfig) -> Result<Option<NativeStaged
         copied: Default::default(),
     };
     let keep = |rel: &Path, p: &Path, m: &std::fs::Metadata| !is_runtime_mountpoint(rel, p, m);
-    let copied = crate::treecopy::copy_tree(&upper, &staged.tree(), true, &keep)?;
+    // Durability before the layer is named (docs/commit.md): a small upper fsyncs each file
+    // with content and each directory as it is copied; past SYNC_EACH entries one syncfs of
+    // the store's filesystem is cheaper than that many fsyncs.
+    let each = entries <= SYNC_EACH;
+    let copied = crate::treecopy::copy_tree(&upper, &staged.tree(), each, &keep)?;
+    if !each {
+        let f = std::fs::File::open(&staged.dir)
+            .ctx(|| format!("cannot open {}", staged.dir.display()))?;
+        nix::unistd::syncfs(&f).map_err(|e| err!("cannot sync the store: {e}"))?;
+    }
     tracing::debug!(
         "native commit: copied {} entries, {} data bytes, {} reflinked, {} fsyncs in {:?}",
         copied.entries,
