@@ -1,5 +1,5 @@
 """The workloads of issue 7, one module each. ORDER is the order of a full run."""
-from . import bigwrite, metadata, throughput, start, seed, tracing
+from . import bigwrite, metadata, throughput, start, seed, seedbig, tracing
 
 ORDER = {
     "bigwrite": bigwrite,      # (1) 4 KiB write into a big lower file
@@ -7,6 +7,7 @@ ORDER = {
     "throughput": throughput,  # (3) sequential read/write, fio random reads
     "start": start,            # (4) container start
     "seed": seed,              # (5) 10 containers writing 64 KiB, commit, run from commits
+    "seedbig": seedbig,        # (5b) the same over a 1 GiB file: 4 KiB into it, commit, run
     "tracing": tracing,        # (7) --trace overhead
 }
 ALIASES = {"memory": "metadata"}
