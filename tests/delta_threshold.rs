@@ -229,7 +229,7 @@ fn reopen_after_automatic_compaction() {
     reopen_after_whole(false);
 }
 
-/// A delta whose origin is in the second lower branch (`data 1 PATH`): reads right
+/// A delta whose origin is in the second lower branch (`data +2 PATH`: two layers below the upper): reads right
 /// before and after remount, fsck with both branches clean; changing that lower file is
 /// reported by fsck and answered with EIO.
 #[test]
@@ -250,7 +250,7 @@ fn origin_in_deeper_branch() {
     );
     let meta = m.meta("d/deep.img").unwrap_or_default();
     assert!(
-        meta_line(&meta, "delta").is_some() && meta_line(&meta, "data") == Some("1 d/deep.img"),
+        meta_line(&meta, "delta").is_some() && meta_line(&meta, "data") == Some("+2 d/deep.img"),
         "record {meta:?}"
     );
     m.unmount();

@@ -21,6 +21,7 @@ NEEDS = {  # Debian packages per workload
     "seed": ["podman", "fuse-overlayfs", "busybox-static"],
     "seedbig": ["podman", "fuse-overlayfs", "busybox-static"],
     "tracing": [],
+    "chain": ["fio"],
 }
 
 

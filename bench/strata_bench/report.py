@@ -12,6 +12,9 @@ TARGETS = [
     ("read.lower", "ratio", 1.1, "overlayfs", "≤ 1.1x overlayfs"),
     ("start", "abs", 20, None, "≤ 20 ms on the fuse driver"),
     ("seed.d_write", "abs", 72, None, "≤ 72 KiB each"),
+    ("chain.cold", "ratio", 1.2, "strata, one delta", "≤ 1.2x one delta (issue 14)"),
+    ("chain.warm", "ratio", 1.2, "strata, one delta", "≤ 1.2x one delta (issue 14)"),
+    ("chain.direct", "ratio", 1.2, "strata, one delta", "≤ 1.2x one delta (issue 14)"),
 ]
 
 

@@ -4,7 +4,17 @@ use std::path::Path;
 use tracing_subscriber::EnvFilter;
 
 fn filter(level: &str) -> EnvFilter {
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let f = EnvFilter::new(level);
+        // fuser logs at ERROR every reply the kernel no longer waits for: a request its
+        // caller interrupted (ENOENT) or one in flight when the connection ended at
+        // unmount (ENODEV). Neither is a fault of the filesystem, and the request's outcome
+        // was already decided; RUST_LOG=fuser::reply=error shows them again.
+        match "fuser::reply=off".parse() {
+            Ok(d) => f.add_directive(d),
+            Err(_) => f,
+        }
+    })
 }
 
 /// Log to stderr at `level` unless RUST_LOG says otherwise.

@@ -26,9 +26,19 @@ pub struct FsckArgs {
 /// Arguments of `strata compact`.
 #[derive(Args, Debug)]
 pub struct CompactArgs {
-    /// Files inside a mounted strata union.
+    /// Files inside a mounted strata union (or, with --chains, the upper directory).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// Flatten every delta of an unmounted upper whose chain of layers below is deeper
+    /// than strata's bound (docs/format.md), instead of compacting files in a mount.
+    #[arg(long, requires_all = ["lowerdir", "workdir"])]
+    chains: bool,
+    /// With --chains: the lower branches the upper is mounted over (A:B, top first).
+    #[arg(long, value_name = "DIRS")]
+    lowerdir: Option<String>,
+    /// With --chains: the upper's workdir.
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
 }
 
 /// Check an upper directory; non-zero exit while problems remain.
@@ -37,16 +47,7 @@ pub fn run_fsck(args: FsckArgs, root: Option<PathBuf>) -> Result<(), String> {
         return fsck_image(image, root);
     }
     let upper_arg = args.upper.clone().unwrap_or_default();
-    let lowers: Vec<PathBuf> = args
-        .lowerdir
-        .as_deref()
-        .map(|l| {
-            l.split(':')
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let lowers = split_dirs(args.lowerdir.as_deref().unwrap_or_default());
     let (upper, lowers) = match names_a_container(&upper_arg) {
         true if args.lowerdir.is_some() => {
             return Err(format!(
@@ -134,8 +135,26 @@ fn container_branches(
     ))
 }
 
-/// Ask the daemon serving each path to make its delta whole.
+/// Ask the daemon serving each path to make its delta whole (or, with --chains, flatten
+/// the deep chains of an unmounted upper).
 pub fn run_compact(args: CompactArgs) -> Result<(), String> {
+    if args.chains {
+        let lowers = split_dirs(args.lowerdir.as_deref().unwrap_or_default());
+        let work = args.workdir.clone().unwrap_or_default();
+        if args.paths.len() != 1 {
+            return Err("compact --chains takes one upper directory (with its --workdir)".into());
+        }
+        for upper in &args.paths {
+            let r = strata_fs::flatten::flatten_upper(upper, &work, &lowers)?;
+            println!(
+                "{}: {} delta(s), {} flattened",
+                upper.display(),
+                r.deltas,
+                r.flattened
+            );
+        }
+        return Ok(());
+    }
     for p in &args.paths {
         let c = CString::new(p.as_os_str().as_bytes())
             .map_err(|_| format!("{}: bad path", p.display()))?;
@@ -148,4 +167,12 @@ pub fn run_compact(args: CompactArgs) -> Result<(), String> {
             })?;
     }
     Ok(())
+}
+
+/// `A:B:C` as directories, top first.
+fn split_dirs(list: &str) -> Vec<PathBuf> {
+    list.split(':')
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }

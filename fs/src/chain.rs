@@ -9,7 +9,10 @@
 //! down (K >= 1), so a chain cannot loop; it is still bounded by [`MAX_DEPTH`].
 
 use crate::attr::fmt;
+use crate::attr::Attr;
 use crate::delta::{read_full, DeltaMap, Ident, Source, MAX_BLOCK};
+use crate::handles::OpenFile;
+use crate::meta::Meta;
 use crate::union::{errno, Layer, Union};
 use nix::fcntl::OFlag;
 use std::fs::File;
@@ -248,6 +251,88 @@ impl Union {
             cur = (nl, next, File::from(f));
         }
         tracing::error!(path = %path.display(), layer, "data chain deeper than {MAX_DEPTH} layers");
+        Err(errno(libc::EIO))
+    }
+
+    /// A read handle on the regular file at `bpath` in lower `layer` (open as `file`) for
+    /// node `ino` at `path`: a plain one, or, when the entry carries a record (a pushed-down
+    /// upper's metadata-only copy or delta), one that reads through its chain.
+    pub(crate) fn open_lower_chain(
+        &self,
+        ino: u64,
+        path: &Path,
+        layer: usize,
+        bpath: &Path,
+        file: File,
+    ) -> io::Result<u64> {
+        let chain = self.chain_from(layer, bpath, file)?;
+        let l = Layer::Lower(layer);
+        Ok(match self.lower_chain_file(ino, path, chain) {
+            Ok(d) => {
+                let top = d.upper.try_clone()?;
+                self.handles
+                    .add_file(OpenFile::new(top, ino, l, false, Some(d)))
+            }
+            Err(plain) => self
+                .handles
+                .add_file(OpenFile::new(plain, ino, l, false, None)),
+        })
+    }
+
+    /// Attributes of the regular file at `bpath` in lower `layer` as its record says (a
+    /// pushed-down upper's entry): the link count of a copied-up lower hard link, and for a
+    /// metadata-only copy the blocks of the file holding its bytes.
+    pub(crate) fn fix_lower_attr(
+        &self,
+        a: &mut Attr,
+        layer: usize,
+        bpath: &Path,
+    ) -> io::Result<()> {
+        let (Some(pp), Some(name)) = (bpath.parent(), bpath.file_name()) else {
+            return Ok(());
+        };
+        let pd = self.dirfd(Layer::Lower(layer), pp)?;
+        let Some(m) = self.lower_meta(pd.as_fd(), name)? else {
+            return Ok(());
+        };
+        if let Some(n) = m.nlink {
+            a.nlink = n.min(u64::from(u32::MAX)) as u32;
+        }
+        if let (Some((below, target)), None) = (&m.data, &m.delta) {
+            let data = self.data_layer(Layer::Lower(layer), *below, bpath);
+            if let Ok(b) = data.and_then(|l| self.lower_data_blocks(l, target)) {
+                a.blocks = b;
+            }
+        }
+        Ok(())
+    }
+
+    /// st_blocks of the file that holds the bytes of the entry at `path` in lower `layer`:
+    /// the entry itself, or for a metadata-only copy the file its records lead to (as
+    /// overlayfs reports a metacopy's blocks).
+    pub(crate) fn lower_data_blocks(&self, layer: usize, path: &Path) -> io::Result<u64> {
+        let (mut layer, mut path) = (layer, path.to_path_buf());
+        for _ in 0..MAX_DEPTH {
+            let st = self.branch(Layer::Lower(layer))?.stat(&path)?;
+            let meta = match (path.parent(), path.file_name(), fmt(&st)) {
+                (Some(pp), Some(name), libc::S_IFREG) => {
+                    let d = self.dirfd(Layer::Lower(layer), pp)?;
+                    self.lower_meta(d.as_fd(), name)?
+                }
+                _ => None,
+            };
+            match meta {
+                Some(Meta {
+                    data: Some((below, next)),
+                    delta: None,
+                    ..
+                }) => {
+                    layer = self.data_layer(Layer::Lower(layer), below, &path)?;
+                    path = next;
+                }
+                _ => return Ok(st.st_blocks.max(0) as u64),
+            }
+        }
         Err(errno(libc::EIO))
     }
 

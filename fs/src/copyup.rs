@@ -392,7 +392,10 @@ impl Union {
                         }
                     }
                     if indexed {
-                        meta.nlink = Some(st.st_nlink);
+                        // A pushed-down upper's copy keeps the count in its record (its
+                        // own st_nlink also counts its index entry).
+                        meta.nlink =
+                            Some(r.meta.as_ref().and_then(|m| m.nlink).unwrap_or(st.st_nlink));
                     }
                 }
                 libc::S_IFLNK => {
@@ -416,11 +419,12 @@ impl Union {
             self.copy_meta_to(work.dir.as_fd(), &tmp, &src, Some(&meta))?;
             let pd = self.dirfd(Layer::Upper, &ppath)?;
             if indexed {
-                let iname: OsString = format!("{:x}", r.ino).into();
+                let iname = crate::index::index_name(r.ino);
+                let index = self.upper_index_dir()?;
                 match nix::unistd::linkat(
                     work.dir.as_fd(),
                     tmp.as_os_str(),
-                    work.index.as_fd(),
+                    index.as_fd(),
                     iname.as_os_str(),
                     nix::fcntl::AtFlags::empty(),
                 ) {
@@ -433,7 +437,7 @@ impl Union {
                     || pd.as_fd().try_clone_to_owned(),
                     || {
                         nix::unistd::linkat(
-                            work.index.as_fd(),
+                            index.as_fd(),
                             iname.as_os_str(),
                             pd.as_fd(),
                             name.as_os_str(),
@@ -515,46 +519,6 @@ impl Union {
             lower: None,
             ..r.place.clone()
         })
-    }
-
-    /// If the lower hard link at `path` (inode `ino`) was already copied up through the
-    /// index, link the index copy into the upper at `path` and resolve to it.
-    pub(crate) fn link_from_index(&self, path: &Path, ino: u64) -> io::Result<Option<Resolved>> {
-        let work = self.work()?;
-        let iname: OsString = format!("{ino:x}").into();
-        match stat_at(work.index.as_fd(), &iname) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        let (ppath, name) = split(path)?;
-        self.ensure_upper_dir_path(&ppath)?;
-        let pd = self.dirfd(Layer::Upper, &ppath)?;
-        match nix::unistd::linkat(
-            work.index.as_fd(),
-            iname.as_os_str(),
-            pd.as_fd(),
-            name.as_os_str(),
-            nix::fcntl::AtFlags::empty(),
-        ) {
-            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let st = stat_at(pd.as_fd(), &name)?;
-        let meta = self.meta.read(&sys::proc_path(pd.as_fd(), &name)?)?;
-        Ok(Some(Resolved {
-            place: Placement {
-                kind: fmt(&st),
-                upper: true,
-                lower: None,
-                dir: None,
-                redirected: false,
-                delta: false,
-            },
-            ino: meta.as_ref().and_then(|m| m.ino).unwrap_or(ino),
-            st,
-            meta,
-        }))
     }
 
     /// Open a staged or upper directory entry as a File for writing metadata.

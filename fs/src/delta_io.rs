@@ -57,6 +57,12 @@ impl DeltaFile {
         (self.state.lock().meta.delta.clone(), &self.lower)
     }
 
+    /// How many files this delta's bytes come from: itself plus its chain below (2 for a
+    /// delta over a plain file), for flattening long chains.
+    pub fn chain_depth(&self) -> usize {
+        self.lower.depth() + 1
+    }
+
     /// Blocks held in the upper and total blocks, for statistics and `whence`.
     pub fn coverage(&self) -> Option<(u64, u64)> {
         let st = self.state.lock();
@@ -140,6 +146,8 @@ impl Union {
             return Ok(Some(existing));
         }
         map.insert(ino, Arc::downgrade(&d));
+        drop(map);
+        self.flatten_if_deep(&d);
         Ok(Some(d))
     }
 

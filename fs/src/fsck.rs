@@ -1,5 +1,6 @@
 //! `strata fsck`: check (and repair what is safe to repair in) an upper directory.
 
+use crate::chain::MAX_DEPTH;
 use crate::delta::Ident;
 use crate::meta::Meta;
 use crate::sys;
@@ -128,7 +129,8 @@ fn check_file(path: &Path, lowers: &[PathBuf], repair: bool, out: &mut Vec<Findi
                             "its lower file {} changed since the copy was made",
                             l.join(lpath).display()
                         )),
-                        _ => None,
+                        // That file may be a pushed-down upper's copy: check its chain.
+                        _ => chain_problem(lowers, below - 1, lpath),
                     },
                 },
             };
@@ -141,4 +143,55 @@ fn check_file(path: &Path, lowers: &[PathBuf], repair: bool, out: &mut Vec<Findi
             }
         }
     }
+}
+
+/// What is wrong below the entry at `rel` in lower `layer` of `lowers`, following the
+/// `data +K` records of pushed-down uppers down to a plain file (docs/format.md).
+fn chain_problem(lowers: &[PathBuf], layer: usize, rel: &Path) -> Option<String> {
+    let (mut layer, mut rel) = (layer, rel.to_path_buf());
+    for _ in 0..MAX_DEPTH {
+        let p = lowers.get(layer)?.join(&rel);
+        let cp = cpath(&p)?;
+        let value = META_NAMES
+            .iter()
+            .find_map(|n| sys::lgetxattr(&cp, OsStr::new(n)).ok().flatten())?;
+        let m = match Meta::decode(&value) {
+            Ok(m) => m,
+            Err(e) => {
+                return Some(format!(
+                    "the record of {} below it is corrupt: {e}",
+                    p.display()
+                ))
+            }
+        };
+        let (below, next) = m.data?;
+        let Some(nl) = layer.checked_add(below).filter(|l| *l < lowers.len()) else {
+            return Some(format!(
+                "{} below it names a layer {below} further down, past the {} lower branches given",
+                p.display(),
+                lowers.len()
+            ));
+        };
+        let np = lowers[nl].join(&next);
+        match nix::sys::stat::lstat(&np) {
+            Err(e) => {
+                return Some(format!(
+                    "{} (named by {} below it) is gone: {e}",
+                    np.display(),
+                    p.display()
+                ))
+            }
+            Ok(st) => {
+                if m.ident.is_some_and(|was| was != Ident::of(&st)) {
+                    return Some(format!(
+                        "{} changed since {} below it was made from it",
+                        np.display(),
+                        p.display()
+                    ));
+                }
+            }
+        }
+        (layer, rel) = (nl, next);
+    }
+    Some(format!("its data chain is deeper than {MAX_DEPTH} layers"))
 }

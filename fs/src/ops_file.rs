@@ -112,8 +112,8 @@ impl Union {
         self.fix_merged_dir_nlink(&mut a, &place);
         if place.metacopy() && !place.delta {
             if let Some((l, p)) = &place.lower {
-                if let Ok(lst) = self.branch(Layer::Lower(*l))?.stat(p) {
-                    a.blocks = lst.st_blocks.max(0) as u64;
+                if let Ok(b) = self.lower_data_blocks(*l, p) {
+                    a.blocks = b;
                 }
             }
         }
@@ -128,13 +128,8 @@ impl Union {
                 a.nlink = n.min(u64::from(u32::MAX)) as u32;
             }
         }
-        if let (Layer::Lower(_), libc::S_IFREG) = (layer, a.kind()) {
-            // A pushed-down upper's copy of a lower hard link keeps its count in its record.
-            let (pp, name) = split(&bpath)?;
-            let pd = self.dirfd(layer, &pp)?;
-            if let Some(n) = self.lower_meta(pd.as_fd(), &name)?.and_then(|m| m.nlink) {
-                a.nlink = n.min(u64::from(u32::MAX)) as u32;
-            }
+        if let (Layer::Lower(l), libc::S_IFREG) = (layer, a.kind()) {
+            self.fix_lower_attr(&mut a, l, &bpath)?;
         }
         Ok(a)
     }
@@ -308,22 +303,12 @@ impl Union {
             let fd =
                 self.open_to_read(layer, &bpath, self.file_open_flags(flags & !libc::O_TRUNC))?;
             let file = File::from(fd);
-            if let Layer::Lower(l) = layer {
-                if place.kind == libc::S_IFREG {
-                    let chain = self.chain_from(l, &bpath, file)?;
-                    return Ok(match self.lower_chain_file(ino, &path, chain) {
-                        Ok(d) => {
-                            let top = d.upper.try_clone()?;
-                            self.handles
-                                .add_file(OpenFile::new(top, ino, layer, false, Some(d)))
-                        }
-                        Err(plain) => self
-                            .handles
-                            .add_file(OpenFile::new(plain, ino, layer, false, None)),
-                    });
+            match layer {
+                Layer::Lower(l) if place.kind == libc::S_IFREG => {
+                    return self.open_lower_chain(ino, &path, l, &bpath, file);
                 }
+                _ => (layer, file),
             }
-            (layer, file)
         };
         Ok(self
             .handles

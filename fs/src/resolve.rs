@@ -266,7 +266,7 @@ impl Union {
                 let origin = self.xino(fs_index, ident.ino);
                 // An origin that is itself a strata entry reports the number its record
                 // keeps (a delta over a pushed-down upper's copy).
-                if ino != origin && self.recorded_ino(*layer, p)? != Some(ino) {
+                if ino != origin && self.recorded_ino(*layer, p).ok().flatten() != Some(ino) {
                     tracing::error!(path = %path.display(), ino, origin, "strata record names an inode number that is not its lower file's; run `strata fsck`");
                     return Err(errno(libc::EIO));
                 }
@@ -307,8 +307,14 @@ impl Union {
             Some(i) => i,
             None => self.layer_ino(Layer::Lower(layer), &st)?,
         };
-        if use_index && st.st_nlink > 1 && fmt(&st) == libc::S_IFREG && self.writable() {
-            if let Some(r) = self.link_from_index(path, ino)? {
+        if use_index && st.st_nlink > 1 && fmt(&st) == libc::S_IFREG {
+            if self.writable() {
+                if let Some(r) = self.link_from_index(path, ino)? {
+                    return Ok(r);
+                }
+            }
+            // Copied up by a pushed-down upper above this branch: its index holds the copy.
+            if let Some(r) = self.lower_index_entry(layer, ino)? {
                 return Ok(r);
             }
         }
@@ -379,12 +385,17 @@ impl Union {
         }
         if r.place.metacopy() {
             if let Some((layer, p)) = &r.place.lower {
-                if let Ok(lst) = self
-                    .lowers
-                    .get(*layer)
-                    .map_or_else(|| Err(errno(libc::EIO)), |b| b.stat(p))
-                {
-                    a.blocks = lst.st_blocks.max(0) as u64;
+                if let Ok(b) = self.lower_data_blocks(*layer, p) {
+                    a.blocks = b;
+                }
+            }
+        } else if let (false, Some(m), Some((layer, p))) = (r.place.upper, &r.meta, &r.place.lower)
+        {
+            // A pushed-down upper's metadata-only copy: the blocks of the file it names.
+            if let (Some((below, target)), None) = (&m.data, &m.delta) {
+                let data = self.data_layer(Layer::Lower(*layer), *below, p);
+                if let Ok(b) = data.and_then(|l| self.lower_data_blocks(l, target)) {
+                    a.blocks = b;
                 }
             }
         }

@@ -44,7 +44,8 @@ pub struct Ctx {
 pub(crate) struct Work {
     /// `WORKDIR/work`: staging for copy-up and new directories.
     pub dir: OwnedFd,
-    /// `WORKDIR/index`: one entry per lower hard-linked inode that was copied up.
+    /// `WORKDIR/index`: where older strata kept the hard-link index (read, not written:
+    /// the index is in the upper now, index.rs).
     pub index: OwnedFd,
 }
 

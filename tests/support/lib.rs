@@ -20,6 +20,7 @@ pub mod layer;
 pub mod mount;
 pub mod ops;
 pub mod peer;
+pub mod stack;
 pub mod sys;
 pub mod tree;
 pub mod users;
