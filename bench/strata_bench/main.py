@@ -19,6 +19,7 @@ NEEDS = {  # Debian packages per workload
     "throughput": ["fuse-overlayfs", "fio"],
     "start": ["runc", "podman", "fuse-overlayfs", "busybox-static"],
     "seed": ["podman", "fuse-overlayfs", "busybox-static"],
+    "seedbig": ["podman", "fuse-overlayfs", "busybox-static"],
     "tracing": [],
     "chain": ["fio"],
 }

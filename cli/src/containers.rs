@@ -593,7 +593,7 @@ fn export(store: &Store, id: &str, output: Option<PathBuf>) -> R {
 }
 
 fn info(store: &Store) -> R {
-    let (drv, reason) = driver::choose(store, "auto")?;
+    let (drv, reason) = driver::choose(store, "auto", false)?;
     let cg = match cgroups::version() {
         cgroups::Version::V1 => "v1",
         cgroups::Version::V2 => "v2",
@@ -603,6 +603,10 @@ fn info(store: &Store) -> R {
     println!("Driver reason: {reason}");
     println!("Cgroup version: {cg}");
     println!("Rootless: {}", rootless::in_userns());
+    println!(
+        "Native layers: commits of fuse containers keep their upper as it is (deltas, metadata-only copies, redirects); \
+         auto runs their images on the fuse driver, --driver overlay mounts a plain copy of each native layer, materialized once (layers/ID.plain)"
+    );
     println!("Images: {}", image::list_image_ids(store)?.len());
     println!("Containers: {}", container::list_ids(store)?.len());
     Ok(())

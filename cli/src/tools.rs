@@ -9,8 +9,11 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 pub struct FsckArgs {
     /// The upper directory to check, or a container's name or id (its upper over its layers).
-    #[arg(value_name = "UPPER|CONTAINER")]
-    upper: PathBuf,
+    #[arg(value_name = "UPPER|CONTAINER", required_unless_present = "image")]
+    upper: Option<PathBuf>,
+    /// Check a stored image's native layers instead (each over the layers below it).
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["lowerdir", "repair"])]
+    image: Option<String>,
     /// The lower branches it was mounted over (A:B, top first), to check delta origins
     /// (a container's are known).
     #[arg(long, value_name = "DIRS")]
@@ -40,16 +43,20 @@ pub struct CompactArgs {
 
 /// Check an upper directory; non-zero exit while problems remain.
 pub fn run_fsck(args: FsckArgs, root: Option<PathBuf>) -> Result<(), String> {
+    if let Some(image) = &args.image {
+        return fsck_image(image, root);
+    }
+    let upper_arg = args.upper.clone().unwrap_or_default();
     let lowers = split_dirs(args.lowerdir.as_deref().unwrap_or_default());
-    let (upper, lowers) = match names_a_container(&args.upper) {
+    let (upper, lowers) = match names_a_container(&upper_arg) {
         true if args.lowerdir.is_some() => {
             return Err(format!(
             "--lowerdir is for an upper directory; {} names a container, whose layers are known",
-            args.upper.display()
+            upper_arg.display()
         ))
         }
-        true => container_branches(&args.upper, root, args.repair)?,
-        false => (args.upper.clone(), lowers),
+        true => container_branches(&upper_arg, root, args.repair)?,
+        false => (upper_arg.clone(), lowers),
     };
     let findings = strata_fs::fsck::fsck(&upper, &lowers, args.repair)?;
     let mut left = 0;
@@ -70,6 +77,31 @@ pub fn run_fsck(args: FsckArgs, root: Option<PathBuf>) -> Result<(), String> {
             if args.repair { "" } else { " (try --repair)" }
         ))
     }
+}
+
+/// `strata fsck --image NAME`: every native layer of the image; non-zero exit on a problem.
+fn fsck_image(image: &str, root: Option<PathBuf>) -> Result<(), String> {
+    let store = strata_runtime::store::Store::open(root.as_deref()).map_err(|e| e.to_string())?;
+    let layers = strata_runtime::native::fsck_image(&store, image).map_err(|e| e.to_string())?;
+    let mut problems = 0;
+    for (hex, findings) in &layers {
+        for f in findings {
+            problems += 1;
+            println!(
+                "PROBLEM: layer {}: {}: {}",
+                &hex[..12],
+                f.path.display(),
+                f.problem
+            );
+        }
+    }
+    if problems > 0 {
+        return Err(format!(
+            "{problems} problem(s) in the native layers of {image}"
+        ));
+    }
+    println!("{image}: clean ({} native layer(s) checked)", layers.len());
+    Ok(())
 }
 
 /// A bare word that is not a directory here names a container (`strata fsck web`); anything

@@ -134,6 +134,24 @@ pub fn write_layer(store: &Store, cfg: &ContainerConfig, out: impl Write) -> Res
     Ok(())
 }
 
+enum Staged {
+    Native(crate::native::NativeStaged),
+    Plain(layer::Staged),
+}
+
+/// The container's changes as a plain layer: its upper expanded through the merged view,
+/// tarred and extracted (what every commit did before native layers).
+fn stage_expanded(store: &Store, cfg: &ContainerConfig) -> Result<layer::Staged> {
+    let staging = Staging(store.staging_dir("commit")?);
+    let tar_path = staging.0.join("layer.tar");
+    let f = File::create(&tar_path).ctx(|| format!("cannot create {}", tar_path.display()))?;
+    let mut bw = BufWriter::new(f);
+    write_layer(store, cfg, &mut bw)?;
+    drop(bw);
+    let f = File::open(&tar_path).ctx(|| format!("cannot read {}", tar_path.display()))?;
+    layer::stage_opts(store, f, true)
+}
+
 /// `strata commit`: a new image from the container's image plus its changes; the image id.
 pub fn commit(store: &Store, id: &str, o: &CommitOptions) -> Result<String> {
     let reference = o.reference.as_deref().map(Reference::parse).transpose()?;
@@ -142,14 +160,12 @@ pub fn commit(store: &Store, id: &str, o: &CommitOptions) -> Result<String> {
     for c in &o.changes {
         crate::changes::apply(&mut exec, c)?;
     }
-    let staging = Staging(store.staging_dir("commit")?);
-    let tar_path = staging.0.join("layer.tar");
-    let f = File::create(&tar_path).ctx(|| format!("cannot create {}", tar_path.display()))?;
-    let mut bw = BufWriter::new(f);
-    write_layer(store, &cfg, &mut bw)?;
-    drop(bw);
-    let f = File::open(&tar_path).ctx(|| format!("cannot read {}", tar_path.display()))?;
-    let staged = layer::stage_opts(store, f, true)?;
+    // A fuse container's upper is kept as it is (docs/commit.md); anything else is
+    // expanded into a plain layer tar, as docker does.
+    let staged = match crate::native::stage(store, &cfg)? {
+        Some(n) => Staged::Native(n),
+        None => Staged::Plain(stage_expanded(store, &cfg)?),
+    };
 
     let _lock = store.lock_exclusive()?;
     // Read before anything is published: a tag table that cannot be written leaves no
@@ -159,7 +175,10 @@ pub fn commit(store: &Store, id: &str, o: &CommitOptions) -> Result<String> {
         None => None,
     };
     let parent = image::load_image(store, &cfg.image_id).ok();
-    let hex = layer::publish(store, staged)?;
+    let hex = match staged {
+        Staged::Native(n) => crate::native::publish(store, n)?,
+        Staged::Plain(p) => layer::publish(store, p)?,
+    };
     let created = rfc3339(now_secs());
     let mut img = parent.unwrap_or_else(|| ImageConfig {
         architecture: crate::images::arch().into(),

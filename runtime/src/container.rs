@@ -230,7 +230,7 @@ pub fn lower_dirs(store: &Store, cfg: &ContainerConfig) -> Vec<PathBuf> {
         .layers
         .iter()
         .rev()
-        .map(|h| store.layer_dir(h))
+        .map(|h| crate::plain::branch_dir(store, h, &cfg.driver))
         .collect();
     let init = Paths::new(store, &cfg.id).init_layer();
     if init.is_dir() {

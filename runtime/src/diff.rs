@@ -185,7 +185,7 @@ fn walk(
     let mut any = false;
     for name in sorted_names(dir)? {
         let nb = name.as_bytes();
-        if nb == OPAQUE_MARKER.as_bytes() {
+        if nb == OPAQUE_MARKER.as_bytes() || crate::layertar::is_union_private(nb) {
             continue;
         }
         let src = dir.join(&name);

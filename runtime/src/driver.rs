@@ -43,11 +43,21 @@ impl Driver {
     }
 }
 
-/// Pick the driver for `requested` ("fuse", "overlay" or "auto") and say why.
-pub fn choose(store: &Store, requested: &str) -> Result<(Driver, String)> {
+/// Pick the driver for `requested` ("fuse", "overlay" or "auto") and say why. `native`: the
+/// image has native layers (commits made on the fuse driver), which `auto` gives to the
+/// fuse driver, the one that reads them as they are (overlay needs a materialized copy).
+pub fn choose(store: &Store, requested: &str, native: bool) -> Result<(Driver, String)> {
     match requested {
+        "overlay" if native => Ok((
+            Driver::Overlay,
+            "requested with --driver overlay (the image's native layers are mounted as plain copies, materialized once)".into(),
+        )),
         "overlay" => Ok((Driver::Overlay, "requested with --driver overlay".into())),
         "fuse" => Ok((Driver::Fuse, "requested with --driver fuse".into())),
+        "auto" | "" if native => Ok((
+            Driver::Fuse,
+            "the image has native layers (commits made on the fuse driver): strata's FUSE union reads them as they are, deltas included".into(),
+        )),
         "auto" | "" => match probe_overlay(store) {
             Ok(()) => Ok((
                 Driver::Overlay,
@@ -141,7 +151,7 @@ fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -
 
 /// Pick the driver for a traced container: only strata's union can be traced, so `auto`
 /// means fuse and `overlay` is refused.
-pub fn choose_traced(store: &Store, requested: &str) -> Result<(Driver, String)> {
+pub fn choose_traced(store: &Store, requested: &str, native: bool) -> Result<(Driver, String)> {
     match requested {
         "overlay" => Err(err!(
             "--trace needs strata's FUSE union (the kernel's overlayfs cannot be traced): use --driver fuse or auto"
@@ -150,7 +160,7 @@ pub fn choose_traced(store: &Store, requested: &str) -> Result<(Driver, String)>
             Driver::Fuse,
             "--trace needs strata's FUSE union (auto picks it when tracing)".into(),
         )),
-        other => choose(store, other),
+        other => choose(store, other, native),
     }
 }
 

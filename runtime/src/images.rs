@@ -281,6 +281,24 @@ pub fn inspect(store: &Store, what: &str) -> Result<serde_json::Value> {
     let id = image::resolve(store, what)?;
     let cfg = image::load_image(store, &id)?;
     let repos = image::read_repositories_or_warn(store);
+    // RootFS shows the ids the image has outside the store: a native layer's plain diff_id
+    // (computed now if it never was, then cached); GraphDriver shows how it is stored.
+    let mut plain_ids = Vec::new();
+    let mut layers = Vec::new();
+    for h in cfg.layer_hexes() {
+        let native = crate::native::native_of(store, &h);
+        let (plain, _) = crate::plain::diff_of(store, &h)?;
+        plain_ids.push(format!("sha256:{plain}"));
+        layers.push(serde_json::json!({
+            "LocalId": format!("sha256:{h}"),
+            "DiffID": format!("sha256:{plain}"),
+            "Native": native.is_some(),
+            "Dir": store.layer_dir(&h),
+            "OverlayDir": crate::plain::branch_dir(store, &h, crate::driver::Driver::Overlay.name()),
+            "Materialized": native.is_some() && crate::plain::plain_dir(store, &h).is_dir(),
+        }));
+    }
+    let native = crate::native::any_native(store, &cfg.layer_hexes());
     Ok(serde_json::json!({
         "Id": id,
         "RepoTags": image::tags_of(&repos, &id),
@@ -289,7 +307,16 @@ pub fn inspect(store: &Store, what: &str) -> Result<serde_json::Value> {
         "Os": cfg.os,
         "Size": image_size(store, &cfg),
         "Config": cfg.config,
-        "RootFS": { "Type": cfg.rootfs.kind, "Layers": cfg.rootfs.diff_ids },
+        "RootFS": { "Type": cfg.rootfs.kind, "Layers": plain_ids },
+        "GraphDriver": {
+            "Name": if native { "fuse" } else { "any" },
+            "Reason": if native {
+                "native layers (strata records kept): the fuse driver reads them as they are; --driver overlay mounts materialized plain copies"
+            } else {
+                "plain layers: every driver mounts them as they are"
+            },
+            "Data": { "Layers": layers },
+        },
         "History": cfg.history,
     }))
 }

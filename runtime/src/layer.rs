@@ -14,12 +14,30 @@ use crate::util::{now_secs, write_json, Ctx, Result};
 /// Metadata kept beside each extracted layer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerInfo {
-    /// "sha256:<hex>" of the uncompressed tar.
+    /// "sha256:<hex>" of the uncompressed tar; for a native layer its local id (the name of
+    /// its directory), see [`Native`].
     pub diff_id: String,
     /// Apparent size of the extracted files, bytes.
     pub size: u64,
     /// Seconds since the epoch when first stored.
     pub created: i64,
+    /// Set on a native layer: a fuse container's upper kept as it is, strata's records
+    /// (deltas, metadata-only copies, redirects) included (docs/commit.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<Native>,
+}
+
+/// What the store knows of a native layer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Native {
+    /// The layers it was committed over, bottom first: its records are relative to them.
+    pub below: Vec<String>,
+    /// "sha256:<hex>" of its plain OCI tar, once computed (save, push, inspect, overlay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_diff_id: Option<String>,
+    /// Size of that tar, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_size: Option<u64>,
 }
 
 /// A layer extracted into the staging area, not yet in the store.
@@ -117,12 +135,14 @@ pub fn publish(store: &Store, staged: Staged) -> Result<String> {
             diff_id: format!("sha256:{hex}"),
             size,
             created: now_secs(),
+            native: None,
         },
     )?;
     Ok(hex)
 }
 
-fn info_path(store: &Store, hex: &str) -> PathBuf {
+/// Where a layer's metadata is kept.
+pub fn info_path(store: &Store, hex: &str) -> PathBuf {
     store.layers_dir().join(format!("{hex}.json"))
 }
 
@@ -163,6 +183,7 @@ pub fn mend_info(store: &Store, hex: &str) -> Result<()> {
             diff_id: format!("sha256:{hex}"),
             size: tree_size(&dest),
             created: now_secs(),
+            native: None,
         },
     )
 }
@@ -203,6 +224,9 @@ pub fn tree_size(root: &Path) -> u64 {
     total
 }
 
+/// Suffix of the directory holding a native layer's materialized plain copy.
+pub const PLAIN_SUFFIX: &str = ".plain";
+
 /// Remove layers that no image and no container references (hold the exclusive lock).
 pub fn gc(store: &Store, referenced: &HashSet<String>) -> Result<Vec<String>> {
     let mut removed = Vec::new();
@@ -215,12 +239,16 @@ pub fn gc(store: &Store, referenced: &HashSet<String>) -> Result<Vec<String>> {
         let hex = name
             .strip_suffix(".json")
             .or_else(|| name.strip_suffix(".tar"))
+            .or_else(|| name.strip_suffix(PLAIN_SUFFIX))
             .unwrap_or(&name)
             .to_string();
         if hex.len() != 64 || referenced.contains(&hex) {
             continue;
         }
-        if name.ends_with(".tar") {
+        if name.ends_with(PLAIN_SUFFIX) {
+            // A native layer's materialized copy (or a half-made one): goes with its layer.
+            remove_tree(&e.path())?;
+        } else if name.ends_with(".tar") {
             if !info_path(store, &hex).exists() {
                 match std::fs::remove_file(e.path()) {
                     Err(err) if err.kind() != std::io::ErrorKind::NotFound => {

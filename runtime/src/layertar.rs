@@ -103,6 +103,12 @@ pub fn is_runtime_mountpoint(rel: &Path, path: &Path, m: &Metadata) -> bool {
         && std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
 }
 
+/// True for `.wh..wh.NAME` entries other than the opaque marker (strata's hard-link index
+/// `.wh..wh.index`, aufs's `.wh..wh.plnk`): the union's private data, never a change.
+pub fn is_union_private(name: &[u8]) -> bool {
+    name.starts_with(b".wh..wh.") && name != OPAQUE_MARKER.as_bytes()
+}
+
 /// A tar being written, with hard-link tracking.
 pub struct TarWriter<W: Write> {
     b: tar::Builder<W>,
@@ -314,6 +320,10 @@ impl<W: Write> TarWriter<W> {
             let nb = name.as_bytes();
             if nb == OPAQUE_MARKER.as_bytes() {
                 // Written right after its directory (below), once.
+                continue;
+            }
+            if is_union_private(nb) {
+                // The union's own (the hard-link index): its names are the upper's links.
                 continue;
             }
             if nb.starts_with(WHITEOUT_PREFIX.as_bytes()) {

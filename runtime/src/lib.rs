@@ -14,6 +14,8 @@ pub mod images;
 pub mod init;
 pub mod layer;
 pub mod layertar;
+pub mod native;
+pub mod plain;
 pub mod process;
 pub mod pty;
 pub mod rootfs;
@@ -23,6 +25,7 @@ pub mod store;
 pub mod sys;
 pub mod tar_import;
 pub mod transfer;
+pub mod treecopy;
 pub mod user;
 pub mod util;
 

@@ -209,10 +209,15 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
     let img = image::load_image(store, &image_id)?;
     let layers = img.layer_hexes();
     layer::check_present(store, &layers)?;
+    let native = crate::native::any_native(store, &layers);
     let (driver, driver_reason) = match &trace {
-        Some(_) => driver::choose_traced(store, &o.driver)?,
-        None => driver::choose(store, &o.driver)?,
+        Some(_) => driver::choose_traced(store, &o.driver, native)?,
+        None => driver::choose(store, &o.driver, native)?,
     };
+    if driver == Driver::Overlay && native {
+        // Once per native layer, cached for every later container (docs/commit.md).
+        crate::plain::materialize_all(store, &layers)?;
+    }
 
     let id = random_id()?;
     let existing = container::list_readable(store)?;
@@ -361,6 +366,11 @@ pub fn supervise(
     let paths = Paths::new(store, &cfg.id);
     let mounted = (|| {
         layer::check_present(store, &cfg.layers)?;
+        if cfg.driver == Driver::Overlay.name() && crate::native::any_native(store, &cfg.layers) {
+            // Made at create; again here if it was removed meanwhile.
+            let _lock = store.lock_exclusive()?;
+            crate::plain::materialize_all(store, &cfg.layers)?;
+        }
         cleanup(store, &cfg.id)?;
         for d in [paths.upper(), paths.work(), paths.merged()] {
             std::fs::create_dir_all(&d).ctx(|| format!("cannot create {}", d.display()))?;

@@ -1,5 +1,5 @@
 """The workloads of issue 7, one module each. ORDER is the order of a full run."""
-from . import bigwrite, chain, metadata, throughput, start, seed, tracing
+from . import bigwrite, chain, metadata, throughput, start, seed, seedbig, tracing
 
 ORDER = {
     "bigwrite": bigwrite,      # (1) 4 KiB write into a big lower file
@@ -8,6 +8,7 @@ ORDER = {
     "chain": chain,            # issue 14: reads through a 5-deep delta chain vs one delta
     "start": start,            # (4) container start
     "seed": seed,              # (5) 10 containers writing 64 KiB, commit, run from commits
+    "seedbig": seedbig,        # (5b) the same over a 1 GiB file: 4 KiB into it, commit, run
     "tracing": tracing,        # (7) --trace overhead
 }
 ALIASES = {"memory": "metadata"}

@@ -114,7 +114,7 @@ pub fn save<W: Write>(images: &[SaveImage], w: &mut ArchiveWriter<W>) -> Result<
         w.blob(&img.config_hex, &img.config)?;
         let mut layers = Vec::new();
         for hex in &img.layers {
-            w.layer_tar(hex)?;
+            w.layer_tar(img, hex)?;
             layers.push(format!("blobs/sha256/{hex}"));
         }
         entries.push(Entry {

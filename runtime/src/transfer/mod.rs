@@ -123,13 +123,25 @@ impl Format {
 /// Gather what `save` and `push` need of a stored image: config bytes, layers and sizes.
 pub fn save_image(store: &Store, what: &str) -> Result<SaveImage> {
     let id = image::resolve(store, what)?;
-    let (config, config_hex) = ingest::config_bytes(store, &id)?;
+    let (mut config, mut config_hex) = ingest::config_bytes(store, &id)?;
     let cfg = ingest::parse_config(&config)?;
-    let layers = cfg.layer_hexes();
+    let mut layers = cfg.layer_hexes();
     let mut layer_sizes = Vec::new();
-    for h in &layers {
+    let mut plain = Vec::new();
+    for h in layers.iter_mut() {
+        if crate::native::native_of(store, h).is_some() {
+            // A native layer leaves the store in its plain form, under its plain diff_id.
+            let t = crate::plain::plain_tar(store, h)?;
+            layer_sizes.push(t.size);
+            *h = t.hex.clone();
+            plain.push(t);
+            continue;
+        }
         let f = write::open_layer_tar(store, h)?;
         layer_sizes.push(f.metadata().ctx(|| "cannot stat a layer tar")?.len());
+    }
+    if !plain.is_empty() {
+        (config, config_hex) = plain_config(&config, &layers)?;
     }
     // Given by tag: record that tag; given by id: every tag of the image.
     let repos = image::read_repositories_or_warn(store);
@@ -147,7 +159,19 @@ pub fn save_image(store: &Store, what: &str) -> Result<SaveImage> {
         layers,
         layer_sizes,
         tags,
+        plain: std::sync::Arc::new(plain),
     })
+}
+
+/// The config of an image with native layers as it leaves the store: the same, with each
+/// layer's plain diff_id (so its digest, the image id elsewhere, differs from the local id).
+fn plain_config(config: &[u8], hexes: &[String]) -> Result<(Vec<u8>, String)> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(config).map_err(|e| err!("cannot parse the image config: {e}"))?;
+    v["rootfs"]["diff_ids"] = hexes.iter().map(|h| format!("sha256:{h}")).collect();
+    let bytes = serde_json::to_vec(&v).map_err(|e| err!("cannot encode the image config: {e}"))?;
+    let hex = crate::util::sha256_hex(&bytes);
+    Ok((bytes, hex))
 }
 
 /// Write `images` to `output` (`-` for stdout with the archive formats).

@@ -181,7 +181,7 @@ pub fn save<W: Write>(images: &[SaveImage], w: &mut ArchiveWriter<'_, W>) -> Res
         w.blob(&img.config_hex, &img.config)?;
         let mut layers = Vec::new();
         for (hex, size) in img.layers.iter().zip(&img.layer_sizes) {
-            w.layer_tar(hex)?;
+            w.layer_tar(img, hex)?;
             layers.push(Descriptor {
                 media_type: media::OCI_LAYER_TAR.into(),
                 digest: format!("sha256:{hex}"),

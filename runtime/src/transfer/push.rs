@@ -16,7 +16,7 @@ use super::media::{self, Descriptor};
 use super::progress::{Bar, Progress};
 use super::reference::RemoteRef;
 use super::registry::{Body, Client, Options};
-use super::write::{open_layer_tar, SaveImage};
+use super::write::{open_tar_at, SaveImage};
 use super::Scratch;
 
 /// What a push did.
@@ -62,7 +62,7 @@ pub fn push(store: &Store, image: &str, target: &str, o: &Options) -> Result<Pus
     let mut descriptors = Vec::new();
     for hex in &img.layers {
         let bar = progress.bar(&short(hex), None);
-        let (form, how) = push_layer(store, &mut client, &r, hex, &bar)?;
+        let (form, how) = push_layer(store, &img, &mut client, &r, hex, &bar)?;
         match how {
             How::Skipped => out.skipped += 1,
             How::Mounted => out.mounted += 1,
@@ -111,6 +111,7 @@ enum How {
 
 fn push_layer(
     store: &Store,
+    img: &SaveImage,
     client: &mut Client,
     r: &RemoteRef,
     hex: &str,
@@ -151,7 +152,7 @@ fn push_layer(
     bar.message("compressing");
     let scratch = Scratch(store.staging_dir("push")?);
     let gz = scratch.0.join("layer.tar.gz");
-    let tar = open_layer_tar(store, hex)?;
+    let tar = open_tar_at(&img.layer_file(store, hex), hex)?;
     let out = File::create(&gz).ctx(|| format!("cannot create {}", gz.display()))?;
     let mut hashed_out = HashingWriter::new(BufWriter::with_capacity(1 << 16, out));
     super::compress::gzip(BufReader::with_capacity(1 << 16, tar), &mut hashed_out)?;

@@ -27,6 +27,21 @@ pub struct SaveImage {
     pub layer_sizes: Vec<u64>,
     /// name:tag references to record.
     pub tags: Vec<String>,
+    /// Plain tars of the image's native layers, written for this save or push (removed
+    /// when the last clone goes).
+    pub plain: std::sync::Arc<Vec<crate::plain::PlainTar>>,
+}
+
+impl SaveImage {
+    /// The uncompressed tar of layer `hex` (a plain diff_id hex): a native layer's plain
+    /// tar written for this save, else the store's kept tar.
+    pub fn layer_file(&self, store: &Store, hex: &str) -> PathBuf {
+        self.plain
+            .iter()
+            .find(|t| t.hex == hex)
+            .map(|t| t.path.clone())
+            .unwrap_or_else(|| layer::tar_path(store, hex))
+    }
 }
 
 enum Target<W: Write> {
@@ -125,15 +140,15 @@ impl<'a, W: Write> ArchiveWriter<'a, W> {
         Ok(())
     }
 
-    /// A layer's kept tar under blobs/sha256/<diff hex>, once.
-    pub fn layer_tar(&mut self, hex: &str) -> Result<()> {
+    /// A layer's tar (`img`'s, see [`SaveImage::layer_file`]) under blobs/sha256/<diff hex>, once.
+    pub fn layer_tar(&mut self, img: &SaveImage, hex: &str) -> Result<()> {
         self.dirs()?;
         let path = format!("blobs/sha256/{hex}");
         if !self.written.insert(path.clone()) {
             return Ok(());
         }
-        let src = layer::tar_path(self.store, hex);
-        let f = open_layer_tar(self.store, hex)?;
+        let src = img.layer_file(self.store, hex);
+        let f = open_tar_at(&src, hex)?;
         let size = f
             .metadata()
             .ctx(|| format!("cannot stat {}", src.display()))?
@@ -177,8 +192,12 @@ impl<'a> ArchiveWriter<'a, io::Sink> {
 
 /// Open a layer's kept tar, with a clear word when an older strata did not keep it.
 pub fn open_layer_tar(store: &Store, hex: &str) -> Result<File> {
-    let p = layer::tar_path(store, hex);
-    File::open(&p).map_err(|e| match e.kind() {
+    open_tar_at(&layer::tar_path(store, hex), hex)
+}
+
+/// Open the layer tar at `p` (layer `hex`'s).
+pub fn open_tar_at(p: &Path, hex: &str) -> Result<File> {
+    File::open(p).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => err!(
             "layer sha256:{hex} has no kept tar (stored by an older strata): remove the image and import, load or pull it again"
         ),
