@@ -37,13 +37,22 @@ impl Drop for NativeStaged {
 /// Uppers with at most this many entries are synced file by file, larger ones by one syncfs.
 const SYNC_EACH: u64 = 64;
 
+/// What the walk of a keepable upper found.
+struct Keepable {
+    /// Entries in the upper.
+    entries: u64,
+    /// Of those, block deltas (the only records a chain flattening may have to rewrite).
+    deltas: u64,
+}
+
 /// Why a container's upper cannot be kept as it is (the commit then expands it, as before).
-/// Its number of entries when it can.
-fn keepable(upper: &Path, image_layers: usize) -> std::result::Result<u64, String> {
+/// What it holds when it can.
+fn keepable(upper: &Path, image_layers: usize) -> std::result::Result<Keepable, String> {
     // A record naming a branch below the image's layers points into the container's init
     // layer, which is not part of the image.
     let mut stack = vec![upper.to_path_buf()];
     let mut seen = 0u64;
+    let mut deltas = 0u64;
     while let Some(dir) = stack.pop() {
         let rd = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for e in rd.flatten() {
@@ -59,6 +68,7 @@ fn keepable(upper: &Path, image_layers: usize) -> std::result::Result<u64, Strin
                 };
                 let m = strata_fs::meta::Meta::decode(&v)
                     .map_err(|e| format!("{}: corrupt {n}: {e}", p.display()))?;
+                deltas += u64::from(m.delta.is_some());
                 if let Some((l, _)) = &m.data {
                     if *l > image_layers {
                         return Err(format!(
@@ -70,7 +80,10 @@ fn keepable(upper: &Path, image_layers: usize) -> std::result::Result<u64, Strin
             }
         }
     }
-    Ok(seen)
+    Ok(Keepable {
+        entries: seen,
+        deltas,
+    })
 }
 
 /// Copy container `cfg`'s upper into the staging area as a native layer; None (with the
@@ -82,8 +95,8 @@ pub fn stage(store: &Store, cfg: &ContainerConfig) -> Result<Option<NativeStaged
     }
     let paths = Paths::new(store, &cfg.id);
     let upper = paths.upper();
-    let entries = match keepable(&upper, cfg.layers.len()) {
-        Ok(n) => n,
+    let found = match keepable(&upper, cfg.layers.len()) {
+        Ok(k) => k,
         Err(why) => {
             tracing::info!("commit expands the upper: {why}");
             return Ok(None);
@@ -110,8 +123,27 @@ pub fn stage(store: &Store, cfg: &ContainerConfig) -> Result<Option<NativeStaged
     // Durability before the layer is named (docs/commit.md): a small upper fsyncs each file
     // with content and each directory as it is copied; past SYNC_EACH entries one syncfs of
     // the store's filesystem is cheaper than that many fsyncs.
-    let each = entries <= SYNC_EACH;
+    let each = found.entries <= SYNC_EACH;
     let copied = crate::treecopy::copy_tree(&upper, &staged.tree(), each, &keep)?;
+    let lowers = crate::container::lower_dirs(store, cfg);
+    // A chain crosses each layer at most once: over fewer layers than the bound, none can
+    // be too deep and the walk is skipped.
+    if found.deltas > 0 && lowers.len() + 1 > strata_fs::flatten::MAX_CHAIN_FILES {
+        // The new layer never carries a delta chain past the bound (docs/format.md, "Chains
+        // stay short"): deep ones are made whole in the copy (each synced before its record
+        // changes), the container's own upper is left as it is.
+        let work = staged.dir.join("work");
+        std::fs::create_dir(&work).ctx(|| format!("cannot create {}", work.display()))?;
+        let r = strata_fs::flatten::flatten_upper(&staged.tree(), &work, &lowers)
+            .map_err(|e| err!("commit: {e}"))?;
+        if r.flattened > 0 {
+            tracing::info!(
+                "commit flattened {} delta chain(s) deeper than {} files",
+                r.flattened,
+                strata_fs::flatten::MAX_CHAIN_FILES
+            );
+        }
+    }
     if !each {
         let f = std::fs::File::open(&staged.dir)
             .ctx(|| format!("cannot open {}", staged.dir.display()))?;

@@ -451,3 +451,100 @@ fn three_levels_of_commits_then_save_load_push_pull() {
         serde_json::from_str(&e.ok("pulled", &["inspect", &target])).unwrap();
     assert_eq!(pi[0]["RootFS"]["Layers"], diff_ids);
 }
+
+/// Files a merged file's bytes come from, following its records down the layers (top
+/// first) as docs/format.md describes: `data +K PATH` (format 2) or `data L PATH`
+/// (format 1, L+1 below).
+fn chain_files(layers: &[PathBuf], rel: &str) -> usize {
+    let (mut pos, mut path, mut files) = (0usize, rel.to_string(), 0usize);
+    while let Some(dir) = layers.get(pos) {
+        let p = dir.join(&path);
+        if std::fs::symlink_metadata(&p).is_err() {
+            pos += 1;
+            continue;
+        }
+        files += 1;
+        let rec = ["trusted.strata.meta", "user.strata.meta"]
+            .iter()
+            .find_map(|n| xattr_text(&p, n));
+        let Some(data) = rec
+            .as_deref()
+            .and_then(|r| r.lines().find_map(|l| l.strip_prefix("data ")))
+        else {
+            break;
+        };
+        let (k, np) = data.split_once(' ').unwrap();
+        let below = match k.strip_prefix('+') {
+            Some(k) => k.parse::<usize>().unwrap(),
+            None => k.parse::<usize>().unwrap() + 1,
+        };
+        (pos, path) = (pos + below, np.to_string());
+        assert!(files <= 64, "a chain that does not end");
+    }
+    files
+}
+
+fn xattr_text(p: &Path, name: &str) -> Option<String> {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "-h", "-n", name])
+        .arg(p)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Eight commits in a row, each of a 4 KiB write into the same 2 MiB file: the layers'
+/// deltas chain up, and a commit never stores a chain of more than 6 files (it flattens
+/// the new layer's delta); every commit reads the right bytes.
+#[test]
+fn commits_of_commits_keep_delta_chains_short() {
+    need("getfattr");
+    let e = Env::new();
+    let rootfs = e.path("rootfs");
+    std::fs::create_dir_all(rootfs.join("t")).unwrap();
+    let mut want = yes("base", 2 << 20);
+    std::fs::write(rootfs.join("t/f"), &want).unwrap();
+    e.import("s", &rootfs, "c0");
+    let mut deepest = 0;
+    for level in 1..=8usize {
+        let script = format!(
+            "yes l{level} | head -c 4096 | dd of=/t/f bs=4096 seek={} conv=notrunc 2>/dev/null",
+            level * 5
+        );
+        let (from, to) = (format!("c{}", level - 1), format!("c{level}"));
+        e.ok(
+            "s",
+            &[
+                "run", "--name", "w", "--driver", "fuse", &from, "sh", "-c", &script,
+            ],
+        );
+        e.ok("s", &["commit", "w", &to]);
+        e.ok("s", &["rm", "w"]);
+        let off = level * 5 * 4096;
+        want[off..off + 4096].copy_from_slice(&yes(&format!("l{level}"), 4096));
+        let inspect: serde_json::Value =
+            serde_json::from_str(&e.ok("s", &["inspect", &to])).unwrap();
+        let mut dirs: Vec<PathBuf> = inspect[0]["GraphDriver"]["Data"]["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| PathBuf::from(l["Dir"].as_str().unwrap()))
+            .collect();
+        dirs.reverse();
+        let n = chain_files(&dirs, "t/f");
+        deepest = deepest.max(n);
+        assert!(n <= 6, "commit {to}: t/f's bytes come from {n} files");
+        let got = e.ok(
+            "s",
+            &["run", "--rm", "--driver", "fuse", &to, "sha256sum", "/t/f"],
+        );
+        assert_eq!(&got[..64], common::sha(&want), "commit {to} reads wrong");
+    }
+    assert_eq!(
+        deepest, 6,
+        "the chain should reach the bound before being flattened"
+    );
+    e.ok("s", &["fsck", "--image", "c8"]);
+}
