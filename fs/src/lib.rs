@@ -1,6 +1,6 @@
 //! strata-fs: a union / copy-on-write filesystem served over FUSE.
 //!
-//! The crate is grouped by concern (see ARCHITECTURE.md for the dependency rules):
+//! The crate is grouped by concern:
 //! - [`union`]: the FUSE-free core ([`union::fs::Union`]): name resolution across branches,
 //!   whiteouts, copy-up, directory merging, the inode table, open handles and the operations.
 //! - [`delta`]: block-delta files: the on-disk format, reading and writing through a chain,
@@ -9,6 +9,16 @@
 //! - [`fuse`]: the thin FUSE side: the protocol adapter, passthrough, the mount session.
 //! - [`config`]: mount options, VFS flags and id maps.
 //! - [`sys`]: every `unsafe` syscall wrapper; [`types`]: leaf types every layer shares.
+//!
+//! Dependencies point one way, and `scripts/modcycles.py fs/src` (run by scripts/test)
+//! checks that no module depends on itself through others: [`types`] and [`sys`] depend on
+//! nothing; the state types the union holds (`union::inode`, `union::handles`,
+//! `union::chain`, `delta::file`, `union::atime`, `config`) do not name the union;
+//! `union::fs` (the `Union` struct) names only those; every `impl Union` (ops_*.rs,
+//! resolve.rs, copyup.rs, delta/io.rs, ...) depends on `union::fs`, never the other way;
+//! `observe` and `fuse` sit on top. A request goes FUSE -> `fuse::adapter` (its group
+//! file) -> a `Union` operation (`union::ops_*`) -> `resolve`/`copyup`/`delta::io` -> the
+//! branch files through `union::branch` and `sys` (never following a branch's symlinks).
 //!
 //! See `docs/format.md` for what strata writes into an upper directory.
 #![deny(unsafe_code)]
@@ -21,8 +31,8 @@ pub mod sys;
 pub mod types;
 pub mod union;
 
-pub use fuse::session::{prepare, serve, MountError};
 pub use config::options::MountOptions;
+pub use fuse::session::{prepare, serve, MountError};
 pub use union::fs::Union;
 
 // The paths cli/, runtime/ and fuzz/ name (`strata_fs::trace::parse_ops`, ...): the public

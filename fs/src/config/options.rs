@@ -48,7 +48,7 @@ pub struct MountOptions {
     /// Extra options passed to the kernel mount unchanged (e.g. allow_other, dev, suid).
     pub kernel: Vec<String>,
     /// Op-by-op tracing (trace=FILE, trace_ops=read:write, trace_path=GLOB).
-    pub trace: crate::observe::trace::TraceOptions,
+    pub trace: crate::observe::filter::TraceOptions,
 }
 
 impl Default for MountOptions {
@@ -73,7 +73,7 @@ impl Default for MountOptions {
             compact_ratio: 0.5,
             fsname: "strata".into(),
             kernel: Vec::new(),
-            trace: crate::observe::trace::TraceOptions::default(),
+            trace: crate::observe::filter::TraceOptions::default(),
         }
     }
 }
@@ -279,10 +279,12 @@ impl MountOptions {
                     .ok_or_else(|| format!("option compact_ratio={v}: expected 0.0 to 1.0"))?;
             }
             "nodelta" => self.delta_threshold = u64::MAX,
-            "trace" => self.trace.file = Some(crate::observe::trace::absolute(&PathBuf::from(need(val)?))),
+            "trace" => {
+                self.trace.file = Some(crate::observe::filter::absolute(&PathBuf::from(need(val)?)))
+            }
             // Ops are separated by ':' here since ',' separates mount options.
-            "trace_ops" => self.trace.ops = crate::observe::trace::parse_ops(&need(val)?)?,
-            "trace_path" => self.trace.path = Some(crate::observe::trace::Glob::new(&need(val)?)),
+            "trace_ops" => self.trace.ops = crate::observe::filter::parse_ops(&need(val)?)?,
+            "trace_path" => self.trace.path = Some(crate::observe::filter::Glob::new(&need(val)?)),
             "fsname" | "source" => self.fsname = need(val)?,
             "ro" => self.read_only = true,
             "rw" => self.read_only = false,

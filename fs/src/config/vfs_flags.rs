@@ -2,7 +2,6 @@
 //! MS_* bits, and the flags a mount has now, read back from /proc/self/mountinfo.
 
 use nix::mount::MsFlags;
-use std::path::Path;
 
 /// The bits option `word` sets and clears, or None when it is not a VFS flag. Applied in
 /// order, a later word wins over an earlier one (as mount(8) does).
@@ -48,15 +47,15 @@ pub fn apply(flags: &mut MsFlags, word: &str) -> bool {
     }
 }
 
-/// The VFS flags of the mount at the top of `path` (canonical), from its mountinfo line:
+/// The VFS flags of the mount with id `mount_id` (the top one at a mountpoint: see
+/// `fuse::mount::top_mount`), from its mountinfo line:
 /// per-mount flags and the superblock's (`ro`, `sync`, `lazytime` ...). Strictatime shows
 /// as the absence of `noatime` and `relatime`, and is returned as MS_STRICTATIME.
-pub fn current(path: &Path) -> Option<MsFlags> {
-    let top = crate::fuse::mount::top_mount(path)?;
+pub fn current(mount_id: u64) -> Option<MsFlags> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let line = info
         .lines()
-        .find(|l| l.split(' ').next() == Some(top.id.to_string().as_str()))?;
+        .find(|l| l.split(' ').next() == Some(mount_id.to_string().as_str()))?;
     Some(parse_line_flags(line))
 }
 

@@ -19,39 +19,20 @@
 //! One worker thread per mount and a bounded queue; a full queue leaves the file a delta
 //! (a later write asks again). Unmount stops the worker between two chunks.
 
+use crate::delta::file::DeltaFile;
 use crate::delta::format::{DeltaMap, Source};
-use crate::delta::io::DeltaFile;
 use crate::union::fs::Union;
-use parking_lot::{Condvar, Mutex};
 use serde::Serialize;
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 /// Bytes copied per step (the lock is held for the writes of one step only).
 const CHUNK: u64 = 1 << 20;
 /// Files waiting for the worker at most.
 const QUEUE_CAP: usize = 64;
-
-/// The background compaction queue of one mount.
-#[derive(Default)]
-pub(crate) struct Compactor {
-    queue: Mutex<VecDeque<Arc<DeltaFile>>>,
-    wake: Condvar,
-    stop: AtomicBool,
-    /// Set once the worker runs; without it compaction happens in the request (in-process
-    /// use of the union without a mount).
-    started: OnceLock<()>,
-    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
-    queued: AtomicU64,
-    done: AtomicU64,
-    failed: AtomicU64,
-    /// Jobs ended in any way (done, failed, stopped).
-    ended: AtomicU64,
-}
 
 /// Compaction counters of a mount (`strata stats`, docs/control.md).
 #[derive(Debug, Clone, Copy, Default, Serialize)]

@@ -8,9 +8,10 @@
 //! whole at once, for `strata compact --chains` and for commit, so that a committed layer
 //! never carries a chain deeper than the bound.
 
+use crate::delta::file::DeltaFile;
+use crate::types::Layer;
 use crate::union::attr::fmt;
-use crate::delta::io::DeltaFile;
-use crate::union::fs::{Layer, Union};
+use crate::union::fs::Union;
 use nix::dir::{Dir, Type};
 use nix::fcntl::OFlag;
 use std::ffi::OsStr;

@@ -1,9 +1,9 @@
 //! `strata fsck`: check (and repair what is safe to repair in) an upper directory.
 
-use crate::union::chain::MAX_DEPTH;
 use crate::delta::format::Ident;
-use crate::union::meta::Meta;
 use crate::sys;
+use crate::union::chain::MAX_DEPTH;
+use crate::union::meta::Meta;
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

@@ -1,15 +1,18 @@
-//! Reading and writing delta files (the format is in format.rs).
+//! Reading and writing delta files through the union (the format is in format.rs, the
+//! shared state of an open one in file.rs).
 //!
 //! All open handles of one inode share one [`DeltaFile`], so they see one block map. Writes
 //! to a delta hold its lock for the write (blocks must be filled and claimed in order);
 //! reads take a snapshot of the map and do their I/O without it. Compaction into a whole
 //! file runs in the background (compact.rs).
 
-use crate::union::chain::Chain;
+use crate::delta::file::{DeltaFile, DeltaState};
 use crate::delta::format::{read_full, DeltaMap, Ident, Source, DEFAULT_BLOCK, MAX_ENCODED};
+use crate::types::{errno, Layer};
+use crate::union::chain::Chain;
+use crate::union::fs::Union;
 use crate::union::inode::Placement;
 use crate::union::meta::Meta;
-use crate::union::fs::{errno, Layer, Union};
 use nix::fcntl::OFlag;
 use parking_lot::Mutex;
 use std::fs::File;
@@ -18,59 +21,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Weak};
-
-/// The shared state of one open delta file.
-#[derive(Debug)]
-pub struct DeltaFile {
-    /// The upper file (read-write).
-    pub upper: File,
-    /// Where the unwritten blocks come from: the lower file, or the chain of layers below
-    /// when that file is itself a delta or a metadata-only copy (chain.rs).
-    pub(crate) lower: Chain,
-    /// Node and path of the file in the mount (to update the node when it becomes whole).
-    pub(crate) ino: u64,
-    pub(crate) path: std::path::PathBuf,
-    pub(crate) state: Mutex<DeltaState>,
-    /// This file's own Arc (to hand it to the compaction worker from a `&DeltaFile`).
-    pub(crate) me: Weak<DeltaFile>,
-    /// Queued for, or in, background compaction.
-    pub(crate) compacting: AtomicBool,
-}
-
-/// The mutable part of a [`DeltaFile`], under its lock.
-#[derive(Debug)]
-pub(crate) struct DeltaState {
-    /// The whole meta record; `meta.delta` is Some while the file is a delta.
-    pub(crate) meta: Meta,
-}
-
-impl DeltaFile {
-    /// Whether the file has become whole (compacted or truncated to nothing below).
-    pub fn is_whole(&self) -> bool {
-        self.state.lock().meta.delta.is_none()
-    }
-
-    /// The block map (None once whole) and the lower file, for SEEK_DATA / SEEK_HOLE
-    /// (seek.rs).
-    pub(crate) fn map_and_lower(&self) -> (Option<DeltaMap>, &Chain) {
-        (self.state.lock().meta.delta.clone(), &self.lower)
-    }
-
-    /// How many files this delta's bytes come from: itself plus its chain below (2 for a
-    /// delta over a plain file), for flattening long chains.
-    pub fn chain_depth(&self) -> usize {
-        self.lower.depth() + 1
-    }
-
-    /// Blocks held in the upper and total blocks, for statistics and `whence`.
-    pub fn coverage(&self) -> Option<(u64, u64)> {
-        let st = self.state.lock();
-        let d = st.meta.delta.as_ref()?;
-        let size = self.upper.metadata().ok()?.len();
-        Some((d.blocks(), size.div_ceil(d.block)))
-    }
-}
+use std::sync::Arc;
 
 impl Union {
     /// The shared delta state of node `ino` at `path`, opening it if needed; turns a

@@ -5,9 +5,9 @@
 //! fsck.rs checks them.
 
 pub mod compact;
+pub(crate) mod file;
 pub mod flatten;
 pub mod format;
 pub mod fsck;
 pub(crate) mod io;
 pub(crate) mod seek;
-

@@ -4,9 +4,10 @@
 //! extent map FUSE can carry (it has no FIEMAP request): `cp --sparse`, `tar -S` and
 //! backup tools find a delta's holes as on the whole file overlayfs would have copied.
 
-use crate::delta::io::DeltaFile;
+use crate::delta::file::DeltaFile;
+use crate::types::errno;
+use crate::union::fs::Union;
 use crate::union::handles::OpenFile;
-use crate::union::fs::{errno, Union};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;

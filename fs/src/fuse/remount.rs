@@ -9,9 +9,7 @@
 //! instead of mounting anew, and then tells the daemon over the control socket, which
 //! applies `ro`/`rw` to the union and the atime flags to its reads (atime.rs).
 
-use crate::union::atime::AtimePolicy;
 use crate::config::options::MountOptions;
-use crate::union::fs::Union;
 use nix::mount::MsFlags;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -52,7 +50,10 @@ fn new_flags<S: AsRef<str>>(current: MsFlags, groups: &[S]) -> Result<MsFlags, S
     let mut flags = current;
     for g in groups {
         for w in g.as_ref().split(',').map(str::trim) {
-            if w.is_empty() || fuse_super_option(w) || crate::config::vfs_flags::apply(&mut flags, w) {
+            if w.is_empty()
+                || fuse_super_option(w)
+                || crate::config::vfs_flags::apply(&mut flags, w)
+            {
                 continue;
             }
             // A strata option: a typo must still fail, a valid one cannot change live.
@@ -86,7 +87,7 @@ pub fn remount<S: AsRef<str>>(mountpoint: &Path, groups: &[S]) -> Result<(), Str
     let top = crate::fuse::mount::top_mount(&mnt)
         .filter(|m| m.fstype == "fuse.strata")
         .ok_or_else(|| format!("cannot remount {}: no strata mount there", mnt.display()))?;
-    let current = crate::config::vfs_flags::current(&top.point)
+    let current = crate::config::vfs_flags::current(top.id)
         .ok_or_else(|| format!("cannot remount {}: not in mountinfo", mnt.display()))?;
     let flags = new_flags(current, groups)?;
     let to_rw = current.contains(MsFlags::MS_RDONLY) && !flags.contains(MsFlags::MS_RDONLY);
@@ -132,21 +133,6 @@ pub fn remount<S: AsRef<str>>(mountpoint: &Path, groups: &[S]) -> Result<(), Str
             Ok(())
         }
     }
-}
-
-/// The daemon's side: a `{"op":"remount","flags":[...]}` control request.
-pub fn answer(union: &Union, req: &Value) -> Value {
-    let Some(list) = req.get("flags").and_then(Value::as_array) else {
-        return json!({"ok": false, "error": "remount needs \"flags\""});
-    };
-    let words: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
-    let ro = words.contains(&"ro");
-    if !union.set_read_only(ro) {
-        return json!({"ok": false, "error": "no upperdir: the union stays read-only"});
-    }
-    union.atime.set(AtimePolicy::from_words(&words));
-    tracing::info!("remounted: {}", words.join(","));
-    json!({"ok": true})
 }
 
 #[cfg(test)]

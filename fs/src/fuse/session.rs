@@ -1,10 +1,10 @@
 //! Assembling a union from mount options and serving it over FUSE.
 
-use crate::union::branch::Branch;
-use crate::fuse::adapter::FuseAdapter;
-use crate::union::meta::MetaStore;
 use crate::config::options::MountOptions;
+use crate::fuse::adapter::FuseAdapter;
+use crate::union::branch::Branch;
 use crate::union::fs::{Union, Work};
+use crate::union::meta::MetaStore;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal};
 use std::ffi::OsStr;
@@ -265,15 +265,16 @@ fn serve_traced(
         tracing::warn!("no stop-signal thread (SIGTERM will not unmount): {e}");
     }
     // `strata whence` and `strata stats` need it; a mount without it still works.
-    let control = match crate::observe::control::start(union.clone(), stats, tracer, mountpoint) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::warn!(
-                "no control socket (strata whence/stats will not reach this mount): {e}"
-            );
-            None
-        }
-    };
+    let control =
+        match crate::observe::control_server::start(union.clone(), stats, tracer, mountpoint) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(
+                    "no control socket (strata whence/stats will not reach this mount): {e}"
+                );
+                None
+            }
+        };
     on_mounted();
     let r = match rx.recv() {
         Ok(End::Session(r)) => r,

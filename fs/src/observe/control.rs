@@ -7,10 +7,11 @@
 //! and REGISTRY is the first usable of [`registry_dirs`] for the daemon's uid. Clients
 //! find the mountpoint of a path and its owner in /proc/self/mountinfo.
 
+use crate::types::{err_no, Layer};
 use crate::union::branch::stat_at;
+use crate::union::fs::Union;
 use crate::union::inode::Placement;
 use crate::union::resolve::Resolved;
-use crate::union::fs::{err_no, Layer, Union};
 use crate::union::whiteout::{has_whiteout_file, is_whiteout_entry};
 use serde::Serialize;
 use serde_json::Value;
@@ -51,8 +52,6 @@ pub fn registry_dirs(uid: u32) -> Vec<PathBuf> {
     v.push(PathBuf::from(format!("/tmp/strata-{uid}")));
     v
 }
-
-pub use crate::observe::control_server::{start, Control};
 
 /// Where one path of a mount comes from (the `whence` response).
 #[derive(Debug, Clone, Serialize, Default)]

@@ -11,6 +11,7 @@
 use crate::observe::control::{mount_key, registry_dirs, MAX_SOCK_PATH, PROTOCOL};
 use crate::observe::stats::Stats;
 use crate::observe::trace::Tracer;
+use crate::union::atime::AtimePolicy;
 use crate::union::fs::Union;
 use serde_json::{json, Value};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -285,9 +286,24 @@ impl Server {
                     Err(e) => json!({"ok": false, "error": e}),
                 }
             }
-            Some("remount") => crate::fuse::remount::answer(&self.union, req),
+            Some("remount") => remount_answer(&self.union, req),
             Some(other) => json!({"ok": false, "error": format!("unknown op '{other}'")}),
             None => json!({"ok": false, "error": "request needs \"op\""}),
         }
     }
+}
+
+/// The daemon's side of `strata mount -o remount` (fuse/remount.rs is the caller's): a `{"op":"remount","flags":[...]}` control request.
+fn remount_answer(union: &Union, req: &Value) -> Value {
+    let Some(list) = req.get("flags").and_then(Value::as_array) else {
+        return json!({"ok": false, "error": "remount needs \"flags\""});
+    };
+    let words: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+    let ro = words.contains(&"ro");
+    if !union.set_read_only(ro) {
+        return json!({"ok": false, "error": "no upperdir: the union stays read-only"});
+    }
+    union.atime.set(AtimePolicy::from_words(&words));
+    tracing::info!("remounted: {}", words.join(","));
+    json!({"ok": true})
 }

@@ -2,6 +2,7 @@
 //! read through. None of it changes what a request does.
 
 pub mod control;
-pub(crate) mod control_server;
+pub mod control_server;
+pub mod filter;
 pub mod stats;
 pub mod trace;

@@ -3,7 +3,7 @@
 //! Plain relaxed atomics: the counters are statistics, not synchronization, and each op
 //! touches only its own counter plus a few totals.
 
-use crate::observe::trace::{Op, N_OPS};
+use crate::observe::filter::{Op, N_OPS};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

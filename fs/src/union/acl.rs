@@ -15,13 +15,13 @@
 //! The xattr format is the kernel's: a little-endian u32 version (2), then entries of
 //! u16 tag, u16 permissions, u32 id.
 
-use crate::union::ops_dir::NewEntry;
-use crate::union::privs::{in_group_or_capable, Caller};
 use crate::sys;
-use crate::union::fs::{errno, Union};
+use crate::types::errno;
+use crate::union::fs::Union;
+use crate::union::privs::{in_group_or_capable, Caller};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 /// The access ACL xattr.
 pub const ACCESS: &str = "system.posix_acl_access";
@@ -186,23 +186,6 @@ impl Union {
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// The mode and ACLs a new entry made with `mode` and `umask` gets in `ne`'s
-    /// directory (a directory there also inherits a setgid bit).
-    pub(crate) fn inherited(
-        &self,
-        ne: &NewEntry,
-        mode: u32,
-        umask: u32,
-        is_dir: bool,
-    ) -> io::Result<Inherited> {
-        let mut perm = mode & 0o7777;
-        if is_dir && ne.setgid_dir {
-            perm |= libc::S_ISGID;
-        }
-        let parent_default = self.default_acl(ne.pd.as_fd())?;
-        inherit(parent_default.as_deref(), perm, umask, is_dir)
     }
 
     /// Give the new entry `dir/name` what it inherited: its ACL xattrs, then its exact mode

@@ -21,8 +21,6 @@
 //!   are applied, by O_NOATIME; otherwise the upper mount's flags decide.
 
 use crate::union::branch::Branch;
-use crate::union::fs::{Layer, Union};
-use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 use parking_lot::Mutex;
 use std::io;
@@ -102,7 +100,7 @@ impl AtimePolicy {
 /// The upper branch as reads see it, with the mount's atime policy.
 pub(crate) struct UpperAtime {
     /// The upper opened through a detached copy of its mount: (the mount, the branch).
-    clone: Option<(OwnedFd, Branch)>,
+    pub(crate) clone: Option<(OwnedFd, Branch)>,
     /// The upper mount's own flags.
     base: AtimePolicy,
     /// strata's flags, as mounted or last remounted.
@@ -182,42 +180,6 @@ impl UpperAtime {
     /// The policy in force.
     pub(crate) fn policy(&self) -> AtimePolicy {
         *self.policy.lock()
-    }
-}
-
-/// Whether open `flags` may carry O_NOATIME for a read of an entry in `layer`.
-fn noatime_flag(u: &Union, layer: Layer, dir: bool) -> bool {
-    match layer {
-        Layer::Lower(_) => true,
-        Layer::Upper if u.atime.clone.is_some() => false,
-        Layer::Upper => {
-            let p = u.atime.policy();
-            p.mode == AtimeMode::Never || (dir && p.nodiratime)
-        }
-    }
-}
-
-impl Union {
-    /// Open `rel` in `layer` to read it for a caller (file data or a directory listing):
-    /// a lower entry's atime never changes, an upper one's follows the mount's atime flags.
-    pub(crate) fn open_to_read(
-        &self,
-        layer: Layer,
-        rel: &Path,
-        flags: OFlag,
-    ) -> io::Result<OwnedFd> {
-        let branch = match (layer, &self.atime.clone) {
-            (Layer::Upper, Some((_, b))) if self.upper.is_some() => b,
-            _ => self.branch(layer)?,
-        };
-        if !noatime_flag(self, layer, flags.contains(OFlag::O_DIRECTORY)) {
-            return branch.open_at(rel, flags, 0);
-        }
-        match branch.open_at(rel, flags | OFlag::O_NOATIME, 0) {
-            // O_NOATIME needs ownership or CAP_FOWNER: read as before then.
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => branch.open_at(rel, flags, 0),
-            r => r,
-        }
     }
 }
 

@@ -6,14 +6,15 @@
 //! place, and the pointer removed only after the data is on disk. Lower hard links are
 //! copied once into `WORKDIR/index` and linked from there, so they stay one inode.
 
+use crate::sys;
+use crate::types::{errno, Layer};
 use crate::union::attr::fmt;
 use crate::union::branch::{open_in, stat_at};
-use crate::union::inode::{join, Placement};
+use crate::union::fs::Union;
+use crate::union::inode::{join, split, Placement};
 use crate::union::meta::{is_internal_xattr, Meta};
 use crate::union::owner_write::{open_in_owned, with_owner_write};
 use crate::union::resolve::Resolved;
-use crate::sys;
-use crate::union::fs::{errno, Layer, Union};
 use nix::fcntl::{OFlag, RenameFlags};
 use nix::sys::stat::{FileStat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
@@ -24,14 +25,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-/// Split a merged path into parent path and final name.
-pub(crate) fn split(path: &Path) -> io::Result<(PathBuf, OsString)> {
-    match (path.parent(), path.file_name()) {
-        (Some(p), Some(n)) => Ok((p.to_path_buf(), n.to_os_string())),
-        _ => Err(errno(libc::EINVAL)),
-    }
-}
 
 /// Copy `len` bytes of `src` into `dst` at the same offsets: reflink, copy_file_range, or
 /// plain reads and writes, whichever the filesystems allow.

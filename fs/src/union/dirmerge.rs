@@ -1,9 +1,10 @@
 //! Directory merging: the listing of a directory across the upper and lower branches.
 
+use crate::sys;
+use crate::types::Layer;
+use crate::union::fs::Union;
 use crate::union::handles::DirEntry;
 use crate::union::inode::Placement;
-use crate::sys;
-use crate::union::fs::{Layer, Union};
 use crate::union::whiteout::{whited_out_name, OPAQUE_MARKER, WH_PREFIX};
 use nix::dir::{Dir, Type};
 use nix::fcntl::OFlag;

@@ -3,13 +3,16 @@
 //! Operations live in ops_*.rs; name resolution across branches in resolve.rs; copy-up in
 //! copyup.rs; directory merging in dirmerge.rs. Nothing here knows about FUSE.
 
+use crate::config::options::MountOptions;
+use crate::types::{erofs, errno, Layer};
+use crate::union::atime::AtimeMode;
 use crate::union::attr::Attr;
 use crate::union::branch::Branch;
 use crate::union::handles::Handles;
 use crate::union::inode::{NodeTable, Placement, ROOT};
 use crate::union::meta::MetaStore;
-use crate::config::options::MountOptions;
 use lru::LruCache;
+use nix::fcntl::OFlag;
 use nix::sys::stat::FileStat;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::io;
@@ -18,26 +21,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// Which branch an operation touches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Layer {
-    /// The writable branch.
-    Upper,
-    /// Lower branch N (0 = topmost).
-    Lower(usize),
-}
-
-/// Who is asking: credentials of the calling process, as seen inside the mount.
-#[derive(Debug, Clone, Copy)]
-pub struct Ctx {
-    /// Caller's fsuid.
-    pub uid: u32,
-    /// Caller's fsgid.
-    pub gid: u32,
-    /// Caller's umask.
-    pub umask: u32,
-}
 
 /// The workdir: scratch space on the upper's filesystem.
 #[derive(Debug)]
@@ -87,9 +70,9 @@ pub struct Union {
     tmp_seq: AtomicU64,
     pub(crate) writeback: AtomicBool,
     pub(crate) deltas:
-        Mutex<std::collections::HashMap<u64, std::sync::Weak<crate::delta::io::DeltaFile>>>,
+        Mutex<std::collections::HashMap<u64, std::sync::Weak<crate::delta::file::DeltaFile>>>,
     /// Background compaction of dense deltas.
-    pub(crate) compactor: crate::delta::compact::Compactor,
+    pub(crate) compactor: crate::delta::file::Compactor,
     /// Reads of branch entries and the mount's atime flags (atime.rs).
     pub(crate) atime: crate::union::atime::UpperAtime,
     /// Read-only now: `-o ro`, changed by `remount` (remount.rs).
@@ -137,7 +120,7 @@ impl Union {
             tmp_seq: AtomicU64::new(0),
             writeback: AtomicBool::new(false),
             deltas: Mutex::new(std::collections::HashMap::new()),
-            compactor: crate::delta::compact::Compactor::default(),
+            compactor: crate::delta::file::Compactor::default(),
         }
     }
 
@@ -383,17 +366,38 @@ impl Union {
     }
 }
 
-/// An io::Error from an errno value.
-pub(crate) fn errno(e: i32) -> io::Error {
-    io::Error::from_raw_os_error(e)
+/// Whether open `flags` may carry O_NOATIME for a read of an entry in `layer`.
+fn noatime_flag(u: &Union, layer: Layer, dir: bool) -> bool {
+    match layer {
+        Layer::Lower(_) => true,
+        Layer::Upper if u.atime.clone.is_some() => false,
+        Layer::Upper => {
+            let p = u.atime.policy();
+            p.mode == AtimeMode::Never || (dir && p.nodiratime)
+        }
+    }
 }
 
-/// EROFS.
-pub(crate) fn erofs() -> io::Error {
-    errno(libc::EROFS)
-}
-
-/// The errno of an io::Error (EIO when it has none).
-pub fn err_no(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
+impl Union {
+    /// Open `rel` in `layer` to read it for a caller (file data or a directory listing):
+    /// a lower entry's atime never changes, an upper one's follows the mount's atime flags.
+    pub(crate) fn open_to_read(
+        &self,
+        layer: Layer,
+        rel: &Path,
+        flags: OFlag,
+    ) -> io::Result<OwnedFd> {
+        let branch = match (layer, &self.atime.clone) {
+            (Layer::Upper, Some((_, b))) if self.upper.is_some() => b,
+            _ => self.branch(layer)?,
+        };
+        if !noatime_flag(self, layer, flags.contains(OFlag::O_DIRECTORY)) {
+            return branch.open_at(rel, flags, 0);
+        }
+        match branch.open_at(rel, flags | OFlag::O_NOATIME, 0) {
+            // O_NOATIME needs ownership or CAP_FOWNER: read as before then.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => branch.open_at(rel, flags, 0),
+            r => r,
+        }
+    }
 }

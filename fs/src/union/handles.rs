@@ -1,6 +1,6 @@
 //! Open file and directory handles.
 
-use crate::union::fs::Layer;
+use crate::types::Layer;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -21,7 +21,7 @@ pub struct OpenFile {
     /// Opened for writing.
     pub writable: bool,
     /// The shared state when the file is a block-level delta.
-    pub delta: Option<std::sync::Arc<crate::delta::io::DeltaFile>>,
+    pub delta: Option<std::sync::Arc<crate::delta::file::DeltaFile>>,
     /// The bytes moved away from `file` (a copy-up or a new delta since this read-only
     /// handle was opened): reads follow `moved`, as they do on overlayfs.
     pub stale: std::sync::atomic::AtomicBool,
@@ -36,7 +36,7 @@ impl OpenFile {
         ino: u64,
         layer: Layer,
         writable: bool,
-        delta: Option<Arc<crate::delta::io::DeltaFile>>,
+        delta: Option<Arc<crate::delta::file::DeltaFile>>,
     ) -> OpenFile {
         OpenFile {
             file,
@@ -50,7 +50,7 @@ impl OpenFile {
     }
 
     /// The delta behind this handle, unless the file is (or became) whole.
-    pub fn live_delta(&self) -> Option<&crate::delta::io::DeltaFile> {
+    pub fn live_delta(&self) -> Option<&crate::delta::file::DeltaFile> {
         self.delta.as_deref().filter(|d| !d.is_whole())
     }
 }

@@ -12,14 +12,15 @@
 //! that number (`ino`), so an entry is only taken for the inode it was made for. Indexes
 //! written by older strata in `WORKDIR/index/` are still read.
 
+use crate::sys;
+use crate::types::Layer;
 use crate::union::attr::fmt;
 use crate::union::branch::stat_at;
-use crate::union::copyup::split;
+use crate::union::fs::Union;
+use crate::union::inode::split;
 use crate::union::inode::Placement;
 use crate::union::owner_write::with_owner_write;
 use crate::union::resolve::Resolved;
-use crate::sys;
-use crate::union::fs::{Layer, Union};
 use nix::sys::stat::Mode;
 use std::ffi::{OsStr, OsString};
 use std::io;

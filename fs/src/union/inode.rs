@@ -420,6 +420,14 @@ pub fn join(dir: &Path, name: &OsStr) -> PathBuf {
     }
 }
 
+/// Split a merged path into parent path and final name.
+pub(crate) fn split(path: &Path) -> std::io::Result<(PathBuf, OsString)> {
+    match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) => Ok((p.to_path_buf(), n.to_os_string())),
+        _ => Err(crate::types::errno(libc::EINVAL)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

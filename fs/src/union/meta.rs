@@ -17,8 +17,8 @@
 //! ignored so later versions can add fields. See docs/format.md.
 
 use crate::delta::format::{DeltaMap, Ident};
-use crate::union::owner_write::{entry_at, with_owner_write};
 use crate::sys;
+use crate::union::owner_write::{entry_at, with_owner_write};
 use std::ffi::{CStr, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};

@@ -1,14 +1,15 @@
 //! Namespace operations: lookup, create, mkdir, mknod, symlink, link, unlink, rmdir, rename.
 
+use crate::sys;
+use crate::types::{errno, Ctx, Layer};
 use crate::union::acl::Inherited;
 use crate::union::attr::Attr;
 use crate::union::branch::{open_in, stat_at};
-use crate::union::copyup::split;
+use crate::union::fs::Union;
 use crate::union::handles::OpenFile;
+use crate::union::inode::split;
 use crate::union::inode::{join, Placement};
 use crate::union::resolve::{check_name, Resolved};
-use crate::sys;
-use crate::union::fs::{errno, Ctx, Layer, Union};
 use crate::union::whiteout::{
     create_whiteout, has_whiteout_file, is_internal_name, make_opaque, remove_whiteout,
 };
@@ -31,11 +32,28 @@ pub(crate) struct NewEntry {
     pub(crate) setgid_dir: bool,
 }
 
-fn is_enoent(e: &io::Error) -> bool {
+pub(crate) fn is_enoent(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ENOENT)
 }
 
 impl Union {
+    /// The mode and ACLs a new entry made with `mode` and `umask` gets in `ne`'s
+    /// directory (a directory there also inherits a setgid bit).
+    pub(crate) fn inherited(
+        &self,
+        ne: &NewEntry,
+        mode: u32,
+        umask: u32,
+        is_dir: bool,
+    ) -> io::Result<Inherited> {
+        let mut perm = mode & 0o7777;
+        if is_dir && ne.setgid_dir {
+            perm |= libc::S_ISGID;
+        }
+        let parent_default = self.default_acl(ne.pd.as_fd())?;
+        crate::union::acl::inherit(parent_default.as_deref(), perm, umask, is_dir)
+    }
+
     /// Find `name` in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> io::Result<Attr> {
         let (ppath, pplace) = self.node_info(parent)?;
@@ -317,7 +335,7 @@ impl Union {
 
     /// Before a name of a lower hard link goes away, copy the inode up through the index
     /// (as overlayfs does with index=on) so its other names report the lowered link count.
-    fn index_before_drop(
+    pub(crate) fn index_before_drop(
         &self,
         ppath: &Path,
         pplace: &Placement,
@@ -332,7 +350,12 @@ impl Union {
     }
 
     /// One name of an indexed hard link is going away: lower its recorded link count.
-    fn drop_index_link(&self, dir: BorrowedFd<'_>, name: &OsStr, r: &Resolved) -> io::Result<()> {
+    pub(crate) fn drop_index_link(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        r: &Resolved,
+    ) -> io::Result<()> {
         if r.place.upper && r.meta.as_ref().and_then(|m| m.nlink).is_some() {
             self.adjust_index_nlink(dir, name, -1)?;
         }
@@ -403,7 +426,11 @@ impl Union {
 
     /// Run `op`, which may free the upper inode behind `r`, with its node marked as dying,
     /// so that a file created meanwhile under the same inode number gets a new generation.
-    fn freeing<T>(&self, r: &Resolved, op: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    pub(crate) fn freeing<T>(
+        &self,
+        r: &Resolved,
+        op: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<T> {
         let last_link = r.place.is_dir() || r.st.st_nlink <= 1;
         if last_link {
             self.nodes.write().set_dying(r.ino, true);
@@ -416,198 +443,11 @@ impl Union {
     }
 
     /// Move an upper directory (holding at most whiteouts) to the workdir and delete it.
-    fn discard_upper_dir(&self, pd: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    pub(crate) fn discard_upper_dir(&self, pd: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
         let work = self.work()?;
         let tmp = self.tmp_name();
         nix::fcntl::renameat(pd, name, work.dir.as_fd(), tmp.as_os_str())?;
         crate::union::branch::remove_tree(work.dir.as_fd(), &tmp)
-    }
-
-    /// Get an entry ready to move in the upper: copy it up and, for a directory, record a
-    /// redirect to its lower contents or make it opaque where it lands over lower entries.
-    fn prepare_move(
-        &self,
-        path: &Path,
-        r: &Resolved,
-        dest_place: &Placement,
-        dest_name: &OsStr,
-    ) -> io::Result<()> {
-        self.copy_up_at(path, r, false)?;
-        if !r.place.is_dir() {
-            return Ok(());
-        }
-        let (ppath, name) = split(path)?;
-        let pd = self.dirfd(Layer::Upper, &ppath)?;
-        match &r.place.dir {
-            Some(d) if !d.layers.is_empty() && !r.place.redirected => {
-                let p = sys::proc_path(pd.as_fd(), &name)?;
-                let mut m = self.meta.read(&p)?.unwrap_or_default();
-                m.ino.get_or_insert(r.ino);
-                m.redirect = Some(self.lower_ns_path(path)?);
-                self.meta.write(&p, &m)?;
-            }
-            Some(d) if !d.layers.is_empty() => {}
-            _ => {
-                if self.lower_visible(dest_place, dest_name)? {
-                    let d = open_in(pd.as_fd(), &name, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?;
-                    make_opaque(d)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// rename with RENAME_NOREPLACE / RENAME_EXCHANGE semantics.
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-        newname: &OsStr,
-        flags: u32,
-    ) -> io::Result<()> {
-        check_name(newname)?;
-        if is_internal_name(newname) {
-            return Err(errno(libc::EINVAL));
-        }
-        let exchange = flags & libc::RENAME_EXCHANGE != 0;
-        let noreplace = flags & libc::RENAME_NOREPLACE != 0;
-        if flags & !(libc::RENAME_EXCHANGE | libc::RENAME_NOREPLACE) != 0 || (exchange && noreplace)
-        {
-            return Err(errno(libc::EINVAL));
-        }
-        let (ppath, pplace) = self.node_info(parent)?;
-        let (nppath, npplace) = self.node_info(newparent)?;
-        let src = self.resolve_child(&ppath, &pplace, name)?;
-        let mut dst = match self.resolve_child(&nppath, &npplace, newname) {
-            Ok(r) => Some(r),
-            Err(e) if is_enoent(&e) => None,
-            Err(e) => return Err(e),
-        };
-        let spath = join(&ppath, name);
-        let dpath = join(&nppath, newname);
-        match &dst {
-            Some(d) => {
-                if noreplace {
-                    return Err(errno(libc::EEXIST));
-                }
-                if d.ino == src.ino && !exchange {
-                    return Ok(());
-                }
-                if !exchange {
-                    match (src.place.is_dir(), d.place.is_dir()) {
-                        (true, false) => return Err(errno(libc::ENOTDIR)),
-                        (false, true) => return Err(errno(libc::EISDIR)),
-                        (true, true) if !self.list_dir(&dpath, &d.place)?.is_empty() => {
-                            return Err(errno(libc::ENOTEMPTY));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            None if exchange => return Err(errno(libc::ENOENT)),
-            None => {}
-        }
-        if parent == newparent && name == newname {
-            return Ok(());
-        }
-        self.upper()?;
-        self.copy_up(parent, false)?;
-        self.copy_up(newparent, false)?;
-        self.prepare_move(&spath, &src, &npplace, newname)?;
-        let spd = self.dirfd(Layer::Upper, &ppath)?;
-        let dpd = self.dirfd(Layer::Upper, &nppath)?;
-        let moved_dir = src.place.is_dir() || dst.as_ref().is_some_and(|d| d.place.is_dir());
-        if exchange {
-            let Some(d) = &dst else {
-                return Err(errno(libc::ENOENT));
-            };
-            self.prepare_move(&dpath, d, &pplace, name)?;
-            nix::fcntl::renameat2(
-                spd.as_fd(),
-                name,
-                dpd.as_fd(),
-                newname,
-                RenameFlags::RENAME_EXCHANGE,
-            )?;
-        } else {
-            if self.lower_visible(&pplace, name)? {
-                create_whiteout(spd.as_fd(), name)?;
-            }
-            if let Some(d) = dst.take() {
-                let d = self.index_before_drop(&nppath, &npplace, newname, d)?;
-                if d.place.upper && !d.place.is_dir() {
-                    self.drop_index_link(dpd.as_fd(), newname, &d)?;
-                }
-                dst = Some(d);
-            }
-            let rename = || {
-                if let Some(d) = &dst {
-                    if d.place.is_dir() && d.place.upper {
-                        self.discard_upper_dir(dpd.as_fd(), newname)?;
-                    }
-                }
-                nix::fcntl::renameat(spd.as_fd(), name, dpd.as_fd(), newname)
-                    .map_err(io::Error::from)
-            };
-            match dst.as_ref().filter(|d| d.place.upper) {
-                Some(d) => self.freeing(d, rename)?,
-                None => rename()?,
-            }
-            remove_whiteout(dpd.as_fd(), newname)?;
-        }
-        if moved_dir {
-            self.invalidate_upper_dirfds();
-        }
-        self.update_after_rename(
-            parent,
-            name,
-            newparent,
-            newname,
-            &src,
-            dst.as_ref(),
-            exchange,
-        );
-        Ok(())
-    }
-
-    /// Bring the inode table in line with a completed rename.
-    #[allow(clippy::too_many_arguments)]
-    fn update_after_rename(
-        &self,
-        parent: u64,
-        name: &OsStr,
-        newparent: u64,
-        newname: &OsStr,
-        src: &Resolved,
-        dst: Option<&Resolved>,
-        exchange: bool,
-    ) {
-        let mut nodes = self.nodes.write();
-        let mark_upper = |n: &mut crate::union::inode::Node, r: &Resolved| {
-            n.place.upper = true;
-            if r.place.is_dir() && r.place.dir.as_ref().is_some_and(|d| !d.layers.is_empty()) {
-                n.place.redirected = true;
-            }
-        };
-        if let Some(d) = dst {
-            if exchange {
-                nodes.move_alias(d.ino, newparent, newname, parent, name);
-                if let Some(n) = nodes.get_mut(d.ino) {
-                    mark_upper(n, d);
-                }
-            } else {
-                nodes.remove_alias(d.ino, newparent, newname);
-            }
-        }
-        nodes.move_alias(src.ino, parent, name, newparent, newname);
-        if let Some(n) = nodes.get_mut(src.ino) {
-            mark_upper(n, src);
-        }
-        nodes.placed(src.ino);
-        if let Some(d) = dst.filter(|_| exchange) {
-            nodes.placed(d.ino);
-        }
     }
 
     /// Flags for opening a branch file on behalf of the caller.

@@ -2,10 +2,11 @@
 //! replaced, inode flags (`lsattr`/`chattr`: FS_IOC_GETFLAGS/SETFLAGS and
 //! FS_IOC_FSGETXATTR/FSSETXATTR, which the kernel forwards as FUSE ioctls), and poll.
 
-use crate::union::attr::Attr;
-use crate::union::inode::Placement;
 use crate::sys::{self, ioctl_cmd};
-use crate::union::fs::{errno, Layer, Union};
+use crate::types::{errno, Layer};
+use crate::union::attr::Attr;
+use crate::union::fs::Union;
+use crate::union::inode::Placement;
 use nix::fcntl::OFlag;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

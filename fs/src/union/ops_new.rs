@@ -4,14 +4,15 @@
 //! CAP_MKNOD create. strata stores a real one with the `device` mark in its meta xattr
 //! (docs/format.md); unmarked, a 0/0 device in any branch is a whiteout.
 
+use crate::sys;
+use crate::types::{errno, Layer};
 use crate::union::acl::Inherited;
 use crate::union::attr::Attr;
 use crate::union::branch::stat_at;
+use crate::union::fs::Union;
 use crate::union::inode::Placement;
 use crate::union::meta::Meta;
 use crate::union::ops_dir::NewEntry;
-use crate::sys;
-use crate::union::fs::{errno, Layer, Union};
 use crate::union::whiteout::remove_whiteout;
 use nix::fcntl::{AtFlags, RenameFlags};
 use nix::sys::stat::{Mode, SFlag};

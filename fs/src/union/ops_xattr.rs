@@ -1,9 +1,10 @@
 //! Extended attributes; strata's and overlayfs's own never show through the mount.
 
-use crate::union::copyup::split;
-use crate::union::meta::is_internal_xattr;
 use crate::sys;
-use crate::union::fs::{errno, Union};
+use crate::types::errno;
+use crate::union::fs::Union;
+use crate::union::inode::split;
+use crate::union::meta::is_internal_xattr;
 use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::fd::AsFd;

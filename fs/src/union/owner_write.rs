@@ -7,8 +7,8 @@
 //! EACCES on an upper entry the daemon owns, it gives itself `u+rw` for that one call and
 //! puts the mode back, as ext4 lets the owner do all of this by chmod.
 
-use crate::union::branch::open_in;
 use crate::sys;
+use crate::union::branch::open_in;
 use nix::fcntl::OFlag;
 use std::ffi::{CStr, OsStr};
 use std::io;

@@ -16,8 +16,8 @@
 //! Writes through a shared writable mmap clear nothing on ext4 either (they reach strata
 //! as `FUSE_WRITE_CACHE` writes, which are skipped).
 
-use crate::union::ops_file::SetAttr;
 use crate::union::fs::Union;
+use crate::union::ops_file::SetAttr;
 use fuser::Request;
 use parking_lot::Mutex;
 use std::collections::HashMap;

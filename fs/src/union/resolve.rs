@@ -1,13 +1,16 @@
 //! Name resolution across branches: which branch serves a name, with whiteouts, opaque
 //! directories, redirects and the hard-link index applied.
 
+use crate::sys;
+use crate::types::{errno, Layer};
 use crate::union::attr::{fmt, is_dir, Attr};
 use crate::union::branch::stat_at;
+use crate::union::fs::Union;
 use crate::union::inode::{join, DirInfo, Placement, ROOT};
 use crate::union::meta::Meta;
-use crate::sys;
-use crate::union::fs::{errno, Layer, Union};
-use crate::union::whiteout::{dir_is_opaque, has_whiteout_file, is_internal_name, is_whiteout_entry};
+use crate::union::whiteout::{
+    dir_is_opaque, has_whiteout_file, is_internal_name, is_whiteout_entry,
+};
 use nix::sys::stat::FileStat;
 use std::ffi::OsStr;
 use std::io;

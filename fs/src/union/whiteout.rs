@@ -7,9 +7,9 @@
 //! already an OCI layer; a real character device 0/0 it stores carries the `device` mark in
 //! its meta xattr.
 
+use crate::sys;
 use crate::union::branch::{open_in, stat_at};
 use crate::union::meta::MetaStore;
-use crate::sys;
 use nix::fcntl::OFlag;
 use nix::sys::stat::{FileStat, Mode};
 use std::ffi::{OsStr, OsString};
