@@ -1,52 +1,44 @@
 //! strata-fs: a union / copy-on-write filesystem served over FUSE.
 //!
-//! The union core ([`union::Union`]) answers lookup/create/unlink/... on inode numbers and
-//! knows nothing of FUSE; [`fuse_adapter`] is the thin layer that speaks the protocol.
+//! The crate is grouped by concern:
+//! - [`union`]: the FUSE-free core ([`union::fs::Union`]): name resolution across branches,
+//!   whiteouts, copy-up, directory merging, the inode table, open handles and the operations.
+//! - [`delta`]: block-delta files: the on-disk format, reading and writing through a chain,
+//!   compaction, flattening and fsck.
+//! - [`observe`]: tracing, per-op statistics and the control socket.
+//! - [`fuse`]: the thin FUSE side: the protocol adapter, passthrough, the mount session.
+//! - [`config`]: mount options, VFS flags and id maps.
+//! - [`sys`]: every `unsafe` syscall wrapper; [`types`]: leaf types every layer shares.
+//!
+//! Dependencies point one way, and `scripts/modcycles.py fs/src` (run by scripts/test)
+//! checks that no module depends on itself through others: [`types`] and [`sys`] depend on
+//! nothing; the state types the union holds (`union::inode`, `union::handles`,
+//! `union::chain`, `delta::file`, `union::atime`, `config`) do not name the union;
+//! `union::fs` (the `Union` struct) names only those; every `impl Union` (ops_*.rs,
+//! resolve.rs, copyup.rs, delta/io.rs, ...) depends on `union::fs`, never the other way;
+//! `observe` and `fuse` sit on top. A request goes FUSE -> `fuse::adapter` (its group
+//! file) -> a `Union` operation (`union::ops_*`) -> `resolve`/`copyup`/`delta::io` -> the
+//! branch files through `union::branch` and `sys` (never following a branch's symlinks).
+//!
 //! See `docs/format.md` for what strata writes into an upper directory.
 #![deny(unsafe_code)]
 
-pub mod acl;
-pub mod atime;
-pub mod attr;
-pub mod branch;
-pub mod chain;
-pub mod compact;
-pub mod control;
-mod control_server;
-mod copyup;
+pub mod config;
 pub mod delta;
-mod delta_io;
-mod delta_seek;
-mod dirmerge;
-pub mod flatten;
-pub mod fsck;
-pub mod fuse_adapter;
-pub mod fuse_mount;
-mod handles;
-pub mod idmap;
-pub mod index;
-mod inode;
-pub mod meta;
-pub mod mount;
-mod ops_dir;
-pub mod ops_extra;
-mod ops_file;
-mod ops_new;
-pub mod ops_xattr;
-pub mod options;
-pub mod owner_write;
-mod passthrough;
-pub mod privs;
-pub mod remount;
-mod request_guard;
-mod resolve;
-pub mod stats;
+pub mod fuse;
+pub mod observe;
 pub mod sys;
-pub mod trace;
+pub mod types;
 pub mod union;
-pub mod vfs_flags;
-pub mod whiteout;
 
-pub use mount::{prepare, serve, MountError};
-pub use options::MountOptions;
-pub use union::Union;
+pub use config::options::MountOptions;
+pub use fuse::session::{prepare, serve, MountError};
+pub use union::fs::Union;
+
+// The paths cli/, runtime/ and fuzz/ name (`strata_fs::trace::parse_ops`, ...): the public
+// API stays flat while the modules behind it are grouped by concern.
+pub use config::options;
+pub use delta::{flatten, fsck};
+pub use fuse::{mount as fuse_mount, remount};
+pub use observe::{control, stats, trace};
+pub use union::{meta, ops_xattr};

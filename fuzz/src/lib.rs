@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use strata_fs::delta::{DeltaMap, Source};
+use strata_fs::delta::format::{DeltaMap, Source};
 use strata_fs::meta::Meta;
 use strata_fs::options::{parse_size, MountOptions};
 use strata_runtime::image::Reference;

@@ -1,0 +1,85 @@
+//! Directory handles and listings (overlayfs readdir.c).
+
+use super::reply::{errno, file_type};
+use super::request::{none, On, Req};
+use super::FuseAdapter;
+use crate::observe::trace::Op;
+use fuser::{
+    FileHandle, FopenFlags, INodeNo, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyOpen,
+};
+
+impl FuseAdapter {
+    pub(super) fn op_opendir(&self, ino: INodeNo, reply: ReplyOpen) {
+        self.run(
+            Req::new(Op::Opendir, On::Node(ino.0)),
+            || self.union.opendir(ino.0),
+            none,
+            |r| match r {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno(&e)),
+            },
+        );
+    }
+
+    pub(super) fn op_readdir(
+        &self,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        self.run(
+            Req::new(Op::Readdir, On::Node(ino.0)).at(offset),
+            || self.dir_entries(fh, offset),
+            none,
+            |r| {
+                let entries = match r {
+                    Ok(e) => e,
+                    Err(e) => return reply.error(errno(&e)),
+                };
+                for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+                    if reply.add(INodeNo(e.ino), (i + 1) as u64, file_type(e.kind), &e.name) {
+                        break;
+                    }
+                }
+                reply.ok();
+            },
+        );
+    }
+
+    pub(super) fn op_readdirplus(
+        &self,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        reply: ReplyDirectoryPlus,
+    ) {
+        self.run(
+            Req::new(Op::Readdirplus, On::Node(ino.0)).at(offset),
+            || self.dir_entries(fh, offset),
+            none,
+            |r| self.readdirplus_reply(ino, offset, reply, r),
+        );
+    }
+
+    pub(super) fn op_releasedir(&self, ino: INodeNo, fh: FileHandle, reply: ReplyEmpty) {
+        self.run(
+            Req::new(Op::Releasedir, On::Node(ino.0)),
+            || {
+                self.union.releasedir(fh.0);
+                Ok(())
+            },
+            none,
+            |_| reply.ok(),
+        );
+    }
+
+    pub(super) fn op_fsyncdir(&self, ino: INodeNo, reply: ReplyEmpty) {
+        self.run(
+            Req::new(Op::Fsyncdir, On::Node(ino.0)),
+            || self.union.fsyncdir(ino.0),
+            none,
+            |r| Self::empty(reply, r),
+        );
+    }
+}

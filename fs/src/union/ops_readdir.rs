@@ -1,0 +1,83 @@
+//! Directory handles: opendir, readdir (the merged listing, dirmerge.rs), releasedir, fsyncdir.
+
+use crate::types::errno;
+use crate::union::fs::Union;
+use crate::union::handles::DirEntry;
+use crate::union::inode::ROOT;
+use nix::fcntl::OFlag;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+
+impl Union {
+    /// Open a directory.
+    pub fn opendir(&self, ino: u64) -> io::Result<u64> {
+        let (path, place) = self.node_info(ino)?;
+        if !place.is_dir() {
+            return Err(errno(libc::ENOTDIR));
+        }
+        let keep = self.dir_keep_fd(&path, &place);
+        Ok(self.handles.add_dir(ino, keep))
+    }
+
+    /// Entries of an open directory from position `offset` on, with "." and "..".
+    /// Positions: 0 is ".", 1 is "..", n+2 is entry n; each entry's offset is its position+1.
+    pub fn readdir(&self, fh: u64, offset: u64) -> io::Result<(Arc<Vec<DirEntry>>, u64)> {
+        let d = self.handles.dir(fh).ok_or_else(|| errno(libc::EBADF))?;
+        let mut guard = d.entries.lock();
+        let entries = match (&*guard, offset) {
+            (Some(e), o) if o > 0 => e.clone(),
+            _ => {
+                let ino = d.ino;
+                let (path, place) = self.node_info(ino)?;
+                let parent = if ino == ROOT {
+                    ROOT
+                } else {
+                    self.nodes
+                        .read()
+                        .get(ino)
+                        .and_then(|n| n.aliases.first().map(|a| a.0))
+                        .unwrap_or(ROOT)
+                };
+                let mut v = vec![
+                    DirEntry {
+                        name: OsString::from("."),
+                        kind: libc::S_IFDIR,
+                        ino,
+                    },
+                    DirEntry {
+                        name: OsString::from(".."),
+                        kind: libc::S_IFDIR,
+                        ino: parent,
+                    },
+                ];
+                v.extend(self.list_dir(&path, &place)?);
+                let e = Arc::new(v);
+                *guard = Some(e.clone());
+                e
+            }
+        };
+        Ok((entries, offset))
+    }
+
+    /// Close a directory handle.
+    pub fn releasedir(&self, fh: u64) {
+        self.handles.remove_dir(fh);
+    }
+
+    /// fsync a directory (the upper copy, if any).
+    pub fn fsyncdir(&self, ino: u64) -> io::Result<()> {
+        if self.opts.no_fsync || !self.writable() {
+            return Ok(());
+        }
+        let (path, place) = self.node_info(ino)?;
+        if !place.upper {
+            return Ok(());
+        }
+        let fd = self
+            .upper()?
+            .open_at(&path, OFlag::O_RDONLY | OFlag::O_DIRECTORY, 0)?;
+        File::from(fd).sync_all()
+    }
+}
