@@ -146,7 +146,7 @@ fn one_line(what: &str, msg: &str) {
 /// `strata import`: the bytes as a tarball (plain, gzip or zstd) into a store.
 pub fn tar_import(data: &[u8]) {
     let sb = sandbox();
-    let r = strata_runtime::images::import(&sb.store, data, "fuzz:1", &[], "fuzz");
+    let r = strata_runtime::image::commands::import(&sb.store, data, "fuzz:1", &[], "fuzz");
     sb.check_outside("import");
     match r {
         Ok(_) => {

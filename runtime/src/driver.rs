@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use crate::container::Trace;
 use crate::err;
+use crate::spec::Trace;
 use crate::store::Store;
 use crate::util::{Ctx, Result};
 
@@ -127,7 +127,7 @@ fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, merged: &Path) -
         check_path(upper)?,
         check_path(work)?
     );
-    if crate::rootless::in_userns() {
+    if crate::isolation::rootless::in_userns() {
         // Unprivileged overlay mounts keep their metadata in user.overlay.* xattrs; that mode
         // never creates redirects or metacopy files and refuses the options below.
         opts.push_str(",userxattr");
@@ -300,7 +300,7 @@ pub fn mount_readonly(
                 all.push(check_path(l)?);
             }
             let mut opts = format!("lowerdir={}", all.join(":"));
-            if crate::rootless::in_userns() {
+            if crate::isolation::rootless::in_userns() {
                 opts.push_str(",userxattr");
             }
             mount(

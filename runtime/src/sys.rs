@@ -16,10 +16,15 @@ pub enum Forked {
     Child,
 }
 
-/// fork(2). Callers keep the process single-threaded around it (no locks held by other threads).
-pub fn fork() -> nix::Result<Forked> {
-    // SAFETY: strata forks only from single-threaded points (before pty copy threads start),
-    // and the child either execs or runs plain code that takes no locks held by other threads.
+/// fork(2).
+///
+/// # Safety
+///
+/// The caller must be single-threaded: the child gets only the calling thread, so a lock
+/// another thread held (the allocator's, stdio's) would stay locked in it forever. The child
+/// then execs or runs plain code until it exits.
+pub unsafe fn fork() -> nix::Result<Forked> {
+    // SAFETY: the caller is single-threaded (this function's contract).
     match unsafe { nix::unistd::fork() }? {
         ForkResult::Parent { child } => Ok(Forked::Parent(child)),
         ForkResult::Child => Ok(Forked::Child),
@@ -285,9 +290,13 @@ pub fn reset_signals() -> nix::Result<()> {
 /// fork(2) into a new pid namespace (clone with CLONE_NEWPID): the child is its PID 1. Unlike
 /// unshare(CLONE_NEWPID), the caller's later children stay in its own namespace, so it can
 /// still start threads (the pty copiers).
-pub fn fork_new_pid_ns() -> nix::Result<Forked> {
+///
+/// # Safety
+///
+/// As for [`fork`]: the caller must be single-threaded.
+pub unsafe fn fork_new_pid_ns() -> nix::Result<Forked> {
     // SAFETY: a raw clone without CLONE_VM and a NULL stack behaves like fork(2): the child
-    // runs on a copy of this (single-threaded) process.
+    // runs on a copy of this process, single-threaded by this function's contract.
     let r = unsafe {
         libc::syscall(
             libc::SYS_clone,

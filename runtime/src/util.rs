@@ -210,6 +210,18 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Start time (field 22 of /proc/PID/stat) of a live process; None once it is a zombie
+/// (killed but not yet reaped by whoever inherited it).
+pub fn pid_start_time(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let mut fields = s.get(s.rfind(')')? + 2..)?.split(' ');
+    if matches!(fields.next(), Some("Z" | "X") | None) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,8 @@ use crate::layer::{self, Staged};
 use crate::store::Store;
 use crate::util::{sha256_hex, write_atomic, Ctx, HashingReader, Result};
 
-use super::compress;
 use super::media::{check_diff_ids, digest_hex};
+use crate::layer::compression;
 
 /// Image configs larger than this are refused (real ones are a few KiB).
 pub const MAX_JSON: u64 = 8 << 20;
@@ -159,7 +159,7 @@ impl<'s> Ingest<'s> {
         let diff_hex = digest_hex(diff_id)?.to_string();
         let mut hashed = HashingReader::new(reader);
         let got_diff = if self.has_layer(&diff_hex) {
-            let mut plain = HashingReader::new(compress::decompressed(&mut hashed)?);
+            let mut plain = HashingReader::new(compression::decompressed(&mut hashed)?);
             io::copy(&mut plain, &mut io::sink()).ctx(|| format!("cannot read {what}"))?;
             self.existing_layers += 1;
             plain.finish()
@@ -174,7 +174,7 @@ impl<'s> Ingest<'s> {
             let f =
                 std::fs::File::create(&path).ctx(|| format!("cannot create {}", path.display()))?;
             let mut out = BufWriter::with_capacity(1 << 16, f);
-            let mut plain = HashingReader::new(compress::decompressed(&mut hashed)?);
+            let mut plain = HashingReader::new(compression::decompressed(&mut hashed)?);
             io::copy(&mut plain, &mut out).ctx(|| format!("cannot read {what}"))?;
             out.flush()
                 .ctx(|| format!("cannot write {}", path.display()))?;

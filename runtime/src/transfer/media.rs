@@ -203,7 +203,7 @@ pub fn is_layer(media_type: &str) -> bool {
 
 /// Pick the entry of an index for this machine (linux and this architecture).
 pub fn select_platform<'a>(index: &'a Index, what: &str) -> Result<&'a Descriptor> {
-    let arch = crate::images::arch();
+    let arch = crate::image::commands::arch();
     let candidates: Vec<&Descriptor> = index.manifests.iter().collect();
     let chosen = candidates.iter().find(|d| match &d.platform {
         Some(p) => p.os == "linux" && p.architecture == arch,

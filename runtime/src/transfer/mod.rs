@@ -3,7 +3,6 @@
 //! own module; [`ingest`] is the one way verified images enter the store.
 
 pub mod auth;
-pub mod compress;
 pub mod docker_archive;
 pub mod ingest;
 pub mod known;
@@ -23,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::err;
 use crate::image;
+use crate::layer::compression;
 use crate::store::{remove_tree, Store};
 use crate::util::{Ctx, Result};
 
@@ -48,7 +48,8 @@ fn spool(store: &Store, reader: impl Read) -> Result<(Scratch, PathBuf)> {
         1 << 16,
         File::create(&path).ctx(|| format!("cannot create {}", path.display()))?,
     );
-    io::copy(&mut compress::decompressed(reader)?, &mut out).ctx(|| "cannot read the archive")?;
+    io::copy(&mut compression::decompressed(reader)?, &mut out)
+        .ctx(|| "cannot read the archive")?;
     out.flush()
         .ctx(|| format!("cannot write {}", path.display()))?;
     Ok((scratch, path))
@@ -67,7 +68,7 @@ pub fn load(store: &Store, input: Option<&Path>, quiet: bool) -> Result<Vec<Stor
             let n = f
                 .read(&mut head)
                 .ctx(|| format!("cannot read {}", p.display()))?;
-            if compress::detect(&head[..n]) == compress::Compression::None {
+            if compression::detect(&head[..n]) == compression::Compression::None {
                 Box::new(TarSource::open(p)?)
             } else {
                 let f = File::open(p).ctx(|| format!("cannot open {}", p.display()))?;
@@ -129,9 +130,9 @@ pub fn save_image(store: &Store, what: &str) -> Result<SaveImage> {
     let mut layer_sizes = Vec::new();
     let mut plain = Vec::new();
     for h in layers.iter_mut() {
-        if crate::native::native_of(store, h).is_some() {
+        if crate::layer::native::native_of(store, h).is_some() {
             // A native layer leaves the store in its plain form, under its plain diff_id.
-            let t = crate::plain::plain_tar(store, h)?;
+            let t = crate::layer::plain::plain_tar(store, h)?;
             layer_sizes.push(t.size);
             *h = t.hex.clone();
             plain.push(t);

@@ -155,7 +155,7 @@ fn push_layer(
     let tar = open_tar_at(&img.layer_file(store, hex), hex)?;
     let out = File::create(&gz).ctx(|| format!("cannot create {}", gz.display()))?;
     let mut hashed_out = HashingWriter::new(BufWriter::with_capacity(1 << 16, out));
-    super::compress::gzip(BufReader::with_capacity(1 << 16, tar), &mut hashed_out)?;
+    crate::layer::compression::gzip(BufReader::with_capacity(1 << 16, tar), &mut hashed_out)?;
     hashed_out
         .inner
         .flush()

@@ -29,7 +29,7 @@ pub struct SaveImage {
     pub tags: Vec<String>,
     /// Plain tars of the image's native layers, written for this save or push (removed
     /// when the last clone goes).
-    pub plain: std::sync::Arc<Vec<crate::plain::PlainTar>>,
+    pub plain: std::sync::Arc<Vec<crate::layer::plain::PlainTar>>,
 }
 
 impl SaveImage {

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 
 use crate::driver::{self, Driver};
 use crate::err;
+use crate::layer::native::native_of;
+use crate::layer::write::{HashingWriter, TarWriter};
 use crate::layer::{self, Native, PLAIN_SUFFIX};
-use crate::layertar::{HashingWriter, TarWriter};
-use crate::native::native_of;
 use crate::store::{remove_tree, Store};
 use crate::util::{write_json, Ctx, Result};
 
@@ -143,7 +143,7 @@ pub fn plain_tar(store: &Store, hex: &str) -> Result<PlainTar> {
     let mut w = Counting {
         inner: HashingWriter::new(io::BufWriter::with_capacity(
             1 << 16,
-            crate::tar_import::SparseWriter::new(f),
+            crate::layer::sparse::SparseWriter::new(f),
         )),
         n: 0,
     };
@@ -188,7 +188,7 @@ pub fn materialize(store: &Store, hex: &str) -> Result<PathBuf> {
     let tree = staging.0.join("tree");
     std::fs::create_dir(&tree).ctx(|| format!("cannot create {}", tree.display()))?;
     let f = std::fs::File::open(&tar.path).ctx(|| format!("cannot read {}", tar.path.display()))?;
-    crate::tar_import::extract_opts(io::BufReader::with_capacity(1 << 16, f), &tree, true)?;
+    crate::layer::extract::extract_opts(io::BufReader::with_capacity(1 << 16, f), &tree, true)?;
     // Not synced: a copy lost to a power cut is made again (it is only a cache; a crash
     // before the rename leaves a staging directory, never a half copy at this name).
     std::fs::rename(&tree, &dest).ctx(|| format!("cannot move {}", dest.display()))?;
@@ -213,4 +213,21 @@ pub fn materialize_all(store: &Store, hexes: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The union's lower branches of a container, top first: the image's layers, then its init
+/// layer (when it has one) at the bottom, where it only fills in what the image lacks and
+/// leaves the layers' branch numbers alone.
+pub fn lower_dirs(store: &Store, cfg: &crate::spec::ContainerConfig) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = cfg
+        .layers
+        .iter()
+        .rev()
+        .map(|h| branch_dir(store, h, &cfg.driver))
+        .collect();
+    let init = crate::spec::Paths::new(store, &cfg.id).init_layer();
+    if init.is_dir() {
+        dirs.push(init);
+    }
+    dirs
 }

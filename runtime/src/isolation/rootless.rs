@@ -94,7 +94,11 @@ pub fn enter_new() -> Result<()> {
         Mapping::Ranges { uids, gids } => {
             let (r, w) = nix::unistd::pipe().ctx(|| "cannot create a pipe")?;
             let me = std::process::id().to_string();
-            let child = match sys::fork().ctx(|| "cannot fork")? {
+            // SAFETY: entering the user namespace is the first thing a rootless command
+            // does, before it starts any thread (unshare(CLONE_NEWUSER) requires that too).
+            #[allow(unsafe_code)]
+            let forked = unsafe { sys::fork() };
+            let child = match forked.ctx(|| "cannot fork")? {
                 Forked::Child => {
                     drop(w);
                     // Wait until the parent has its new user namespace.
@@ -175,20 +179,4 @@ pub fn other_userns(pid: i32) -> bool {
     let ino = |p: String| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
     let theirs = ino(format!("/proc/{pid}/ns/user"));
     theirs.is_some() && theirs != ino("/proc/self/ns/user".into())
-}
-
-/// Before a rootless command that works on container `id`'s files: join the namespaces of
-/// its supervisor while it runs (its root is mounted there), else enter fresh ones.
-pub fn enter_for_container(store: &crate::store::Store, id: &str) -> Result<()> {
-    let st = crate::container::load_state(store, id)?;
-    match st.supervisor {
-        Some(pid)
-            if st.status == crate::container::Status::Running
-                && crate::container::supervisor_alive(&st)
-                && other_userns(pid) =>
-        {
-            join(pid)
-        }
-        _ => enter_new(),
-    }
 }

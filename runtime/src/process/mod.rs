@@ -1,14 +1,18 @@
 //! Becoming the container's process in a forked child: session, terminal, identity,
 //! working directory, then execve. Errors are written to a pipe the supervisor reads.
 
+pub mod init;
+pub mod pty;
+pub mod user;
+
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::unistd::{Gid, Uid};
 
+use crate::process::user::ExecUser;
 use crate::sys;
-use crate::user::ExecUser;
 
 /// Default PATH when the image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -78,7 +82,7 @@ pub fn exec(t: &Target<'_>, tty: Option<OwnedFd>, err_fd: &OwnedFd) -> ! {
     let groups: Vec<Gid> = t.user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     // A user namespace with a single-id map denies setgroups: keep the (empty) list then.
     if let Err(e) = nix::unistd::setgroups(&groups).or_else(|e| {
-        if crate::rootless::in_userns() {
+        if crate::isolation::rootless::in_userns() {
             Ok(())
         } else {
             Err(e)
@@ -94,7 +98,7 @@ pub fn exec(t: &Target<'_>, tty: Option<OwnedFd>, err_fd: &OwnedFd) -> ! {
         fail(err_fd, 125, &format!("cannot set gid {}: {e}", t.user.gid));
     }
     if let Err(e) = nix::unistd::setuid(Uid::from_raw(t.user.uid)) {
-        let hint = if crate::rootless::in_userns() {
+        let hint = if crate::isolation::rootless::in_userns() {
             " (rootless: only ids mapped from /etc/subuid exist; add a range for this user)"
         } else {
             ""

@@ -7,9 +7,9 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::container::{ContainerConfig, Paths};
+use crate::layer::write::{is_runtime_mountpoint, META_XATTRS};
 use crate::layer::{self, LayerInfo, Native};
-use crate::layertar::{is_runtime_mountpoint, META_XATTRS};
+use crate::spec::{ContainerConfig, Paths};
 use crate::store::{remove_tree, Store};
 use crate::util::{now_secs, random_id, write_json, Ctx, Result};
 use crate::{driver, err};
@@ -19,7 +19,7 @@ pub struct NativeStaged {
     dir: PathBuf,
     below: Vec<String>,
     /// What the copy did (entries, bytes, fsyncs), for the log.
-    pub copied: crate::treecopy::Copied,
+    pub copied: crate::layer::treecopy::Copied,
 }
 
 impl NativeStaged {
@@ -124,8 +124,8 @@ pub fn stage(store: &Store, cfg: &ContainerConfig) -> Result<Option<NativeStaged
     // with content and each directory as it is copied; past SYNC_EACH entries one syncfs of
     // the store's filesystem is cheaper than that many fsyncs.
     let each = found.entries <= SYNC_EACH;
-    let copied = crate::treecopy::copy_tree(&upper, &staged.tree(), each, &keep)?;
-    let lowers = crate::container::lower_dirs(store, cfg);
+    let copied = crate::layer::treecopy::copy_tree(&upper, &staged.tree(), each, &keep)?;
+    let lowers = crate::layer::plain::lower_dirs(store, cfg);
     // A chain crosses each layer at most once: over fewer layers than the bound, none can
     // be too deep and the walk is skipped.
     if found.deltas > 0 && lowers.len() + 1 > strata_fs::flatten::MAX_CHAIN_FILES {
@@ -176,7 +176,7 @@ fn sweep_stale(store: &Store) {
         else {
             continue;
         };
-        if crate::container::pid_start_time(pid).is_none() {
+        if crate::util::pid_start_time(pid).is_none() {
             let _ = remove_tree(&e.path());
         }
     }
@@ -217,34 +217,4 @@ pub fn native_of(store: &Store, hex: &str) -> Option<Native> {
 /// True if any of the layers is native.
 pub fn any_native(store: &Store, hexes: &[String]) -> bool {
     hexes.iter().any(|h| native_of(store, h).is_some())
-}
-
-/// `strata fsck --image`: check every native layer of an image (its records against the
-/// layers below it, as `strata fsck UPPER --lowerdir` does); (layer hex, findings) per
-/// native layer, bottom first.
-pub fn fsck_image(
-    store: &Store,
-    what: &str,
-) -> Result<Vec<(String, Vec<strata_fs::fsck::Finding>)>> {
-    let _lock = store.lock_shared()?;
-    let id = crate::image::resolve(store, what)?;
-    let img = crate::image::load_image(store, &id)?;
-    let hexes = img.layer_hexes();
-    layer::check_present(store, &hexes)?;
-    let mut out = Vec::new();
-    for (i, h) in hexes.iter().enumerate() {
-        let Some(n) = native_of(store, h) else {
-            continue;
-        };
-        if n.below.as_slice() != &hexes[..i] {
-            return Err(err!(
-                "native layer {h} was committed over other layers than the image lists below it: the image is corrupt"
-            ));
-        }
-        let lowers: Vec<PathBuf> = n.below.iter().rev().map(|b| store.layer_dir(b)).collect();
-        let findings = strata_fs::fsck::fsck(&store.layer_dir(h), &lowers, false)
-            .map_err(|e| err!("layer {h}: {e}"))?;
-        out.push((h.clone(), findings));
-    }
-    Ok(out)
 }

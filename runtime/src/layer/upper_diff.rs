@@ -8,8 +8,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::layertar::{is_char_whiteout, opaque_xattr, read_meta, sorted_names};
-use crate::tar_import::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::layer::extract::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::layer::write::{is_char_whiteout, opaque_xattr, read_meta, sorted_names};
 use crate::util::{Ctx, Result};
 
 /// Kind of a change.
@@ -185,7 +185,7 @@ fn walk(
     let mut any = false;
     for name in sorted_names(dir)? {
         let nb = name.as_bytes();
-        if nb == OPAQUE_MARKER.as_bytes() || crate::layertar::is_union_private(nb) {
+        if nb == OPAQUE_MARKER.as_bytes() || crate::layer::write::is_union_private(nb) {
             continue;
         }
         let src = dir.join(&name);
@@ -212,7 +212,7 @@ fn walk(
         } else {
             None
         };
-        if lower.is_none() && crate::layertar::is_runtime_mountpoint(&r, &src, &m) {
+        if lower.is_none() && crate::layer::write::is_runtime_mountpoint(&r, &src, &m) {
             continue;
         }
         if !m.is_dir() {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{write, Cgroup};
-use crate::container::Limits;
+use crate::spec::Limits;
 use crate::util::{Ctx, Result};
 
 /// Controllers strata places containers in (those mounted on this host).

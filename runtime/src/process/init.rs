@@ -12,12 +12,13 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::cgroups::Cgroup;
-use crate::container::{ContainerConfig, Volume};
+use crate::isolation::cgroups::Cgroup;
+use crate::isolation::{caps, rootfs};
+use crate::process::user;
 use crate::process::{self, fail, Target};
+use crate::spec::{ContainerConfig, Volume};
 use crate::sys::{self, Forked};
 use crate::util::Result;
-use crate::{caps, rootfs, user};
 
 /// How a container with `-t` gets its terminal: a pty of its own devpts (so `tty` says
 /// /dev/pts/N), which the supervisor allocates once init has mounted it.
@@ -102,7 +103,7 @@ fn setup(
 /// Resolve the user and environment inside the container root, and create the working
 /// directory if the image lacks it (as docker does).
 pub fn prepare_process(
-    spec: &crate::container::ProcessSpec,
+    spec: &crate::spec::ProcessSpec,
     hostname: Option<&str>,
 ) -> Result<(user::ExecUser, Vec<String>)> {
     let u = user::resolve(Path::new("/"), &spec.user)?;
@@ -147,7 +148,7 @@ pub fn container_main(
     // for the container's whole life: non-dumpable, the container's root (without
     // CAP_SYS_PTRACE) cannot open its /proc/1/exe, environ, fd or mem. Rootless, the
     // unprivileged strata outside would lose that access too (exec, -t), so it stays dumpable.
-    if !crate::rootless::in_userns() {
+    if !crate::isolation::rootless::in_userns() {
         if let Err(e) = nix::sys::prctl::set_dumpable(false) {
             fail(
                 &err_fd,
@@ -170,7 +171,8 @@ pub fn container_main(
         let _ = nix::unistd::fchown(s, Some(nix::unistd::Uid::from_raw(u.uid)), None);
     }
     // Rootless, the kernel refuses device nodes in the user namespace whatever the caps.
-    let mknod = crate::rootless::in_userns() || cgroup.is_some_and(Cgroup::denies_devices);
+    let mknod =
+        crate::isolation::rootless::in_userns() || cgroup.is_some_and(Cgroup::denies_devices);
     if let Err(e) = caps::restrict_to_default(mknod) {
         fail(&err_fd, 125, &e.to_string());
     }
@@ -190,7 +192,10 @@ pub fn container_main(
         cwd: &cfg.process.cwd,
         user: &u,
     };
-    let child = match sys::fork() {
+    // SAFETY: the container's init is single-threaded (a forked child that starts no thread).
+    #[allow(unsafe_code)]
+    let forked = unsafe { sys::fork() };
+    let child = match forked {
         Ok(Forked::Child) => process::exec(&target, slave, &err_fd),
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => fail(&err_fd, 125, &format!("cannot fork: {e}")),

@@ -10,12 +10,14 @@ use nix::fcntl::OFlag;
 use nix::sched::{setns, CloneFlags};
 
 use crate::container::{self, ProcessSpec, Status};
-use crate::init;
+use crate::err;
+use crate::isolation::{caps, cgroups};
+use crate::process::init;
+use crate::process::pty;
 use crate::process::{self, fail, Target};
 use crate::store::Store;
 use crate::sys::{self, Forked};
 use crate::util::{Ctx, Result};
-use crate::{caps, cgroups, err, pty, run};
 
 /// Options of `strata exec`.
 #[derive(Debug, Clone, Default)]
@@ -37,7 +39,7 @@ pub struct ExecOptions {
 /// Run `o.cmd` in container `id`; its exit status.
 pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     let cfg = container::load_config(store, id)?;
-    let st = run::reconcile(store, id)?;
+    let st = container::reconcile(store, id)?;
     let pid = match (st.status, st.pid) {
         (Status::Running, Some(pid)) if container::init_alive(&st) => pid,
         _ => {
@@ -91,7 +93,7 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     let pidns = ns("pid")?;
     // A rootless container lives in a user namespace: join it first for the rights the
     // other joins need.
-    let userns = if crate::rootless::other_userns(pid) {
+    let userns = if crate::isolation::rootless::other_userns(pid) {
         Some(ns("user")?)
     } else {
         None
@@ -110,7 +112,10 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     sigs.thread_block().ctx(|| "cannot block signals")?;
     // The parent stays outside the container (so it may start the pty threads); the child
     // joins the namespaces and forks the process into the pid namespace.
-    let child = match sys::fork().ctx(|| "cannot fork")? {
+    // SAFETY: single-threaded: the pty threads start after this fork, in the parent.
+    #[allow(unsafe_code)]
+    let forked = unsafe { sys::fork() };
+    let child = match forked.ctx(|| "cannot fork")? {
         Forked::Child => {
             drop(err_r);
             if let Some(u) = &userns {
@@ -152,12 +157,12 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
                 Ok(x) => x,
                 Err(e) => fail(&err_w, 125, &e.to_string()),
             };
-            let mknod = crate::rootless::in_userns() || cgroup.denies_devices();
+            let mknod = crate::isolation::rootless::in_userns() || cgroup.denies_devices();
             if let Err(e) = caps::restrict_to_default(mknod) {
                 fail(&err_w, 125, &e.to_string());
             }
             // Until it execs, the process runs strata: see init::container_main.
-            if !crate::rootless::in_userns() {
+            if !crate::isolation::rootless::in_userns() {
                 if let Err(e) = nix::sys::prctl::set_dumpable(false) {
                     fail(
                         &err_w,
@@ -192,7 +197,10 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
                 );
                 p.slave
             });
-            match sys::fork() {
+            // SAFETY: in the child of the fork above, which has only this thread.
+            #[allow(unsafe_code)]
+            let forked = unsafe { sys::fork() };
+            match forked {
                 Ok(Forked::Child) => process::exec(&target, slave, &err_w),
                 Ok(Forked::Parent(grandchild)) => {
                     drop(err_w);
@@ -234,7 +242,7 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
         drop(raw.take());
         eprintln!("strata: {msg}");
     }
-    let code = run::wait_forwarding(child, master.as_ref(), &sigs);
+    let code = container::wait_forwarding(child, master.as_ref(), &sigs);
     if let Some(t) = out_thread {
         let _ = t.join();
     }

@@ -5,8 +5,8 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use crate::container::Volume;
 use crate::err;
+use crate::spec::Volume;
 use crate::sys;
 use crate::util::{Ctx, Result};
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use tar::{EntryType, Header};
 
 use crate::err;
-use crate::tar_import::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::layer::extract::{OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::util::{Ctx, Result};
 
 /// xattr prefixes that belong to a union implementation (never written to a layer).

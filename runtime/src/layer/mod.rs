@@ -1,5 +1,14 @@
 //! Layers: extracted once under layers/<diff_id hex>/ and shared by every image that lists them.
 
+pub mod compression;
+pub mod extract;
+pub mod native;
+pub mod plain;
+pub mod sparse;
+pub mod treecopy;
+pub mod upper_diff;
+pub mod write;
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -61,7 +70,7 @@ impl Staged {
 struct Tee<R> {
     inner: R,
     /// Sparse, so a tar that is mostly zeros (a decompression bomb) costs no disk space.
-    out: crate::tar_import::SparseWriter,
+    out: crate::layer::sparse::SparseWriter,
 }
 
 impl<R: Read> Read for Tee<R> {
@@ -96,10 +105,10 @@ pub fn stage_opts(store: &Store, reader: impl Read, allow_empty: bool) -> Result
     let tar = std::fs::File::create(staged.tar())
         .ctx(|| format!("cannot create {}", staged.tar().display()))?;
     let mut tee = Tee {
-        inner: crate::transfer::compress::decompressed(reader)?,
-        out: crate::tar_import::SparseWriter::new(tar),
+        inner: crate::layer::compression::decompressed(reader)?,
+        out: crate::layer::sparse::SparseWriter::new(tar),
     };
-    let x = crate::tar_import::extract_opts(&mut tee, &staged.tree(), allow_empty)?;
+    let x = crate::layer::extract::extract_opts(&mut tee, &staged.tree(), allow_empty)?;
     tee.out
         .finish()
         .ctx(|| format!("cannot write {}", staged.tar().display()))?;

@@ -6,13 +6,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::container::{self, ContainerConfig, Paths, Status};
-use crate::diff::{self, Change, Lowers};
 use crate::driver::{self, Driver};
 use crate::image::{self, History, ImageConfig, Reference};
-use crate::layertar::TarWriter;
+use crate::layer::upper_diff::{self, Change, Lowers};
+use crate::layer::write::TarWriter;
 use crate::store::{remove_tree, Store};
 use crate::util::{now_secs, rfc3339, Ctx, Result};
-use crate::{err, layer, run};
+use crate::{err, layer};
 
 /// The container's merged root: its live mount while it runs, else a read-only mount made
 /// for the occasion (removed on drop).
@@ -27,7 +27,7 @@ impl MergedView {
         let paths = Paths::new(store, &cfg.id);
         // First: after a crashed supervisor the root may still be mounted (and, with its
         // FUSE daemon dead, unreadable); reconcile unmounts it so a fresh view is made.
-        let st = run::reconcile(store, &cfg.id)?;
+        let st = container::reconcile(store, &cfg.id)?;
         if driver::is_mounted(&paths.merged()) {
             return Ok(MergedView {
                 path: paths.merged(),
@@ -94,7 +94,7 @@ pub fn diff(store: &Store, id: &str) -> Result<Vec<Change>> {
             .map(|v| v.path().to_path_buf())
             .unwrap_or_default())
     };
-    diff::changes(&lowers, &Paths::new(store, id).upper(), &mut merged)
+    upper_diff::changes(&lowers, &Paths::new(store, id).upper(), &mut merged)
 }
 
 /// Options of `strata commit`.
@@ -135,7 +135,7 @@ pub fn write_layer(store: &Store, cfg: &ContainerConfig, out: impl Write) -> Res
 }
 
 enum Staged {
-    Native(crate::native::NativeStaged),
+    Native(crate::layer::native::NativeStaged),
     Plain(layer::Staged),
 }
 
@@ -158,11 +158,11 @@ pub fn commit(store: &Store, id: &str, o: &CommitOptions) -> Result<String> {
     let cfg = container::load_config(store, id)?;
     let mut exec = container_exec_config(store, &cfg);
     for c in &o.changes {
-        crate::changes::apply(&mut exec, c)?;
+        crate::image::changes::apply(&mut exec, c)?;
     }
     // A fuse container's upper is kept as it is (docs/commit.md); anything else is
     // expanded into a plain layer tar, as docker does.
-    let staged = match crate::native::stage(store, &cfg)? {
+    let staged = match crate::layer::native::stage(store, &cfg)? {
         Some(n) => Staged::Native(n),
         None => Staged::Plain(stage_expanded(store, &cfg)?),
     };
@@ -176,12 +176,12 @@ pub fn commit(store: &Store, id: &str, o: &CommitOptions) -> Result<String> {
     };
     let parent = image::load_image(store, &cfg.image_id).ok();
     let hex = match staged {
-        Staged::Native(n) => crate::native::publish(store, n)?,
+        Staged::Native(n) => crate::layer::native::publish(store, n)?,
         Staged::Plain(p) => layer::publish(store, p)?,
     };
     let created = rfc3339(now_secs());
     let mut img = parent.unwrap_or_else(|| ImageConfig {
-        architecture: crate::images::arch().into(),
+        architecture: crate::image::commands::arch().into(),
         os: "linux".into(),
         rootfs: image::RootFs {
             kind: "layers".into(),

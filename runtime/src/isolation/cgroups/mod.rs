@@ -7,7 +7,7 @@ pub mod v2;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::container::Limits;
+use crate::spec::Limits;
 use crate::util::{Ctx, Result};
 
 const ROOT: &str = "/sys/fs/cgroup";

@@ -2,11 +2,12 @@
 
 use std::collections::HashSet;
 use std::io::Read;
+use std::path::PathBuf;
 
-use crate::container;
 use crate::err;
 use crate::image::{self, History, ImageConfig, Reference};
 use crate::layer;
+use crate::spec;
 use crate::store::Store;
 use crate::util::{now_secs, rfc3339, Result};
 
@@ -31,7 +32,7 @@ pub fn import(
     let reference = Reference::parse(name)?;
     let mut exec = image::ExecConfig::default();
     for c in changes {
-        crate::changes::apply(&mut exec, c)?;
+        crate::image::changes::apply(&mut exec, c)?;
     }
     let staged = layer::stage(store, reader)?;
     let _lock = store.lock_exclusive()?;
@@ -160,7 +161,7 @@ pub fn gc_layers(store: &Store) -> Result<()> {
         .iter()
         .map(|id| image::load_image(store, id))
         .collect();
-    let (images, containers) = match (images, container::list(store)) {
+    let (images, containers) = match (images, spec::list(store)) {
         (Ok(i), Ok(c)) => (i, c),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("strata: warning: unused layers kept: {e}");
@@ -201,7 +202,7 @@ pub fn rmi(store: &Store, what: &str, force: bool) -> Result<Vec<String>> {
             tags.join(", ")
         ));
     }
-    let users: Vec<String> = container::list_readable(store)?
+    let users: Vec<String> = spec::list_readable(store)?
         .into_iter()
         .filter(|c| c.image_id == id)
         .map(|c| c.name)
@@ -286,19 +287,19 @@ pub fn inspect(store: &Store, what: &str) -> Result<serde_json::Value> {
     let mut plain_ids = Vec::new();
     let mut layers = Vec::new();
     for h in cfg.layer_hexes() {
-        let native = crate::native::native_of(store, &h);
-        let (plain, _) = crate::plain::diff_of(store, &h)?;
+        let native = crate::layer::native::native_of(store, &h);
+        let (plain, _) = crate::layer::plain::diff_of(store, &h)?;
         plain_ids.push(format!("sha256:{plain}"));
         layers.push(serde_json::json!({
             "LocalId": format!("sha256:{h}"),
             "DiffID": format!("sha256:{plain}"),
             "Native": native.is_some(),
             "Dir": store.layer_dir(&h),
-            "OverlayDir": crate::plain::branch_dir(store, &h, crate::driver::Driver::Overlay.name()),
-            "Materialized": native.is_some() && crate::plain::plain_dir(store, &h).is_dir(),
+            "OverlayDir": crate::layer::plain::branch_dir(store, &h, crate::driver::Driver::Overlay.name()),
+            "Materialized": native.is_some() && crate::layer::plain::plain_dir(store, &h).is_dir(),
         }));
     }
-    let native = crate::native::any_native(store, &cfg.layer_hexes());
+    let native = crate::layer::native::any_native(store, &cfg.layer_hexes());
     Ok(serde_json::json!({
         "Id": id,
         "RepoTags": image::tags_of(&repos, &id),
@@ -319,4 +320,34 @@ pub fn inspect(store: &Store, what: &str) -> Result<serde_json::Value> {
         },
         "History": cfg.history,
     }))
+}
+
+/// `strata fsck --image`: check every native layer of an image (its records against the
+/// layers below it, as `strata fsck UPPER --lowerdir` does); (layer hex, findings) per
+/// native layer, bottom first.
+pub fn fsck_image(
+    store: &Store,
+    what: &str,
+) -> Result<Vec<(String, Vec<strata_fs::fsck::Finding>)>> {
+    let _lock = store.lock_shared()?;
+    let id = image::resolve(store, what)?;
+    let img = image::load_image(store, &id)?;
+    let hexes = img.layer_hexes();
+    layer::check_present(store, &hexes)?;
+    let mut out = Vec::new();
+    for (i, h) in hexes.iter().enumerate() {
+        let Some(n) = crate::layer::native::native_of(store, h) else {
+            continue;
+        };
+        if n.below.as_slice() != &hexes[..i] {
+            return Err(err!(
+                "native layer {h} was committed over other layers than the image lists below it: the image is corrupt"
+            ));
+        }
+        let lowers: Vec<PathBuf> = n.below.iter().rev().map(|b| store.layer_dir(b)).collect();
+        let findings = strata_fs::fsck::fsck(&store.layer_dir(h), &lowers, false)
+            .map_err(|e| err!("layer {h}: {e}"))?;
+        out.push((h.clone(), findings));
+    }
+    Ok(out)
 }

@@ -1,0 +1,297 @@
+//! `strata create`: a container's config, state and directories from an image and the
+//! run options, without starting it.
+
+use std::path::PathBuf;
+
+use crate::container::{self, ContainerConfig, Limits, Paths, ProcessSpec, State, Trace, Volume};
+use crate::driver::{self, Driver};
+use crate::store::Store;
+use crate::util::{now_secs, random_id, write_json, Ctx, Result};
+use crate::{err, image, layer};
+
+/// Options of `strata run` (and `create`).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// --name.
+    pub name: Option<String>,
+    /// --rm.
+    pub auto_remove: bool,
+    /// -d.
+    pub detach: bool,
+    /// -i.
+    pub interactive: bool,
+    /// -t.
+    pub tty: bool,
+    /// -e K=V (or K to copy the host's value).
+    pub env: Vec<String>,
+    /// -w.
+    pub workdir: Option<String>,
+    /// -u.
+    pub user: Option<String>,
+    /// -h.
+    pub hostname: Option<String>,
+    /// -v SRC:DST[:ro].
+    pub volumes: Vec<String>,
+    /// --net host|none.
+    pub network: String,
+    /// --driver fuse|overlay|auto.
+    pub driver: String,
+    /// --memory 64m.
+    pub memory: Option<String>,
+    /// --pids-limit.
+    pub pids_limit: Option<i64>,
+    /// --cpus.
+    pub cpus: Option<f64>,
+    /// --trace FILE: trace the root's filesystem requests (fuse driver).
+    pub trace: Option<PathBuf>,
+    /// --trace-ops read,write,...
+    pub trace_ops: Option<String>,
+    /// --trace-path GLOB.
+    pub trace_path: Option<String>,
+    /// IMAGE.
+    pub image: String,
+    /// CMD...
+    pub cmd: Vec<String>,
+}
+
+/// Parse "64m", "1g", "512k", "1048576" into bytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| err!("invalid size {s:?}: use a number with k, m or g"))?;
+    if n <= 0.0 {
+        return Err(err!("invalid size {s:?}: must be positive"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+fn parse_volume(s: &str) -> Result<Volume> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (src, dst, mode) = match parts.as_slice() {
+        [s, d] => (*s, *d, "rw"),
+        [s, d, m] => (*s, *d, *m),
+        _ => {
+            return Err(err!(
+                "invalid volume {s:?}: use -v /host/path:/container/path[:ro]"
+            ))
+        }
+    };
+    let readonly = match mode {
+        "ro" => true,
+        "rw" => false,
+        _ => return Err(err!("invalid volume mode {mode:?} in {s:?}: use ro or rw")),
+    };
+    if !dst.starts_with('/') {
+        return Err(err!(
+            "invalid volume {s:?}: the container path must be absolute"
+        ));
+    }
+    let source = std::fs::canonicalize(src)
+        .ctx(|| format!("volume source {src} (it must exist on the host)"))?;
+    Ok(Volume {
+        source,
+        target: dst.to_string(),
+        readonly,
+    })
+}
+
+/// The container's trace settings from `--trace`, `--trace-ops` and `--trace-path`.
+fn trace_spec(o: &RunOptions) -> Result<Option<Trace>> {
+    let Some(file) = &o.trace else {
+        if o.trace_ops.is_some() || o.trace_path.is_some() {
+            return Err(err!("--trace-ops and --trace-path need --trace FILE"));
+        }
+        return Ok(None);
+    };
+    let file = if file.is_absolute() {
+        file.clone()
+    } else {
+        std::env::current_dir()
+            .ctx(|| "cannot find the current directory for --trace")?
+            .join(file)
+    };
+    let name = file.to_string_lossy();
+    if name.contains(',') {
+        return Err(err!(
+            "the trace file {name} contains ',' (it separates mount options): pick another path"
+        ));
+    }
+    match file.parent() {
+        Some(d) if d.is_dir() => {}
+        _ => {
+            return Err(err!(
+                "cannot write the trace to {name}: its directory does not exist"
+            ))
+        }
+    }
+    let ops = o
+        .trace_ops
+        .as_deref()
+        .unwrap_or_default()
+        .split([',', ':'])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .collect::<Vec<_>>()
+        .join(":");
+    let path = o.trace_path.clone().unwrap_or_default();
+    if path.contains(',') {
+        return Err(err!(
+            "--trace-path {path:?} contains ',' (it separates mount options): match without it"
+        ));
+    }
+    Ok(Some(Trace { file, ops, path }))
+}
+
+/// Create a container (config, state and directories) from an image, without starting it.
+pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
+    let network = match o.network.as_str() {
+        "" | "host" => "host",
+        "none" => "none",
+        other => return Err(err!("unsupported --net {other:?}: use host or none")),
+    };
+    let limits = Limits {
+        memory: o.memory.as_deref().map(parse_size).transpose()?,
+        pids: o.pids_limit,
+        cpus: o.cpus,
+    };
+    if limits.cpus.is_some_and(|c| c <= 0.0) {
+        return Err(err!("--cpus must be positive"));
+    }
+    if limits.pids.is_some_and(|p| p <= 0) {
+        return Err(err!("--pids-limit must be positive"));
+    }
+    if crate::isolation::rootless::in_userns() || crate::isolation::rootless::needed() {
+        let asked: Vec<&str> = [
+            ("--memory", limits.memory.is_some()),
+            ("--pids-limit", limits.pids.is_some()),
+            ("--cpus", limits.cpus.is_some()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(n, _)| *n)
+        .collect();
+        if !asked.is_empty() {
+            return Err(err!(
+                "{} cannot be applied rootless: the cgroup hierarchies are not delegated to unprivileged users here; run as root or drop the limit",
+                asked.join(", ")
+            ));
+        }
+    }
+    let trace = trace_spec(o)?;
+    let volumes = o
+        .volumes
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<Result<Vec<_>>>()?;
+    let _lock = store.lock_exclusive()?;
+    let image_id = image::resolve(store, &o.image)?;
+    let img = image::load_image(store, &image_id)?;
+    let layers = img.layer_hexes();
+    layer::check_present(store, &layers)?;
+    let native = crate::layer::native::any_native(store, &layers);
+    let (driver, driver_reason) = match &trace {
+        Some(_) => driver::choose_traced(store, &o.driver, native)?,
+        None => driver::choose(store, &o.driver, native)?,
+    };
+    if driver == Driver::Overlay && native {
+        // Once per native layer, cached for every later container (docs/commit.md).
+        crate::layer::plain::materialize_all(store, &layers)?;
+    }
+
+    let id = random_id()?;
+    let existing = container::list_readable(store)?;
+    let name = match &o.name {
+        Some(n) => {
+            let ok = !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !ok {
+                return Err(err!(
+                    "invalid container name {n:?}: use letters, digits and _ . -"
+                ));
+            }
+            if existing.iter().any(|c| &c.name == n) {
+                return Err(err!("the container name {n:?} is already in use: remove it (strata rm) or pick another --name"));
+            }
+            n.clone()
+        }
+        None => container::generate_name(&id),
+    };
+    let mut args: Vec<String> = img.config.entrypoint.clone().unwrap_or_default();
+    if o.cmd.is_empty() {
+        args.extend(img.config.cmd.clone().unwrap_or_default());
+    } else {
+        args.extend(o.cmd.iter().cloned());
+    }
+    if args.is_empty() {
+        return Err(err!(
+            "no command given and the image {} has no CMD: add one after the image name",
+            o.image
+        ));
+    }
+    let mut env = img.config.env.clone().unwrap_or_default();
+    for e in &o.env {
+        let kv = match e.split_once('=') {
+            Some(_) => e.clone(),
+            None => match std::env::var(e) {
+                Ok(v) => format!("{e}={v}"),
+                Err(_) => continue,
+            },
+        };
+        let key = kv.split('=').next().unwrap_or_default().to_string();
+        env.retain(|x| x.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    }
+    let cwd = o
+        .workdir
+        .clone()
+        .or_else(|| img.config.working_dir.clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        return Err(err!("the working directory {cwd:?} must be absolute"));
+    }
+    let cfg = ContainerConfig {
+        id: id.clone(),
+        name,
+        image: o.image.clone(),
+        image_id,
+        layers,
+        created: now_secs(),
+        driver: driver.name().into(),
+        driver_reason,
+        process: ProcessSpec {
+            args,
+            env,
+            cwd,
+            user: o
+                .user
+                .clone()
+                .or_else(|| img.config.user.clone())
+                .unwrap_or_default(),
+            tty: o.tty,
+            interactive: o.interactive,
+        },
+        hostname: o.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+        network: network.into(),
+        volumes,
+        limits,
+        auto_remove: o.auto_remove,
+        trace,
+    };
+    let p = Paths::new(store, &id);
+    for d in [p.dir.clone(), p.upper(), p.work(), p.merged()] {
+        std::fs::create_dir_all(&d).ctx(|| format!("cannot create {}", d.display()))?;
+    }
+    write_json(&p.state(), &State::created())?;
+    // config.json last: a directory without it is not a container (ignored, removable).
+    write_json(&p.config(), &cfg)?;
+    Ok(cfg)
+}

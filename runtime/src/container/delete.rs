@@ -1,0 +1,43 @@
+//! `strata rm`: a container's files, then the layers no image or container uses.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::container::{self, Paths, Status};
+use crate::err;
+use crate::store::Store;
+use crate::util::Result;
+
+use super::reconcile::{reconcile, wait_exited};
+use super::supervise::cleanup;
+
+/// Remove a stopped container's directory (config.json first), then the layers no image or
+/// container uses any more.
+pub(crate) fn remove_files(store: &Store, id: &str) -> Result<()> {
+    let _lock = store.lock_exclusive()?;
+    let p = Paths::new(store, id);
+    // config.json first: a half-removed directory is then no longer listed as a container.
+    let _ = std::fs::remove_file(p.config());
+    crate::store::remove_tree(&p.dir)?;
+    crate::image::commands::gc_layers(store)?;
+    Ok(())
+}
+
+/// Remove a container (killing it first with `force`).
+pub fn remove(store: &Store, id: &str, force: bool) -> Result<()> {
+    let st = reconcile(store, id)?;
+    if st.status == Status::Running {
+        if !force {
+            return Err(err!(
+                "container {id} is running: stop it first or use rm -f"
+            ));
+        }
+        if let Some(pid) = st.pid {
+            container::update_state(store, id, |st| st.stopping = true)?;
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        wait_exited(store, id)?;
+    }
+    cleanup(store, id)?;
+    remove_files(store, id)
+}

@@ -1,0 +1,7 @@
+//! What sets a container apart from the host: its root filesystem view, capabilities,
+//! cgroup limits, and the user namespace of rootless operation.
+
+pub mod caps;
+pub mod cgroups;
+pub mod rootfs;
+pub mod rootless;
