@@ -14,6 +14,7 @@ pub mod images;
 pub mod init;
 pub mod layer;
 pub mod layertar;
+pub mod log_follow;
 pub mod native;
 pub mod plain;
 pub mod process;
