@@ -67,23 +67,14 @@ pub struct RunOptions {
     pub cmd: Vec<String>,
 }
 
-/// Parse "64m", "1g", "512k", "1048576" into bytes.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| err!("invalid size {s:?}: use a number with k, m or g"))?;
-    if n <= 0.0 {
-        return Err(err!("invalid size {s:?}: must be positive"));
+/// The --memory limit in bytes: a size as strata's mount options take it ("64m", "1G",
+/// "1048576"; see [`strata_fs::options::parse_size`]), and not zero.
+fn parse_memory(s: &str) -> Result<u64> {
+    match strata_fs::options::parse_size(s) {
+        None => Err(err!("invalid size {s:?}: use a number with k, m or g")),
+        Some(0) => Err(err!("invalid size {s:?}: must be positive")),
+        Some(n) => Ok(n),
     }
-    Ok((n * mult as f64) as u64)
 }
 
 fn parse_volume(s: &str) -> Result<Volume> {
@@ -171,7 +162,7 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         other => return Err(err!("unsupported --net {other:?}: use host or none")),
     };
     let limits = Limits {
-        memory: o.memory.as_deref().map(parse_size).transpose()?,
+        memory: o.memory.as_deref().map(parse_memory).transpose()?,
         pids: o.pids_limit,
         cpus: o.cpus,
     };
