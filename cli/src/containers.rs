@@ -1,109 +1,26 @@
-//! Image store and container subcommands (docker-like), backed by strata-runtime.
+//! Container subcommands (docker-like): `run`, `ps`, `logs`, `stop`, `start`, `kill`, `rm`,
+//! `exec`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Arg, ArgMatches, Args, Command, FromArgMatches, Subcommand};
+use clap::{Args, Subcommand};
+use strata_runtime::container::follow as log_follow;
 use strata_runtime::container::{self, Status};
 use strata_runtime::exec::ExecOptions;
+use strata_runtime::rootless;
 use strata_runtime::run::{self, RunOptions};
 use strata_runtime::store::Store;
-use strata_runtime::util::{ago, human_size};
-use strata_runtime::{cgroups, commit, driver, image, images, rootless};
+use strata_runtime::util::ago;
 
-/// The docker-like subcommands, plus the global `--root DIR` they share.
-#[derive(Debug)]
-pub struct ContainerCommand {
-    root: Option<PathBuf>,
-    // Boxed: the run options are large and this sits in the top-level command enum.
-    cmd: Box<Cmd>,
-}
+type R = strata_runtime::Result<()>;
 
-const ROOT_ARG: &str = "store_root";
-
-// `--root` must be accepted before the subcommand (`strata --root DIR run ...`), so it is
-// added to the top-level command as a global argument from here, where the commands live.
-impl FromArgMatches for ContainerCommand {
-    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
-        Self::from_arg_matches_mut(&mut m.clone())
-    }
-    fn from_arg_matches_mut(m: &mut ArgMatches) -> Result<Self, clap::Error> {
-        Ok(ContainerCommand {
-            root: store_root(m),
-            cmd: Box::new(Cmd::from_arg_matches_mut(m)?),
-        })
-    }
-    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
-        *self = Self::from_arg_matches(m)?;
-        Ok(())
-    }
-}
-
-/// The global `--root DIR` as given to any subcommand (`strata fsck` reads it too).
-pub fn store_root(m: &ArgMatches) -> Option<PathBuf> {
-    m.subcommand()
-        .and_then(|(_, sm)| sm.try_get_one::<PathBuf>(ROOT_ARG).ok().flatten().cloned())
-        .or_else(|| m.try_get_one::<PathBuf>(ROOT_ARG).ok().flatten().cloned())
-}
-
-fn root_arg() -> Arg {
-    Arg::new(ROOT_ARG)
-        .long("root")
-        .value_name("DIR")
-        .global(true)
-        .value_parser(clap::value_parser!(PathBuf))
-        .help("Store directory (default /var/lib/strata as root, $XDG_DATA_HOME/strata otherwise)")
-}
-
-impl Subcommand for ContainerCommand {
-    fn augment_subcommands(cmd: Command) -> Command {
-        Cmd::augment_subcommands(cmd.arg(root_arg()))
-    }
-    fn augment_subcommands_for_update(cmd: Command) -> Command {
-        Cmd::augment_subcommands_for_update(cmd.arg(root_arg()))
-    }
-    fn has_subcommand(name: &str) -> bool {
-        Cmd::has_subcommand(name)
-    }
-}
-
+/// The container subcommands.
 #[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Show the store location and the storage driver that would be used, with the reason.
-    Info,
-    /// Import a rootfs tarball (plain or gzip; - for stdin) as an image.
-    Import(ImportArgs),
-    /// List images.
-    Images,
-    /// Add a tag to an image.
-    Tag {
-        /// Existing image (name[:tag] or id).
-        source: String,
-        /// New name[:tag].
-        target: String,
-    },
-    /// Remove images (or just a tag when the image has several).
-    Rmi {
-        /// Remove even if tagged several times or used by containers.
-        #[arg(short, long)]
-        force: bool,
-        /// Images.
-        #[arg(required = true)]
-        images: Vec<String>,
-    },
-    /// Show an image's or a container's metadata as JSON.
-    Inspect {
-        /// Images or containers.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Show an image's layers and how they were made.
-    History {
-        /// Image.
-        image: String,
-    },
+pub enum ContainerCmd {
     /// Create and run a container.
+    // Boxed: the run options are large and this sits in the top-level command enum.
     Run(Box<RunArgs>),
     /// List containers (running only, unless -a).
     Ps {
@@ -160,59 +77,12 @@ enum Cmd {
     },
     /// Run a command in a running container.
     Exec(ExecArgs),
-    /// Load images from a docker-archive, an OCI archive or an OCI layout directory.
-    Load(crate::transfer_cmd::LoadArgs),
-    /// Save images as a docker-archive, an OCI archive or an OCI layout directory.
-    Save(crate::transfer_cmd::SaveArgs),
-    /// Pull an image from a registry (OCI distribution API); only missing layers are fetched.
-    Pull(crate::transfer_cmd::PullArgs),
-    /// Push an image to a registry; blobs the registry has are skipped or mounted.
-    Push(crate::transfer_cmd::PushArgs),
-    /// List a container's changes: A added, C changed, D deleted.
-    Diff {
-        /// Container.
-        container: String,
-    },
-    /// Make a new image from a container's changes.
-    Commit {
-        /// Dockerfile instruction applied to the new image's config (CMD, ENV, ...).
-        #[arg(short, long = "change")]
-        change: Vec<String>,
-        /// Commit message.
-        #[arg(short, long)]
-        message: Option<String>,
-        /// Author.
-        #[arg(short, long)]
-        author: Option<String>,
-        /// Container.
-        container: String,
-        /// NAME[:TAG] of the new image.
-        image: Option<String>,
-    },
-    /// Write a container's filesystem as a tar (to stdout unless -o).
-    Export {
-        /// Output file.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-        /// Container.
-        container: String,
-    },
 }
 
-#[derive(Args, Debug)]
-struct ImportArgs {
-    /// Dockerfile instruction applied to the image config (CMD, ENTRYPOINT, ENV, WORKDIR, USER, ...).
-    #[arg(short, long = "change")]
-    change: Vec<String>,
-    /// Tarball path, or - for stdin.
-    tarball: String,
-    /// NAME[:TAG].
-    name: String,
-}
-
+/// Arguments of `strata run`.
 #[derive(Args, Debug)]
 #[command(disable_help_flag = true)]
-struct RunArgs {
+pub struct RunArgs {
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -278,8 +148,9 @@ struct RunArgs {
     cmd: Vec<String>,
 }
 
+/// Arguments of `strata exec`.
 #[derive(Args, Debug)]
-struct ExecArgs {
+pub struct ExecArgs {
     /// Keep stdin open.
     #[arg(short, long)]
     interactive: bool,
@@ -302,174 +173,30 @@ struct ExecArgs {
     cmd: Vec<String>,
 }
 
-/// Run one container or image subcommand. Commands that run a container exit the process
-/// with the container's status.
-pub fn run(cmd: ContainerCommand) -> Result<(), String> {
-    let store = Store::open(cmd.root.as_deref()).map_err(|e| e.to_string())?;
-    dispatch(&store, *cmd.cmd).map_err(|e| e.to_string())
-}
-
-type R = strata_runtime::Result<()>;
-
-fn exit_with(code: i32) -> ! {
-    let _ = std::io::stdout().flush();
-    std::process::exit(code)
-}
-
-/// Rootless: commands that mount, run containers or touch files owned by subordinate ids
-/// work inside a user namespace where the caller is root.
-fn enter_rootless(store: &Store, cmd: &Cmd) -> R {
-    if !rootless::needed() {
-        return Ok(());
+/// Run one container subcommand. Commands that run a container exit the process with the
+/// container's status.
+pub fn run(store: &Store, cmd: ContainerCmd) -> R {
+    // Rootless: mounting and running, and removing files owned by subordinate ids, work
+    // inside a user namespace where the caller is root.
+    if rootless::needed()
+        && matches!(
+            cmd,
+            ContainerCmd::Run(_) | ContainerCmd::Start { .. } | ContainerCmd::Rm { .. }
+        )
+    {
+        rootless::enter_new()?;
     }
     match cmd {
-        Cmd::Run(_)
-        | Cmd::Start { .. }
-        | Cmd::Import(_)
-        | Cmd::Rm { .. }
-        | Cmd::Rmi { .. }
-        | Cmd::Info => rootless::enter_new(),
-        Cmd::Diff { container: c }
-        | Cmd::Commit { container: c, .. }
-        | Cmd::Export { container: c, .. } => {
-            let id = container::resolve(store, c)?;
-            rootless::enter_for_container(store, &id)
-        }
-        _ => Ok(()),
-    }
-}
-
-fn dispatch(store: &Store, cmd: Cmd) -> R {
-    enter_rootless(store, &cmd)?;
-    match cmd {
-        Cmd::Load(a) => crate::transfer_cmd::load(store, a),
-        Cmd::Save(a) => crate::transfer_cmd::save(store, a),
-        Cmd::Pull(a) => crate::transfer_cmd::pull(store, a),
-        Cmd::Push(a) => crate::transfer_cmd::push(store, a),
-        Cmd::Info => info(store),
-        Cmd::Import(a) => {
-            let id = if a.tarball == "-" {
-                images::import(store, std::io::stdin().lock(), &a.name, &a.change, "-")?
-            } else {
-                let f = std::fs::File::open(&a.tarball).map_err(|e| {
-                    strata_runtime::Error(format!("cannot open {}: {e}", a.tarball))
-                })?;
-                images::import(store, f, &a.name, &a.change, &a.tarball)?
-            };
-            println!("{id}");
-            Ok(())
-        }
-        Cmd::Images => {
-            println!(
-                "{:<30} {:<15} {:<14} {:<16} SIZE",
-                "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
-            );
-            for row in images::list(store)? {
-                let (repo, tag) = match &row.reference {
-                    Some(r) => (r.name.clone(), r.tag.clone()),
-                    None => ("<none>".into(), "<none>".into()),
-                };
-                println!(
-                    "{repo:<30} {tag:<15} {:<14} {:<16} {}",
-                    image::short_id(&row.id),
-                    ago(row.created),
-                    human_size(row.size)
-                );
-            }
-            Ok(())
-        }
-        Cmd::Tag { source, target } => images::tag(store, &source, &target),
-        Cmd::Rmi {
-            force,
-            images: list,
-        } => {
-            for i in list {
-                for line in images::rmi(store, &i, force)? {
-                    println!("{line}");
-                }
-            }
-            Ok(())
-        }
-        Cmd::Inspect { names } => {
-            let mut out = Vec::new();
-            for n in names {
-                let v = match container::resolve(store, &n) {
-                    Ok(id) => inspect_container(store, &id)?,
-                    Err(cerr) => images::inspect(store, &n).map_err(|ierr| {
-                        // A damaged item's own error says more than "no such".
-                        let damaged = [&ierr, &cerr]
-                            .into_iter()
-                            .find(|e| e.0.contains("corrupt metadata"));
-                        match damaged {
-                            Some(e) => strata_runtime::Error(e.0.clone()),
-                            None => {
-                                strata_runtime::Error(format!("no such image or container: {n}"))
-                            }
-                        }
-                    })?,
-                };
-                out.push(v);
-            }
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-            Ok(())
-        }
-        Cmd::History { image } => {
-            println!(
-                "{:<14} {:<16} {:<50} {:<10} COMMENT",
-                "IMAGE", "CREATED", "CREATED BY", "SIZE"
-            );
-            for r in images::history(store, &image)? {
-                let by: String = r.created_by.chars().take(50).collect();
-                println!(
-                    "{:<14} {:<16} {by:<50} {:<10} {}",
-                    r.id,
-                    ago(r.created),
-                    human_size(r.size),
-                    r.comment
-                );
-            }
-            Ok(())
-        }
-        Cmd::Run(a) => {
-            if let Some(ops) = &a.trace_ops {
-                strata_fs::trace::parse_ops(ops).map_err(strata_runtime::Error)?;
-            }
-            let o = RunOptions {
-                name: a.name,
-                auto_remove: a.rm,
-                detach: a.detach,
-                interactive: a.interactive,
-                tty: a.tty,
-                env: a.env,
-                workdir: a.workdir,
-                user: a.user,
-                hostname: a.hostname,
-                volumes: a.volume,
-                network: a.net,
-                driver: a.driver,
-                memory: a.memory,
-                pids_limit: a.pids_limit,
-                cpus: a.cpus,
-                trace: a.trace,
-                trace_ops: a.trace_ops,
-                trace_path: a.trace_path,
-                image: a.image,
-                cmd: a.cmd,
-            };
-            match run::run(store, &o)? {
-                (id, None) => {
-                    println!("{id}");
-                    Ok(())
-                }
-                (_, Some(code)) => exit_with(code),
-            }
-        }
-        Cmd::Ps { all, quiet } => ps(store, all, quiet),
-        Cmd::Logs {
+        ContainerCmd::Run(a) => run_container(store, *a),
+        ContainerCmd::Ps { all, quiet } => ps(store, all, quiet),
+        ContainerCmd::Logs {
             follow,
             container: c,
-        } => logs(store, &c, follow),
-        Cmd::Stop { time, containers } => {
+        } => {
+            let id = container::resolve(store, &c)?;
+            log_follow::copy_log(store, &id, follow, &mut std::io::stdout())
+        }
+        ContainerCmd::Stop { time, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 run::stop(store, &id, Duration::from_secs(time))?;
@@ -477,7 +204,7 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
             }
             Ok(())
         }
-        Cmd::Start { attach, containers } => {
+        ContainerCmd::Start { attach, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 if let Some(code) = run::start(store, &id, attach)? {
@@ -487,7 +214,7 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
             }
             Ok(())
         }
-        Cmd::Kill { signal, containers } => {
+        ContainerCmd::Kill { signal, containers } => {
             let sig = run::parse_signal(&signal)?;
             for c in containers {
                 let id = container::resolve(store, &c)?;
@@ -496,7 +223,7 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
             }
             Ok(())
         }
-        Cmd::Rm { force, containers } => {
+        ContainerCmd::Rm { force, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 run::remove(store, &id, force)?;
@@ -504,41 +231,7 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
             }
             Ok(())
         }
-        Cmd::Diff { container: c } => {
-            let id = container::resolve(store, &c)?;
-            let mut out = std::io::stdout().lock();
-            for ch in commit::diff(store, &id)? {
-                if writeln!(out, "{} {}", ch.kind.letter(), ch.path).is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        }
-        Cmd::Commit {
-            change,
-            message,
-            author,
-            container: c,
-            image,
-        } => {
-            let id = container::resolve(store, &c)?;
-            let o = commit::CommitOptions {
-                reference: image,
-                changes: change,
-                message,
-                author,
-            };
-            println!("{}", commit::commit(store, &id, &o)?);
-            Ok(())
-        }
-        Cmd::Export {
-            output,
-            container: c,
-        } => {
-            let id = container::resolve(store, &c)?;
-            export(store, &id, output)
-        }
-        Cmd::Exec(a) => {
+        ContainerCmd::Exec(a) => {
             let id = container::resolve(store, &a.container)?;
             let o = ExecOptions {
                 interactive: a.interactive,
@@ -554,62 +247,45 @@ fn dispatch(store: &Store, cmd: Cmd) -> R {
     }
 }
 
-fn export(store: &Store, id: &str, output: Option<PathBuf>) -> R {
-    let Some(path) = output else {
-        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-            return Err(strata_runtime::Error(
-                "refusing to write a tar to a terminal: redirect stdout or use -o FILE".into(),
-            ));
-        }
-        let out = std::io::BufWriter::new(std::io::stdout().lock());
-        return commit::export(store, id, out);
-    };
-    // A device or a pipe (/dev/null, /dev/stdout, a fifo) is written in place: a rename
-    // would replace it with a regular file.
-    if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| strata_runtime::Error(format!("cannot open {}: {e}", path.display())))?;
-        return commit::export(store, id, std::io::BufWriter::new(f));
-    }
-    // Written beside the target and renamed, so a failed export leaves no partial file.
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.strata-tmp{}", std::process::id()));
-    let r = std::fs::File::create(&tmp)
-        .map_err(|e| strata_runtime::Error(format!("cannot create {}: {e}", tmp.display())))
-        .and_then(|f| commit::export(store, id, std::io::BufWriter::new(f)))
-        .and_then(|()| {
-            std::fs::rename(&tmp, &path)
-                .map_err(|e| strata_runtime::Error(format!("cannot write {}: {e}", path.display())))
-        });
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
+/// Flush what was printed, then exit with the container's status.
+fn exit_with(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
 }
 
-fn info(store: &Store) -> R {
-    let (drv, reason) = driver::choose(store, "auto", false)?;
-    let cg = match cgroups::version() {
-        cgroups::Version::V1 => "v1",
-        cgroups::Version::V2 => "v2",
+fn run_container(store: &Store, a: RunArgs) -> R {
+    if let Some(ops) = &a.trace_ops {
+        strata_fs::trace::parse_ops(ops).map_err(strata_runtime::Error)?;
+    }
+    let o = RunOptions {
+        name: a.name,
+        auto_remove: a.rm,
+        detach: a.detach,
+        interactive: a.interactive,
+        tty: a.tty,
+        env: a.env,
+        workdir: a.workdir,
+        user: a.user,
+        hostname: a.hostname,
+        volumes: a.volume,
+        network: a.net,
+        driver: a.driver,
+        memory: a.memory,
+        pids_limit: a.pids_limit,
+        cpus: a.cpus,
+        trace: a.trace,
+        trace_ops: a.trace_ops,
+        trace_path: a.trace_path,
+        image: a.image,
+        cmd: a.cmd,
     };
-    println!("Store: {}", store.root.display());
-    println!("Storage driver: {}", drv.name());
-    println!("Driver reason: {reason}");
-    println!("Cgroup version: {cg}");
-    println!("Rootless: {}", rootless::in_userns());
-    println!(
-        "Native layers: commits of fuse containers keep their upper as it is (deltas, metadata-only copies, redirects); \
-         auto runs their images on the fuse driver, --driver overlay mounts a plain copy of each native layer, materialized once (layers/ID.plain)"
-    );
-    println!("Images: {}", image::list_image_ids(store)?.len());
-    println!("Containers: {}", container::list_ids(store)?.len());
-    Ok(())
+    match run::run(store, &o)? {
+        (id, None) => {
+            println!("{id}");
+            Ok(())
+        }
+        (_, Some(code)) => exit_with(code),
+    }
 }
 
 fn status_text(st: &container::State) -> String {
@@ -666,40 +342,8 @@ fn ps(store: &Store, all: bool, quiet: bool) -> R {
     Ok(())
 }
 
-fn logs(store: &Store, c: &str, follow: bool) -> R {
-    let id = container::resolve(store, c)?;
-    let Some(mut f) = run::open_log(store, &id)? else {
-        return Ok(());
-    };
-    let mut out = std::io::stdout();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| strata_runtime::Error(format!("cannot read the log: {e}")))?;
-        if n > 0 {
-            if out.write_all(&buf[..n]).is_err() {
-                return Ok(());
-            }
-            continue;
-        }
-        let _ = out.flush();
-        if !follow {
-            return Ok(());
-        }
-        let st = container::load_state(store, &id)?;
-        if st.status != Status::Running {
-            // One last read after the exit was recorded.
-            let mut rest = Vec::new();
-            let _ = f.read_to_end(&mut rest);
-            let _ = out.write_all(&rest);
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<serde_json::Value> {
+/// `strata inspect` of a container: its config, reconciled state and paths, docker's shape.
+pub fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<serde_json::Value> {
     let cfg = container::load_config(store, id)?;
     let st = run::reconcile(store, id)?;
     let paths = container::Paths::new(store, id);

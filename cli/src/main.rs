@@ -1,16 +1,20 @@
 //! The `strata` command: docker-like subcommands plus a mount mode compatible with
 //! fuse-overlayfs (`strata -o lowerdir=..,upperdir=..,workdir=.. MOUNTPOINT`).
 
+mod changes_cmd;
 mod containers;
+mod images_cmd;
 mod logging;
 mod mount;
 mod tools;
 mod trace_cmd;
 mod transfer_cmd;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use strata_runtime::store::Store;
 
 /// strata: a union / copy-on-write filesystem over FUSE and a small container runtime.
 #[derive(Parser, Debug)]
@@ -19,6 +23,10 @@ struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "warn")]
     log_level: String,
+    /// Store directory (default /var/lib/strata as root, $XDG_DATA_HOME/strata otherwise)
+    // Global, as docker's flags: `strata --root DIR ps` and `strata ps --root DIR` both work.
+    #[arg(long, value_name = "DIR", global = true)]
+    root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,9 +49,16 @@ enum Command {
     Whence(trace_cmd::WhenceArgs),
     /// Live counters of a mounted strata union.
     Stats(trace_cmd::StatsArgs),
-    /// Image store and container commands.
+    // The docker-like groups, flattened so that their subcommands are top-level ones. This
+    // order is the order of `strata --help`.
     #[command(flatten)]
-    Containers(containers::ContainerCommand),
+    Images(images_cmd::ImageCmd),
+    #[command(flatten)]
+    Containers(containers::ContainerCmd),
+    #[command(flatten)]
+    Transfer(transfer_cmd::TransferCmd),
+    #[command(flatten)]
+    Changes(changes_cmd::ChangesCmd),
 }
 
 fn main() -> ExitCode {
@@ -54,23 +69,27 @@ fn main() -> ExitCode {
         .chain(["help".to_string()])
         .collect();
     let argv = mount::rewrite_helper_form(argv, &names);
-    let matches = Cli::command().get_matches_from(argv);
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let result = match cli.command {
-        Command::Mount(args) => mount::run_mount(args, &cli.log_level),
+    let Cli {
+        log_level,
+        root,
+        command,
+    } = Cli::parse_from(argv);
+    let root = root.as_deref();
+    let result = match command {
+        Command::Mount(args) => mount::run_mount(args, &log_level),
         Command::Umount(args) => {
-            logging::init_stderr(&cli.log_level);
+            logging::init_stderr(&log_level);
             mount::run_umount(args)
         }
-        Command::Fsck(args) => tools::run_fsck(args, containers::store_root(&matches)),
+        Command::Fsck(args) => tools::run_fsck(args, root.map(Path::to_path_buf)),
         Command::Compact(args) => tools::run_compact(args),
         Command::Trace(args) => trace_cmd::run_trace(args),
         Command::Whence(args) => trace_cmd::run_whence(args),
         Command::Stats(args) => trace_cmd::run_stats(args),
-        Command::Containers(cmd) => {
-            logging::init_stderr(&cli.log_level);
-            containers::run(cmd)
-        }
+        Command::Images(cmd) => with_store(&log_level, root, |s| images_cmd::run(s, cmd)),
+        Command::Containers(cmd) => with_store(&log_level, root, |s| containers::run(s, cmd)),
+        Command::Transfer(cmd) => with_store(&log_level, root, |s| transfer_cmd::run(s, cmd)),
+        Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,4 +98,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Log to stderr and open the store for one of the docker-like commands.
+fn with_store(
+    log_level: &str,
+    root: Option<&Path>,
+    run: impl FnOnce(&Store) -> strata_runtime::Result<()>,
+) -> Result<(), String> {
+    logging::init_stderr(log_level);
+    let store = Store::open(root).map_err(|e| e.to_string())?;
+    run(&store).map_err(|e| e.to_string())
 }

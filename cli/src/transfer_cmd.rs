@@ -2,12 +2,36 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use strata_runtime::store::Store;
 use strata_runtime::transfer;
 
 type R = strata_runtime::Result<()>;
 
+/// The subcommands moving images in and out of the store.
+#[derive(Subcommand, Debug)]
+pub enum TransferCmd {
+    /// Load images from a docker-archive, an OCI archive or an OCI layout directory.
+    Load(LoadArgs),
+    /// Save images as a docker-archive, an OCI archive or an OCI layout directory.
+    Save(SaveArgs),
+    /// Pull an image from a registry (OCI distribution API); only missing layers are fetched.
+    Pull(PullArgs),
+    /// Push an image to a registry; blobs the registry has are skipped or mounted.
+    Push(PushArgs),
+}
+
+/// Run one transfer subcommand.
+pub fn run(store: &Store, cmd: TransferCmd) -> R {
+    match cmd {
+        TransferCmd::Load(a) => load(store, a),
+        TransferCmd::Save(a) => save(store, a),
+        TransferCmd::Pull(a) => pull(store, a),
+        TransferCmd::Push(a) => push(store, a),
+    }
+}
+
+/// Arguments of `strata load`.
 #[derive(Args, Debug)]
 pub struct LoadArgs {
     /// Archive to read: docker-archive or OCI archive (tar, maybe gzip/zstd compressed), or an
@@ -19,6 +43,7 @@ pub struct LoadArgs {
     quiet: bool,
 }
 
+/// Arguments of `strata save`.
 #[derive(Args, Debug)]
 pub struct SaveArgs {
     /// Output file (or directory for oci-dir); - for stdout.
@@ -35,7 +60,7 @@ pub struct SaveArgs {
     images: Vec<String>,
 }
 
-pub fn load(store: &Store, a: LoadArgs) -> R {
+fn load(store: &Store, a: LoadArgs) -> R {
     let stored = transfer::load(store, a.input.as_deref(), a.quiet)?;
     for s in stored {
         if a.quiet {
@@ -52,7 +77,7 @@ pub fn load(store: &Store, a: LoadArgs) -> R {
     Ok(())
 }
 
-pub fn save(store: &Store, a: SaveArgs) -> R {
+fn save(store: &Store, a: SaveArgs) -> R {
     let format = transfer::Format::parse(&a.format)?;
     if a.output.as_os_str() == "-" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err(strata_runtime::Error(
@@ -62,6 +87,7 @@ pub fn save(store: &Store, a: SaveArgs) -> R {
     transfer::save(store, &a.images, format, &a.output, a.quiet)
 }
 
+/// Registry options shared by `strata pull` and `strata push`.
 #[derive(Args, Debug)]
 pub struct RegistryArgs {
     /// Credentials USER:PASSWORD (default: docker's ~/.docker/config.json).
@@ -94,6 +120,7 @@ impl RegistryArgs {
     }
 }
 
+/// Arguments of `strata pull`.
 #[derive(Args, Debug)]
 pub struct PullArgs {
     #[command(flatten)]
@@ -102,6 +129,7 @@ pub struct PullArgs {
     reference: String,
 }
 
+/// Arguments of `strata push`.
 #[derive(Args, Debug)]
 pub struct PushArgs {
     #[command(flatten)]
@@ -112,7 +140,7 @@ pub struct PushArgs {
     reference: Option<String>,
 }
 
-pub fn pull(store: &Store, a: PullArgs) -> R {
+fn pull(store: &Store, a: PullArgs) -> R {
     let o = a.registry.options()?;
     let p = transfer::pull::pull(store, &a.reference, &o)?;
     if o.quiet {
@@ -135,7 +163,7 @@ pub fn pull(store: &Store, a: PullArgs) -> R {
     Ok(())
 }
 
-pub fn push(store: &Store, a: PushArgs) -> R {
+fn push(store: &Store, a: PushArgs) -> R {
     let o = a.registry.options()?;
     let target = a.reference.as_deref().unwrap_or(&a.image);
     let p = transfer::push::push(store, &a.image, target, &o)?;

@@ -43,24 +43,43 @@ impl<T, E: fmt::Display> Ctx<T> for std::result::Result<T, E> {
 /// Write `data` to `path` atomically: a temporary file in the same directory, fsync, rename,
 /// fsync of the directory. Readers see the old or the new content, never a mix.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| {
+        f.write_all(data)
+            .map_err(|e| err!("cannot write {}: {e}", path.display()))
+    })
+}
+
+/// [`write_atomic`] for content streamed by `fill` into the temporary file (a tar too large
+/// to hold in memory). An error of `fill` is returned as it is, and no partial file is left.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| err!("{}: no parent directory", path.display()))?;
+    // A bare file name (`-o out.tar`) lives in the current directory.
+    let dir = match dir.as_os_str().is_empty() {
+        true => Path::new("."),
+        false => dir,
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
+    let io = |e: std::io::Error| err!("cannot write {}: {e}", path.display());
+    let write = || -> Result<()> {
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        fill(&mut f)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     };
-    write().map_err(|e| {
+    write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
-        err!("cannot write {}: {e}", path.display())
     })
 }
 
@@ -225,6 +244,30 @@ pub fn pid_start_time(pid: i32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_atomic_with_leaves_old_content_or_new() {
+        let dir = std::env::temp_dir().join(format!("strata-util-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("out");
+        std::fs::write(&target, "old").unwrap();
+        let r = write_atomic_with(&target, |f| {
+            f.write_all(b"partial").unwrap();
+            Err(err!("the producer failed"))
+        });
+        assert_eq!(r, Err(err!("the producer failed")));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+        write_atomic_with(&target, |f| f.write_all(b"new").map_err(|e| err!("{e}"))).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["out"], "no temporary file left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn rfc3339_round_trips() {

@@ -339,6 +339,46 @@ fn detached_logs_stop_start_kill_rm_and_cgroups() {
     assert!(!e.root().join("containers").join(&id).exists());
 }
 
+/// `logs -f` prints what the container writes while it runs and returns once it exits,
+/// with the lines written last.
+#[test]
+fn logs_follow_until_exit() {
+    let e = Env::new();
+    let script = "echo one; i=0; while [ ! -e /tmp/go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo two";
+    e.ok(&["run", "-d", "--name", "f", "busybox", "sh", "-c", script]);
+    poll("the first line", || e.ok(&["logs", "f"]).contains("one"));
+    let mut follow = Command::new(strata_bin())
+        .arg("--root")
+        .arg(e.root())
+        .args(["logs", "-f", "f"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = follow.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut out).map(|_| out)
+    });
+    // Still following: the container has not exited.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "logs -f returned early"
+    );
+    e.ok(&["exec", "f", "touch", "/tmp/go"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while follow.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = follow.kill();
+            panic!("logs -f did not return after the container exited");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(follow.wait().unwrap().success());
+    assert_eq!(reader.join().unwrap().unwrap(), "one\ntwo\n");
+}
+
 #[test]
 fn rm_force_kills_a_running_container() {
     let e = Env::new();

@@ -303,7 +303,9 @@ impl MountOptions {
     }
 }
 
-/// Parse a size like `64k`, `1M`, `4096`.
+/// Parse a size like `64k`, `1M`, `4096`: a whole number of bytes, optionally followed by
+/// k, m or g (either case, powers of 1024). `None` for anything else (fractions, a `b`
+/// suffix, overflow). strata's one size syntax: mount options and `strata run --memory`.
 pub fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last()? {
@@ -381,5 +383,10 @@ mod tests {
         assert_eq!(parse_size("64k"), Some(65536));
         assert_eq!(parse_size("3"), Some(3));
         assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(" 1M "), Some(1 << 20));
+        assert_eq!(parse_size("32m"), Some(32 << 20));
+        for bad in ["1.5g", "64mb", "-1k", "k", "", "99999999999g"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
     }
 }

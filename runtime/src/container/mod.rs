@@ -8,6 +8,7 @@ pub mod commit;
 pub mod create;
 pub mod delete;
 pub mod exec;
+pub mod follow;
 pub mod logs;
 pub mod reconcile;
 pub mod record;
