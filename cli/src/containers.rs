@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use strata_runtime::container::exec::ExecOptions;
 use strata_runtime::container::follow as log_follow;
+use strata_runtime::container::RunOptions;
 use strata_runtime::container::{self, Status};
-use strata_runtime::exec::ExecOptions;
-use strata_runtime::rootless;
-use strata_runtime::run::{self, RunOptions};
+use strata_runtime::isolation::rootless;
 use strata_runtime::store::Store;
 use strata_runtime::util::ago;
 
@@ -199,7 +199,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Stop { time, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                run::stop(store, &id, Duration::from_secs(time))?;
+                container::stop(store, &id, Duration::from_secs(time))?;
                 println!("{c}");
             }
             Ok(())
@@ -207,7 +207,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Start { attach, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                if let Some(code) = run::start(store, &id, attach)? {
+                if let Some(code) = container::start(store, &id, attach)? {
                     exit_with(code);
                 }
                 println!("{c}");
@@ -215,10 +215,10 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             Ok(())
         }
         ContainerCmd::Kill { signal, containers } => {
-            let sig = run::parse_signal(&signal)?;
+            let sig = container::parse_signal(&signal)?;
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                run::kill_container(store, &id, sig)?;
+                container::kill_container(store, &id, sig)?;
                 println!("{c}");
             }
             Ok(())
@@ -226,7 +226,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Rm { force, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                run::remove(store, &id, force)?;
+                container::remove(store, &id, force)?;
                 println!("{c}");
             }
             Ok(())
@@ -241,7 +241,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
                 workdir: a.workdir,
                 cmd: a.cmd,
             };
-            let code = strata_runtime::exec::exec(store, &id, &o)?;
+            let code = strata_runtime::container::exec::exec(store, &id, &o)?;
             exit_with(code)
         }
     }
@@ -255,7 +255,7 @@ fn exit_with(code: i32) -> ! {
 
 fn run_container(store: &Store, a: RunArgs) -> R {
     if let Some(ops) = &a.trace_ops {
-        strata_fs::trace::parse_ops(ops).map_err(strata_runtime::Error)?;
+        strata_fs::observe::trace::parse_ops(ops).map_err(strata_runtime::Error)?;
     }
     let o = RunOptions {
         name: a.name,
@@ -279,7 +279,7 @@ fn run_container(store: &Store, a: RunArgs) -> R {
         image: a.image,
         cmd: a.cmd,
     };
-    match run::run(store, &o)? {
+    match container::run(store, &o)? {
         (id, None) => {
             println!("{id}");
             Ok(())
@@ -311,7 +311,7 @@ fn ps(store: &Store, all: bool, quiet: bool) -> R {
         );
     }
     for c in container::list_readable(store)? {
-        let st = match run::reconcile(store, &c.id) {
+        let st = match container::reconcile(store, &c.id) {
             Ok(st) => st,
             Err(e) => {
                 eprintln!("strata: warning: skipping container {}: {e}", c.name);
@@ -345,7 +345,7 @@ fn ps(store: &Store, all: bool, quiet: bool) -> R {
 /// `strata inspect` of a container: its config, reconciled state and paths, docker's shape.
 pub fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<serde_json::Value> {
     let cfg = container::load_config(store, id)?;
-    let st = run::reconcile(store, id)?;
+    let st = container::reconcile(store, id)?;
     let paths = container::Paths::new(store, id);
     Ok(serde_json::json!({
         "Id": cfg.id,

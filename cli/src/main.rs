@@ -1,5 +1,8 @@
 //! The `strata` command: docker-like subcommands plus a mount mode compatible with
 //! fuse-overlayfs (`strata -o lowerdir=..,upperdir=..,workdir=.. MOUNTPOINT`).
+//!
+//! No `unsafe` here: the syscall wrappers are in `strata-sys`.
+#![deny(unsafe_code)]
 
 mod changes_cmd;
 mod containers;

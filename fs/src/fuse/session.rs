@@ -32,12 +32,12 @@ fn err(msg: String) -> MountError {
 
 /// Whether trusted.* xattrs can be written in `dir` (root with CAP_SYS_ADMIN).
 fn trusted_xattrs_work(dir: &Branch) -> bool {
-    let Ok(p) = crate::sys::proc_path(dir.root(), OsStr::new(".")) else {
+    let Ok(p) = strata_sys::proc_path(dir.root(), OsStr::new(".")) else {
         return false;
     };
     let name = OsStr::new("trusted.strata.probe");
-    let ok = crate::sys::lsetxattr(&p, name, b"1", 0).is_ok();
-    let _ = crate::sys::lremovexattr(&p, name);
+    let ok = strata_sys::lsetxattr(&p, name, b"1", 0).is_ok();
+    let _ = strata_sys::lremovexattr(&p, name);
     ok
 }
 

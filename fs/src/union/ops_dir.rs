@@ -1,6 +1,5 @@
 //! Namespace operations: lookup, create, mkdir, mknod, symlink, link, unlink, rmdir, rename.
 
-use crate::sys;
 use crate::types::{errno, Ctx, Layer};
 use crate::union::acl::Inherited;
 use crate::union::attr::Attr;
@@ -22,6 +21,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
+use strata_sys as sys;
 
 /// Where a new entry goes: the upper parent and whether a whiteout must be replaced.
 pub(crate) struct NewEntry {

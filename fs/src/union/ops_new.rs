@@ -4,7 +4,6 @@
 //! CAP_MKNOD create. strata stores a real one with the `device` mark in its meta xattr
 //! (docs/format.md); unmarked, a 0/0 device in any branch is a whiteout.
 
-use crate::sys;
 use crate::types::{errno, Layer};
 use crate::union::acl::Inherited;
 use crate::union::attr::Attr;
@@ -21,6 +20,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::fd::BorrowedFd;
+use strata_sys as sys;
 
 impl Union {
     /// Give a new entry exactly what it inherited (acl.rs: the mode from the caller's

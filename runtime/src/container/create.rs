@@ -54,23 +54,15 @@ pub struct RunOptions {
     pub cmd: Vec<String>,
 }
 
-/// Parse "64m", "1g", "512k", "1048576" into bytes.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| err!("invalid size {s:?}: use a number with k, m or g"))?;
-    if n <= 0.0 {
-        return Err(err!("invalid size {s:?}: must be positive"));
+/// Parse `--memory`: one of strata's sizes (docker's: `64m`, `1g`, `512kb`, `1.5g`, see
+/// [`strata_fs::config::size::parse_size`]), which must be positive.
+pub fn parse_memory(s: &str) -> Result<u64> {
+    match strata_fs::config::size::parse_size(s) {
+        Some(0) => Err(err!("invalid size {s:?}: must be positive")),
+        Some(n) => Ok(n),
+        None if s.trim().starts_with('-') => Err(err!("invalid size {s:?}: must be positive")),
+        None => Err(err!("invalid size {s:?}: use a number with k, m or g")),
     }
-    Ok((n * mult as f64) as u64)
 }
 
 fn parse_volume(s: &str) -> Result<Volume> {
@@ -158,7 +150,7 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         other => return Err(err!("unsupported --net {other:?}: use host or none")),
     };
     let limits = Limits {
-        memory: o.memory.as_deref().map(parse_size).transpose()?,
+        memory: o.memory.as_deref().map(parse_memory).transpose()?,
         pids: o.pids_limit,
         cpus: o.cpus,
     };
@@ -294,4 +286,28 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
     // config.json last: a directory without it is not a container (ignored, removable).
     write_json(&p.config(), &cfg)?;
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_memory;
+
+    #[test]
+    fn memory_sizes_and_messages() {
+        assert_eq!(parse_memory("64m").ok(), Some(64 << 20));
+        assert_eq!(parse_memory("1.5g").ok(), Some(3 << 29));
+        assert_eq!(parse_memory("512kb").ok(), Some(512 << 10));
+        let e = |s| {
+            parse_memory(s)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(e("0"), "invalid size \"0\": must be positive");
+        assert_eq!(e("-1m"), "invalid size \"-1m\": must be positive");
+        assert_eq!(
+            e("lots"),
+            "invalid size \"lots\": use a number with k, m or g"
+        );
+    }
 }

@@ -16,8 +16,8 @@ use crate::process::init;
 use crate::process::pty;
 use crate::process::{self, fail, Target};
 use crate::store::Store;
-use crate::sys::{self, Forked};
 use crate::util::{Ctx, Result};
+use strata_sys::{self as sys, Forked};
 
 /// Options of `strata exec`.
 #[derive(Debug, Clone, Default)]

@@ -16,7 +16,7 @@ pub mod start;
 pub mod stop;
 pub mod supervise;
 
-pub use create::{create, parse_size, RunOptions};
+pub use create::{create, parse_memory, RunOptions};
 pub use delete::remove;
 pub use logs::{log_path, open_log};
 pub use reconcile::reconcile;

@@ -18,9 +18,9 @@ use crate::isolation::cgroups;
 use crate::process::init::{self, exit_code, Tty};
 use crate::process::pty;
 use crate::store::Store;
-use crate::sys::{self, Forked};
 use crate::util::{now_secs, Ctx, Result};
 use crate::{err, layer};
+use strata_sys::{self as sys, Forked};
 
 use super::delete::remove_files;
 

@@ -328,7 +328,7 @@ pub fn inspect(store: &Store, what: &str) -> Result<serde_json::Value> {
 pub fn fsck_image(
     store: &Store,
     what: &str,
-) -> Result<Vec<(String, Vec<strata_fs::fsck::Finding>)>> {
+) -> Result<Vec<(String, Vec<strata_fs::delta::fsck::Finding>)>> {
     let _lock = store.lock_shared()?;
     let id = image::resolve(store, what)?;
     let img = image::load_image(store, &id)?;
@@ -345,7 +345,7 @@ pub fn fsck_image(
             ));
         }
         let lowers: Vec<PathBuf> = n.below.iter().rev().map(|b| store.layer_dir(b)).collect();
-        let findings = strata_fs::fsck::fsck(&store.layer_dir(h), &lowers, false)
+        let findings = strata_fs::delta::fsck::fsck(&store.layer_dir(h), &lowers, false)
             .map_err(|e| err!("layer {h}: {e}"))?;
         out.push((h.clone(), findings));
     }

@@ -1,7 +1,7 @@
 //! Capabilities: docker's default set, applied to the bounding, effective and permitted sets.
 
-use crate::sys;
 use crate::util::{Ctx, Result};
+use strata_sys as sys;
 
 /// docker's default capabilities (numbers from linux/capability.h).
 pub const DEFAULT: [u32; 14] = [

@@ -7,8 +7,8 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::err;
 use crate::spec::Volume;
-use crate::sys;
 use crate::util::{Ctx, Result};
+use strata_sys as sys;
 
 /// /proc and /sys paths hidden from containers (docker's list).
 const MASKED: [&str; 12] = [

@@ -63,10 +63,10 @@ fn keepable(upper: &Path, image_layers: usize) -> std::result::Result<Keepable, 
                 stack.push(p.clone());
             }
             for n in META_XATTRS {
-                let Ok(Some(v)) = crate::sys::lgetxattr(&p, OsStr::new(n)) else {
+                let Ok(Some(v)) = strata_sys::lgetxattr(&p, OsStr::new(n)) else {
                     continue;
                 };
-                let m = strata_fs::meta::Meta::decode(&v)
+                let m = strata_fs::union::meta::Meta::decode(&v)
                     .map_err(|e| format!("{}: corrupt {n}: {e}", p.display()))?;
                 deltas += u64::from(m.delta.is_some());
                 if let Some((l, _)) = &m.data {
@@ -139,19 +139,19 @@ pub fn stage(store: &Store, cfg: &ContainerConfig) -> Result<Option<NativeStaged
     }
     // A chain crosses each layer at most once: over fewer layers than the bound, none can
     // be too deep and the walk is skipped.
-    if found.deltas > 0 && lowers.len() + 1 > strata_fs::flatten::MAX_CHAIN_FILES {
+    if found.deltas > 0 && lowers.len() + 1 > strata_fs::delta::flatten::MAX_CHAIN_FILES {
         // The new layer never carries a delta chain past the bound (docs/format.md, "Chains
         // stay short"): deep ones are made whole in the copy (each synced before its record
         // changes), the container's own upper is left as it is.
         let work = staged.dir.join("work");
         std::fs::create_dir(&work).ctx(|| format!("cannot create {}", work.display()))?;
-        let r = strata_fs::flatten::flatten_upper(&staged.tree(), &work, &lowers)
+        let r = strata_fs::delta::flatten::flatten_upper(&staged.tree(), &work, &lowers)
             .map_err(|e| err!("commit: {e}"))?;
         if r.flattened > 0 {
             tracing::info!(
                 "commit flattened {} delta chain(s) deeper than {} files",
                 r.flattened,
-                strata_fs::flatten::MAX_CHAIN_FILES
+                strata_fs::delta::flatten::MAX_CHAIN_FILES
             );
         }
     }

@@ -17,8 +17,8 @@ use crate::isolation::{caps, rootfs};
 use crate::process::user;
 use crate::process::{self, fail, Target};
 use crate::spec::{ContainerConfig, Volume};
-use crate::sys::{self, Forked};
 use crate::util::Result;
+use strata_sys::{self as sys, Forked};
 
 /// How a container with `-t` gets its terminal: a pty of its own devpts (so `tty` says
 /// /dev/pts/N), which the supervisor allocates once init has mounted it.

@@ -12,7 +12,7 @@ use std::path::Path;
 use nix::unistd::{Gid, Uid};
 
 use crate::process::user::ExecUser;
-use crate::sys;
+use strata_sys as sys;
 
 /// Default PATH when the image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
