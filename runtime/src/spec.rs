@@ -187,10 +187,7 @@ fn readable(store: &Store, warn: bool) -> Result<Vec<ContainerConfig>> {
         match load_config(store, &id) {
             Ok(c) => out.push(c),
             Err(e) if warn => {
-                eprintln!(
-                    "strata: warning: skipping container {}: {e}",
-                    &id[..12.min(id.len())]
-                )
+                tracing::warn!("skipping container {}: {e}", &id[..12.min(id.len())])
             }
             Err(_) => {}
         }

@@ -240,6 +240,8 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     let _ = File::from(err_r).read_to_string(&mut msg);
     if !msg.is_empty() {
         drop(raw.take());
+        // The command's own error, as `strata run`/`exec` print it (not a log line): it
+        // comes from the container's init over the error pipe, so only this process has it.
         eprintln!("strata: {msg}");
     }
     let code = container::wait_forwarding(child, master.as_ref(), &sigs);

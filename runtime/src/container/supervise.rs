@@ -362,6 +362,8 @@ fn supervise_mounted(
             notify(ready, &format!("ERR {m}"));
             if io == Io::Foreground {
                 drop(raw.take());
+                // The command's own error, as `strata run`/`exec` print it (not a log line): it
+                // comes from the container's init over the error pipe, so only this process has it.
                 eprintln!("strata: {m}");
             }
         }
