@@ -99,6 +99,21 @@ pub struct ContainerConfig {
     pub trace: Option<Trace>,
 }
 
+impl ContainerConfig {
+    /// The union's lower branches, top first: each image layer's directory as `branch`
+    /// names it (the raw layer, or the driver's form of it), then the init layer (when the
+    /// container has one) at the bottom, where it only fills in what the image lacks and
+    /// leaves the layers' branch numbers alone.
+    pub fn lower_branches(&self, store: &Store, branch: impl Fn(&str) -> PathBuf) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.layers.iter().rev().map(|h| branch(h)).collect();
+        let init = Paths::new(store, &self.id).init_layer();
+        if init.is_dir() {
+            dirs.push(init);
+        }
+        dirs
+    }
+}
+
 /// Paths of one container's files.
 pub struct Paths {
     /// containers/<id>.

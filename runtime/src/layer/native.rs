@@ -125,18 +125,8 @@ pub fn stage(store: &Store, cfg: &ContainerConfig) -> Result<Option<NativeStaged
     // the store's filesystem is cheaper than that many fsyncs.
     let each = found.entries <= SYNC_EACH;
     let copied = crate::layer::treecopy::copy_tree(&upper, &staged.tree(), each, &keep)?;
-    // The branches the upper was mounted over (a fuse container: the raw layers, then its
-    // init layer at the bottom; as layer::plain::lower_dirs, which depends on this module).
-    let mut lowers: Vec<PathBuf> = cfg
-        .layers
-        .iter()
-        .rev()
-        .map(|h| store.layer_dir(h))
-        .collect();
-    let init = crate::spec::Paths::new(store, &cfg.id).init_layer();
-    if init.is_dir() {
-        lowers.push(init);
-    }
+    // The branches the upper was mounted over (a fuse container: the raw layers).
+    let lowers = cfg.lower_branches(store, |h| store.layer_dir(h));
     // A chain crosses each layer at most once: over fewer layers than the bound, none can
     // be too deep and the walk is skipped.
     if found.deltas > 0 && lowers.len() + 1 > strata_fs::delta::flatten::MAX_CHAIN_FILES {
