@@ -3,6 +3,7 @@
 //! own store, podman storage and registry, so tests run in parallel. Rootful (containers run).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::strata_bin;
 use std::io::Write;

@@ -10,6 +10,7 @@
 //! Real binary, no mocks. Rootful (the rootless case switches to an unprivileged user).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::{as_user, ensure_user, sha, snapshot, strata_bin};
 use std::io::Write;

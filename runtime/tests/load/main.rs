@@ -14,6 +14,7 @@
 //! mount, daemon or cgroup left.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::{install_busybox, strata_bin};
 use sha2::{Digest, Sha256};

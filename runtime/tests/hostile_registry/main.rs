@@ -12,6 +12,7 @@
 //! Rootful (the positive control runs a container).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::{busybox, sha, snapshot, strata_bin};
 use std::collections::HashMap;

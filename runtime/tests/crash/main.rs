@@ -12,6 +12,7 @@
 //! exact kill point also depends on timing). Rootful.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::{install_busybox, strata_bin};
 use std::cell::Cell;

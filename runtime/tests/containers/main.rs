@@ -2,6 +2,7 @@
 //! through the strata binary (STRATA_BIN or <workspace>/target/debug/strata). Rootful.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::{as_user, ensure_user, install_busybox, strata_bin};
 use std::io::Write;

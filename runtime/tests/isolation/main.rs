@@ -12,6 +12,7 @@
 //! succeeds where access exists (inside the image, in a volume, or on the host).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::{ensure_user, install_busybox, strata_bin};
 use std::collections::BTreeMap;
