@@ -1,7 +1,7 @@
 //! The podman harness: per-test configuration and store, podman as root or as the rootless
 //! user under a time limit, the base image, the daemon serving a container, cleanup.
 
-use crate::common;
+use crate::common::{self, need};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -26,17 +26,6 @@ fn mount_program() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => common::strata_bin(),
     }
-}
-
-/// Fail clearly when a tool the tests run is not installed.
-fn need(tool: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{tool} is missing: run scripts/setup");
 }
 
 /// The rootless user: ids and the start of its subordinate uid and gid ranges.

@@ -5,7 +5,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
-use common::strata_bin;
+use common::{check, need, podman_in, strata_at, strata_bin};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -16,27 +16,6 @@ use std::time::{Duration, Instant};
 mod hostile_archives;
 mod podman;
 mod registry;
-
-fn need(tool: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{tool} is missing: run scripts/setup");
-}
-
-fn check(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -66,13 +45,7 @@ impl Env {
     }
 
     fn strata_in(&self, store: &str, args: &[&str]) -> Output {
-        Command::new(strata_bin())
-            .arg("--root")
-            .arg(self.path(store))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        strata_at(&self.path(store), args)
     }
 
     /// strata in `store`, expecting success; stdout.
@@ -92,25 +65,7 @@ impl Env {
     }
 
     fn podman(&self, args: &[&str]) -> Output {
-        Command::new("podman")
-            .arg("--root")
-            .arg(self.path("podman/root"))
-            .arg("--runroot")
-            .arg(self.path("podman/run"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--events-backend",
-                "file",
-                "--runtime",
-                "runc",
-                "--cgroup-manager",
-                "cgroupfs",
-            ])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        podman_in(&self.dir, args)
     }
 
     fn podman_ok(&self, args: &[&str]) -> String {
