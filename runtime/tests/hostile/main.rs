@@ -1,4 +1,4 @@
-//! Hostile input to the image store, beyond runtime/tests/transfer.rs: archives for
+//! Hostile input to the image store, beyond runtime/tests/transfer/: archives for
 //! `strata import` and `strata load` that try to escape the store (`..`, absolute names,
 //! symlink-then-write-through, hard links out), device nodes and setuid files (rootful and
 //! rootless), a sparse 10 GiB entry, invalid and truncated headers, truncated gzip and zstd,

@@ -32,7 +32,7 @@ use proc_masks::*;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-/// The rootless user (created as in runtime/tests/containers.rs).
+/// The rootless user (created as in runtime/tests/containers/).
 const USER: &str = "strata-rootless";
 
 /// A private store with the image `iso`: busybox, `probe` (and a setuid-root copy,
