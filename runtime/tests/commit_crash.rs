@@ -101,15 +101,7 @@ fn commit_killed_at_random_moments_leaves_old_or_new_state() {
     std::fs::write(rootfs.join("t/d/f"), "lower\n").unwrap();
     std::fs::write(rootfs.join("t/big"), vec![7u8; 8 << 20]).unwrap();
     let tar = dir.join("base.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::tar_dir(&rootfs, &tar);
     let e = Env { dir };
     e.ok(&["import", tar.to_str().unwrap(), "base"]);
     // Many entries, so that a commit lasts long enough to be killed in its middle.

@@ -12,11 +12,8 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use strata_tests::delta::chain_files;
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A private directory with strata stores (by name) and a podman storage.
 struct Env {
@@ -29,9 +26,7 @@ impl Env {
             nix::unistd::geteuid().is_root(),
             "these tests run containers and need root"
         );
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-cn-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::fresh_dir("strata-cn");
         std::fs::create_dir_all(&dir).unwrap();
         Env { dir }
     }
@@ -60,15 +55,7 @@ impl Env {
         }
         std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
         let tar = self.path(&format!("{name}.tar"));
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        common::tar_dir(rootfs, &tar);
         self.ok(store, &["import", tar.to_str().unwrap(), name]);
         std::fs::remove_file(&tar).unwrap();
     }

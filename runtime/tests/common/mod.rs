@@ -180,3 +180,27 @@ pub fn podman_in(dir: &Path, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// A fresh, empty directory `<tmp>/<prefix>-<pid>-<n>` for one test (n counts up per
+/// process, so parallel tests never share one).
+pub fn fresh_dir(prefix: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `tar -C dir -cf tar .`: an image archive of the tree at `dir`.
+pub fn tar_dir(dir: &Path, tar: &Path) {
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar of {} failed", dir.display());
+}

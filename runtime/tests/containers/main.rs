@@ -8,7 +8,6 @@ use common::{as_user, ensure_user, install_busybox, strata_bin};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod basics;
@@ -22,17 +21,13 @@ struct Env {
     dir: PathBuf,
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 impl Env {
     fn new() -> Env {
         assert!(
             nix::unistd::geteuid().is_root(),
             "these tests run containers and need root"
         );
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-rt-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::fresh_dir("strata-rt");
         let rootfs = dir.join("rootfs");
         for d in ["bin", "etc", "tmp", "root", "home/bob"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
@@ -52,15 +47,7 @@ impl Env {
         std::fs::write(rootfs.join("etc/motd"), "motd text\n").unwrap();
         std::fs::write(rootfs.join("home/bob/.profile"), "export X=1\n").unwrap();
         let tar = dir.join("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        common::tar_dir(&rootfs, &tar);
         let env = Env { dir };
         let out = env.strata(&[
             "import",

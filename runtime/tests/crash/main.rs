@@ -18,7 +18,6 @@ use common::{install_busybox, strata_bin};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod cycle;
@@ -61,8 +60,6 @@ struct Env {
     dir: PathBuf,
 }
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 /// Block `b` of /big/blob as the image has it.
 fn lower_block(b: usize) -> Vec<u8> {
     repeat_to(format!("lower-{b}\n").as_bytes(), BLOCK)
@@ -83,9 +80,7 @@ impl Env {
             nix::unistd::geteuid().is_root(),
             "these tests run containers and need root"
         );
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-crash-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::fresh_dir("strata-crash");
         let rootfs = dir.join("rootfs");
         for d in ["bin", "etc", "tmp", "big"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
@@ -96,15 +91,7 @@ impl Env {
         let blob: Vec<u8> = (0..BIG_BLOCKS).flat_map(lower_block).collect();
         std::fs::write(rootfs.join("big/blob"), blob).unwrap();
         let tar = dir.join("image.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        common::tar_dir(&rootfs, &tar);
         std::fs::remove_dir_all(&rootfs).unwrap();
         let env = Env { dir };
         env.ok(&["import", tar.to_str().unwrap(), "crashimg"]);

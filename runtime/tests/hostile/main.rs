@@ -17,7 +17,6 @@ use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod corrupt_index;
 mod corrupt_state;
@@ -29,8 +28,6 @@ use corrupt_state::*;
 use loads::*;
 use tars::*;
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 /// A private directory: the store `s`, a canary directory beside it, inputs.
 struct Env {
     dir: PathBuf,
@@ -39,9 +36,7 @@ struct Env {
 impl Env {
     fn new() -> Env {
         assert!(nix::unistd::geteuid().is_root(), "these tests need root");
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-hostile-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::fresh_dir("strata-hostile");
         std::fs::create_dir_all(dir.join("canary")).unwrap();
         std::fs::write(dir.join("canary/secret"), "canary\n").unwrap();
         std::fs::create_dir_all(dir.join("in")).unwrap();
@@ -121,15 +116,7 @@ impl Env {
         }
         std::fs::write(rootfs.join(extra), extra).unwrap();
         let tar = self.dir.join(format!("bb-{extra}.tar"));
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        common::tar_dir(&rootfs, &tar);
         tar
     }
 }

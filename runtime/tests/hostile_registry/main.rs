@@ -44,8 +44,6 @@ const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 /// A private directory: the store `s`, a canary directory beside it, strata's working
 /// directory `cwd`.
 struct Env {
@@ -55,9 +53,7 @@ struct Env {
 impl Env {
     fn new() -> Env {
         assert!(nix::unistd::geteuid().is_root(), "these tests need root");
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-hreg-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::fresh_dir("strata-hreg");
         std::fs::create_dir_all(dir.join("canary")).unwrap();
         std::fs::write(dir.join("canary/secret"), "canary\n").unwrap();
         std::fs::create_dir_all(dir.join("cwd")).unwrap();

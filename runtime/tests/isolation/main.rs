@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod capabilities;
 mod host_paths;
@@ -29,8 +28,6 @@ mod rootless;
 use capabilities::*;
 use probe_c::*;
 use proc_masks::*;
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// The rootless user (created as in runtime/tests/containers/).
 const USER: &str = "strata-rootless";
@@ -51,9 +48,7 @@ impl Env {
             nix::unistd::geteuid().is_root(),
             "these tests run containers and need root"
         );
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-iso-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::fresh_dir("strata-iso");
         std::fs::create_dir_all(dir.join("host/cdir")).unwrap();
         std::fs::write(dir.join("host/canary"), "secret\n").unwrap();
         std::fs::write(dir.join("host/cdir/inside"), "secret\n").unwrap();
@@ -92,15 +87,7 @@ impl Env {
         std::fs::write(rootfs.join("etc/keep"), "original\n").unwrap();
         std::os::unix::fs::symlink(dir.join("host/cdir"), rootfs.join("evil-link")).unwrap();
         let tar = dir.join("iso.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        common::tar_dir(&rootfs, &tar);
         let env = Env {
             dir,
             mounts: Vec::new(),

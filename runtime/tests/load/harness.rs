@@ -111,15 +111,7 @@ impl Load {
         let rootfs = dir.join("rootfs");
         make_rootfs(&rootfs);
         let tar = dir.join("load.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success(), "tar of the load image failed");
+        common::tar_dir(&rootfs, &tar);
         let l = Load { dir, boxes: vec![] };
         l.ok(&["import", tar.to_str().unwrap(), "load"], 120);
         l

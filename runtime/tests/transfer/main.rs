@@ -17,6 +17,7 @@ mod hostile_archives;
 mod podman;
 mod registry;
 
+/// Unique names within a test (copies of a layout).
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A private directory with a strata store and a podman storage, removed on drop.
@@ -33,9 +34,7 @@ impl Env {
         for t in ["podman", "skopeo", "runc", "tar"] {
             need(t);
         }
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-tx-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::fresh_dir("strata-tx");
         std::fs::create_dir_all(&dir).unwrap();
         Env { dir }
     }
@@ -102,15 +101,7 @@ impl Env {
         }
         std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
         let tar = self.path("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        common::tar_dir(&rootfs, &tar);
         tar
     }
 

@@ -207,15 +207,7 @@ fn skopeo_oci_layouts_with_gzip_and_zstd_layers() {
         );
         // As a tar of the layout (an oci-archive), into another.
         let tar = e.path(&format!("layout-{fmt}.tar"));
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&layout)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        common::tar_dir(&layout, &tar);
         let store2 = format!("t-{fmt}");
         e.ok(&store2, &["load", "-i", tar.to_str().unwrap()]);
         assert_eq!(
