@@ -18,12 +18,12 @@ pub(crate) const PROBE_C: &str = r#"
 #include <unistd.h>
 #include <linux/keyctl.h>
 
-pub(crate) static void name(void) {
+static void name(void) {
     const char *n = strerrorname_np(errno);
     printf("%s", n ? n : "E?");
 }
 
-pub(crate) static int err(const char *step) {
+static int err(const char *step) {
     printf("%s%s", step, *step ? " " : "");
     name();
     puts("");
@@ -31,7 +31,7 @@ pub(crate) static int err(const char *step) {
 }
 
 /* Non-blocking: a pipe reached through /proc/PID/fd must not hang the probe. */
-pub(crate) static int read_all(const char *path) {
+static int read_all(const char *path) {
     int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) return err("");
     char buf[65536];
