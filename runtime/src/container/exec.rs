@@ -1,5 +1,6 @@
 //! `strata exec`: run another process in a running container by joining its namespaces
-//! and cgroups (setns), with the same capabilities and no_new_privs as the container's command.
+//! and cgroups (setns), with the same capabilities, seccomp filter and no_new_privs as the
+//! container's command.
 
 use std::fs::File;
 use std::io::Read;
@@ -11,7 +12,7 @@ use nix::sched::{setns, CloneFlags};
 
 use crate::container::{self, ProcessSpec, Status};
 use crate::err;
-use crate::isolation::{caps, cgroups};
+use crate::isolation::{caps, cgroups, security};
 use crate::process::init;
 use crate::process::pty;
 use crate::process::{self, fail, Target};
@@ -157,10 +158,6 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
                 Ok(x) => x,
                 Err(e) => fail(&err_w, 125, &e.to_string()),
             };
-            let mknod = crate::isolation::rootless::in_userns() || cgroup.denies_devices();
-            if let Err(e) = caps::restrict_to_default(mknod) {
-                fail(&err_w, 125, &e.to_string());
-            }
             // Until it execs, the process runs strata: see init::container_main.
             if !crate::isolation::rootless::in_userns() {
                 if let Err(e) = nix::sys::prctl::set_dumpable(false) {
@@ -171,21 +168,18 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
                     );
                 }
             }
-            if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-                fail(&err_w, 125, &format!("cannot set no_new_privs: {e}"));
-            }
-            if let Err(e) = sys::deny_keyring_syscalls() {
-                fail(
-                    &err_w,
-                    125,
-                    &format!("cannot install the seccomp filter: {e}"),
-                );
-            }
+            // The same capabilities, seccomp filter and no_new_privs as the container's command.
+            let mknod = crate::isolation::rootless::in_userns() || cgroup.denies_devices();
+            let applied = match security::apply(&cfg.security, mknod) {
+                Ok(a) => a,
+                Err(e) => fail(&err_w, 125, &e.to_string()),
+            };
             let target = Target {
                 args: &spec.args,
                 env: &env,
                 cwd: &spec.cwd,
                 user: &u,
+                caps: &applied.caps,
             };
             let slave = tty.map(|p| {
                 drop(p.master);
@@ -203,6 +197,10 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
             match forked {
                 Ok(Forked::Child) => process::exec(&target, slave, &err_w),
                 Ok(Forked::Parent(grandchild)) => {
+                    if caps::finish(&applied.caps).is_err() {
+                        let _ = nix::sys::signal::kill(grandchild, nix::sys::signal::SIGKILL);
+                        fail(&err_w, 125, "cannot drop the exec process's capabilities");
+                    }
                     drop(err_w);
                     drop(slave);
                     sys::exit_now(init::reap_until(grandchild))

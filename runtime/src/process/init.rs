@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::isolation::cgroups::Cgroup;
-use crate::isolation::{caps, rootfs};
+use crate::isolation::{caps, rootfs, security};
 use crate::process::user;
 use crate::process::{self, fail, Target};
 use crate::spec::{ContainerConfig, Volume};
@@ -173,24 +173,16 @@ pub fn container_main(
     // Rootless, the kernel refuses device nodes in the user namespace whatever the caps.
     let mknod =
         crate::isolation::rootless::in_userns() || cgroup.is_some_and(Cgroup::denies_devices);
-    if let Err(e) = caps::restrict_to_default(mknod) {
-        fail(&err_fd, 125, &e.to_string());
-    }
-    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-        fail(&err_fd, 125, &format!("cannot set no_new_privs: {e}"));
-    }
-    if let Err(e) = sys::deny_keyring_syscalls() {
-        fail(
-            &err_fd,
-            125,
-            &format!("cannot install the seccomp filter: {e}"),
-        );
-    }
+    let applied = match security::apply(&cfg.security, mknod) {
+        Ok(a) => a,
+        Err(e) => fail(&err_fd, 125, &e.to_string()),
+    };
     let target = Target {
         args: &cfg.process.args,
         env: &env,
         cwd: &cfg.process.cwd,
         user: &u,
+        caps: &applied.caps,
     };
     // SAFETY: the container's init is single-threaded (a forked child that starts no thread).
     #[allow(unsafe_code)]
@@ -200,6 +192,11 @@ pub fn container_main(
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => fail(&err_fd, 125, &format!("cannot fork: {e}")),
     };
+    // Init keeps only the container's capabilities too (it kept more for the fork's setuid).
+    if caps::finish(&applied.caps).is_err() {
+        let _ = kill(child, Signal::SIGKILL);
+        fail(&err_fd, 125, "cannot drop the init's capabilities");
+    }
     // Only the command (until it execs) may report errors; the terminal belongs to it alone.
     drop(err_fd);
     drop(slave);
