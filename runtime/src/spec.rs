@@ -78,8 +78,9 @@ pub struct Security {
     pub caps: Option<Vec<String>>,
     /// The seccomp filter.
     pub seccomp: Seccomp,
-    /// Set no_new_privs (`--security-opt no-new-privileges`).
-    pub no_new_privileges: bool,
+    /// Leave no_new_privs unset (`--security-opt no-new-privileges=false`, docker's
+    /// default); strata sets it unless told so, so setuid files cannot raise privileges.
+    pub new_privileges: bool,
     /// `--privileged`: every capability, no seccomp, the host's devices, /sys writable.
     pub privileged: bool,
     /// `--device`.

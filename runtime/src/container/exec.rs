@@ -37,11 +37,24 @@ pub struct ExecOptions {
     pub cmd: Vec<String>,
 }
 
+/// The process whose namespaces to join: init, or, when init is out of reach (rootless,
+/// init is non-dumpable and was exec'd outside the user namespace), its first child, the
+/// container's command, exec'd inside it.
+fn target_pid(init: i32) -> i32 {
+    if File::open(format!("/proc/{init}/ns/pid")).is_ok() {
+        return init;
+    }
+    std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(init)
+}
+
 /// Run `o.cmd` in container `id`; its exit status.
 pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     let cfg = container::load_config(store, id)?;
     let st = container::reconcile(store, id)?;
-    let pid = match (st.status, st.pid) {
+    let init_pid = match (st.status, st.pid) {
         (Status::Running, Some(pid)) if container::init_alive(&st) => pid,
         _ => {
             return Err(err!(
@@ -50,6 +63,7 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
             ))
         }
     };
+    let pid = target_pid(init_pid);
     if o.cmd.is_empty() {
         return Err(err!("no command given to exec"));
     }
@@ -108,6 +122,11 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     } else {
         None
     };
+    // As the container's command has it (init::container_main); decided here, as the child
+    // cannot read its own /proc/self once in the container's mount namespace.
+    let mknod = userns.is_some()
+        || crate::isolation::rootless::in_userns()
+        || cgroup.denies_devices();
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
@@ -158,18 +177,16 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
                 Ok(x) => x,
                 Err(e) => fail(&err_w, 125, &e.to_string()),
             };
-            // Until it execs, the process runs strata: see init::container_main.
-            if !crate::isolation::rootless::in_userns() {
-                if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-                    fail(
-                        &err_w,
-                        125,
-                        &format!("cannot make the process non-dumpable: {e}"),
-                    );
-                }
+            // Until it execs, the process runs strata (with the environment of whoever ran
+            // `strata exec`), and the reaper stays so: see init::container_main.
+            if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+                fail(
+                    &err_w,
+                    125,
+                    &format!("cannot make the process non-dumpable: {e}"),
+                );
             }
             // The same capabilities, seccomp filter and no_new_privs as the container's command.
-            let mknod = crate::isolation::rootless::in_userns() || cgroup.denies_devices();
             let applied = match security::apply(&cfg.security, mknod) {
                 Ok(a) => a,
                 Err(e) => fail(&err_w, 125, &e.to_string()),

@@ -110,7 +110,7 @@ pub fn resolve(o: &SecurityOptions) -> Result<Security> {
             }
             "seccomp" if v == "builtin" => s.seccomp = Seccomp::Default,
             "seccomp" => s.seccomp = seccomp_from_file(v)?,
-            "no-new-privileges" => s.no_new_privileges = parse_bool(k, v)?,
+            "no-new-privileges" => s.new_privileges = !parse_bool(k, v)?,
             "label" if v == "disable" || !selinux_enabled() && v.is_empty() => {}
             "label" if !selinux_enabled() => {
                 return Err(err!(
@@ -186,13 +186,13 @@ fn filter(s: &Security, caps: &CapsHashSet) -> Result<Option<ScmpFilterContext>>
 pub fn apply(s: &Security, mknod: bool) -> Result<Applied> {
     let caps = capset::set_of(&cap_names(s), mknod || s.privileged);
     let f = filter(s, &caps)?;
-    if !s.no_new_privileges {
+    if s.new_privileges {
         if let Some(f) = &f {
             seccomp::load(f)?;
         }
     }
     capset::bound(&caps)?;
-    if s.no_new_privileges {
+    if !s.new_privileges {
         nix::sys::prctl::set_no_new_privs()
             .map_err(|e| err!("cannot set no_new_privs: {e}"))?;
         if let Some(f) = &f {

@@ -147,8 +147,10 @@ pub fn container_main(
     // This process runs strata (a host binary, with the host's environment and descriptors)
     // for the container's whole life: non-dumpable, the container's root (without
     // CAP_SYS_PTRACE) cannot open its /proc/1/exe, environ, fd or mem. Rootless, the
-    // unprivileged strata outside would lose that access too (exec, -t), so it stays dumpable.
-    if !crate::isolation::rootless::in_userns() {
+    // supervisor outside still opens /proc/1/root for the pty, so init becomes non-dumpable
+    // once that is done (its exec'd command, accessible again, is what `exec` joins then).
+    let rootless = crate::isolation::rootless::in_userns();
+    let undumpable = || {
         if let Err(e) = nix::sys::prctl::set_dumpable(false) {
             fail(
                 &err_fd,
@@ -156,11 +158,17 @@ pub fn container_main(
                 &format!("cannot make the container's init non-dumpable: {e}"),
             );
         }
+    };
+    if !rootless {
+        undumpable();
     }
     let slave = match setup(cfg, merged, etc, cgroup, tty.as_ref()) {
         Ok(s) => s,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };
+    if rootless {
+        undumpable();
+    }
     drop(tty);
     let (u, env) = match prepare_process(&cfg.process, Some(&cfg.hostname)) {
         Ok(x) => x,
