@@ -124,9 +124,8 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     };
     // As the container's command has it (init::container_main); decided here, as the child
     // cannot read its own /proc/self once in the container's mount namespace.
-    let mknod = userns.is_some()
-        || crate::isolation::rootless::in_userns()
-        || cgroup.denies_devices();
+    let mknod =
+        userns.is_some() || crate::isolation::rootless::in_userns() || cgroup.denies_devices();
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;

@@ -141,7 +141,10 @@ mod tests {
         let r = resolve(&s(&["net_admin", "CAP_sys_ptrace"]), &s(&["chown"])).unwrap();
         assert!(r.contains(&"CAP_NET_ADMIN".into()) && r.contains(&"CAP_SYS_PTRACE".into()));
         assert!(!r.contains(&"CAP_CHOWN".into()));
-        assert_eq!(resolve(&s(&["kill"]), &s(&["ALL"])).unwrap(), s(&["CAP_KILL"]));
+        assert_eq!(
+            resolve(&s(&["kill"]), &s(&["ALL"])).unwrap(),
+            s(&["CAP_KILL"])
+        );
         assert_eq!(resolve(&s(&["all"]), &[]).unwrap(), all());
         let e = resolve(&s(&["FOO"]), &[]).unwrap_err().0;
         assert!(e.starts_with("unknown capability \"FOO\""), "{e}");

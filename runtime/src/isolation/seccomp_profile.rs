@@ -137,16 +137,19 @@ fn check_action(a: &str) -> Result<()> {
         ));
     }
     if !ACTIONS.contains(&a) {
-        return Err(err!("unknown action {a:?}: use one of {}", ACTIONS.join(", ")));
+        return Err(err!(
+            "unknown action {a:?}: use one of {}",
+            ACTIONS.join(", ")
+        ));
     }
     Ok(())
 }
 
 fn check_kernel(k: &Option<String>) -> Result<()> {
     match k {
-        Some(v) if parse_kernel(v).is_none() => Err(err!(
-            "invalid minKernel {v:?}: use MAJOR.MINOR (\"4.8\")"
-        )),
+        Some(v) if parse_kernel(v).is_none() => {
+            Err(err!("invalid minKernel {v:?}: use MAJOR.MINOR (\"4.8\")"))
+        }
         _ => Ok(()),
     }
 }
@@ -230,7 +233,9 @@ mod tests {
     fn bad_profiles_are_refused_with_the_reason() {
         let e = parse("{", "x.json").unwrap_err().0;
         assert!(e.starts_with("invalid seccomp profile x.json:"), "{e}");
-        let e = parse(r#"{"defaultAction":"SCMP_ACT_NOPE"}"#, "x").unwrap_err().0;
+        let e = parse(r#"{"defaultAction":"SCMP_ACT_NOPE"}"#, "x")
+            .unwrap_err()
+            .0;
         assert!(e.contains("unknown action"), "{e}");
         let e = parse(
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"],"action":"SCMP_ACT_ERRNO","args":[{"index":7,"value":1,"op":"SCMP_CMP_EQ"}]}]}"#,

@@ -50,10 +50,7 @@ fn seccomp_from_file(path: &str) -> Result<Seccomp> {
         .map_err(|e| err!("cannot read the seccomp profile {path}: {e}"))?;
     let p = seccomp_profile::parse(&text, path)?;
     // Compile once now: a profile libseccomp refuses fails here, not at start.
-    let names = capset::names_of(&capset::set_of(
-        &capset::DEFAULT.map(String::from),
-        true,
-    ));
+    let names = capset::names_of(&capset::set_of(&capset::DEFAULT.map(String::from), true));
     seccomp::build(&p, &names).map_err(|e| err!("seccomp profile {path}: {}", e.0))?;
     Ok(Seccomp::Profile(text))
 }
@@ -77,8 +74,7 @@ pub fn parse_device(s: &str) -> Result<Device> {
         return Err(err!("invalid --device {s:?}: both paths must be absolute"));
     }
     use std::os::unix::fs::FileTypeExt;
-    let meta = std::fs::metadata(host)
-        .map_err(|e| err!("cannot use --device {host}: {e}"))?;
+    let meta = std::fs::metadata(host).map_err(|e| err!("cannot use --device {host}: {e}"))?;
     let ft = meta.file_type();
     if !ft.is_char_device() && !ft.is_block_device() {
         return Err(err!("--device {host} is not a device node"));
@@ -193,8 +189,7 @@ pub fn apply(s: &Security, mknod: bool) -> Result<Applied> {
     }
     capset::bound(&caps)?;
     if !s.new_privileges {
-        nix::sys::prctl::set_no_new_privs()
-            .map_err(|e| err!("cannot set no_new_privs: {e}"))?;
+        nix::sys::prctl::set_no_new_privs().map_err(|e| err!("cannot set no_new_privs: {e}"))?;
         if let Some(f) = &f {
             seccomp::load(f)?;
         }
