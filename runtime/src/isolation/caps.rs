@@ -90,12 +90,16 @@ pub fn resolve(add: &[String], drop: &[String]) -> Result<Vec<String>> {
 /// The set to apply: `names` (kernel-unknown ones left out), without CAP_MKNOD unless
 /// `mknod`: docker keeps it because its device cgroup refuses to open what was made, and
 /// where no such cgroup applies a node of the host's disk would read the disk.
+/// Capabilities strata itself lacks (a host whose bounding set is already reduced) are left
+/// out too: a process cannot give what it has not, and docker's --privileged means "all the
+/// daemon has".
 pub fn set_of(names: &[String], mknod: bool) -> CapsHashSet {
-    let supported = caps::runtime::thread_all_supported();
+    let have = caps::read(None, CapSet::Permitted)
+        .unwrap_or_else(|_| caps::runtime::thread_all_supported());
     names
         .iter()
         .filter_map(|n| n.parse::<Capability>().ok())
-        .filter(|c| supported.contains(c) && (mknod || *c != Capability::CAP_MKNOD))
+        .filter(|c| have.contains(c) && (mknod || *c != Capability::CAP_MKNOD))
         .collect()
 }
 

@@ -3,6 +3,7 @@
 
 pub mod caps;
 pub mod cgroups;
+pub mod devices;
 pub mod rootfs;
 pub mod rootless;
 pub mod seccomp;

@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::isolation::cgroups::Cgroup;
-use crate::isolation::{caps, rootfs, security};
+use crate::isolation::{caps, devices, rootfs, security};
 use crate::process::user;
 use crate::process::{self, fail, Target};
 use crate::spec::{ContainerConfig, Volume};
@@ -89,8 +89,12 @@ fn setup(
     // The runtime's /etc files first: the user's volumes may replace them.
     let binds: Vec<Volume> = etc.iter().chain(&cfg.volumes).cloned().collect();
     rootfs::prepare(merged, &binds)?;
+    devices::mount_all(merged, &cfg.security)?;
     rootfs::pivot(merged)?;
-    rootfs::mask_paths()?;
+    // docker's --privileged hides nothing of /proc and /sys.
+    if !cfg.security.privileged {
+        rootfs::mask_paths()?;
+    }
     let slave = tty.map(open_tty).transpose()?;
     nix::unistd::sethostname(&cfg.hostname)
         .map_err(|e| crate::err!("cannot set the hostname: {e}"))?;
