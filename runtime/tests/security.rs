@@ -49,6 +49,31 @@ const BLOCKED_32: [(&str, u32); 4] = [
 /// A program making syscall `nr` with zero arguments (x86_64, or i386 when `i386`), exiting
 /// with the errno; the reason when binutils cannot produce it or the kernel cannot run it.
 fn assemble(dir: &Path, name: &str, nr: u32, i386: bool) -> Result<PathBuf, String> {
+    assemble_with(dir, name, nr, [0; 3], i386)
+}
+
+/// docker's conditional rules, on x86_64: (name, syscall, arguments, errno wanted).
+const CONDITIONAL: [(&str, u32, [u32; 3], &str); 5] = [
+    ("socket-vsock", 41, [40, 1, 0], "1"),
+    ("socket-unix", 41, [1, 1, 0], "0"),
+    ("personality-query", 135, [0xffff_ffff, 0, 0], "0"),
+    ("personality-linux", 135, [0, 0, 0], "0"),
+    (
+        "personality-read-implies-exec",
+        135,
+        [0x0040_0000, 0, 0],
+        "1",
+    ),
+];
+
+/// As `assemble`, with the first three arguments set (x86_64 only).
+fn assemble_with(
+    dir: &Path,
+    name: &str,
+    nr: u32,
+    a: [u32; 3],
+    i386: bool,
+) -> Result<PathBuf, String> {
     let src = dir.join(format!("{name}.s"));
     let obj = dir.join(format!("{name}.o"));
     let out = dir.join(name);
@@ -58,7 +83,8 @@ fn assemble(dir: &Path, name: &str, nr: u32, i386: bool) -> Result<PathBuf, Stri
         )
     } else {
         format!(
-            ".globl _start\n_start:\n mov ${nr}, %eax\n xor %edi, %edi\n xor %esi, %esi\n xor %edx, %edx\n xor %r10, %r10\n xor %r8, %r8\n xor %r9, %r9\n syscall\n xor %edi, %edi\n test %rax, %rax\n jns 1f\n neg %rax\n mov %eax, %edi\n1:\n mov $60, %eax\n syscall\n"
+            ".globl _start\n_start:\n mov ${nr}, %eax\n mov ${}, %edi\n mov ${}, %esi\n mov ${}, %edx\n xor %r10, %r10\n xor %r8, %r8\n xor %r9, %r9\n syscall\n xor %edi, %edi\n test %rax, %rax\n jns 1f\n neg %rax\n mov %eax, %edi\n1:\n mov $60, %eax\n syscall\n",
+            a[0], a[1], a[2]
         )
     };
     std::fs::write(&src, body).unwrap();
@@ -106,7 +132,9 @@ impl Env {
         let dir = std::env::temp_dir().join(format!("strata-sec-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let rootfs = dir.join("rootfs");
-        for d in ["bin", "etc", "tmp", "root", "home/bob", "sys64", "sys32"] {
+        for d in [
+            "bin", "etc", "tmp", "root", "home/bob", "sys64", "sys32", "cond",
+        ] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::set_permissions(rootfs.join("tmp"), PermissionsExt::from_mode(0o1777)).unwrap();
@@ -120,6 +148,10 @@ impl Env {
         for (name, nr) in BLOCKED_64 {
             let p = assemble(&dir, &format!("x64-{name}"), nr, false).unwrap();
             std::fs::copy(p, rootfs.join("sys64").join(name)).unwrap();
+        }
+        for (name, nr, args, _) in CONDITIONAL {
+            let p = assemble_with(&dir, name, nr, args, false).unwrap();
+            std::fs::copy(p, rootfs.join("cond").join(name)).unwrap();
         }
         let mut no_i386 = None;
         for (name, nr) in BLOCKED_32 {
@@ -265,6 +297,20 @@ fn the_default_profile_blocks_what_docker_blocks_on_every_abi() {
         );
     }
     assert!(open.contains(&"unshare=0".to_string()), "{open:?}");
+    // Argument rules: AF_VSOCK sockets and personalities other than docker's few refused.
+    let cond = e.codes(&[], "cond");
+    for (name, _, _, want) in CONDITIONAL {
+        assert!(cond.contains(&format!("{name}={want}")), "{name}: {cond:?}");
+    }
+    let open_cond = e.codes(&["--security-opt", "seccomp=unconfined"], "cond");
+    assert!(
+        open_cond.contains(&"personality-read-implies-exec=0".to_string()),
+        "{open_cond:?}"
+    );
+    assert!(
+        !open_cond.contains(&"socket-vsock=1".to_string()),
+        "{open_cond:?}"
+    );
     // The 32-bit ABI goes through the same rules.
     match &e.no_i386 {
         Some(why) => {
