@@ -354,6 +354,25 @@ fn a_profile_file_in_docker_format_applies_to_run_and_exec() {
         assert_eq!(code, 0, "{err}");
         assert_eq!(out.trim(), "1", "i386 mkdir under the profile");
     }
+    // An ABI the profile does not list is killed (SIGSYS: 128+31), never let through.
+    if e.no_i386.is_none() {
+        let only64 = e.write(
+            "only64.json",
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"]}"#,
+        );
+        let opt64 = format!("seccomp={only64}");
+        let (code, out, err) = e.run(
+            &["--security-opt", &opt64],
+            &["sh", "-c", "/sys32/mkdir; echo $?"],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.trim(), "159", "an unlisted ABI must be killed");
+        let (_, out, _) = e.run(
+            &["--security-opt", &opt64],
+            &["sh", "-c", "/sys64/unshare; echo $?"],
+        );
+        assert_eq!(out.trim(), "0", "the listed ABI runs");
+    }
     // The control: mkdir works without the profile.
     let (code, _, err) = e.run(&[], &["mkdir", "/tmp/x"]);
     assert_eq!(code, 0, "{err}");
