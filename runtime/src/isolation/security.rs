@@ -159,8 +159,7 @@ pub fn cap_names(s: &Security) -> Vec<String> {
         .unwrap_or_else(|| capset::DEFAULT.map(String::from).to_vec())
 }
 
-/// What a process that becomes the container's keeps until after its switch to the
-/// container's user: the capabilities to finish with.
+/// What `apply` leaves for after the switch to the container's user (caps::finish).
 pub struct Applied {
     /// effective = permitted = this after setuid.
     pub caps: CapsHashSet,
