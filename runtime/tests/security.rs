@@ -53,7 +53,12 @@ fn assemble(dir: &Path, name: &str, nr: u32, i386: bool) -> Result<PathBuf, Stri
 }
 
 /// docker's conditional rules, on x86_64: (name, syscall, arguments, errno wanted).
-const CONDITIONAL: [(&str, u32, [u32; 3], &str); 5] = [
+const CONDITIONAL: [(&str, u32, [u32; 3], &str); 8] = [
+    // clone(CLONE_NEWUSER | SIGCHLD): a new namespace needs CAP_SYS_ADMIN; a plain fork not.
+    ("clone-newuser", 56, [0x1000_0011, 0, 0], "1"),
+    ("clone-fork", 56, [0x11, 0, 0], "0"),
+    // ptrace(PTRACE_TRACEME): allowed from kernel 4.8 (minKernel).
+    ("ptrace-traceme", 101, [0, 0, 0], "0"),
     ("socket-vsock", 41, [40, 1, 0], "1"),
     ("socket-unix", 41, [1, 1, 0], "0"),
     ("personality-query", 135, [0xffff_ffff, 0, 0], "0"),
