@@ -36,8 +36,19 @@ impl Env {
         )
         .unwrap();
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\nbob:x:1000:\n").unwrap();
+        // A busybox with a file capability (CAP_NET_RAW, effective): vfs_cap_data v2.
+        let capbox = rootfs.join("bin/busybox-cap");
+        std::fs::copy(common::busybox(), &capbox).unwrap();
+        let st = Command::new("setfattr")
+            .args(["-n", "security.capability", "-v"])
+            .arg("0x0100000200200000000000000000000000000000")
+            .arg(&capbox)
+            .status()
+            .unwrap();
+        assert!(st.success(), "setfattr security.capability");
         let tar = dir.join("img.tar");
         let st = Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=security.capability"])
             .arg("-C")
             .arg(&rootfs)
             .arg("-cf")
@@ -132,6 +143,36 @@ fn docker_default_set_and_cap_add_cap_drop_with_docker_names() {
     // Any other user: the same bounding set, nothing in effect.
     assert_eq!(e.caps(&["-u", "1000"]), [0, 0, 0, d, 0]);
     assert_eq!(e.caps(&["-u", "bob"]), [0, 0, 0, d, 0]);
+    // ... unless a file grants some: a file capability within the bounding set works.
+    // From a shell (a process with no capabilities), only without no_new_privs, which keeps
+    // an exec from gaining any: docker's default, strata's opt-out.
+    let script = "busybox-cap grep CapEff /proc/self/status";
+    let (_, out, _) = e.run(&["-u", "1000"], script);
+    assert_eq!(out, "CapEff:\t0000000000000000\n", "no_new_privs");
+    let (_, out, _) = e.run(
+        &["-u", "1000", "--security-opt", "no-new-privileges=false"],
+        script,
+    );
+    assert_eq!(out, "CapEff:\t0000000000002000\n", "without no_new_privs");
+    // As the container's command it had the set in its permitted set before exec, so even
+    // no_new_privs lets the file's capability through (as with docker).
+    let grep = ["caps", "busybox-cap", "grep", "CapEff", "/proc/self/status"];
+    let out = e.strata(&[&["run", "--rm", "-u", "1000"][..], &grep].concat());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "CapEff:\t0000000000002000\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Outside the bounding set the kernel refuses to run it (as with docker).
+    let drop = ["run", "--rm", "-u", "1000", "--cap-drop", "NET_RAW"];
+    let out = e.strata(&[&drop[..], &grep].concat());
+    assert!(
+        !out.status.success(),
+        "a file capability outside the bounding set must not run"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Operation not permitted"), "{err}");
     assert_eq!(e.caps(&["--cap-add", "NET_ADMIN"])[2], d | NET_ADMIN);
     assert_eq!(e.caps(&["--cap-add", "cap_net_admin"])[3], d | NET_ADMIN);
     assert_eq!(e.caps(&["--cap-add", "Net_Admin"])[1], d | NET_ADMIN);
