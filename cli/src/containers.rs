@@ -141,11 +141,46 @@ pub struct RunArgs {
     /// Trace only paths matching GLOB (*, ? within a component, ** across directories).
     #[arg(long, value_name = "GLOB", requires = "trace")]
     trace_path: Option<String>,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// Image.
     image: String,
     /// Command and arguments (default: the image's).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     cmd: Vec<String>,
+}
+
+/// docker's security flags of `run`.
+#[derive(Args, Debug)]
+pub struct SecurityArgs {
+    /// Add a capability (NET_ADMIN, CAP_SYS_PTRACE, ALL).
+    #[arg(long, value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability (CHOWN, ALL).
+    #[arg(long, value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// seccomp=PROFILE.json|unconfined, no-new-privileges[=true], label=disable,
+    /// apparmor=unconfined.
+    #[arg(long, value_name = "OPT")]
+    security_opt: Vec<String>,
+    /// Every capability, no seccomp filter, the host's devices, /sys writable.
+    #[arg(long)]
+    privileged: bool,
+    /// Give a host device: HOST[:CONTAINER[:PERMS]], PERMS of rwm.
+    #[arg(long, value_name = "DEVICE")]
+    device: Vec<String>,
+}
+
+impl SecurityArgs {
+    fn options(self) -> strata_runtime::isolation::security::SecurityOptions {
+        strata_runtime::isolation::security::SecurityOptions {
+            cap_add: self.cap_add,
+            cap_drop: self.cap_drop,
+            security_opt: self.security_opt,
+            privileged: self.privileged,
+            devices: self.device,
+        }
+    }
 }
 
 /// Arguments of `strata exec`.
@@ -276,6 +311,7 @@ fn run_container(store: &Store, a: RunArgs) -> R {
         trace: a.trace,
         trace_ops: a.trace_ops,
         trace_path: a.trace_path,
+        security: a.security.options(),
         image: a.image,
         cmd: a.cmd,
     };

@@ -45,6 +45,49 @@ pub struct Trace {
     pub path: String,
 }
 
+/// A host device node given to the container (`--device`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Device {
+    /// The node on the host.
+    pub host: PathBuf,
+    /// Where it appears in the container.
+    pub container: String,
+    /// Of "rwm": read, write, mknod (the device cgroup's permissions).
+    pub perms: String,
+}
+
+/// The seccomp filter of a container.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Seccomp {
+    /// strata's default profile (docker's default behaviour).
+    #[default]
+    Default,
+    /// No filter (`--security-opt seccomp=unconfined`, `--privileged`).
+    Unconfined,
+    /// A profile in docker's JSON format, as read at creation.
+    Profile(String),
+}
+
+/// Capabilities, seccomp, no_new_privs and devices (docker's security flags).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Security {
+    /// The capabilities ("CAP_CHOWN", ...); None for docker's default set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caps: Option<Vec<String>>,
+    /// The seccomp filter.
+    pub seccomp: Seccomp,
+    /// Leave no_new_privs unset (`--security-opt no-new-privileges=false`, docker's
+    /// default); strata sets it unless told so, so setuid files cannot raise privileges.
+    pub new_privileges: bool,
+    /// `--privileged`: every capability, no seccomp, the host's devices, /sys writable.
+    pub privileged: bool,
+    /// `--device`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+}
+
 /// The process a container runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProcessSpec {
@@ -97,6 +140,9 @@ pub struct ContainerConfig {
     /// Trace the root's filesystem requests (`run --trace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<Trace>,
+    /// Capabilities, seccomp, devices.
+    #[serde(default)]
+    pub security: Security,
 }
 
 impl ContainerConfig {

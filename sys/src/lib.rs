@@ -9,27 +9,22 @@
 //!   and the /proc/self/fd paths that pin a resolved directory.
 //! - [`file`]: reflinks, fallocate, re-opening through /proc, statx, inode flags.
 //! - [`process`]: fork (unsafe: single-threaded callers only), exit, signal dispositions.
-//! - [`caps`], [`seccomp`]: capability sets and the keyring seccomp filter.
 //! - [`tty`], [`net`]: terminals, ptys, loopback, fd passing and peer credentials.
 //! - [`mount`]: open_tree and mount_setattr.
 //!
 //! The wrappers are re-exported at the crate root, so callers write `strata_sys::fork()`.
 
-pub mod caps;
 pub mod file;
 pub mod mount;
 pub mod net;
 pub mod process;
-pub mod seccomp;
 pub mod tty;
 pub mod xattr;
 
-pub use caps::*;
 pub use file::*;
 pub use mount::*;
 pub use net::*;
 pub use process::*;
-pub use seccomp::*;
 pub use tty::*;
 pub use xattr::*;
 

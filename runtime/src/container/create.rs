@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub trace_ops: Option<String>,
     /// --trace-path GLOB.
     pub trace_path: Option<String>,
+    /// --cap-add, --cap-drop, --security-opt, --privileged, --device.
+    pub security: crate::isolation::security::SecurityOptions,
     /// IMAGE.
     pub image: String,
     /// CMD...
@@ -178,6 +180,7 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         }
     }
     let trace = trace_spec(o)?;
+    let security = crate::isolation::security::resolve(&o.security)?;
     let volumes = o
         .volumes
         .iter()
@@ -277,6 +280,7 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         limits,
         auto_remove: o.auto_remove,
         trace,
+        security,
     };
     let p = Paths::new(store, &id);
     for d in [p.dir.clone(), p.upper(), p.work(), p.merged()] {

@@ -1,5 +1,6 @@
 //! `strata exec`: run another process in a running container by joining its namespaces
-//! and cgroups (setns), with the same capabilities and no_new_privs as the container's command.
+//! and cgroups (setns), with the same capabilities, seccomp filter and no_new_privs as the
+//! container's command.
 
 use std::fs::File;
 use std::io::Read;
@@ -11,7 +12,7 @@ use nix::sched::{setns, CloneFlags};
 
 use crate::container::{self, ProcessSpec, Status};
 use crate::err;
-use crate::isolation::{caps, cgroups};
+use crate::isolation::{caps, cgroups, security};
 use crate::process::init;
 use crate::process::pty;
 use crate::process::{self, fail, Target};
@@ -36,11 +37,24 @@ pub struct ExecOptions {
     pub cmd: Vec<String>,
 }
 
+/// The process whose namespaces to join: init, or, when init is out of reach (rootless,
+/// init is non-dumpable and was exec'd outside the user namespace), its first child, the
+/// container's command, exec'd inside it.
+fn target_pid(init: i32) -> i32 {
+    if File::open(format!("/proc/{init}/ns/pid")).is_ok() {
+        return init;
+    }
+    std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(init)
+}
+
 /// Run `o.cmd` in container `id`; its exit status.
 pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     let cfg = container::load_config(store, id)?;
     let st = container::reconcile(store, id)?;
-    let pid = match (st.status, st.pid) {
+    let init_pid = match (st.status, st.pid) {
         (Status::Running, Some(pid)) if container::init_alive(&st) => pid,
         _ => {
             return Err(err!(
@@ -49,6 +63,7 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
             ))
         }
     };
+    let pid = target_pid(init_pid);
     if o.cmd.is_empty() {
         return Err(err!("no command given to exec"));
     }
@@ -107,6 +122,10 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     } else {
         None
     };
+    // As the container's command has it (init::container_main); decided here, as the child
+    // cannot read its own /proc/self once in the container's mount namespace.
+    let mknod =
+        userns.is_some() || crate::isolation::rootless::in_userns() || cgroup.denies_devices();
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
@@ -157,35 +176,26 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
                 Ok(x) => x,
                 Err(e) => fail(&err_w, 125, &e.to_string()),
             };
-            let mknod = crate::isolation::rootless::in_userns() || cgroup.denies_devices();
-            if let Err(e) = caps::restrict_to_default(mknod) {
-                fail(&err_w, 125, &e.to_string());
-            }
-            // Until it execs, the process runs strata: see init::container_main.
-            if !crate::isolation::rootless::in_userns() {
-                if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-                    fail(
-                        &err_w,
-                        125,
-                        &format!("cannot make the process non-dumpable: {e}"),
-                    );
-                }
-            }
-            if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-                fail(&err_w, 125, &format!("cannot set no_new_privs: {e}"));
-            }
-            if let Err(e) = sys::deny_keyring_syscalls() {
+            // Until it execs, the process runs strata (with the environment of whoever ran
+            // `strata exec`), and the reaper stays so: see init::container_main.
+            if let Err(e) = nix::sys::prctl::set_dumpable(false) {
                 fail(
                     &err_w,
                     125,
-                    &format!("cannot install the seccomp filter: {e}"),
+                    &format!("cannot make the process non-dumpable: {e}"),
                 );
             }
+            // The same capabilities, seccomp filter and no_new_privs as the container's command.
+            let applied = match security::apply(&cfg.security, mknod) {
+                Ok(a) => a,
+                Err(e) => fail(&err_w, 125, &e.to_string()),
+            };
             let target = Target {
                 args: &spec.args,
                 env: &env,
                 cwd: &spec.cwd,
                 user: &u,
+                caps: &applied.caps,
             };
             let slave = tty.map(|p| {
                 drop(p.master);
@@ -203,6 +213,10 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
             match forked {
                 Ok(Forked::Child) => process::exec(&target, slave, &err_w),
                 Ok(Forked::Parent(grandchild)) => {
+                    if caps::finish(&applied.caps).is_err() {
+                        let _ = nix::sys::signal::kill(grandchild, nix::sys::signal::SIGKILL);
+                        fail(&err_w, 125, "cannot drop the exec process's capabilities");
+                    }
                     drop(err_w);
                     drop(slave);
                     sys::exit_now(init::reap_until(grandchild))

@@ -232,7 +232,9 @@ fn supervise_mounted(
     let cgroup = if crate::isolation::rootless::in_userns() {
         None
     } else {
-        Some(cgroups::create(&cfg.id, &cfg.limits)?)
+        let cg = cgroups::create(&cfg.id, &cfg.limits)?;
+        crate::isolation::devices::allow(&cg, &cfg.security)?;
+        Some(cg)
     };
     // -t: init asks for the pty once the container's devpts is mounted (see init::Tty).
     let tty_pipes = if cfg.process.tty {

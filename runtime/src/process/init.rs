@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::isolation::cgroups::Cgroup;
-use crate::isolation::{caps, rootfs};
+use crate::isolation::{caps, devices, rootfs, security};
 use crate::process::user;
 use crate::process::{self, fail, Target};
 use crate::spec::{ContainerConfig, Volume};
@@ -89,8 +89,12 @@ fn setup(
     // The runtime's /etc files first: the user's volumes may replace them.
     let binds: Vec<Volume> = etc.iter().chain(&cfg.volumes).cloned().collect();
     rootfs::prepare(merged, &binds)?;
+    devices::mount_all(merged, &cfg.security)?;
     rootfs::pivot(merged)?;
-    rootfs::mask_paths()?;
+    // docker's --privileged hides nothing of /proc and /sys.
+    if !cfg.security.privileged {
+        rootfs::mask_paths()?;
+    }
     let slave = tty.map(open_tty).transpose()?;
     nix::unistd::sethostname(&cfg.hostname)
         .map_err(|e| crate::err!("cannot set the hostname: {e}"))?;
@@ -147,8 +151,10 @@ pub fn container_main(
     // This process runs strata (a host binary, with the host's environment and descriptors)
     // for the container's whole life: non-dumpable, the container's root (without
     // CAP_SYS_PTRACE) cannot open its /proc/1/exe, environ, fd or mem. Rootless, the
-    // unprivileged strata outside would lose that access too (exec, -t), so it stays dumpable.
-    if !crate::isolation::rootless::in_userns() {
+    // supervisor outside still opens /proc/1/root for the pty, so init becomes non-dumpable
+    // once that is done (its exec'd command, accessible again, is what `exec` joins then).
+    let rootless = crate::isolation::rootless::in_userns();
+    let undumpable = || {
         if let Err(e) = nix::sys::prctl::set_dumpable(false) {
             fail(
                 &err_fd,
@@ -156,11 +162,17 @@ pub fn container_main(
                 &format!("cannot make the container's init non-dumpable: {e}"),
             );
         }
+    };
+    if !rootless {
+        undumpable();
     }
     let slave = match setup(cfg, merged, etc, cgroup, tty.as_ref()) {
         Ok(s) => s,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };
+    if rootless {
+        undumpable();
+    }
     drop(tty);
     let (u, env) = match prepare_process(&cfg.process, Some(&cfg.hostname)) {
         Ok(x) => x,
@@ -173,24 +185,16 @@ pub fn container_main(
     // Rootless, the kernel refuses device nodes in the user namespace whatever the caps.
     let mknod =
         crate::isolation::rootless::in_userns() || cgroup.is_some_and(Cgroup::denies_devices);
-    if let Err(e) = caps::restrict_to_default(mknod) {
-        fail(&err_fd, 125, &e.to_string());
-    }
-    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-        fail(&err_fd, 125, &format!("cannot set no_new_privs: {e}"));
-    }
-    if let Err(e) = sys::deny_keyring_syscalls() {
-        fail(
-            &err_fd,
-            125,
-            &format!("cannot install the seccomp filter: {e}"),
-        );
-    }
+    let applied = match security::apply(&cfg.security, mknod) {
+        Ok(a) => a,
+        Err(e) => fail(&err_fd, 125, &e.to_string()),
+    };
     let target = Target {
         args: &cfg.process.args,
         env: &env,
         cwd: &cfg.process.cwd,
         user: &u,
+        caps: &applied.caps,
     };
     // SAFETY: the container's init is single-threaded (a forked child that starts no thread).
     #[allow(unsafe_code)]
@@ -200,6 +204,11 @@ pub fn container_main(
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => fail(&err_fd, 125, &format!("cannot fork: {e}")),
     };
+    // Init keeps only the container's capabilities too (it kept more for the fork's setuid).
+    if caps::finish(&applied.caps).is_err() {
+        let _ = kill(child, Signal::SIGKILL);
+        fail(&err_fd, 125, "cannot drop the init's capabilities");
+    }
     // Only the command (until it execs) may report errors; the terminal belongs to it alone.
     drop(err_fd);
     drop(slave);

@@ -27,6 +27,8 @@ pub struct Target<'a> {
     pub cwd: &'a str,
     /// Identity.
     pub user: &'a ExecUser,
+    /// The capabilities it keeps (effective and permitted) once it has its identity.
+    pub caps: &'a caps::CapsHashSet,
 }
 
 /// Report `msg` on `err_fd` and exit with `code` (forked children only).
@@ -108,6 +110,9 @@ pub fn exec(t: &Target<'_>, tty: Option<OwnedFd>, err_fd: &OwnedFd) -> ! {
             125,
             &format!("cannot set uid {}: {e}{hint}", t.user.uid),
         );
+    }
+    if let Err(e) = crate::isolation::caps::finish(t.caps) {
+        fail(err_fd, 125, &e.to_string());
     }
     if let Err(e) = nix::unistd::chdir(t.cwd) {
         fail(
