@@ -16,6 +16,7 @@ pub mod store;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod transfer;
+pub mod volume;
 pub mod util;
 
 pub use util::{Error, Result};
@@ -41,6 +42,7 @@ pub mod native {
 /// The container verbs under their old `run` path (see above).
 pub mod run {
     pub use crate::container::{
-        kill_container, open_log, parse_signal, reconcile, remove, run, start, stop, RunOptions,
+        kill_container, open_log, parse_signal, reconcile, remove, remove_with_volumes, run, start,
+        stop, RunOptions,
     };
 }

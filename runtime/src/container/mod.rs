@@ -6,18 +6,21 @@
 
 pub mod commit;
 pub mod create;
+pub mod options;
 pub mod delete;
 pub mod exec;
 pub mod follow;
+pub mod logfile;
 pub mod logs;
 pub mod reconcile;
+pub mod restart;
 pub mod record;
 pub mod start;
 pub mod stop;
 pub mod supervise;
 
 pub use create::{create, parse_size, RunOptions};
-pub use delete::remove;
+pub use delete::{remove, remove_with_volumes};
 pub use logs::{log_path, open_log};
 pub use reconcile::reconcile;
 pub use record::*;

@@ -40,13 +40,36 @@ pub fn kill_container(store: &Store, id: &str, sig: Signal) -> Result<()> {
     kill(Pid::from_raw(pid), sig).ctx(|| format!("cannot signal container {id}"))
 }
 
-/// Stop: SIGTERM (or the image's stop signal), SIGKILL after `timeout`, wait for the exit.
-pub fn stop(store: &Store, id: &str, timeout: Duration) -> Result<()> {
+/// Stop: SIGTERM (or the container's `--stop-signal`), SIGKILL after `timeout` (default
+/// its `--stop-timeout`, else 10 s), wait for the exit. A command that is PID 1 without a
+/// handler for the signal ignores it (the kernel's rule for a namespace's init), so it
+/// ends at the SIGKILL, as with docker.
+pub fn stop(store: &Store, id: &str, timeout: Option<Duration>) -> Result<()> {
     let st = reconcile(store, id)?;
     if st.status != Status::Running || !container::init_alive(&st) {
+        if container::supervisor_alive(&st) {
+            // Between two runs of a restart policy: keep it from starting again.
+            container::update_state(store, id, |st| st.stopping = true)?;
+            wait_until(Instant::now() + Duration::from_secs(5), || {
+                container::load_state(store, id)
+                    .map(|s| !container::supervisor_alive(&s) || s.status == Status::Running)
+                    .unwrap_or(true)
+            });
+            if container::load_state(store, id)?.status == Status::Running {
+                return stop(store, id, timeout);
+            }
+        }
         return Ok(());
     }
-    kill_container(store, id, Signal::SIGTERM)?;
+    let cfg = container::load_config(store, id)?;
+    let sig = match &cfg.extras.stop_signal {
+        Some(s) => parse_signal(s)?,
+        None => Signal::SIGTERM,
+    };
+    let timeout = timeout.unwrap_or(Duration::from_secs(cfg.extras.stop_timeout.unwrap_or(10)));
+    // The restart policy must not start it again.
+    container::update_state(store, id, |st| st.stopping = true)?;
+    kill_container(store, id, sig)?;
     let gone = wait_until(Instant::now() + timeout, || !container::init_alive(&st));
     if !gone {
         if let Some(pid) = st.pid {

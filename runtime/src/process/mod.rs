@@ -2,6 +2,8 @@
 //! working directory, then execve. Errors are written to a pipe the supervisor reads.
 
 pub mod init;
+pub mod limits;
+pub mod title;
 pub mod pty;
 pub mod user;
 
