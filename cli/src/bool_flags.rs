@@ -9,7 +9,10 @@ use clap::{ArgAction, Command};
 pub fn docker_bools(cmd: Command) -> Command {
     let cmd = cmd.mut_args(|a| {
         if matches!(a.get_action(), ArgAction::SetTrue) && a.get_long().is_some() {
-            a.action(ArgAction::Set)
+            let id = a.get_id().clone();
+            // `--rm --rm=false`: the last one wins, as in docker.
+            a.overrides_with(id)
+                .action(ArgAction::Set)
                 .num_args(0..=1)
                 .require_equals(true)
                 .default_missing_value("true")

@@ -284,14 +284,24 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             let id = container::resolve(store, &c)?;
             let o = log_follow::LogOptions {
                 follow,
-                tail: tail.as_deref().map(log_follow::parse_tail).transpose()?.flatten(),
+                tail: tail
+                    .as_deref()
+                    .map(log_follow::parse_tail)
+                    .transpose()?
+                    .flatten(),
                 timestamps,
                 since: since
                     .as_deref()
                     .map(|s| log_follow::parse_since(s, strata_runtime::util::now_secs()))
                     .transpose()?,
             };
-            log_follow::copy_log(store, &id, &o, &mut std::io::stdout(), &mut std::io::stderr())
+            log_follow::copy_log(
+                store,
+                &id,
+                &o,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
         }
         ContainerCmd::Stop { time, containers } => {
             for c in containers {
@@ -358,11 +368,10 @@ fn exit_with(code: i32) -> ! {
 fn run_container(store: &Store, a: RunArgs) -> R {
     match a.pull.as_str() {
         "missing" | "never" => {}
-        "always" => {
-            return Err(strata_runtime::Error(
-                "--pull always: pull the image first (strata pull IMAGE), then run with --pull missing".into(),
-            ))
-        }
+        "always" => return Err(strata_runtime::Error(
+            "--pull always: pull the image first (strata pull IMAGE), then run with --pull missing"
+                .into(),
+        )),
         other => {
             return Err(strata_runtime::Error(format!(
                 "invalid --pull {other:?}: use missing, never or always"

@@ -59,7 +59,8 @@ impl Filters {
                 "id" => c.id.starts_with(v.as_str()),
                 "status" => status_word(st) == v,
                 "exited" => {
-                    st.status == Status::Exited && st.exit_code.map(|e| e.to_string()) == Some(v.clone())
+                    st.status == Status::Exited
+                        && st.exit_code.map(|e| e.to_string()) == Some(v.clone())
                 }
                 "label" => match v.split_once('=') {
                     Some((lk, lv)) => c.extras.labels.get(lk).is_some_and(|x| x == lv),
@@ -67,7 +68,9 @@ impl Filters {
                 },
                 "ancestor" => {
                     c.image == *v
-                        || c.image_id.trim_start_matches("sha256:").starts_with(v.trim_start_matches("sha256:"))
+                        || c.image_id
+                            .trim_start_matches("sha256:")
+                            .starts_with(v.trim_start_matches("sha256:"))
                         || strata_runtime::image::resolve(store, v).is_ok_and(|id| id == c.image_id)
                 }
                 _ => false,

@@ -16,8 +16,8 @@ pub mod store;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod transfer;
-pub mod volume;
 pub mod util;
+pub mod volume;
 
 pub use util::{Error, Result};
 

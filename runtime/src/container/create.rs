@@ -275,7 +275,8 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         .as_ref()
         .map(|v| v.keys().cloned().collect())
         .unwrap_or_default();
-    let mounts = crate::volume::mounts::parse(store, &o.volumes, &o.mounts, &o.tmpfs, &image_volumes)?;
+    let mounts =
+        crate::volume::mounts::parse(store, &o.volumes, &o.mounts, &o.tmpfs, &image_volumes)?;
     extras.tmpfs = mounts.tmpfs;
     let cfg = ContainerConfig {
         id: id.clone(),

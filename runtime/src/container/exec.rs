@@ -259,7 +259,9 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
 /// does; 0 once it is forked.
 fn exec_detached(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     if o.tty || o.interactive {
-        return Err(err!("exec -d takes no -i or -t: nobody would read or write the terminal"));
+        return Err(err!(
+            "exec -d takes no -i or -t: nobody would read or write the terminal"
+        ));
     }
     // SAFETY: the CLI is single-threaded here: no pty or progress thread has started.
     #[allow(unsafe_code)]

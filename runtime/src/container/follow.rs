@@ -51,9 +51,8 @@ pub fn parse_since(s: &str, now: i64) -> Result<i64> {
     let mut total = 0f64;
     let mut num = String::new();
     let mut any = false;
-    let bad = || {
-        err!("invalid --since {s:?}: use an RFC 3339 time, a unix time or a duration like 10m")
-    };
+    let bad =
+        || err!("invalid --since {s:?}: use an RFC 3339 time, a unix time or a duration like 10m");
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
         if c.is_ascii_digit() || c == '.' {
@@ -122,7 +121,9 @@ fn take_lines(buf: &mut Vec<u8>) -> Vec<Record> {
     };
     let rest = buf.split_off(last + 1);
     let done = std::mem::replace(buf, rest);
-    done.split_inclusive(|b| *b == b'\n').map(parse_line).collect()
+    done.split_inclusive(|b| *b == b'\n')
+        .map(parse_line)
+        .collect()
 }
 
 /// Print the log of container `id`. A container that never wrote a log prints nothing; a
@@ -199,10 +200,7 @@ mod tests {
         assert_eq!(parse_since("10m", 1000).unwrap(), 400);
         assert_eq!(parse_since("1h1s", 5000).unwrap(), 1399);
         assert_eq!(parse_since("1700000000", 0).unwrap(), 1_700_000_000);
-        assert_eq!(
-            parse_since("1970-01-01T00:01:40Z", 0).unwrap(),
-            100
-        );
+        assert_eq!(parse_since("1970-01-01T00:01:40Z", 0).unwrap(), 100);
         assert!(parse_since("soon", 0).is_err());
         assert_eq!(parse_tail("all").unwrap(), None);
         assert_eq!(parse_tail("3").unwrap(), Some(3));

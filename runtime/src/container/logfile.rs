@@ -32,11 +32,7 @@ pub fn now_nanos() -> String {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let base = rfc3339(d.as_secs() as i64);
-    format!(
-        "{}.{:09}Z",
-        base.trim_end_matches('Z'),
-        d.subsec_nanos()
-    )
+    format!("{}.{:09}Z", base.trim_end_matches('Z'), d.subsec_nanos())
 }
 
 /// The log file, shared by the writers of both streams.

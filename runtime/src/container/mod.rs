@@ -6,15 +6,15 @@
 
 pub mod commit;
 pub mod create;
-pub mod options;
 pub mod delete;
 pub mod exec;
 pub mod follow;
 pub mod logfile;
 pub mod logs;
+pub mod options;
 pub mod reconcile;
-pub mod restart;
 pub mod record;
+pub mod restart;
 pub mod start;
 pub mod stop;
 pub mod supervise;

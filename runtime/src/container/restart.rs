@@ -58,7 +58,10 @@ pub fn with_policy(
             st.finished_at = Some(now_secs());
             st.restart_count = st.restart_count.saturating_add(1);
         })?;
-        tracing::info!("container {} exited with {code}: restarting in {delay:?}", cfg.name);
+        tracing::info!(
+            "container {} exited with {code}: restarting in {delay:?}",
+            cfg.name
+        );
         let until = Instant::now() + delay;
         while Instant::now() < until {
             if container::load_state(store, &cfg.id).map_or(true, |s| s.stopping) {

@@ -115,9 +115,8 @@ pub fn supervise(
         });
         return Err(e);
     }
-    let result = super::restart::with_policy(store, cfg, || {
-        supervise_mounted(store, cfg, io, ready)
-    });
+    let result =
+        super::restart::with_policy(store, cfg, || supervise_mounted(store, cfg, io, ready));
     let cleaned = cleanup(store, &cfg.id);
     if let Some(t) = &cfg.trace {
         // The daemon writes the trace's last line once the unmount reaches it.
@@ -202,8 +201,12 @@ pub fn etc_binds(paths: &Paths, cfg: &ContainerConfig) -> Result<Vec<Volume>> {
                 "/etc/resolv.conf" if !x.dns.is_empty() => {
                     // The host's search and options lines, with --dns servers only.
                     let host = std::fs::read_to_string(&source).unwrap_or_default();
-                    let mut text: String = x.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
-                    for l in host.lines().filter(|l| !l.trim_start().starts_with("nameserver")) {
+                    let mut text: String =
+                        x.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
+                    for l in host
+                        .lines()
+                        .filter(|l| !l.trim_start().starts_with("nameserver"))
+                    {
                         text.push_str(l);
                         text.push('\n');
                     }

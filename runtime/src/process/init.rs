@@ -176,7 +176,11 @@ pub fn container_main(
             Err(e) => fail(&err_fd, 125, &e.to_string()),
         }
     }
-    // Before the capabilities go: raising a hard limit needs CAP_SYS_RESOURCE.
+    // Before the capabilities go: renaming (PR_SET_MM) and raising a hard limit need
+    // CAP_SYS_RESOURCE. The command forked below execs, and so sheds the new name.
+    if cfg.extras.init {
+        super::title::become_docker_init(&cfg.process.args);
+    }
     if let Err(e) = super::limits::apply(&cfg.extras.ulimits) {
         fail(&err_fd, 125, &e.to_string());
     }
@@ -221,7 +225,6 @@ pub fn container_main(
     // Only the command (until it execs) may report errors; the terminal belongs to it alone.
     drop(err_fd);
     drop(slave);
-    super::title::become_docker_init(&cfg.process.args);
     sys::exit_now(reap_until(child))
 }
 

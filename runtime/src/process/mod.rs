@@ -3,8 +3,8 @@
 
 pub mod init;
 pub mod limits;
-pub mod title;
 pub mod pty;
+pub mod title;
 pub mod user;
 
 use std::ffi::CString;

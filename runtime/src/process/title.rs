@@ -22,14 +22,20 @@ pub fn become_docker_init(args: &[String]) {
         title.push(0);
     }
     if sys::set_cmdline(title).is_err() {
-        // Without CAP_SYS_RESOURCE (rootless): overwrite the old area in place.
-        let _ = overwrite_in_place();
+        // Without CAP_SYS_RESOURCE (rootless, or a host that withholds it): overwrite the
+        // old area in place, setproctitle-style.
+        let spaced = [INIT_PATH, "--"]
+            .into_iter()
+            .chain(args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = overwrite_in_place(spaced.as_bytes());
     }
 }
 
-/// Write the init's path over the original argv, setproctitle-style: a non-NUL last byte
-/// tells the kernel to show the area up to its first NUL.
-fn overwrite_in_place() -> std::io::Result<()> {
+/// Write `title` over the original argv (truncated to its size), setproctitle-style: a
+/// non-NUL last byte tells the kernel to show the area up to its first NUL.
+fn overwrite_in_place(title: &[u8]) -> std::io::Result<()> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     // Fields after the ')' of the command name; arg_start and arg_end are fields 48 and 49.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
@@ -47,9 +53,8 @@ fn overwrite_in_place() -> std::io::Result<()> {
         return Ok(());
     }
     let mut buf = vec![0u8; len];
-    let name = INIT_PATH.as_bytes();
-    let n = name.len().min(len - 1);
-    buf[..n].copy_from_slice(&name[..n]);
+    let n = title.len().min(len - 2);
+    buf[..n].copy_from_slice(&title[..n]);
     buf[len - 1] = b' ';
     let mut mem = std::fs::OpenOptions::new()
         .write(true)

@@ -97,7 +97,9 @@ pub fn resolve_group(root: &Path, g: &str) -> Result<u32> {
         .iter()
         .find(|f| f[0] == g)
         .and_then(|f| f[2].parse().ok())
-        .ok_or_else(|| err!("unable to find group {g}: no matching entries in the image's /etc/group"))
+        .ok_or_else(|| {
+            err!("unable to find group {g}: no matching entries in the image's /etc/group")
+        })
 }
 
 #[cfg(test)]

@@ -41,8 +41,8 @@ fn copy_dir(src: &Path, dst: &Path, depth: usize) -> Result<()> {
     for e in std::fs::read_dir(src).ctx(|| format!("cannot list {}", src.display()))? {
         let e = e.ctx(|| format!("cannot list {}", src.display()))?;
         let (from, to) = (e.path(), dst.join(e.file_name()));
-        let m = std::fs::symlink_metadata(&from)
-            .ctx(|| format!("cannot stat {}", from.display()))?;
+        let m =
+            std::fs::symlink_metadata(&from).ctx(|| format!("cannot stat {}", from.display()))?;
         let ft = m.file_type();
         if ft.is_dir() {
             std::fs::create_dir(&to).ctx(|| format!("cannot create {}", to.display()))?;

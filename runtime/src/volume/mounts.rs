@@ -145,8 +145,7 @@ fn parse_mount(store: &Store, s: &str, m: &mut Mounts) -> Result<()> {
             }
         }
     }
-    let dst =
-        dst.ok_or_else(|| err!("--mount {s:?} has no target: add dst=/path/in/container"))?;
+    let dst = dst.ok_or_else(|| err!("--mount {s:?} has no target: add dst=/path/in/container"))?;
     check_target(dst, "--mount target")?;
     match (kind, src) {
         ("bind", Some(p)) => m.volumes.push(bind(p, dst, ro)?),
@@ -193,7 +192,10 @@ pub fn parse(
     }
     for path in image_volumes {
         let p = path.trim_end_matches('/');
-        let covered = m.volumes.iter().any(|v| v.target.trim_end_matches('/') == p)
+        let covered = m
+            .volumes
+            .iter()
+            .any(|v| v.target.trim_end_matches('/') == p)
             || m.tmpfs.iter().any(|t| t.target.trim_end_matches('/') == p);
         if !covered && check_target(path, "image VOLUME").is_ok() {
             m.volumes.push(volume(store, None, path, false)?);
