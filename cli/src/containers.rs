@@ -463,6 +463,13 @@ fn ps(
         );
     }
     let mut listed = container::list_readable(store)?;
+    // Newest first, to the nanosecond (config.json's time) within one second, for -n/-l.
+    let written = |c: &container::ContainerConfig| {
+        std::fs::metadata(container::Paths::new(store, &c.id).config())
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    listed.sort_by_cached_key(|c| std::cmp::Reverse((c.created, written(c))));
     if let Some(n) = last {
         listed.truncate(n);
     }
