@@ -51,7 +51,8 @@ pub fn parse_ulimit(s: &str) -> Result<Ulimit> {
     }
     let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
     let (soft, hard) = (limit_value(soft, s)?, limit_value(hard, s)?);
-    let above = |a: i64, b: i64| a == -1 && b != -1 || b != -1 && a > b;
+    // -1 is unlimited: above every finite hard limit.
+    let above = |a: i64, b: i64| b != -1 && (a == -1 || a > b);
     if above(soft, hard) {
         return Err(err!(
             "invalid --ulimit {s:?}: the soft limit is above the hard one"
