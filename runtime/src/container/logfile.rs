@@ -114,3 +114,54 @@ pub fn parse_line(line: &[u8]) -> Record {
         time: String::new(),
     })
 }
+
+/// Copy a container's stdout and stderr pipes into their writers from one thread, in the
+/// order the data arrives (two threads would let a later line of one stream be logged
+/// before an earlier one of the other). Ends when both pipes are at EOF.
+pub fn relay_pair(
+    out: std::os::fd::OwnedFd,
+    err: std::os::fd::OwnedFd,
+    w_out: LogWriter,
+    w_err: LogWriter,
+) -> std::thread::JoinHandle<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Read;
+    use std::os::fd::AsFd;
+    std::thread::spawn(move || {
+        let mut ends: Vec<(File, LogWriter)> =
+            vec![(File::from(out), w_out), (File::from(err), w_err)];
+        let mut buf = [0u8; 8192];
+        while !ends.is_empty() {
+            let ready: Vec<bool> = {
+                let mut fds: Vec<PollFd<'_>> = ends
+                    .iter()
+                    .map(|(f, _)| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                    .collect();
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => fds
+                        .iter()
+                        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                        .collect(),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => return,
+                }
+            };
+            let mut idx = 0;
+            ends.retain_mut(|(f, w)| {
+                let keep = if ready[idx] {
+                    match f.read(&mut buf) {
+                        Ok(0) | Err(_) => false,
+                        Ok(n) => {
+                            let _ = w.write_all(&buf[..n]);
+                            true
+                        }
+                    }
+                } else {
+                    true
+                };
+                idx += 1;
+                keep
+            });
+        }
+    })
+}

@@ -336,10 +336,9 @@ fn supervise_mounted(
     let mut relays = Vec::new();
     if let Some(((out_r, out_w), (err_r, err_w))) = pipes {
         drop((out_w, err_w));
-        for (fd, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
-            let w = logfile::LogWriter::new(log.clone(), stream, tee(stream == "stdout"));
-            relays.push(pty::copy_thread(fd, Box::new(w)));
-        }
+        let w_out = logfile::LogWriter::new(log.clone(), "stdout", tee(true));
+        let w_err = logfile::LogWriter::new(log.clone(), "stderr", tee(false));
+        relays.push(logfile::relay_pair(out_r, err_r, w_out, w_err));
     }
     // The supervisor keeps its slave fd until init has opened its own: a pty whose slave was
     // opened and closed again answers EIO to the master's reader, which would then stop and
