@@ -17,7 +17,8 @@ fn foreground_logs_keep_stdout_and_stderr_apart() {
         "busybox",
         "sh",
         "-c",
-        "echo out1; echo err1 >&2; echo out2; printf tail",
+        // The pauses keep the lines' order across the two streams unambiguous.
+        "echo out1; sleep 0.05; echo err1 >&2; sleep 0.05; echo out2; printf tail",
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "out1\nout2\ntail");

@@ -80,6 +80,8 @@ pub fn supervise(
         // the container, reconcile knows whose mount and cgroups are left to clean.
         st.supervisor = Some(std::process::id() as i32);
         st.supervisor_start = container::pid_start_time(std::process::id() as i32);
+        // Once per start, not per restart: a stop between two runs must hold.
+        st.stopping = false;
         container::save_state(store, &cfg.id, &st)?;
     }
     let paths = Paths::new(store, &cfg.id);
@@ -374,7 +376,6 @@ fn supervise_mounted(
         st.started_at = Some(now_secs());
         st.finished_at = None;
         st.exit_code = None;
-        st.stopping = false;
         st.error = None;
     })?;
     let mut raw = None;
