@@ -185,7 +185,8 @@ pub struct RunArgs {
     /// DNS server for /etc/resolv.conf.
     #[arg(long, value_name = "IP")]
     dns: Vec<String>,
-    /// Pull the image: missing (default; only local images here), never, or always.
+    /// Pull the image: missing (default: when not in the store and the name has a registry
+    /// host), always, or never.
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pull: String,
     /// Network: host (share the host's) or none (only loopback).
@@ -365,19 +366,43 @@ fn exit_with(code: i32) -> ! {
     std::process::exit(code)
 }
 
-fn run_container(store: &Store, a: RunArgs) -> R {
-    match a.pull.as_str() {
-        "missing" | "never" => {}
-        "always" => return Err(strata_runtime::Error(
-            "--pull always: pull the image first (strata pull IMAGE), then run with --pull missing"
-                .into(),
-        )),
+/// Whether `image` names its registry (`host.name/...`, `host:port/...`, `localhost/...`):
+/// only those are pulled when missing, a short name must be in the store (no default
+/// registry is reachable from here, and a typo must not turn into a download).
+fn names_registry(image: &str) -> bool {
+    image
+        .split_once('/')
+        .is_some_and(|(host, _)| host.contains(['.', ':']) || host == "localhost")
+}
+
+/// `run --pull`: always, missing (default), never.
+fn pull_for_run(store: &Store, image: &str, policy: &str) -> R {
+    let local = || strata_runtime::image::resolve(store, image).is_ok();
+    let pull = match policy {
+        "always" => true,
+        "missing" => !local() && names_registry(image),
+        "never" => false,
         other => {
             return Err(strata_runtime::Error(format!(
                 "invalid --pull {other:?}: use missing, never or always"
             )))
         }
+    };
+    if pull {
+        let o = strata_runtime::transfer::registry::Options {
+            creds: None,
+            insecure: false,
+            quiet: true,
+            timeout: None,
+        };
+        eprintln!("strata: pulling {image}");
+        strata_runtime::transfer::pull::pull(store, image, &o)?;
     }
+    Ok(())
+}
+
+fn run_container(store: &Store, a: RunArgs) -> R {
+    pull_for_run(store, &a.image, &a.pull)?;
     if let Some(ops) = &a.trace_ops {
         strata_fs::trace::parse_ops(ops).map_err(strata_runtime::Error)?;
     }
