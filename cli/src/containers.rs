@@ -460,6 +460,12 @@ fn status_text(st: &container::State) -> String {
             "Up {}",
             ago(st.started_at.unwrap_or(0)).trim_end_matches(" ago")
         ),
+        // Between two runs of a restart policy: the supervisor waits to start it again.
+        Status::Exited if st.supervisor.is_some() => format!(
+            "Restarting ({}) {}",
+            st.exit_code.unwrap_or(0),
+            ago(st.finished_at.unwrap_or(0))
+        ),
         Status::Exited => format!(
             "Exited ({}) {}",
             st.exit_code.unwrap_or(0),

@@ -278,6 +278,14 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
     let mounts =
         crate::volume::mounts::parse(store, &o.volumes, &o.mounts, &o.tmpfs, &image_volumes)?;
     extras.tmpfs = mounts.tmpfs;
+    if extras.stop_signal.is_none() {
+        // docker: the image's STOPSIGNAL when --stop-signal is not given.
+        extras.stop_signal = img
+            .config
+            .stop_signal
+            .clone()
+            .filter(|s| crate::container::parse_signal(s).is_ok());
+    }
     let cfg = ContainerConfig {
         id: id.clone(),
         name,

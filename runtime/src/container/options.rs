@@ -100,7 +100,8 @@ fn check_ip(ip: &str, what: &str) -> Result<()> {
         .map_err(|_| err!("invalid {what} {ip:?}: give an IPv4 or IPv6 address"))
 }
 
-/// The options kept in the config's `extras`, checked.
+/// The options kept in the config's `extras`, checked. The stop signal is the image's
+/// STOPSIGNAL unless `--stop-signal` is given (set by the caller from the image).
 pub fn extras(o: &RunOptions) -> Result<Extras> {
     let mut labels = std::collections::BTreeMap::new();
     for l in &o.labels {

@@ -21,6 +21,8 @@ pub fn become_docker_init(args: &[String]) {
         title.extend_from_slice(a.as_bytes());
         title.push(0);
     }
+    // The environment area is the host's (the supervisor's): nothing of it stays readable.
+    let _ = overwrite_area(50, b"");
     if sys::set_cmdline(title).is_err() {
         // Without CAP_SYS_RESOURCE (rootless, or a host that withholds it): overwrite the
         // old area in place, setproctitle-style.
@@ -29,33 +31,38 @@ pub fn become_docker_init(args: &[String]) {
             .chain(args.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join(" ");
-        let _ = overwrite_in_place(spaced.as_bytes());
+        let _ = overwrite_area(48, spaced.as_bytes());
     }
 }
 
-/// Write `title` over the original argv (truncated to its size), setproctitle-style: a
-/// non-NUL last byte tells the kernel to show the area up to its first NUL.
-fn overwrite_in_place(title: &[u8]) -> std::io::Result<()> {
+/// Write `text` over one of this process's areas, `field` being the /proc/self/stat field
+/// (counted from 1, the pid) of its start: 48 argv (arg_start, arg_end), 50 the
+/// environment (env_start, env_end); the rest is zeroed. For argv
+/// it is setproctitle-style: a non-NUL last byte tells the kernel to show the area up to
+/// its first NUL.
+fn overwrite_area(field: usize, text: &[u8]) -> std::io::Result<()> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // Fields after the ')' of the command name; arg_start and arg_end are fields 48 and 49.
+    // After the ')' of the command name comes field 3.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let f: Vec<u64> = rest
         .split_whitespace()
-        .skip(45)
+        .skip(field.saturating_sub(3))
         .take(2)
         .filter_map(|x| x.parse().ok())
         .collect();
     let [start, end] = f[..] else {
-        return Err(std::io::Error::other("no argument area in /proc/self/stat"));
+        return Err(std::io::Error::other("no such area in /proc/self/stat"));
     };
     let len = end.saturating_sub(start) as usize;
     if len < 2 {
         return Ok(());
     }
     let mut buf = vec![0u8; len];
-    let n = title.len().min(len - 2);
-    buf[..n].copy_from_slice(&title[..n]);
-    buf[len - 1] = b' ';
+    if !text.is_empty() {
+        let n = text.len().min(len - 2);
+        buf[..n].copy_from_slice(&text[..n]);
+        buf[len - 1] = b' ';
+    }
     let mut mem = std::fs::OpenOptions::new()
         .write(true)
         .open("/proc/self/mem")?;
