@@ -59,20 +59,64 @@ impl LogWriter {
         }
     }
 
-    fn emit(&mut self, upto: usize) {
-        let text: Vec<u8> = self.pending.drain(..upto).collect();
-        let rec = Record {
-            log: String::from_utf8_lossy(&text).into_owned(),
-            stream: self.stream.to_string(),
-            time: now_nanos(),
-        };
-        if let Ok(mut line) = serde_json::to_vec(&rec) {
-            line.push(b'\n');
-            if let Ok(mut f) = self.log.lock() {
-                let _ = f.write_all(&line);
-            }
+    /// Append the record of `line` to `out` (docker's field order: log, stream, time).
+    fn encode(&self, line: &[u8], time: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"log\":\"");
+        match std::str::from_utf8(line) {
+            Ok(text) => escape_into(text, out),
+            Err(_) => escape_into(&String::from_utf8_lossy(line), out),
+        }
+        out.extend_from_slice(b"\",\"stream\":\"");
+        out.extend_from_slice(self.stream.as_bytes());
+        out.extend_from_slice(b"\",\"time\":\"");
+        out.extend_from_slice(time.as_bytes());
+        out.extend_from_slice(b"\"}\n");
+    }
+
+    /// Append the records of `out` to the log in one write.
+    fn append(&self, out: &[u8]) {
+        if out.is_empty() {
+            return;
+        }
+        if let Ok(mut f) = self.log.lock() {
+            let _ = f.write_all(out);
         }
     }
+}
+
+/// JSON string escaping of `text` (quotes, backslashes, control characters); runs of
+/// plain bytes are copied whole.
+fn escape_into(text: &str, out: &mut Vec<u8>) {
+    let bytes = text.as_bytes();
+    // Most lines need nothing escaped but their newline.
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    if !body.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(body);
+        if body.len() < bytes.len() {
+            out.extend_from_slice(b"\\n");
+        }
+        return;
+    }
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(plain..i).unwrap_or_default());
+        if esc.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(esc);
+        }
+        plain = i + 1;
+    }
+    out.extend_from_slice(bytes.get(plain..).unwrap_or_default());
 }
 
 impl Write for LogWriter {
@@ -82,13 +126,27 @@ impl Write for LogWriter {
                 self.tee = None;
             }
         }
-        self.pending.extend_from_slice(buf);
-        while let Some(i) = self.pending.iter().position(|b| *b == b'\n') {
-            self.emit(i + 1);
+        // One time and one write to the log per chunk read from the container.
+        let time = now_nanos();
+        let mut out = Vec::with_capacity(buf.len() + buf.len() / 4 + 64);
+        let mut rest = buf;
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            let (line, tail) = rest.split_at(i + 1);
+            if self.pending.is_empty() {
+                self.encode(line, &time, &mut out);
+            } else {
+                let mut whole = std::mem::take(&mut self.pending);
+                whole.extend_from_slice(line);
+                self.encode(&whole, &time, &mut out);
+            }
+            rest = tail;
         }
+        self.pending.extend_from_slice(rest);
         if self.pending.len() >= MAX_LINE {
-            self.emit(self.pending.len());
+            let whole = std::mem::take(&mut self.pending);
+            self.encode(&whole, &time, &mut out);
         }
+        self.append(&out);
         Ok(buf.len())
     }
 
@@ -101,7 +159,10 @@ impl Drop for LogWriter {
     fn drop(&mut self) {
         // The stream's last words, without a newline.
         if !self.pending.is_empty() {
-            self.emit(self.pending.len());
+            let whole = std::mem::take(&mut self.pending);
+            let mut out = Vec::new();
+            self.encode(&whole, &now_nanos(), &mut out);
+            self.append(&out);
         }
     }
 }
@@ -164,4 +225,18 @@ pub fn relay_pair(
             });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_json() {
+        let mut out = Vec::new();
+        escape_into("a\"b\\c\n\t\u{1}é", &mut out);
+        let json = format!("\"{}\"", String::from_utf8(out).unwrap());
+        let back: String = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, "a\"b\\c\n\t\u{1}é");
+    }
 }
