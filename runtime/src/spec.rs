@@ -10,7 +10,7 @@ use crate::err;
 use crate::store::Store;
 use crate::util::{read_json, Ctx, Result};
 
-/// A bind mount from the host.
+/// A bind mount into the container: a host path, or a volume's data directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Volume {
     /// Absolute host path.
