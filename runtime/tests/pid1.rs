@@ -166,3 +166,65 @@ fn stop_falls_back_to_sigkill_for_a_pid_1_without_handler() {
     let out = e.ok(&["run", "--rm", "-t", "busybox", "sh", "-c", "tty; echo $$"]);
     assert_eq!(out.replace('\r', ""), "/dev/pts/0\n1\n");
 }
+
+#[test]
+fn rootless_pid_1_shows_no_host_environment() {
+    let e = Env::new("pid1r");
+    let user = "strata-rootless";
+    common::ensure_user(user);
+    // As distributions ship it.
+    std::fs::set_permissions(
+        "/dev/fuse",
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let home = e.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::copy(e.dir.join("busybox.tar"), home.join("busybox.tar")).unwrap();
+    let st = std::process::Command::new("chown")
+        .args(["-R", &format!("{user}:{user}")])
+        .arg(&home)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let u = |args: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid", user, "--regid", user, "--init-groups", "env"])
+            .arg(format!("HOME={}", home.display()))
+            .arg(format!("XDG_DATA_HOME={}", home.join("data").display()))
+            .arg("PID1_ROOTLESS_SECRET=leak")
+            .arg(common::strata_bin())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    u(&[
+        "import",
+        home.join("busybox.tar").to_str().unwrap(),
+        "busybox",
+    ]);
+    // Rootless, PID 1 stays readable by the container's root: what it shows must be the
+    // container's, never the invoking user's environment or command line.
+    let probe = "tr '\\0' '\\n' < /proc/1/environ | grep -c PID1_ROOTLESS_SECRET; tr '\\0' ' ' < /proc/1/cmdline; echo";
+    for init in [&["--init"][..], &[][..]] {
+        let mut a = vec!["run", "--rm"];
+        a.extend_from_slice(init);
+        a.extend_from_slice(&["busybox", "sh", "-c", probe]);
+        let out = u(&a);
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("0"), "{init:?}: {out}");
+        let cmdline = lines.next().unwrap_or_default();
+        assert!(
+            !cmdline.contains("strata") && !cmdline.contains("busybox sh"),
+            "{init:?}: {out}"
+        );
+        assert!(cmdline.trim_end().ends_with("; echo"), "{init:?}: {out}");
+    }
+}
