@@ -18,6 +18,7 @@ pub fn docker_bools(cmd: Command) -> Command {
                 .default_missing_value("true")
                 .default_value("false")
                 .value_parser(BoolishValueParser::new())
+                .value_name("true|false")
                 .hide_default_value(true)
                 .hide_possible_values(true)
         } else {
