@@ -4,16 +4,19 @@
 //! No `unsafe` here: the syscall wrappers are in `strata-sys`.
 #![deny(unsafe_code)]
 
+mod bool_flags;
 mod changes_cmd;
 mod containers;
 mod images_cmd;
 mod logging;
 mod mount;
+mod ps_filter;
 mod tools;
 mod trace_cmd;
 mod transfer_cmd;
+mod volume_cmd;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,6 +65,9 @@ enum Command {
     Transfer(transfer_cmd::TransferCmd),
     #[command(flatten)]
     Changes(changes_cmd::ChangesCmd),
+    /// Manage named volumes (create, ls, inspect, rm, prune).
+    #[command(subcommand)]
+    Volume(volume_cmd::VolumeCmd),
 }
 
 fn main() -> ExitCode {
@@ -76,7 +82,7 @@ fn main() -> ExitCode {
         log_level,
         root,
         command,
-    } = Cli::parse_from(argv);
+    } = parse(argv);
     let root = root.as_deref();
     let result = match command {
         Command::Mount(args) => mount::run_mount(args, &log_level),
@@ -93,6 +99,7 @@ fn main() -> ExitCode {
         Command::Containers(cmd) => with_store(&log_level, root, |s| containers::run(s, cmd)),
         Command::Transfer(cmd) => with_store(&log_level, root, |s| transfer_cmd::run(s, cmd)),
         Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
+        Command::Volume(cmd) => with_store(&log_level, root, |s| volume_cmd::run(s, cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,6 +108,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Parse the command line, every boolean flag in docker's `--flag[=true|false]` form.
+fn parse(argv: Vec<OsString>) -> Cli {
+    let matches = bool_flags::docker_bools(Cli::command()).get_matches_from(argv);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Log to stderr and open the store for one of the docker-like commands.

@@ -15,5 +15,6 @@ pub mod spec;
 pub mod store;
 pub mod transfer;
 pub mod util;
+pub mod volume;
 
 pub use util::{Error, Result};

@@ -46,6 +46,7 @@ fn rootless_runs_as_an_unprivileged_user() {
             u(&[
                 "run",
                 "--rm",
+                "--init",
                 "--driver",
                 driver,
                 "busybox",

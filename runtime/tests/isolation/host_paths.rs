@@ -37,7 +37,7 @@ pub(crate) fn host_path_probes(e: &Env, p: &mut Probes) {
         format!("probe read /proc/self/cwd/../../..{c}"),
         "ENOENT",
     );
-    // PID 1 runs strata: non-dumpable, so neither its root nor its binary, environment
+    // PID 1 runs strata (--init): non-dumpable, so neither its root nor its binary, environment
     // (the host's) or descriptors are open to the container's root.
     p.add(
         "/proc/1/root",
@@ -214,7 +214,7 @@ fn host_paths_outside_the_root_are_unreachable() {
         // (a host process, with the host's cwd and root) out of reach.
         let name = format!("exec-{driver}");
         let id = e.ok(&[
-            "run", "-d", "--name", &name, "--driver", driver, "iso", "sleep", "1000",
+            "run", "-d", "--init", "--name", &name, "--driver", driver, "iso", "sleep", "1000",
         ]);
         let st = Env::state(&e.dir.join("store"), id.trim());
         let sup = st["supervisor"].as_i64().unwrap();

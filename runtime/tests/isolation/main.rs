@@ -217,7 +217,8 @@ impl Probes {
 /// Run `probes` with `strata run --rm ARGS iso sh -c SCRIPT` as root.
 fn run_probes(e: &Env, what: &str, args: &[&str], probes: &Probes) {
     let script = probes.script();
-    let mut a = vec!["run", "--rm"];
+    // --init: the probes of PID 1 are of strata's own init (a host binary, non-dumpable).
+    let mut a = vec!["run", "--rm", "--init"];
     a.extend_from_slice(args);
     a.extend_from_slice(&["iso", "sh", "-c", &script]);
     let out = e.strata(&a);

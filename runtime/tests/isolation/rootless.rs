@@ -203,7 +203,10 @@ fn rootless_containers_gain_nothing_on_the_host() {
                       touch /tmp/done; exec sleep 1000";
         let id = user_ok(
             &home,
-            &["run", "-d", "--driver", driver, "iso", "sh", "-c", script],
+            // --init: the checks below look at strata's init and at its child, the command.
+            &[
+                "run", "-d", "--init", "--driver", driver, "iso", "sh", "-c", script,
+            ],
         );
         let id = id.trim();
         let store = home.join("data/strata");
