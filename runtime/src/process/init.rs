@@ -173,6 +173,14 @@ pub fn container_main(
         Ok(s) => s,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };
+    // Before the capabilities go: renaming (PR_SET_MM) needs CAP_SYS_RESOURCE. And before
+    // init turns non-dumpable rootless: from then on its /proc/self files belong to the
+    // host's root, so the fallback (writing over the argument area through
+    // /proc/self/mem) would be refused. The command forked below execs, and so sheds the
+    // new name.
+    if cfg.extras.init {
+        super::title::become_docker_init(&cfg.process.args);
+    }
     if rootless {
         undumpable();
     }
@@ -187,11 +195,6 @@ pub fn container_main(
             Ok(_) => {}
             Err(e) => fail(&err_fd, 125, &e.to_string()),
         }
-    }
-    // Before the capabilities go: renaming (PR_SET_MM) and raising a hard limit need
-    // CAP_SYS_RESOURCE. The command forked below execs, and so sheds the new name.
-    if cfg.extras.init {
-        super::title::become_docker_init(&cfg.process.args);
     }
     if let Err(e) = super::limits::apply(&cfg.extras.ulimits) {
         fail(&err_fd, 125, &e.to_string());
