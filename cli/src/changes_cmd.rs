@@ -77,7 +77,7 @@ pub fn run(store: &Store, cmd: ChangesCmd) -> R {
                 message,
                 author,
             };
-            println!("{}", commit::commit(store, &id, &o)?);
+            outln!("{}", commit::commit(store, &id, &o)?);
             Ok(())
         }
         ChangesCmd::Export { output, .. } => export(store, &id, output),

@@ -200,7 +200,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 run::stop(store, &id, Duration::from_secs(time))?;
-                println!("{c}");
+                outln!("{c}");
             }
             Ok(())
         }
@@ -210,7 +210,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
                 if let Some(code) = run::start(store, &id, attach)? {
                     exit_with(code);
                 }
-                println!("{c}");
+                outln!("{c}");
             }
             Ok(())
         }
@@ -219,7 +219,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 run::kill_container(store, &id, sig)?;
-                println!("{c}");
+                outln!("{c}");
             }
             Ok(())
         }
@@ -227,7 +227,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 run::remove(store, &id, force)?;
-                println!("{c}");
+                outln!("{c}");
             }
             Ok(())
         }
@@ -281,7 +281,7 @@ fn run_container(store: &Store, a: RunArgs) -> R {
     };
     match run::run(store, &o)? {
         (id, None) => {
-            println!("{id}");
+            outln!("{id}");
             Ok(())
         }
         (_, Some(code)) => exit_with(code),
@@ -305,9 +305,13 @@ fn status_text(st: &container::State) -> String {
 
 fn ps(store: &Store, all: bool, quiet: bool) -> R {
     if !quiet {
-        println!(
+        outln!(
             "{:<14} {:<20} {:<24} {:<16} {:<22} NAMES",
-            "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS"
         );
     }
     for c in container::list_readable(store)? {
@@ -322,14 +326,14 @@ fn ps(store: &Store, all: bool, quiet: bool) -> R {
             continue;
         }
         if quiet {
-            println!("{}", &c.id[..12]);
+            outln!("{}", &c.id[..12]);
             continue;
         }
         let cmd: String = format!("\"{}\"", c.process.args.join(" "))
             .chars()
             .take(22)
             .collect();
-        println!(
+        outln!(
             "{:<14} {:<20} {:<24} {:<16} {:<22} {}",
             &c.id[..12],
             c.image,

@@ -80,7 +80,7 @@ pub fn run(store: &Store, cmd: ImageCmd) -> R {
         } => {
             for i in list {
                 for line in images::rmi(store, &i, force)? {
-                    println!("{line}");
+                    outln!("{line}");
                 }
             }
             Ok(())
@@ -98,21 +98,24 @@ fn import(store: &Store, a: ImportArgs) -> R {
             .map_err(|e| strata_runtime::Error(format!("cannot open {}: {e}", a.tarball)))?;
         images::import(store, f, &a.name, &a.change, &a.tarball)?
     };
-    println!("{id}");
+    outln!("{id}");
     Ok(())
 }
 
 fn list(store: &Store) -> R {
-    println!(
+    outln!(
         "{:<30} {:<15} {:<14} {:<16} SIZE",
-        "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+        "REPOSITORY",
+        "TAG",
+        "IMAGE ID",
+        "CREATED"
     );
     for row in images::list(store)? {
         let (repo, tag) = match &row.reference {
             Some(r) => (r.name.clone(), r.tag.clone()),
             None => ("<none>".into(), "<none>".into()),
         };
-        println!(
+        outln!(
             "{repo:<30} {tag:<15} {:<14} {:<16} {}",
             image::short_id(&row.id),
             ago(row.created),
@@ -141,18 +144,21 @@ fn inspect(store: &Store, names: Vec<String>) -> R {
         };
         out.push(v);
     }
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())
 }
 
 fn history(store: &Store, image: &str) -> R {
-    println!(
+    outln!(
         "{:<14} {:<16} {:<50} {:<10} COMMENT",
-        "IMAGE", "CREATED", "CREATED BY", "SIZE"
+        "IMAGE",
+        "CREATED",
+        "CREATED BY",
+        "SIZE"
     );
     for r in images::history(store, image)? {
         let by: String = r.created_by.chars().take(50).collect();
-        println!(
+        outln!(
             "{:<14} {:<16} {by:<50} {:<10} {}",
             r.id,
             ago(r.created),
@@ -169,16 +175,16 @@ fn info(store: &Store) -> R {
         cgroups::Version::V1 => "v1",
         cgroups::Version::V2 => "v2",
     };
-    println!("Store: {}", store.root.display());
-    println!("Storage driver: {}", drv.name());
-    println!("Driver reason: {reason}");
-    println!("Cgroup version: {cg}");
-    println!("Rootless: {}", rootless::in_userns());
-    println!(
+    outln!("Store: {}", store.root.display());
+    outln!("Storage driver: {}", drv.name());
+    outln!("Driver reason: {reason}");
+    outln!("Cgroup version: {cg}");
+    outln!("Rootless: {}", rootless::in_userns());
+    outln!(
         "Native layers: commits of fuse containers keep their upper as it is (deltas, metadata-only copies, redirects); \
          auto runs their images on the fuse driver, --driver overlay mounts a plain copy of each native layer, materialized once (layers/ID.plain)"
     );
-    println!("Images: {}", image::list_image_ids(store)?.len());
-    println!("Containers: {}", container::list_ids(store)?.len());
+    outln!("Images: {}", image::list_image_ids(store)?.len());
+    outln!("Containers: {}", container::list_ids(store)?.len());
     Ok(())
 }

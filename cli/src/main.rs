@@ -1,6 +1,10 @@
 //! The `strata` command: docker-like subcommands plus a mount mode compatible with
 //! fuse-overlayfs (`strata -o lowerdir=..,upperdir=..,workdir=.. MOUNTPOINT`).
 
+// First: its macros (outln!, out!) are used by every module after it.
+#[macro_use]
+mod output;
+
 mod changes_cmd;
 mod containers;
 mod images_cmd;
@@ -93,6 +97,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Streaming to a closed stdout (`strata save img | head -c1`): quiet, as for outln!.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(output::BROKEN_PIPE_STATUS as u8),
         Err(e) => {
             eprintln!("strata: {e}");
             ExitCode::FAILURE

@@ -27,8 +27,25 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         .map_err(|_| err!("unknown signal {s}: use a name like TERM or a number"))
 }
 
-/// Send `sig` to the container's init (which forwards it to the command).
+/// Send `sig` to the container's init (which forwards it to the command), then wait
+/// (bounded) until a container the signal ends is reaped and its exit recorded, so that
+/// `kill` then `start` never finds it still "running". SIGKILL always ends it; for another
+/// signal the command may handle it, so the wait is for init to die within a short grace.
 pub fn kill_container(store: &Store, id: &str, sig: Signal) -> Result<()> {
+    let st = signal(store, id, sig)?;
+    let grace = if sig == Signal::SIGKILL {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_millis(500)
+    };
+    if wait_until(Instant::now() + grace, || !container::init_alive(&st)) {
+        wait_exited(store, id)?;
+    }
+    Ok(())
+}
+
+/// Send `sig` to the container's init without waiting; the state it was sent to.
+fn signal(store: &Store, id: &str, sig: Signal) -> Result<container::State> {
     let st = reconcile(store, id)?;
     if st.status != Status::Running || !container::init_alive(&st) {
         return Err(err!("container {id} is not running"));
@@ -37,16 +54,18 @@ pub fn kill_container(store: &Store, id: &str, sig: Signal) -> Result<()> {
         container::update_state(store, id, |st| st.stopping = true)?;
     }
     let pid = st.pid.ok_or_else(|| err!("container {id} has no pid"))?;
-    kill(Pid::from_raw(pid), sig).ctx(|| format!("cannot signal container {id}"))
+    kill(Pid::from_raw(pid), sig).ctx(|| format!("cannot signal container {id}"))?;
+    Ok(st)
 }
 
 /// Stop: SIGTERM (or the image's stop signal), SIGKILL after `timeout`, wait for the exit.
+/// A container run with `--rm` is removed by its supervisor once it exits: that is a stop too.
 pub fn stop(store: &Store, id: &str, timeout: Duration) -> Result<()> {
     let st = reconcile(store, id)?;
     if st.status != Status::Running || !container::init_alive(&st) {
         return Ok(());
     }
-    kill_container(store, id, Signal::SIGTERM)?;
+    signal(store, id, Signal::SIGTERM)?;
     let gone = wait_until(Instant::now() + timeout, || !container::init_alive(&st));
     if !gone {
         if let Some(pid) = st.pid {
