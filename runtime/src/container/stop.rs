@@ -65,7 +65,12 @@ pub fn stop(store: &Store, id: &str, timeout: Duration) -> Result<()> {
     if st.status != Status::Running || !container::init_alive(&st) {
         return Ok(());
     }
-    signal(store, id, Signal::SIGTERM)?;
+    if let Err(e) = signal(store, id, Signal::SIGTERM) {
+        // It ended meanwhile (another stop, its own exit): stopped is what was asked.
+        if container::init_alive(&st) {
+            return Err(e);
+        }
+    }
     let gone = wait_until(Instant::now() + timeout, || !container::init_alive(&st));
     if !gone {
         if let Some(pid) = st.pid {
