@@ -199,7 +199,8 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Stop { time, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                run::stop(store, &id, Duration::from_secs(time))?;
+                run::stop(store, &id, Duration::from_secs(time))
+                    .map_err(|e| as_typed(e, &id, &c))?;
                 outln!("{c}");
             }
             Ok(())
@@ -207,7 +208,9 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Start { attach, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                if let Some(code) = run::start(store, &id, attach)? {
+                if let Some(code) =
+                    run::start(store, &id, attach).map_err(|e| as_typed(e, &id, &c))?
+                {
                     exit_with(code);
                 }
                 outln!("{c}");
@@ -218,7 +221,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             let sig = run::parse_signal(&signal)?;
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                run::kill_container(store, &id, sig)?;
+                run::kill_container(store, &id, sig).map_err(|e| as_typed(e, &id, &c))?;
                 outln!("{c}");
             }
             Ok(())
@@ -226,7 +229,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Rm { force, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                run::remove(store, &id, force)?;
+                run::remove(store, &id, force).map_err(|e| as_typed(e, &id, &c))?;
                 outln!("{c}");
             }
             Ok(())
@@ -241,10 +244,17 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
                 workdir: a.workdir,
                 cmd: a.cmd,
             };
-            let code = strata_runtime::exec::exec(store, &id, &o)?;
+            let code = strata_runtime::exec::exec(store, &id, &o)
+                .map_err(|e| as_typed(e, &id, &a.container))?;
             exit_with(code)
         }
     }
+}
+
+/// An error about container `id` quoting it as the user typed it (a name, a short id)
+/// rather than as the 64-hex id the library resolved it to.
+fn as_typed(e: strata_runtime::Error, id: &str, typed: &str) -> strata_runtime::Error {
+    strata_runtime::Error(e.0.replace(id, typed))
 }
 
 /// Flush what was printed, then exit with the container's status.

@@ -51,6 +51,9 @@ pub struct ImportArgs {
     /// Dockerfile instruction applied to the image config (CMD, ENTRYPOINT, ENV, WORKDIR, USER, ...).
     #[arg(short, long = "change")]
     change: Vec<String>,
+    /// Print only the image id: no warnings (such as the device-node summary).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Tarball path, or - for stdin.
     tarball: String,
     /// NAME[:TAG].
@@ -91,13 +94,20 @@ pub fn run(store: &Store, cmd: ImageCmd) -> R {
 }
 
 fn import(store: &Store, a: ImportArgs) -> R {
+    let fail = |e: String| strata_runtime::Error(format!("cannot import {}: {e}", a.tarball));
     let id = if a.tarball == "-" {
-        images::import(store, std::io::stdin().lock(), &a.name, &a.change, "-")?
+        images::import(store, std::io::stdin().lock(), &a.name, &a.change, "-")
     } else {
-        let f = std::fs::File::open(&a.tarball)
-            .map_err(|e| strata_runtime::Error(format!("cannot open {}: {e}", a.tarball)))?;
-        images::import(store, f, &a.name, &a.change, &a.tarball)?
-    };
+        if std::path::Path::new(&a.tarball).is_dir() {
+            return Err(fail(format!(
+                "it is a directory, and import takes a tarball: tar -C {} -c . | strata import - {}",
+                a.tarball, a.name
+            )));
+        }
+        let f = std::fs::File::open(&a.tarball).map_err(|e| fail(e.to_string()))?;
+        images::import(store, f, &a.name, &a.change, &a.tarball)
+    }
+    .map_err(|e| fail(e.0))?;
     outln!("{id}");
     Ok(())
 }

@@ -79,6 +79,11 @@ fn main() -> ExitCode {
         command,
     } = Cli::parse_from(argv);
     let root = root.as_deref();
+    // `import -q` prints the id only: warnings are off for it.
+    let log_level = match &command {
+        Command::Images(images_cmd::ImageCmd::Import(a)) if a.quiet => "error".to_string(),
+        _ => log_level,
+    };
     let result = match command {
         Command::Mount(args) => mount::run_mount(args, &log_level),
         Command::Umount(args) => {
