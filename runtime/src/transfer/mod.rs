@@ -146,11 +146,7 @@ pub fn save_image(store: &Store, what: &str) -> Result<SaveImage> {
     }
     // Given by tag: record that tag; given by id: every tag of the image.
     let repos = image::read_repositories_or_warn(store);
-    let tags = match image::Reference::parse(what)
-        .ok()
-        .map(|r| r.to_string())
-        .filter(|t| repos.contains_key(t))
-    {
+    let tags = match image::resolve_tag(&repos, what) {
         Some(t) => vec![t],
         None => image::tags_of(&repos, &id),
     };
