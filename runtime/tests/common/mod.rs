@@ -7,6 +7,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub mod registry;
+
 /// The strata binary under test: STRATA_BIN, or the workspace's debug build.
 pub fn strata_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("STRATA_BIN") {
