@@ -54,6 +54,9 @@ pub fn run(store: &Store, cmd: ChangesCmd) -> R {
     if rootless::needed() {
         rootless::enter_for_container(store, &id)?;
     }
+    if matches!(cmd, ChangesCmd::Export { .. } | ChangesCmd::Commit { .. }) {
+        strata_runtime::interrupt::install(store);
+    }
     match cmd {
         ChangesCmd::Diff { .. } => {
             let mut out = std::io::stdout().lock();

@@ -72,6 +72,10 @@ pub fn run(store: &Store, cmd: ImageCmd) -> R {
     {
         rootless::enter_new()?;
     }
+    if matches!(cmd, ImageCmd::Import(_)) {
+        // After the user namespace is entered: that needs a single-threaded process.
+        strata_runtime::interrupt::install(store);
+    }
     match cmd {
         ImageCmd::Info => info(store),
         ImageCmd::Import(a) => import(store, a),

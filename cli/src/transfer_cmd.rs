@@ -23,6 +23,8 @@ pub enum TransferCmd {
 
 /// Run one transfer subcommand.
 pub fn run(store: &Store, cmd: TransferCmd) -> R {
+    // Ctrl-C leaves no staging and no half-written archive behind.
+    strata_runtime::interrupt::install(store);
     match cmd {
         TransferCmd::Load(a) => load(store, a),
         TransferCmd::Save(a) => save(store, a),

@@ -68,6 +68,7 @@ pub fn write_atomic_with(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let _pending = crate::interrupt::remove_on_interrupt(&tmp);
     let io = |e: std::io::Error| err!("cannot write {}: {e}", path.display());
     let write = || -> Result<()> {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;

@@ -221,6 +221,7 @@ pub fn save(
         return Ok(());
     }
     let tmp = sibling_tmp(output)?;
+    let _pending = crate::interrupt::remove_on_interrupt(&tmp);
     let result = (|| -> Result<()> {
         let f = File::create(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
         let mut w = ArchiveWriter::tar(BufWriter::with_capacity(1 << 16, f), store, &progress);
@@ -274,6 +275,7 @@ fn save_dir(store: &Store, list: &[SaveImage], output: &Path, progress: &Progres
         }
     }
     let tmp = sibling_tmp(output)?;
+    let _pending = crate::interrupt::remove_on_interrupt(&tmp);
     let _ = remove_tree(&tmp);
     std::fs::create_dir(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
     let result = (|| -> Result<()> {

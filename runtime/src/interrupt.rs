@@ -1,0 +1,84 @@
+//! Cleaning up after an interrupted command: Ctrl-C (SIGINT), SIGTERM or SIGHUP during a
+//! pull, push, load, save, import or export removes what the command was staging (its
+//! `store/tmp` directories, the hidden temporary file beside a `save -o` output), then
+//! ends the process with 128 + the signal. What a crash (SIGKILL, power loss) leaves is
+//! swept by the next [`crate::store::Store::open`]: staging whose owner process is gone.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::store::{remove_staging, Store};
+
+/// Files and directories to remove if the process is interrupted.
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// A path removed on interrupt until this is dropped (the path was renamed into place or
+/// removed by its owner).
+pub struct Pending(PathBuf);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Ok(mut v) = PENDING.lock() {
+            if let Some(i) = v.iter().position(|p| *p == self.0) {
+                v.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// Remove `path` if the process is interrupted before the returned guard is dropped.
+pub fn remove_on_interrupt(path: &Path) -> Pending {
+    if let Ok(mut v) = PENDING.lock() {
+        v.push(path.to_path_buf());
+    }
+    Pending(path.to_path_buf())
+}
+
+/// Handle SIGINT, SIGTERM and SIGHUP for the rest of the process by cleaning up and exiting.
+/// Call before any thread is started: the signals are blocked here and every later thread
+/// inherits the mask, so only the waiting thread receives them.
+pub fn install(store: &Store) {
+    let mut sigs = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        sigs.add(s);
+    }
+    if sigs.thread_block().is_err() {
+        return;
+    }
+    let store = store.clone();
+    let spawned = std::thread::Builder::new()
+        .name("interrupt".into())
+        .spawn(move || loop {
+            if let Ok(sig) = sigs.wait() {
+                clean_up(&store);
+                std::process::exit(128 + sig as i32);
+            }
+        });
+    if spawned.is_err() {
+        let _ = sigs.thread_unblock();
+    }
+}
+
+/// Remove this process's staging and the registered paths. The command's own thread may
+/// still be writing into them, so a directory is tried a few times.
+fn clean_up(store: &Store) {
+    let mine = crate::store::staging_owner_prefix();
+    let mut paths: Vec<PathBuf> = PENDING.lock().map(|v| v.clone()).unwrap_or_default();
+    if let Ok(rd) = std::fs::read_dir(store.tmp_dir()) {
+        for e in rd.flatten() {
+            if crate::store::staging_owner(&e.file_name().to_string_lossy()) == Some(mine) {
+                paths.push(e.path());
+            }
+        }
+    }
+    let mounts = crate::store::mounts_under(&store.tmp_dir());
+    for p in paths {
+        for _ in 0..5 {
+            if remove_staging(&p, &mounts) || mounts.iter().any(|m| m.starts_with(&p)) {
+                break;
+            }
+        }
+    }
+}
