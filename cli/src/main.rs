@@ -100,6 +100,11 @@ fn main() -> ExitCode {
         Command::Transfer(cmd) => with_store(&log_level, root, |s| transfer_cmd::run(s, cmd)),
         Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
     };
+    // Interrupted (Ctrl-C during a pull): the error is the staging removed under the
+    // command, not worth a message.
+    if let Some(sig) = strata_runtime::interrupt::interrupted() {
+        std::process::exit(128 + sig);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // Streaming to a closed stdout (`strata save img | head -c1`): quiet, as for outln!.

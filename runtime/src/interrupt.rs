@@ -5,11 +5,22 @@
 //! swept by the next [`crate::store::Store::open`]: staging whose owner process is gone.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::store::{remove_staging, Store};
+
+/// The signal that interrupted the command, 0 while none has.
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+/// The signal that interrupted the command, once one has. The command's own thread fails
+/// when its staging is removed under it: its caller then exits with 128 + this signal
+/// and no message, as the cleaning thread is about to.
+pub fn interrupted() -> Option<i32> {
+    Some(INTERRUPTED.load(Ordering::SeqCst)).filter(|s| *s != 0)
+}
 
 /// Files and directories to remove if the process is interrupted.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -52,6 +63,7 @@ pub fn install(store: &Store) {
         .name("interrupt".into())
         .spawn(move || loop {
             if let Ok(sig) = sigs.wait() {
+                INTERRUPTED.store(sig as i32, Ordering::SeqCst);
                 clean_up(&store);
                 std::process::exit(128 + sig as i32);
             }

@@ -176,7 +176,7 @@ fn interrupted_transfers_leave_nothing_and_a_pull_resumes() {
         "re-pull fetched the stored layer again: {again:?} after {done_before:?}"
     );
     assert_eq!(
-        ok(&pulled, &["run", "--rm", "two:1", "wc", "-c", "/big"]).trim(),
+        ok(&pulled, &["run", "--rm", &target, "wc", "-c", "/big"]).trim(),
         "40000000 /big"
     );
     let _ = std::fs::remove_dir_all(&dir);
