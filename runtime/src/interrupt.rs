@@ -4,9 +4,8 @@
 //! ends the process with 128 + the signal. What a crash (SIGKILL, power loss) leaves is
 //! swept by the next [`crate::store::Store::open`]: staging whose owner process is gone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Mutex;
 
 use nix::sys::signal::{SigSet, Signal};
 
@@ -22,30 +21,7 @@ pub fn interrupted() -> Option<i32> {
     Some(INTERRUPTED.load(Ordering::SeqCst)).filter(|s| *s != 0)
 }
 
-/// Files and directories to remove if the process is interrupted.
-static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-/// A path removed on interrupt until this is dropped (the path was renamed into place or
-/// removed by its owner).
-pub struct Pending(PathBuf);
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if let Ok(mut v) = PENDING.lock() {
-            if let Some(i) = v.iter().position(|p| *p == self.0) {
-                v.swap_remove(i);
-            }
-        }
-    }
-}
-
-/// Remove `path` if the process is interrupted before the returned guard is dropped.
-pub fn remove_on_interrupt(path: &Path) -> Pending {
-    if let Ok(mut v) = PENDING.lock() {
-        v.push(path.to_path_buf());
-    }
-    Pending(path.to_path_buf())
-}
+pub use crate::util::{remove_on_interrupt, Pending};
 
 /// Handle SIGINT, SIGTERM and SIGHUP for the rest of the process by cleaning up and exiting.
 /// Call before any thread is started: the signals are blocked here and every later thread
@@ -77,7 +53,7 @@ pub fn install(store: &Store) {
 /// still be writing into them, so a directory is tried a few times.
 fn clean_up(store: &Store) {
     let mine = crate::store::staging_owner_prefix();
-    let mut paths: Vec<PathBuf> = PENDING.lock().map(|v| v.clone()).unwrap_or_default();
+    let mut paths: Vec<PathBuf> = crate::util::pending_paths();
     if let Ok(rd) = std::fs::read_dir(store.tmp_dir()) {
         for e in rd.flatten() {
             if crate::store::staging_owner(&e.file_name().to_string_lossy()) == Some(mine) {
