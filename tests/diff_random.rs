@@ -7,6 +7,7 @@
 //! `STRATA_OPS=<n>` sets the number of operations per seed (default 1500).
 
 use std::collections::BTreeMap;
+use strata_tests::random_ops::{self, run_checked, InoCheck};
 use strata_tests::{fnv1a, seeds, Fixture, Layer, Mounted, Opq, Pair, Rng, Wh};
 
 /// A small namespace so that operations collide with each other and with lower entries.
@@ -71,15 +72,7 @@ enum Op {
 }
 
 fn gen_path(r: &mut Rng) -> String {
-    let depth = match r.below(100) {
-        0..=49 => 1,
-        50..=84 => 2,
-        _ => 3,
-    };
-    (0..depth)
-        .map(|_| *r.pick(NAMES))
-        .collect::<Vec<_>>()
-        .join("/")
+    random_ops::gen_path(r, NAMES)
 }
 
 fn gen_op(r: &mut Rng) -> Op {
@@ -123,8 +116,7 @@ fn gen_op(r: &mut Rng) -> Op {
 /// Run one operation; the outcome as comparable text, including whether st_ino
 /// stayed put where it must (in-place changes / copy-up, rename, link).
 fn run(m: &Mounted, op: &Op) -> String {
-    let ino = |p: &str| m.ino(p).ok();
-    match op {
+    let check = match op {
         Op::WriteAt(p, ..)
         | Op::Append(p, ..)
         | Op::Truncate(p, _)
@@ -133,33 +125,12 @@ fn run(m: &Mounted, op: &Op) -> String {
         | Op::Utimes(p, _)
         | Op::SetXattr(p, ..)
         | Op::RemoveXattr(p, _)
-        | Op::Fallocate(p, ..) => {
-            let before = ino(p);
-            let out = run_op(m, op);
-            format!("{out} ino_kept={}", before == ino(p))
-        }
-        Op::Rename(a, b, flags) => {
-            let (ia, ib) = (ino(a), ino(b));
-            let out = run_op(m, op);
-            let kept = if out.starts_with("Ok") {
-                if *flags == 2 {
-                    ino(a) == ib && ino(b) == ia
-                } else {
-                    ino(b) == ia
-                }
-            } else {
-                ino(a) == ia && ino(b) == ib
-            };
-            format!("{out} ino_kept={kept}")
-        }
-        Op::Link(a, b) => {
-            let ia = ino(a);
-            let out = run_op(m, op);
-            let same = out.starts_with("Ok") && ino(b) == ia && ino(a) == ia;
-            format!("{out} same_ino={same}")
-        }
-        _ => run_op(m, op),
-    }
+        | Op::Fallocate(p, ..) => InoCheck::Kept(p),
+        Op::Rename(a, b, flags) => InoCheck::Rename(a, b, *flags),
+        Op::Link(a, b) => InoCheck::Link(a, b),
+        _ => InoCheck::None,
+    };
+    run_checked(m, check, || run_op(m, op))
 }
 
 fn run_op(m: &Mounted, op: &Op) -> String {

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use strata_tests::delta::{meta_line, meta_of, META_XATTR};
+use strata_tests::delta::{chain_files, meta_of, META_XATTR};
 use strata_tests::mount::{pid_alive, pids_with_arg};
 use strata_tests::{
     is_mounted, run_strata, strata_bin, wait_until, Fixture, Layer, Mounted, TempDir,
@@ -22,39 +22,6 @@ fn base() -> Vec<u8> {
     (0..SIZE)
         .map(|i| (i % 253) as u8 ^ (i >> 12) as u8)
         .collect()
-}
-
-/// The layer a `data` line of a record at `pos` (0 = upper) names, and the path.
-fn data_target(meta: &str, pos: usize) -> Option<(usize, String)> {
-    let line = meta_line(meta, "data")?;
-    let (k, path) = line.split_once(' ')?;
-    let below = match k.strip_prefix('+') {
-        Some(k) => k.parse::<usize>().ok()?,
-        // Format 1: branch L of the mount it was written in, L+1 layers below.
-        None => k.parse::<usize>().ok()? + 1,
-    };
-    Some((pos + below, path.to_string()))
-}
-
-/// How many files the bytes of `rel` come from, following the records down the stack
-/// (`layers` top first: the upper, then the lowers).
-fn chain_files(layers: &[PathBuf], rel: &str) -> usize {
-    let (mut pos, mut path) = (0usize, rel.to_string());
-    let mut files = 0;
-    while let Some(dir) = layers.get(pos) {
-        let p = dir.join(&path);
-        if std::fs::symlink_metadata(&p).is_err() {
-            pos += 1;
-            continue;
-        }
-        files += 1;
-        match meta_of(&p).and_then(|m| data_target(&m, pos)) {
-            Some((next, np)) => (pos, path) = (next, np),
-            None => break,
-        }
-        assert!(files <= 64, "a chain that does not end: {rel}");
-    }
-    files
 }
 
 fn layers_of(m: &Mounted) -> Vec<PathBuf> {

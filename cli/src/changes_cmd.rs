@@ -4,8 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use strata_runtime::container::{self, commit};
+use strata_runtime::isolation::rootless;
 use strata_runtime::store::Store;
-use strata_runtime::{commit, container, rootless, util};
+use strata_runtime::util;
 
 type R = strata_runtime::Result<()>;
 
@@ -52,7 +54,7 @@ pub fn run(store: &Store, cmd: ChangesCmd) -> R {
     // Rootless: the upper holds files owned by subordinate ids, readable in the container's
     // user namespace.
     if rootless::needed() {
-        rootless::enter_for_container(store, &id)?;
+        container::enter_for_container(store, &id)?;
     }
     if matches!(cmd, ChangesCmd::Export { .. } | ChangesCmd::Commit { .. }) {
         strata_runtime::interrupt::install(store);

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use strata_runtime::container::exec::ExecOptions;
 use strata_runtime::container::follow as log_follow;
+use strata_runtime::container::RunOptions;
 use strata_runtime::container::{self, Status};
-use strata_runtime::exec::ExecOptions;
-use strata_runtime::rootless;
-use strata_runtime::run::{self, RunOptions};
+use strata_runtime::isolation::rootless;
 use strata_runtime::store::Store;
 use strata_runtime::util::ago;
 
@@ -30,20 +30,38 @@ pub enum ContainerCmd {
         /// Print ids only.
         #[arg(short, long)]
         quiet: bool,
+        /// Filter: name=, status=, label=KEY[=VALUE], id=, ancestor=, exited=CODE.
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// Show the N most recently created containers (any state).
+        #[arg(short = 'n', long = "last", value_name = "N")]
+        last: Option<usize>,
+        /// Show the most recently created container (any state).
+        #[arg(short = 'l', long)]
+        latest: bool,
     },
-    /// Print a detached container's output.
+    /// Print a container's output (stdout to stdout, stderr to stderr).
     Logs {
         /// Keep printing as the container writes.
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines (or all).
+        #[arg(short = 'n', long, value_name = "N")]
+        tail: Option<String>,
+        /// Prefix each line with its time (RFC 3339, nanoseconds).
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Only lines since a time: RFC 3339, a unix time, or a duration back (10m).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
         /// Container.
         container: String,
     },
-    /// Stop containers: SIGTERM, then SIGKILL after the timeout.
+    /// Stop containers: the stop signal (SIGTERM), then SIGKILL after the timeout.
     Stop {
-        /// Seconds to wait before SIGKILL.
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
         /// Containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -71,6 +89,9 @@ pub enum ContainerCmd {
         /// Kill running containers first.
         #[arg(short, long)]
         force: bool,
+        /// Remove their anonymous volumes too.
+        #[arg(short, long)]
+        volumes: bool,
         /// Containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -113,9 +134,61 @@ pub struct RunArgs {
     /// Hostname.
     #[arg(short = 'h', long)]
     hostname: Option<String>,
-    /// Bind mount SRC:DST[:ro].
+    /// Bind mount /HOST:DST[:ro], named volume NAME:DST[:ro], or anonymous volume DST.
     #[arg(short, long = "volume")]
     volume: Vec<String>,
+    /// Mount: type=bind|volume|tmpfs,src=..,dst=..[,readonly][,tmpfs-size=..].
+    #[arg(long = "mount", value_name = "SPEC")]
+    mount: Vec<String>,
+    /// Mount a tmpfs at PATH (PATH[:size=64m,mode=1777,...]).
+    #[arg(long, value_name = "PATH[:OPTS]")]
+    tmpfs: Vec<String>,
+    /// Read environment variables from FILE (KEY=VALUE lines).
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Replace the image's entrypoint ("" clears it).
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+    /// Label KEY=VALUE.
+    #[arg(short = 'l', long = "label")]
+    label: Vec<String>,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped.
+    #[arg(long, value_name = "POLICY")]
+    restart: Option<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Resource limit NAME=SOFT[:HARD] (nofile=1024:2048).
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    ulimit: Vec<String>,
+    /// CPUs the container may use (0-1, 0,2).
+    #[arg(long, value_name = "CPUS")]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (0).
+    #[arg(long, value_name = "NODES")]
+    cpuset_mems: Option<String>,
+    /// Run strata's init as PID 1 (it reaps zombies and forwards signals).
+    #[arg(long)]
+    init: bool,
+    /// The signal `stop` sends first (default TERM).
+    #[arg(long, value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    stop_timeout: Option<u64>,
+    /// Extra group for the process (name or number).
+    #[arg(long, value_name = "GROUP")]
+    group_add: Vec<String>,
+    /// Add NAME:IP to /etc/hosts.
+    #[arg(long, value_name = "NAME:IP")]
+    add_host: Vec<String>,
+    /// DNS server for /etc/resolv.conf.
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// Pull the image: missing (default: when not in the store and the name has a registry
+    /// host), always, or never.
+    #[arg(long, value_name = "POLICY", default_value = "missing")]
+    pull: String,
     /// Network: host (share the host's) or none (only loopback).
     #[arg(long = "net", alias = "network", default_value = "host")]
     net: String,
@@ -141,6 +214,8 @@ pub struct RunArgs {
     /// Trace only paths matching GLOB (*, ? within a component, ** across directories).
     #[arg(long, value_name = "GLOB", requires = "trace")]
     trace_path: Option<String>,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// Image.
     image: String,
     /// Command and arguments (default: the image's).
@@ -148,9 +223,45 @@ pub struct RunArgs {
     cmd: Vec<String>,
 }
 
+/// docker's security flags of `run`.
+#[derive(Args, Debug)]
+pub struct SecurityArgs {
+    /// Add a capability (NET_ADMIN, CAP_SYS_PTRACE, ALL).
+    #[arg(long, value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability (CHOWN, ALL).
+    #[arg(long, value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// seccomp=PROFILE.json|unconfined, no-new-privileges[=true], label=disable,
+    /// apparmor=unconfined.
+    #[arg(long, value_name = "OPT")]
+    security_opt: Vec<String>,
+    /// Every capability, no seccomp filter, the host's devices, /sys writable.
+    #[arg(long)]
+    privileged: bool,
+    /// Give a host device: HOST[:CONTAINER[:PERMS]], PERMS of rwm.
+    #[arg(long, value_name = "DEVICE")]
+    device: Vec<String>,
+}
+
+impl SecurityArgs {
+    fn options(self) -> strata_runtime::isolation::security::SecurityOptions {
+        strata_runtime::isolation::security::SecurityOptions {
+            cap_add: self.cap_add,
+            cap_drop: self.cap_drop,
+            security_opt: self.security_opt,
+            privileged: self.privileged,
+            devices: self.device,
+        }
+    }
+}
+
 /// Arguments of `strata exec`.
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    /// Run the command in the background.
+    #[arg(short, long)]
+    detach: bool,
     /// Keep stdin open.
     #[arg(short, long)]
     interactive: bool,
@@ -188,18 +299,50 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
     }
     match cmd {
         ContainerCmd::Run(a) => run_container(store, *a),
-        ContainerCmd::Ps { all, quiet } => ps(store, all, quiet),
+        ContainerCmd::Ps {
+            all,
+            quiet,
+            filter,
+            last,
+            latest,
+        } => {
+            let last = if latest { Some(1) } else { last };
+            let filters = crate::ps_filter::Filters::parse(&filter)?;
+            ps(store, all || last.is_some(), quiet, &filters, last)
+        }
         ContainerCmd::Logs {
             follow,
+            tail,
+            timestamps,
+            since,
             container: c,
         } => {
             let id = container::resolve(store, &c)?;
-            log_follow::copy_log(store, &id, follow, &mut std::io::stdout())
+            let o = log_follow::LogOptions {
+                follow,
+                tail: tail
+                    .as_deref()
+                    .map(log_follow::parse_tail)
+                    .transpose()?
+                    .flatten(),
+                timestamps,
+                since: since
+                    .as_deref()
+                    .map(|s| log_follow::parse_since(s, strata_runtime::util::now_secs()))
+                    .transpose()?,
+            };
+            log_follow::copy_log(
+                store,
+                &id,
+                &o,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
         }
         ContainerCmd::Stop { time, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                run::stop(store, &id, Duration::from_secs(time))
+                container::stop(store, &id, time.map(Duration::from_secs))
                     .map_err(|e| as_typed(e, &id, &c))?;
                 outln!("{c}");
             }
@@ -209,7 +352,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 if let Some(code) =
-                    run::start(store, &id, attach).map_err(|e| as_typed(e, &id, &c))?
+                    container::start(store, &id, attach).map_err(|e| as_typed(e, &id, &c))?
                 {
                     exit_with(code);
                 }
@@ -218,18 +361,23 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             Ok(())
         }
         ContainerCmd::Kill { signal, containers } => {
-            let sig = run::parse_signal(&signal)?;
+            let sig = container::parse_signal(&signal)?;
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                run::kill_container(store, &id, sig).map_err(|e| as_typed(e, &id, &c))?;
+                container::kill_container(store, &id, sig).map_err(|e| as_typed(e, &id, &c))?;
                 outln!("{c}");
             }
             Ok(())
         }
-        ContainerCmd::Rm { force, containers } => {
+        ContainerCmd::Rm {
+            force,
+            volumes,
+            containers,
+        } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                run::remove(store, &id, force).map_err(|e| as_typed(e, &id, &c))?;
+                container::remove_with_volumes(store, &id, force, volumes)
+                    .map_err(|e| as_typed(e, &id, &c))?;
                 outln!("{c}");
             }
             Ok(())
@@ -243,8 +391,9 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
                 user: a.user,
                 workdir: a.workdir,
                 cmd: a.cmd,
+                detach: a.detach,
             };
-            let code = strata_runtime::exec::exec(store, &id, &o)
+            let code = strata_runtime::container::exec::exec(store, &id, &o)
                 .map_err(|e| as_typed(e, &id, &a.container))?;
             exit_with(code)
         }
@@ -263,9 +412,45 @@ fn exit_with(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// Whether `image` names its registry (`host.name/...`, `host:port/...`, `localhost/...`):
+/// only those are pulled when missing, a short name must be in the store (no default
+/// registry is reachable from here, and a typo must not turn into a download).
+fn names_registry(image: &str) -> bool {
+    image
+        .split_once('/')
+        .is_some_and(|(host, _)| host.contains(['.', ':']) || host == "localhost")
+}
+
+/// `run --pull`: always, missing (default), never.
+fn pull_for_run(store: &Store, image: &str, policy: &str) -> R {
+    let local = || strata_runtime::image::resolve(store, image).is_ok();
+    let pull = match policy {
+        "always" => true,
+        "missing" => !local() && names_registry(image),
+        "never" => false,
+        other => {
+            return Err(strata_runtime::Error(format!(
+                "invalid --pull {other:?}: use missing, never or always"
+            )))
+        }
+    };
+    if pull {
+        let o = strata_runtime::transfer::registry::Options {
+            creds: None,
+            insecure: false,
+            quiet: true,
+            timeout: None,
+        };
+        eprintln!("strata: pulling {image}");
+        strata_runtime::transfer::pull::pull(store, image, &o)?;
+    }
+    Ok(())
+}
+
 fn run_container(store: &Store, a: RunArgs) -> R {
+    pull_for_run(store, &a.image, &a.pull)?;
     if let Some(ops) = &a.trace_ops {
-        strata_fs::trace::parse_ops(ops).map_err(strata_runtime::Error)?;
+        strata_fs::observe::trace::parse_ops(ops).map_err(strata_runtime::Error)?;
     }
     let o = RunOptions {
         name: a.name,
@@ -286,10 +471,27 @@ fn run_container(store: &Store, a: RunArgs) -> R {
         trace: a.trace,
         trace_ops: a.trace_ops,
         trace_path: a.trace_path,
+        security: a.security.options(),
+        mounts: a.mount,
+        tmpfs: a.tmpfs,
+        env_files: a.env_file,
+        entrypoint: a.entrypoint,
+        labels: a.label,
+        ulimits: a.ulimit,
+        cpuset_cpus: a.cpuset_cpus,
+        cpuset_mems: a.cpuset_mems,
+        restart: a.restart,
+        group_add: a.group_add,
+        add_hosts: a.add_host,
+        dns: a.dns,
+        init: a.init,
+        read_only: a.read_only,
+        stop_signal: a.stop_signal,
+        stop_timeout: a.stop_timeout,
         image: a.image,
         cmd: a.cmd,
     };
-    match run::run(store, &o)? {
+    match container::run(store, &o)? {
         (id, None) => {
             outln!("{id}");
             Ok(())
@@ -305,6 +507,12 @@ fn status_text(st: &container::State) -> String {
             "Up {}",
             ago(st.started_at.unwrap_or(0)).trim_end_matches(" ago")
         ),
+        // Between two runs of a restart policy: the supervisor waits to start it again.
+        Status::Exited if st.supervisor.is_some() => format!(
+            "Restarting ({}) {}",
+            st.exit_code.unwrap_or(0),
+            ago(st.finished_at.unwrap_or(0))
+        ),
         Status::Exited => format!(
             "Exited ({}) {}",
             st.exit_code.unwrap_or(0),
@@ -313,7 +521,19 @@ fn status_text(st: &container::State) -> String {
     }
 }
 
-fn ps(store: &Store, all: bool, quiet: bool) -> R {
+/// Print one line to stdout; an error once the reader has left (a closed pipe).
+pub fn print_line(line: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+}
+
+fn ps(
+    store: &Store,
+    all: bool,
+    quiet: bool,
+    filters: &crate::ps_filter::Filters,
+    last: Option<usize>,
+) -> R {
     if !quiet {
         outln!(
             "{:<14} {:<20} {:<24} {:<16} {:<22} NAMES",
@@ -324,15 +544,29 @@ fn ps(store: &Store, all: bool, quiet: bool) -> R {
             "STATUS"
         );
     }
-    for c in container::list_readable(store)? {
-        let st = match run::reconcile(store, &c.id) {
+    let mut listed = container::list_readable(store)?;
+    // Newest first, to the nanosecond (config.json's time) within one second, for -n/-l.
+    let written = |c: &container::ContainerConfig| {
+        std::fs::metadata(container::Paths::new(store, &c.id).config())
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    listed.sort_by_cached_key(|c| std::cmp::Reverse((c.created, written(c))));
+    if let Some(n) = last {
+        listed.truncate(n);
+    }
+    for c in listed {
+        let st = match container::reconcile(store, &c.id) {
             Ok(st) => st,
             Err(e) => {
                 eprintln!("strata: warning: skipping container {}: {e}", c.name);
                 continue;
             }
         };
-        if !all && st.status != Status::Running {
+        if !all && st.status != Status::Running && !filters.has_status() {
+            continue;
+        }
+        if !filters.matches(store, &c, &st) {
             continue;
         }
         if quiet {
@@ -359,7 +593,7 @@ fn ps(store: &Store, all: bool, quiet: bool) -> R {
 /// `strata inspect` of a container: its config, reconciled state and paths, docker's shape.
 pub fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<serde_json::Value> {
     let cfg = container::load_config(store, id)?;
-    let st = run::reconcile(store, id)?;
+    let st = container::reconcile(store, id)?;
     let paths = container::Paths::new(store, id);
     Ok(serde_json::json!({
         "Id": cfg.id,

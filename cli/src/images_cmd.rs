@@ -1,9 +1,11 @@
 //! Store and image subcommands: `info`, `import`, `images`, `tag`, `rmi`, `inspect`, `history`.
 
 use clap::{Args, Subcommand};
+use strata_runtime::image::commands as images;
+use strata_runtime::isolation::{cgroups, rootless};
 use strata_runtime::store::Store;
 use strata_runtime::util::{ago, human_size};
-use strata_runtime::{cgroups, container, driver, image, images, rootless};
+use strata_runtime::{container, driver, image};
 
 type R = strata_runtime::Result<()>;
 

@@ -1,20 +1,26 @@
 //! The `strata` command: docker-like subcommands plus a mount mode compatible with
 //! fuse-overlayfs (`strata -o lowerdir=..,upperdir=..,workdir=.. MOUNTPOINT`).
+//!
+//! No `unsafe` here: the syscall wrappers are in `strata-sys`.
+#![deny(unsafe_code)]
 
 // First: its macros (outln!, out!) are used by every module after it.
 #[macro_use]
 mod output;
 
+mod bool_flags;
 mod changes_cmd;
 mod containers;
 mod images_cmd;
 mod logging;
 mod mount;
+mod ps_filter;
 mod tools;
 mod trace_cmd;
 mod transfer_cmd;
+mod volume_cmd;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,6 +69,9 @@ enum Command {
     Transfer(transfer_cmd::TransferCmd),
     #[command(flatten)]
     Changes(changes_cmd::ChangesCmd),
+    /// Manage named volumes (create, ls, inspect, rm, prune).
+    #[command(subcommand)]
+    Volume(volume_cmd::VolumeCmd),
 }
 
 fn main() -> ExitCode {
@@ -77,7 +86,7 @@ fn main() -> ExitCode {
         log_level,
         root,
         command,
-    } = Cli::parse_from(argv);
+    } = parse(argv);
     let root = root.as_deref();
     // `import -q` prints the id only: warnings are off for it.
     let log_level = match &command {
@@ -99,6 +108,7 @@ fn main() -> ExitCode {
         Command::Containers(cmd) => with_store(&log_level, root, |s| containers::run(s, cmd)),
         Command::Transfer(cmd) => with_store(&log_level, root, |s| transfer_cmd::run(s, cmd)),
         Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
+        Command::Volume(cmd) => with_store(&log_level, root, |s| volume_cmd::run(s, cmd)),
     };
     // Interrupted (Ctrl-C during a pull): the error is the staging removed under the
     // command, not worth a message.
@@ -114,6 +124,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Parse the command line, every boolean flag in docker's `--flag[=true|false]` form.
+fn parse(argv: Vec<OsString>) -> Cli {
+    let matches = bool_flags::docker_bools(Cli::command()).get_matches_from(argv);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Log to stderr and open the store for one of the docker-like commands.

@@ -5,8 +5,8 @@ use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use strata_fs::sys::{dup_onto_stdio, fork, Forked};
 use strata_fs::MountOptions;
+use strata_sys::{dup_onto_stdio, fork, Forked};
 
 /// Arguments of `strata mount`.
 #[derive(Args, Debug)]
@@ -74,20 +74,20 @@ pub fn run_mount(args: MountArgs, log_level: &str) -> Result<(), String> {
         [m] | [_, m] => m.clone(),
         _ => return Err("give the mountpoint (and optionally a source before it)".into()),
     };
-    if strata_fs::remount::is_remount(&args.options) {
+    if strata_fs::fuse::remount::is_remount(&args.options) {
         // mount(8) runs us (through mount.fuse3) for `mount -o remount,... MNT` too.
         crate::logging::init_stderr(log_level);
-        return strata_fs::remount::remount(&mountpoint, &args.options);
+        return strata_fs::fuse::remount::remount(&mountpoint, &args.options);
     }
     let mut opts = MountOptions::parse(&args.options)?;
     if let Some(t) = &args.trace {
-        opts.trace.file = Some(strata_fs::trace::absolute(t));
+        opts.trace.file = Some(strata_fs::observe::trace::absolute(t));
     }
     if let Some(o) = &args.trace_ops {
-        opts.trace.ops = strata_fs::trace::parse_ops(o)?;
+        opts.trace.ops = strata_fs::observe::trace::parse_ops(o)?;
     }
     if let Some(g) = &args.trace_path {
-        opts.trace.path = Some(strata_fs::trace::Glob::new(g));
+        opts.trace.path = Some(strata_fs::observe::trace::Glob::new(g));
     }
     if let [source, _] = args.targets.as_slice() {
         if opts.fsname == "strata" && source.as_os_str() != "none" {
@@ -128,7 +128,11 @@ fn daemonize_and_serve(
     // hold the write end, or the parent would wait for EOF forever.
     let (rd, wr) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    match fork().map_err(|e| format!("fork: {e}"))? {
+    // SAFETY: the mount command has started no thread yet (the union's workers start in
+    // the child, after this fork).
+    #[allow(unsafe_code)]
+    let forked = unsafe { fork() };
+    match forked.map_err(|e| format!("fork: {}", std::io::Error::from(e)))? {
         Forked::Parent(_) => {
             drop(wr);
             let mut msg = String::new();
@@ -179,7 +183,7 @@ fn daemonize_and_serve(
 /// its device, so a mount stacked or remounted meanwhile is never taken instead. Retries a
 /// busy mount briefly, then detaches exactly that mount lazily.
 pub fn run_umount(args: UmountArgs) -> Result<(), String> {
-    use strata_fs::fuse_mount::{top_mount, unmount_if, Unmounted};
+    use strata_fs::fuse::mount::{top_mount, unmount_if, Unmounted};
     let given = &args.mountpoint;
     let abs = std::path::absolute(given).map_err(|e| format!("{}: {e}", given.display()))?;
     // mountinfo spells canonical paths; resolve only when needed (a stat of a mount whose

@@ -58,7 +58,7 @@ pub fn run_fsck(args: FsckArgs, root: Option<PathBuf>) -> Result<(), String> {
         true => container_branches(&upper_arg, root, args.repair)?,
         false => (upper_arg.clone(), lowers),
     };
-    let findings = strata_fs::fsck::fsck(&upper, &lowers, args.repair)?;
+    let findings = strata_fs::delta::fsck::fsck(&upper, &lowers, args.repair)?;
     let mut left = 0;
     for f in &findings {
         let state = if f.repaired { "repaired" } else { "PROBLEM" };
@@ -82,7 +82,8 @@ pub fn run_fsck(args: FsckArgs, root: Option<PathBuf>) -> Result<(), String> {
 /// `strata fsck --image NAME`: every native layer of the image; non-zero exit on a problem.
 fn fsck_image(image: &str, root: Option<PathBuf>) -> Result<(), String> {
     let store = strata_runtime::store::Store::open(root.as_deref()).map_err(|e| e.to_string())?;
-    let layers = strata_runtime::native::fsck_image(&store, image).map_err(|e| e.to_string())?;
+    let layers =
+        strata_runtime::image::commands::fsck_image(&store, image).map_err(|e| e.to_string())?;
     let mut problems = 0;
     for (hex, findings) in &layers {
         for f in findings {
@@ -122,7 +123,7 @@ fn container_branches(
     let store = strata_runtime::store::Store::open(root.as_deref()).map_err(|e| e.to_string())?;
     let name = what.to_string_lossy();
     let id = container::resolve(&store, &name).map_err(|e| e.to_string())?;
-    let state = strata_runtime::run::reconcile(&store, &id).map_err(|e| e.to_string())?;
+    let state = strata_runtime::container::reconcile(&store, &id).map_err(|e| e.to_string())?;
     if repair && state.status == Status::Running {
         return Err(format!(
             "container {name} is running: stop it (`strata stop {name}`) before fsck --repair"
@@ -145,7 +146,7 @@ pub fn run_compact(args: CompactArgs) -> Result<(), String> {
             return Err("compact --chains takes one upper directory (with its --workdir)".into());
         }
         for upper in &args.paths {
-            let r = strata_fs::flatten::flatten_upper(upper, &work, &lowers)?;
+            let r = strata_fs::delta::flatten::flatten_upper(upper, &work, &lowers)?;
             outln!(
                 "{}: {} delta(s), {} flattened",
                 upper.display(),
@@ -158,13 +159,18 @@ pub fn run_compact(args: CompactArgs) -> Result<(), String> {
     for p in &args.paths {
         let c = CString::new(p.as_os_str().as_bytes())
             .map_err(|_| format!("{}: bad path", p.display()))?;
-        strata_fs::sys::lsetxattr(&c, OsStr::new(strata_fs::ops_xattr::COMPACT_XATTR), b"1", 0)
-            .map_err(|e| {
-                format!(
-                    "compact {}: {e} (is it a file inside a mounted strata union?)",
-                    p.display()
-                )
-            })?;
+        strata_sys::lsetxattr(
+            &c,
+            OsStr::new(strata_fs::union::ops_xattr::COMPACT_XATTR),
+            b"1",
+            0,
+        )
+        .map_err(|e| {
+            format!(
+                "compact {}: {e} (is it a file inside a mounted strata union?)",
+                p.display()
+            )
+        })?;
     }
     Ok(())
 }

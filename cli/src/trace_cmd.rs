@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use strata_fs::control::{self, MountEntry};
-use strata_fs::stats::errno_name;
+use strata_fs::observe::control::{self, MountEntry};
+use strata_fs::observe::stats::errno_name;
 
 /// `strata trace ...`.
 #[derive(Args, Debug)]

@@ -8,17 +8,18 @@
 //! - [`observe`]: tracing, per-op statistics and the control socket.
 //! - [`fuse`]: the thin FUSE side: the protocol adapter, passthrough, the mount session.
 //! - [`config`]: mount options, VFS flags and id maps.
-//! - [`sys`]: every `unsafe` syscall wrapper; [`types`]: leaf types every layer shares.
+//! - [`types`]: leaf types every layer shares. The syscall wrappers that need `unsafe` are
+//!   in the `strata-sys` crate, shared with the runtime; this crate has no `unsafe`.
 //!
 //! Dependencies point one way, and `scripts/modcycles.py fs/src` (run by scripts/test)
-//! checks that no module depends on itself through others: [`types`] and [`sys`] depend on
+//! checks that no module depends on itself through others: [`types`] depends on
 //! nothing; the state types the union holds (`union::inode`, `union::handles`,
 //! `union::chain`, `delta::file`, `union::atime`, `config`) do not name the union;
 //! `union::fs` (the `Union` struct) names only those; every `impl Union` (ops_*.rs,
 //! resolve.rs, copyup.rs, delta/io.rs, ...) depends on `union::fs`, never the other way;
 //! `observe` and `fuse` sit on top. A request goes FUSE -> `fuse::adapter` (its group
 //! file) -> a `Union` operation (`union::ops_*`) -> `resolve`/`copyup`/`delta::io` -> the
-//! branch files through `union::branch` and `sys` (never following a branch's symlinks).
+//! branch files through `union::branch` and `strata_sys` (never following a branch's symlinks).
 //!
 //! See `docs/format.md` for what strata writes into an upper directory.
 #![deny(unsafe_code)]
@@ -27,18 +28,9 @@ pub mod config;
 pub mod delta;
 pub mod fuse;
 pub mod observe;
-pub mod sys;
 pub mod types;
 pub mod union;
 
 pub use config::options::MountOptions;
 pub use fuse::session::{prepare, serve, MountError};
 pub use union::fs::Union;
-
-// The paths cli/, runtime/ and fuzz/ name (`strata_fs::trace::parse_ops`, ...): the public
-// API stays flat while the modules behind it are grouped by concern.
-pub use config::options;
-pub use delta::{flatten, fsck};
-pub use fuse::{mount as fuse_mount, remount};
-pub use observe::{control, stats, trace};
-pub use union::{meta, ops_xattr};

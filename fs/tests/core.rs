@@ -326,3 +326,42 @@ fn hard_links_share_one_node_and_its_writes() {
         u.getattr(walk(&u, "h").unwrap()).unwrap().ino
     );
 }
+
+/// The core tests need no root. Run as root (as CI does), this runs the test binary again
+/// as nobody (uid and gid 65534, no groups) from a private directory, with HOME and TMPDIR
+/// there, and expects every other test of the file to pass; run unprivileged, the other
+/// tests are the proof themselves.
+#[test]
+fn the_core_tests_pass_without_root() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("strata-core-nobody-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    // A copy of the binary nobody can run, wherever the target directory is.
+    let exe = dir.join("core-tests");
+    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = Some(nix::unistd::Uid::from_raw(65534));
+    nix::unistd::chown(&dir, nobody, Some(nix::unistd::Gid::from_raw(65534))).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["--skip", "the_core_tests_pass_without_root"])
+        .env("HOME", &dir)
+        .env("TMPDIR", &dir)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let _ = fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("test result: ok.") && !text.contains("ok. 0 passed"),
+        "the core tests fail as nobody: {text}"
+    );
+}

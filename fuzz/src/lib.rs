@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use strata_fs::delta::format::{DeltaMap, Source};
-use strata_fs::meta::Meta;
-use strata_fs::options::{parse_size, MountOptions};
+use strata_fs::union::meta::Meta;
+use strata_fs::config::options::MountOptions;
+use strata_fs::config::size::parse_size;
 use strata_runtime::image::Reference;
 use strata_runtime::store::Store;
 use strata_runtime::transfer::reference::RemoteRef;

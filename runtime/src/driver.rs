@@ -321,7 +321,7 @@ pub fn mount_readonly(
 /// does; or kernel overlayfs). A mount stacked over it, or one made there by someone
 /// else, is left alone (an error). Detaches lazily if busy; not mounted is fine.
 pub fn unmount(path: &Path) -> Result<()> {
-    use strata_fs::fuse_mount::{top_mount, unmount_if, Unmounted};
+    use strata_fs::fuse::mount::{top_mount, unmount_if, Unmounted};
     // mountinfo spells canonical paths; resolve only when needed (the stat of a mount
     // whose daemon hangs would hang too).
     let found = top_mount(path)

@@ -7,17 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-/// A one-line, user-facing error.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A one-line, user-facing error: what failed and what to do about it. The crate's
+/// boundary type (`thiserror`); built with [`err!`](crate::err) or [`Ctx::ctx`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct Error(pub String);
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, Error>;

@@ -9,21 +9,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{install_busybox, strata_bin};
+use common::{check, install_busybox, strata_at, strata_bin};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn check(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 struct Env {
     dir: PathBuf,
@@ -31,13 +20,7 @@ struct Env {
 
 impl Env {
     fn strata(&self, args: &[&str]) -> Output {
-        Command::new(strata_bin())
-            .arg("--root")
-            .arg(self.dir.join("store"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        strata_at(&self.dir.join("store"), args)
     }
     fn ok(&self, args: &[&str]) -> String {
         check(&self.strata(args), &format!("strata {args:?}"))
@@ -118,15 +101,7 @@ fn commit_killed_at_random_moments_leaves_old_or_new_state() {
     std::fs::write(rootfs.join("t/d/f"), "lower\n").unwrap();
     std::fs::write(rootfs.join("t/big"), vec![7u8; 8 << 20]).unwrap();
     let tar = dir.join("base.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    common::tar_dir(&rootfs, &tar);
     let e = Env { dir };
     e.ok(&["import", tar.to_str().unwrap(), "base"]);
     // Many entries, so that a commit lasts long enough to be killed in its middle.

@@ -7,36 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{install_busybox, strata_bin};
+use common::{check, install_busybox, need, podman_in, strata_at};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn need(tool: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{tool} is missing: run scripts/setup");
-}
-
-fn check(out: &Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use strata_tests::delta::chain_files;
 
 /// A private directory with strata stores (by name) and a podman storage.
 struct Env {
@@ -49,9 +26,7 @@ impl Env {
             nix::unistd::geteuid().is_root(),
             "these tests run containers and need root"
         );
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-cn-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::fresh_dir("strata-cn");
         std::fs::create_dir_all(&dir).unwrap();
         Env { dir }
     }
@@ -61,13 +36,7 @@ impl Env {
     }
 
     fn strata(&self, store: &str, args: &[&str]) -> Output {
-        Command::new(strata_bin())
-            .arg("--root")
-            .arg(self.path(store))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        strata_at(&self.path(store), args)
     }
 
     fn ok(&self, store: &str, args: &[&str]) -> String {
@@ -75,26 +44,7 @@ impl Env {
     }
 
     fn podman(&self, args: &[&str]) -> String {
-        let out = Command::new("podman")
-            .arg("--root")
-            .arg(self.path("podman/root"))
-            .arg("--runroot")
-            .arg(self.path("podman/run"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--events-backend",
-                "file",
-                "--runtime",
-                "runc",
-                "--cgroup-manager",
-                "cgroupfs",
-            ])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        check(&out, &format!("podman {args:?}"))
+        check(&podman_in(&self.dir, args), &format!("podman {args:?}"))
     }
 
     /// Import `rootfs` (busybox is added) as image `name` into store `store`.
@@ -105,15 +55,7 @@ impl Env {
         }
         std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n").unwrap();
         let tar = self.path(&format!("{name}.tar"));
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        common::tar_dir(rootfs, &tar);
         self.ok(store, &["import", tar.to_str().unwrap(), name]);
         std::fs::remove_file(&tar).unwrap();
     }
@@ -452,55 +394,11 @@ fn three_levels_of_commits_then_save_load_push_pull() {
     assert_eq!(pi[0]["RootFS"]["Layers"], diff_ids);
 }
 
-/// Files a merged file's bytes come from, following its records down the layers (top
-/// first) as docs/format.md describes: `data +K PATH` (format 2) or `data L PATH`
-/// (format 1, L+1 below).
-fn chain_files(layers: &[PathBuf], rel: &str) -> usize {
-    let (mut pos, mut path, mut files) = (0usize, rel.to_string(), 0usize);
-    while let Some(dir) = layers.get(pos) {
-        let p = dir.join(&path);
-        if std::fs::symlink_metadata(&p).is_err() {
-            pos += 1;
-            continue;
-        }
-        files += 1;
-        let rec = ["trusted.strata.meta", "user.strata.meta"]
-            .iter()
-            .find_map(|n| xattr_text(&p, n));
-        let Some(data) = rec
-            .as_deref()
-            .and_then(|r| r.lines().find_map(|l| l.strip_prefix("data ")))
-        else {
-            break;
-        };
-        let (k, np) = data.split_once(' ').unwrap();
-        let below = match k.strip_prefix('+') {
-            Some(k) => k.parse::<usize>().unwrap(),
-            None => k.parse::<usize>().unwrap() + 1,
-        };
-        (pos, path) = (pos + below, np.to_string());
-        assert!(files <= 64, "a chain that does not end");
-    }
-    files
-}
-
-fn xattr_text(p: &Path, name: &str) -> Option<String> {
-    let out = Command::new("getfattr")
-        .args(["--only-values", "-h", "-n", name])
-        .arg(p)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Eight commits in a row, each of a 4 KiB write into the same 2 MiB file: the layers'
 /// deltas chain up, and a commit never stores a chain of more than 6 files (it flattens
 /// the new layer's delta); every commit reads the right bytes.
 #[test]
 fn commits_of_commits_keep_delta_chains_short() {
-    need("getfattr");
     let e = Env::new();
     let rootfs = e.path("rootfs");
     std::fs::create_dir_all(rootfs.join("t")).unwrap();

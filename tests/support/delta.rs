@@ -358,3 +358,42 @@ pub fn first_diff(want: &[u8], got: &[u8]) -> Option<String> {
         hex(&got[i.min(got.len())..])
     ))
 }
+
+/// The layer a `data` line of a record at `pos` (0 = upper) names, and the path.
+pub fn data_target(meta: &str, pos: usize) -> Option<(usize, String)> {
+    let line = meta_line(meta, "data")?;
+    let (k, path) = line.split_once(' ')?;
+    let below = match k.strip_prefix('+') {
+        Some(k) => k.parse::<usize>().ok()?,
+        // Format 1: branch L of the mount it was written in, L+1 layers below.
+        None => k.parse::<usize>().ok()? + 1,
+    };
+    Some((pos + below, path.to_string()))
+}
+
+/// How many files the bytes of `rel` come from, following the records down the stack
+/// (`layers` top first: the upper, then the lowers).
+pub fn chain_files(layers: &[PathBuf], rel: &str) -> usize {
+    let (mut pos, mut path) = (0usize, rel.to_string());
+    let mut files = 0;
+    while let Some(dir) = layers.get(pos) {
+        let p = dir.join(&path);
+        if std::fs::symlink_metadata(&p).is_err() {
+            pos += 1;
+            continue;
+        }
+        files += 1;
+        // A rootless union keeps its records under user.*.
+        let meta = meta_of(&p).or_else(|| {
+            sys::lgetxattr(&p, "user.strata.meta")
+                .ok()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        });
+        match meta.and_then(|m| data_target(&m, pos)) {
+            Some((next, np)) => (pos, path) = (next, np),
+            None => break,
+        }
+        assert!(files <= 64, "a chain that does not end: {rel}");
+    }
+    files
+}

@@ -20,6 +20,7 @@ pub mod layer;
 pub mod mount;
 pub mod ops;
 pub mod peer;
+pub mod random_ops;
 pub mod stack;
 pub mod stack_pair;
 pub mod sys;

@@ -1,6 +1,7 @@
 //! Mount options, parsed from fuse-overlayfs-compatible `-o` strings.
 
 use crate::config::idmap::{system_overflow, IdMap};
+use crate::config::size::parse_size;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -303,20 +304,6 @@ impl MountOptions {
     }
 }
 
-/// Parse a size like `64k`, `1M`, `4096`: a whole number of bytes, optionally followed by
-/// k, m or g (either case, powers of 1024). `None` for anything else (fractions, a `b`
-/// suffix, overflow). strata's one size syntax: mount options and `strata run --memory`.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
-        (i, 'm' | 'M') => (&s[..i], 1 << 20),
-        (i, 'g' | 'G') => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,17 +363,5 @@ mod tests {
                 .unwrap()
                 .no_xattrs
         );
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64k"), Some(65536));
-        assert_eq!(parse_size("3"), Some(3));
-        assert_eq!(parse_size("x"), None);
-        assert_eq!(parse_size(" 1M "), Some(1 << 20));
-        assert_eq!(parse_size("32m"), Some(32 << 20));
-        for bad in ["1.5g", "64mb", "-1k", "k", "", "99999999999g"] {
-            assert_eq!(parse_size(bad), None, "{bad}");
-        }
     }
 }

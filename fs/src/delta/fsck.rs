@@ -1,12 +1,12 @@
 //! `strata fsck`: check (and repair what is safe to repair in) an upper directory.
 
 use crate::delta::format::Ident;
-use crate::sys;
 use crate::union::chain::MAX_DEPTH;
 use crate::union::meta::Meta;
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use strata_sys as sys;
 
 /// One problem found.
 #[derive(Debug, Clone)]

@@ -282,7 +282,7 @@ fn mount_fusermount(
         .spawn();
     drop(theirs);
     let mut child = child.map_err(|e| format!("cannot run fusermount3 ({e}); install fuse3"))?;
-    let got = crate::sys::recv_fd(ours.as_fd());
+    let got = strata_sys::recv_fd(ours.as_fd());
     let fd = match got {
         Ok(fd) => fd,
         Err(_) => {
@@ -344,7 +344,7 @@ fn detach_exact(path: &Path, dev: Dev) -> Unmounted {
         Ok(fd) => fd,
         Err(e) => return Unmounted::Failed(format!("open: {}", e.desc())),
     };
-    match crate::sys::statx_dev(fd.as_fd()) {
+    match strata_sys::statx_dev(fd.as_fd()) {
         Ok((major, minor)) if (Dev { major, minor }) == dev => {}
         Ok(_) => return Unmounted::NotOurs,
         Err(e) => return Unmounted::Failed(format!("statx: {e}")),

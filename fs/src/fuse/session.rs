@@ -8,36 +8,34 @@ use crate::union::meta::MetaStore;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, Signal};
 use std::ffi::OsStr;
-use std::fmt;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A mount that could not be set up, with a message naming the problem.
-#[derive(Debug)]
-pub struct MountError(pub String);
-
-impl fmt::Display for MountError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for MountError {}
-
-fn err(msg: String) -> MountError {
-    MountError(msg)
+/// A mount that could not be set up or served; each variant carries the one-line message
+/// naming the problem (and what to do).
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// A branch (lowerdir, upperdir, workdir) cannot be opened or used as given.
+    #[error("{0}")]
+    Branch(String),
+    /// The kernel mount or the FUSE handshake failed.
+    #[error("{0}")]
+    Mount(String),
+    /// The daemon could not start serving (tracing, signals) or its session failed.
+    #[error("{0}")]
+    Session(String),
 }
 
 /// Whether trusted.* xattrs can be written in `dir` (root with CAP_SYS_ADMIN).
 fn trusted_xattrs_work(dir: &Branch) -> bool {
-    let Ok(p) = crate::sys::proc_path(dir.root(), OsStr::new(".")) else {
+    let Ok(p) = strata_sys::proc_path(dir.root(), OsStr::new(".")) else {
         return false;
     };
     let name = OsStr::new("trusted.strata.probe");
-    let ok = crate::sys::lsetxattr(&p, name, b"1", 0).is_ok();
-    let _ = crate::sys::lremovexattr(&p, name);
+    let ok = strata_sys::lsetxattr(&p, name, b"1", 0).is_ok();
+    let _ = strata_sys::lremovexattr(&p, name);
     ok
 }
 
@@ -51,7 +49,7 @@ fn work_subdir(work: &Branch, name: &str) -> Result<std::os::fd::OwnedFd, MountE
     ) {
         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
         Err(e) => {
-            return Err(err(format!(
+            return Err(MountError::Branch(format!(
                 "workdir {}: cannot create {name}/: {} (is the workdir writable?)",
                 work.path.display(),
                 e.desc()
@@ -60,7 +58,7 @@ fn work_subdir(work: &Branch, name: &str) -> Result<std::os::fd::OwnedFd, MountE
     }
     work.open_at(p, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)
         .map_err(|e| {
-            err(format!(
+            MountError::Branch(format!(
                 "workdir {}: {name}/ is not a usable directory: {e}",
                 work.path.display()
             ))
@@ -85,24 +83,24 @@ pub fn prepare(opts: MountOptions) -> Result<Union, MountError> {
     raise_fd_limit();
     let mut lowers = Vec::new();
     for (i, l) in opts.lowerdirs.iter().enumerate() {
-        lowers.push(Branch::open(l, &format!("lowerdir {}", i)).map_err(err)?);
+        lowers.push(Branch::open(l, &format!("lowerdir {}", i)).map_err(MountError::Branch)?);
     }
     let upper = match &opts.upperdir {
-        Some(u) => Some(Branch::open(u, "upperdir").map_err(err)?),
+        Some(u) => Some(Branch::open(u, "upperdir").map_err(MountError::Branch)?),
         None => None,
     };
     let mut work = None;
     if let (Some(u), Some(w)) = (&upper, &opts.workdir) {
-        let wb = Branch::open(w, "workdir").map_err(err)?;
+        let wb = Branch::open(w, "workdir").map_err(MountError::Branch)?;
         if wb.dev != u.dev {
-            return Err(err(format!(
+            return Err(MountError::Branch(format!(
                 "workdir {} and upperdir {} are on different filesystems; put them on the same one",
                 w.display(),
                 u.path.display()
             )));
         }
         if nix::unistd::access(u.path.as_path(), nix::unistd::AccessFlags::W_OK).is_err() {
-            return Err(err(format!(
+            return Err(MountError::Branch(format!(
                 "upperdir {} is not writable",
                 u.path.display()
             )));
@@ -174,7 +172,7 @@ pub fn serve(union: Union, mountpoint: &Path, on_mounted: impl FnOnce()) -> Resu
     let union = Arc::new(union);
     let stats = Arc::new(crate::observe::stats::Stats::default());
     let tracer = crate::observe::trace::Tracer::start(&union.options().trace)
-        .map_err(|e| err(format!("cannot start tracing: {e}")))?
+        .map_err(|e| MountError::Session(format!("cannot start tracing: {e}")))?
         .map(Arc::new);
     crate::fuse::request_guard::log_panics();
     let r = serve_traced(union, stats, tracer.clone(), mountpoint, stop, on_mounted);
@@ -192,7 +190,7 @@ fn stop_signals() -> Result<SigSet, MountError> {
         stop.add(sig);
     }
     stop.thread_block()
-        .map_err(|e| err(format!("cannot block signals: {e}")))?;
+        .map_err(|e| MountError::Session(format!("cannot block signals: {e}")))?;
     Ok(stop)
 }
 
@@ -226,7 +224,7 @@ fn serve_traced(
     });
     config.clone_fd = true;
     let (mnt, fd) = crate::fuse::mount::mount(mountpoint, opts, union.writable()).map_err(|e| {
-        err(format!(
+        MountError::Mount(format!(
             "cannot mount at {}: {e} (does the directory exist, and is /dev/fuse usable?)",
             mountpoint.display()
         ))
@@ -236,7 +234,7 @@ fn serve_traced(
         Ok(s) => s,
         Err(e) => {
             mnt.stop();
-            return Err(err(format!("FUSE handshake failed: {e}")));
+            return Err(MountError::Mount(format!("FUSE handshake failed: {e}")));
         }
     };
     let _ = notifier.set(session.notifier());
@@ -249,7 +247,7 @@ fn serve_traced(
         })
         .map_err(|e| {
             mnt.stop();
-            err(format!("cannot start the FUSE session: {e}"))
+            MountError::Session(format!("cannot start the FUSE session: {e}"))
         })?;
     let on_signal = mnt.clone();
     let spawned = std::thread::Builder::new()
@@ -301,5 +299,5 @@ fn serve_traced(
         Err(_) => Ok(()),
     };
     drop(control);
-    r.map_err(|e| err(format!("FUSE session ended with an error: {e}")))
+    r.map_err(|e| MountError::Session(format!("FUSE session ended with an error: {e}")))
 }

@@ -184,7 +184,7 @@ fn refuse(mut conn: UnixStream, msg: &str) {
 impl Server {
     /// Check a new connection's peer and the connection count, then serve it on a thread.
     fn accept(self: &Arc<Self>, conn: UnixStream) {
-        match crate::sys::peer_uid(conn.as_fd()) {
+        match strata_sys::peer_uid(conn.as_fd()) {
             Ok(uid) if uid == 0 || uid == self.owner => {}
             Ok(uid) => {
                 tracing::warn!(

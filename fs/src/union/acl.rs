@@ -15,13 +15,13 @@
 //! The xattr format is the kernel's: a little-endian u32 version (2), then entries of
 //! u16 tag, u16 permissions, u32 id.
 
-use crate::sys;
 use crate::types::errno;
 use crate::union::fs::Union;
 use crate::union::privs::{in_group_or_capable, Caller};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::BorrowedFd;
+use strata_sys as sys;
 
 /// The access ACL xattr.
 pub const ACCESS: &str = "system.posix_acl_access";

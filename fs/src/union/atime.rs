@@ -82,7 +82,7 @@ impl AtimePolicy {
 
     /// mount_setattr bits (set, clear) for this policy.
     fn attrs(self) -> (u64, u64) {
-        use crate::sys::mount_attr as a;
+        use strata_sys::mount_attr as a;
         let mut set = match self.mode {
             AtimeMode::Never => a::NOATIME,
             AtimeMode::Relative => a::RELATIME,
@@ -128,7 +128,7 @@ fn base_policy(dir: &Path) -> AtimePolicy {
 
 /// A detached copy of the mount of `upper`, rooted at the same directory.
 fn clone_upper(upper: &Branch) -> io::Result<(OwnedFd, Branch)> {
-    let mnt = crate::sys::clone_mount(&upper.path)?;
+    let mnt = strata_sys::clone_mount(&upper.path)?;
     let by_fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&mnt));
     let b = Branch::open(Path::new(&by_fd), "upperdir copy").map_err(io::Error::other)?;
     // The path may have changed since the branch was opened: it must be the same dir.
@@ -171,7 +171,7 @@ impl UpperAtime {
         *self.policy.lock() = p;
         if let Some((mnt, _)) = &self.clone {
             let (set, clear) = p.and(self.base).attrs();
-            if let Err(e) = crate::sys::mount_setattr(mnt.as_fd(), set, clear) {
+            if let Err(e) = strata_sys::mount_setattr(mnt.as_fd(), set, clear) {
                 tracing::warn!("cannot set the atime flags of the upper copy: {e}");
             }
         }

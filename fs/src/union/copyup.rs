@@ -6,7 +6,6 @@
 //! place, and the pointer removed only after the data is on disk. Lower hard links are
 //! copied once into `WORKDIR/index` and linked from there, so they stay one inode.
 
-use crate::sys;
 use crate::types::{errno, Layer};
 use crate::union::attr::fmt;
 use crate::union::branch::{open_in, stat_at};
@@ -25,6 +24,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use strata_sys as sys;
 
 /// Copy `len` bytes of `src` into `dst` at the same offsets: reflink, copy_file_range, or
 /// plain reads and writes, whichever the filesystems allow.

@@ -1,6 +1,5 @@
 //! Directory merging: the listing of a directory across the upper and lower branches.
 
-use crate::sys;
 use crate::types::Layer;
 use crate::union::fs::Union;
 use crate::union::handles::DirEntry;
@@ -14,6 +13,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use strata_sys as sys;
 
 fn type_bits(t: Option<Type>) -> Option<u32> {
     Some(match t? {

@@ -12,7 +12,6 @@
 //! that number (`ino`), so an entry is only taken for the inode it was made for. Indexes
 //! written by older strata in `WORKDIR/index/` are still read.
 
-use crate::sys;
 use crate::types::Layer;
 use crate::union::attr::fmt;
 use crate::union::branch::stat_at;
@@ -27,6 +26,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use strata_sys as sys;
 
 /// The index directory at the root of a branch.
 pub const INDEX_DIR: &str = ".wh..wh.index";

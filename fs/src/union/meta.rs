@@ -17,12 +17,12 @@
 //! ignored so later versions can add fields. See docs/format.md.
 
 use crate::delta::format::{DeltaMap, Ident};
-use crate::sys;
 use crate::union::owner_write::{entry_at, with_owner_write};
 use std::ffi::{CStr, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
+use strata_sys as sys;
 
 /// Prefixes of xattrs that belong to a union implementation and never show in the mount
 /// (fuse-overlayfs hides the same three foreign ones, so layers it wrote read alike).

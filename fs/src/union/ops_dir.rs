@@ -1,10 +1,9 @@
 //! Namespace operations: lookup, create, mkdir, mknod, symlink, link, unlink, rmdir, rename.
 
-use crate::sys;
 use crate::types::{errno, Ctx, Layer};
 use crate::union::acl::Inherited;
 use crate::union::attr::Attr;
-use crate::union::branch::{open_in, stat_at};
+use crate::union::branch::open_in;
 use crate::union::fs::Union;
 use crate::union::handles::OpenFile;
 use crate::union::inode::split;
@@ -13,7 +12,7 @@ use crate::union::resolve::{check_name, Resolved};
 use crate::union::whiteout::{
     create_whiteout, has_whiteout_file, is_internal_name, make_opaque, remove_whiteout,
 };
-use nix::fcntl::{AtFlags, OFlag, RenameFlags};
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Uid, UnlinkatFlags};
 use std::ffi::OsStr;
@@ -22,6 +21,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
+use strata_sys as sys;
 
 /// Where a new entry goes: the upper parent and whether a whiteout must be replaced.
 pub(crate) struct NewEntry {
@@ -130,17 +130,7 @@ impl Union {
         if let Some(inh) = inh {
             self.exact_mode(dir, staged, inh)?;
         }
-        if ne.whiteout {
-            remove_whiteout(ne.pd.as_fd(), name)?;
-        }
-        let st = stat_at(ne.pd.as_fd(), name)?;
-        let ino = self.layer_ino(Layer::Upper, &st)?;
-        let mut attr = self.attr_from(&st, ino);
-        attr.generation = self
-            .nodes
-            .write()
-            .found(parent, name, ino, place, true, None);
-        Ok(attr)
+        self.publish_new(parent, name, ne, place)
     }
 
     fn plain_place(kind: u32) -> Placement {
@@ -192,60 +182,25 @@ impl Union {
     /// mkdir; the new directory is opaque when it replaces a whited-out lower entry.
     pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32, ctx: &Ctx) -> io::Result<Attr> {
         let ne = self.prepare_new(parent, name, ctx)?;
-        let work = self.work()?;
-        let tmp = self.tmp_name();
         let inh = self.inherited(&ne, mode, ctx.umask, true)?;
         let perm = inh.mode;
-        nix::sys::stat::mkdirat(
-            work.dir.as_fd(),
-            tmp.as_os_str(),
-            Mode::from_bits_truncate(perm),
-        )?;
-        let staged = (|| -> io::Result<()> {
-            nix::unistd::fchownat(
-                work.dir.as_fd(),
-                tmp.as_os_str(),
-                Some(Uid::from_raw(ne.uid)),
-                Some(Gid::from_raw(ne.gid)),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )?;
-            // mkdirat applied the daemon's umask, and the workdir has no default ACL to
-            // inherit: give it exactly what it inherited from the parent.
-            self.exact_mode(work.dir.as_fd(), &tmp, &inh)?;
-            if ne.whiteout {
-                let d = open_in(
-                    work.dir.as_fd(),
-                    &tmp,
-                    OFlag::O_PATH | OFlag::O_DIRECTORY,
-                    0,
-                )?;
-                make_opaque(d)?;
-            }
-            nix::fcntl::renameat2(
-                work.dir.as_fd(),
-                tmp.as_os_str(),
-                ne.pd.as_fd(),
-                name,
-                RenameFlags::RENAME_NOREPLACE,
-            )?;
-            Ok(())
-        })();
-        if let Err(e) = staged {
-            let _ = crate::union::branch::remove_tree(work.dir.as_fd(), &tmp);
-            return Err(e);
-        }
-        if ne.whiteout {
-            remove_whiteout(ne.pd.as_fd(), name)?;
-        }
-        let st = stat_at(ne.pd.as_fd(), name)?;
-        let ino = self.layer_ino(Layer::Upper, &st)?;
-        let place = Self::plain_place(libc::S_IFDIR);
-        let mut attr = self.attr_from(&st, ino);
-        attr.generation = self
-            .nodes
-            .write()
-            .found(parent, name, ino, place, true, None);
-        Ok(attr)
+        self.stage_new(
+            parent,
+            name,
+            &ne,
+            &inh,
+            libc::S_IFDIR,
+            |work, tmp| {
+                nix::sys::stat::mkdirat(work, tmp, Mode::from_bits_truncate(perm))?;
+                Ok(())
+            },
+            |work, tmp| {
+                if ne.whiteout {
+                    make_opaque(open_in(work, tmp, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)?)?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// symlink NAME -> TARGET.

@@ -2,7 +2,6 @@
 //! replaced, inode flags (`lsattr`/`chattr`: FS_IOC_GETFLAGS/SETFLAGS and
 //! FS_IOC_FSGETXATTR/FSSETXATTR, which the kernel forwards as FUSE ioctls), and poll.
 
-use crate::sys::{self, ioctl_cmd};
 use crate::types::{errno, Layer};
 use crate::union::attr::Attr;
 use crate::union::fs::Union;
@@ -12,6 +11,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
+use strata_sys::{self as sys, ioctl_cmd};
 
 /// Flags whose files strata can no longer rewrite in place (copy-up, delta blocks, its own
 /// metadata): a file gets all its data in the upper before it takes one of them

@@ -122,7 +122,7 @@ impl Union {
             let pd = self.dirfd(Layer::Upper, &pp)?;
             if let Some(n) = self
                 .meta
-                .read(&crate::sys::proc_path(pd.as_fd(), &name)?)?
+                .read(&strata_sys::proc_path(pd.as_fd(), &name)?)?
                 .and_then(|m| m.nlink)
             {
                 a.nlink = n.min(u64::from(u32::MAX)) as u32;
@@ -187,8 +187,8 @@ impl Union {
         let (path, _) = self.node_info(ino)?;
         if path.as_os_str().is_empty() {
             let root = self.upper()?.root();
-            let f = File::from(crate::sys::open_proc(
-                &crate::sys::fd_path(root)?,
+            let f = File::from(strata_sys::open_proc(
+                &strata_sys::fd_path(root)?,
                 libc::O_RDONLY | libc::O_DIRECTORY,
             )?);
             self.setattr_fd_file(&f, sa)?;
@@ -328,9 +328,9 @@ impl Union {
             // Its bytes are only in a read-only branch; writes would have nowhere to go.
             return Err(errno(libc::EROFS));
         }
-        let path = crate::sys::fd_path(f.file.as_fd())?;
+        let path = strata_sys::fd_path(f.file.as_fd())?;
         let oflags = self.file_open_flags(flags).bits() & !libc::O_NOFOLLOW;
-        let file = File::from(crate::sys::open_proc(&path, oflags)?);
+        let file = File::from(strata_sys::open_proc(&path, oflags)?);
         Ok(self
             .handles
             .add_file(OpenFile::new(file, ino, f.layer, write, f.delta.clone())))
@@ -478,7 +478,7 @@ impl Union {
         if let Some(d) = f.live_delta() {
             return self.delta_fallocate(d, offset, length, mode);
         }
-        crate::sys::fallocate(f.file.as_fd(), mode, off, len)
+        strata_sys::fallocate(f.file.as_fd(), mode, off, len)
     }
 
     /// fallocate on a delta: zeroing modes write zeros through the delta, allocation only

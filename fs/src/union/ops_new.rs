@@ -4,7 +4,6 @@
 //! CAP_MKNOD create. strata stores a real one with the `device` mark in its meta xattr
 //! (docs/format.md); unmarked, a 0/0 device in any branch is a whiteout.
 
-use crate::sys;
 use crate::types::{errno, Layer};
 use crate::union::acl::Inherited;
 use crate::union::attr::Attr;
@@ -21,6 +20,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::fd::BorrowedFd;
+use strata_sys as sys;
 
 impl Union {
     /// Give a new entry exactly what it inherited (acl.rs: the mode from the caller's
@@ -59,15 +59,51 @@ impl Union {
         ne: &NewEntry,
     ) -> io::Result<Attr> {
         let perm = inh.mode;
+        self.stage_new(
+            parent,
+            name,
+            ne,
+            inh,
+            libc::S_IFCHR,
+            |work, tmp| {
+                let mode = Mode::from_bits_truncate(perm);
+                nix::sys::stat::mknodat(work, tmp, SFlag::S_IFCHR, mode, 0)?;
+                Ok(())
+            },
+            |work, tmp| {
+                let meta = Meta {
+                    device: true,
+                    ..Meta::default()
+                };
+                self.meta
+                    .write(&sys::proc_path(work, tmp)?, &meta)
+                    .map_err(|e| match e.raw_os_error() {
+                        // The upper cannot mark it: refuse as overlayfs does.
+                        Some(libc::ENOTSUP | libc::EPERM) => errno(libc::EPERM),
+                        _ => e,
+                    })
+            },
+        )
+    }
+
+    /// Build a new entry in the workdir and rename it into place, so that it shows in the
+    /// upper only complete: `create` makes it under a staging name, it gets its owner and
+    /// exactly the mode it inherited, `finish` adds what must be there before it is seen
+    /// (an opaque mark, a device mark), and a failure anywhere removes the staged entry.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn stage_new(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        ne: &NewEntry,
+        inh: &Inherited,
+        kind: u32,
+        create: impl FnOnce(BorrowedFd<'_>, &OsStr) -> io::Result<()>,
+        finish: impl FnOnce(BorrowedFd<'_>, &OsStr) -> io::Result<()>,
+    ) -> io::Result<Attr> {
         let work = self.work()?;
         let tmp = self.tmp_name();
-        nix::sys::stat::mknodat(
-            work.dir.as_fd(),
-            tmp.as_os_str(),
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(perm),
-            0,
-        )?;
+        create(work.dir.as_fd(), &tmp)?;
         let staged = (|| -> io::Result<()> {
             nix::unistd::fchownat(
                 work.dir.as_fd(),
@@ -76,18 +112,9 @@ impl Union {
                 Some(Gid::from_raw(ne.gid)),
                 AtFlags::AT_SYMLINK_NOFOLLOW,
             )?;
+            // The workdir has no default ACL to inherit, and the daemon's umask applied.
             self.exact_mode(work.dir.as_fd(), &tmp, inh)?;
-            let meta = Meta {
-                device: true,
-                ..Meta::default()
-            };
-            self.meta
-                .write(&sys::proc_path(work.dir.as_fd(), &tmp)?, &meta)
-                .map_err(|e| match e.raw_os_error() {
-                    // The upper cannot mark it: refuse as overlayfs does.
-                    Some(libc::ENOTSUP | libc::EPERM) => errno(libc::EPERM),
-                    _ => e,
-                })?;
+            finish(work.dir.as_fd(), &tmp)?;
             nix::fcntl::renameat2(
                 work.dir.as_fd(),
                 tmp.as_os_str(),
@@ -98,23 +125,31 @@ impl Union {
             Ok(())
         })();
         if let Err(e) = staged {
-            let _ = nix::unistd::unlinkat(
-                work.dir.as_fd(),
-                tmp.as_os_str(),
-                nix::unistd::UnlinkatFlags::NoRemoveDir,
-            );
+            let _ = crate::union::branch::remove_tree(work.dir.as_fd(), &tmp);
             return Err(e);
         }
+        let place = Placement {
+            kind,
+            upper: true,
+            ..Placement::default()
+        };
+        self.publish_new(parent, name, ne, place)
+    }
+
+    /// A new entry is in place in the upper: drop the whiteout it replaces and enter it in
+    /// the inode table under `parent`.
+    pub(crate) fn publish_new(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        ne: &NewEntry,
+        place: Placement,
+    ) -> io::Result<Attr> {
         if ne.whiteout {
             remove_whiteout(ne.pd.as_fd(), name)?;
         }
         let st = stat_at(ne.pd.as_fd(), name)?;
         let ino = self.layer_ino(Layer::Upper, &st)?;
-        let place = Placement {
-            kind: libc::S_IFCHR,
-            upper: true,
-            ..Placement::default()
-        };
         let mut attr = self.attr_from(&st, ino);
         attr.generation = self
             .nodes

@@ -1,6 +1,5 @@
 //! rename: moving a name within the union (copy-up of the source, whiteouts, redirects).
 
-use crate::sys;
 use crate::types::{errno, Layer};
 use crate::union::branch::open_in;
 use crate::union::fs::Union;
@@ -14,6 +13,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::Path;
+use strata_sys as sys;
 
 impl Union {
     /// Get an entry ready to move in the upper: copy it up and, for a directory, record a

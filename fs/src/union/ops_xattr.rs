@@ -1,6 +1,5 @@
 //! Extended attributes; strata's and overlayfs's own never show through the mount.
 
-use crate::sys;
 use crate::types::errno;
 use crate::union::fs::Union;
 use crate::union::inode::split;
@@ -9,6 +8,7 @@ use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
+use strata_sys as sys;
 
 /// The control xattr behind `strata compact`.
 pub const COMPACT_XATTR: &str = "user.strata.compact";

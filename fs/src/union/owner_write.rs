@@ -7,13 +7,13 @@
 //! EACCES on an upper entry the daemon owns, it gives itself `u+rw` for that one call and
 //! puts the mode back, as ext4 lets the owner do all of this by chmod.
 
-use crate::sys;
 use crate::union::branch::open_in;
 use nix::fcntl::OFlag;
 use std::ffi::{CStr, OsStr};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use strata_sys as sys;
 
 const OWNER_RW: u32 = libc::S_IRUSR | libc::S_IWUSR;
 

@@ -1,7 +1,6 @@
 //! Name resolution across branches: which branch serves a name, with whiteouts, opaque
 //! directories, redirects and the hard-link index applied.
 
-use crate::sys;
 use crate::types::{errno, Layer};
 use crate::union::attr::{fmt, is_dir, Attr};
 use crate::union::branch::stat_at;
@@ -16,6 +15,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use strata_sys as sys;
 
 /// The outcome of resolving one name.
 #[derive(Debug, Clone)]

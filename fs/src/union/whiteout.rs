@@ -7,7 +7,6 @@
 //! already an OCI layer; a real character device 0/0 it stores carries the `device` mark in
 //! its meta xattr.
 
-use crate::sys;
 use crate::union::branch::{open_in, stat_at};
 use crate::union::meta::MetaStore;
 use nix::fcntl::OFlag;
@@ -16,6 +15,7 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use strata_sys as sys;
 
 /// Prefix of a whiteout file.
 pub const WH_PREFIX: &[u8] = b".wh.";

@@ -1,5 +1,6 @@
 //! `strata exec`: run another process in a running container by joining its namespaces
-//! and cgroups (setns), with the same capabilities and no_new_privs as the container's command.
+//! and cgroups (setns), with the same capabilities, seccomp filter and no_new_privs as the
+//! container's command.
 
 use std::fs::File;
 use std::io::Read;
@@ -11,13 +12,13 @@ use nix::sched::{setns, CloneFlags};
 
 use crate::container::{self, ProcessSpec, Status};
 use crate::err;
-use crate::isolation::{caps, cgroups};
+use crate::isolation::{caps, cgroups, security};
 use crate::process::init;
 use crate::process::pty;
 use crate::process::{self, fail, Target};
 use crate::store::Store;
-use crate::sys::{self, Forked};
 use crate::util::{Ctx, Result};
+use strata_sys::{self as sys, Forked};
 
 /// Options of `strata exec`.
 #[derive(Debug, Clone, Default)]
@@ -34,13 +35,28 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     /// The command.
     pub cmd: Vec<String>,
+    /// -d: start the command in the background and return at once.
+    pub detach: bool,
+}
+
+/// The process whose namespaces to join: init, or, when init is out of reach (rootless,
+/// init is non-dumpable and was exec'd outside the user namespace), its first child, the
+/// container's command, exec'd inside it.
+fn target_pid(init: i32) -> i32 {
+    if File::open(format!("/proc/{init}/ns/pid")).is_ok() {
+        return init;
+    }
+    std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(init)
 }
 
 /// Run `o.cmd` in container `id`; its exit status.
 pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     let cfg = container::load_config(store, id)?;
     let st = container::reconcile(store, id)?;
-    let pid = match (st.status, st.pid) {
+    let init_pid = match (st.status, st.pid) {
         (Status::Running, Some(pid)) if container::init_alive(&st) => pid,
         _ => {
             return Err(err!(
@@ -49,8 +65,12 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
             ))
         }
     };
+    let pid = target_pid(init_pid);
     if o.cmd.is_empty() {
         return Err(err!("no command given to exec"));
+    }
+    if o.detach {
+        return exec_detached(store, id, o);
     }
     let mut env = cfg.process.env.clone();
     for e in &o.env {
@@ -107,6 +127,10 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     } else {
         None
     };
+    // As the container's command has it (init::container_main); decided here, as the child
+    // cannot read its own /proc/self once in the container's mount namespace.
+    let mknod =
+        userns.is_some() || crate::isolation::rootless::in_userns() || cgroup.denies_devices();
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
@@ -157,35 +181,26 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
                 Ok(x) => x,
                 Err(e) => fail(&err_w, 125, &e.to_string()),
             };
-            let mknod = crate::isolation::rootless::in_userns() || cgroup.denies_devices();
-            if let Err(e) = caps::restrict_to_default(mknod) {
-                fail(&err_w, 125, &e.to_string());
-            }
-            // Until it execs, the process runs strata: see init::container_main.
-            if !crate::isolation::rootless::in_userns() {
-                if let Err(e) = nix::sys::prctl::set_dumpable(false) {
-                    fail(
-                        &err_w,
-                        125,
-                        &format!("cannot make the process non-dumpable: {e}"),
-                    );
-                }
-            }
-            if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-                fail(&err_w, 125, &format!("cannot set no_new_privs: {e}"));
-            }
-            if let Err(e) = sys::deny_keyring_syscalls() {
+            // Until it execs, the process runs strata (with the environment of whoever ran
+            // `strata exec`), and the reaper stays so: see init::container_main.
+            if let Err(e) = nix::sys::prctl::set_dumpable(false) {
                 fail(
                     &err_w,
                     125,
-                    &format!("cannot install the seccomp filter: {e}"),
+                    &format!("cannot make the process non-dumpable: {e}"),
                 );
             }
+            // The same capabilities, seccomp filter and no_new_privs as the container's command.
+            let applied = match security::apply(&cfg.security, mknod) {
+                Ok(a) => a,
+                Err(e) => fail(&err_w, 125, &e.to_string()),
+            };
             let target = Target {
                 args: &spec.args,
                 env: &env,
                 cwd: &spec.cwd,
                 user: &u,
+                caps: &applied.caps,
             };
             let slave = tty.map(|p| {
                 drop(p.master);
@@ -203,6 +218,10 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
             match forked {
                 Ok(Forked::Child) => process::exec(&target, slave, &err_w),
                 Ok(Forked::Parent(grandchild)) => {
+                    if caps::finish(&applied.caps).is_err() {
+                        let _ = nix::sys::signal::kill(grandchild, nix::sys::signal::SIGKILL);
+                        fail(&err_w, 125, "cannot drop the exec process's capabilities");
+                    }
                     drop(err_w);
                     drop(slave);
                     sys::exit_now(init::reap_until(grandchild))
@@ -240,6 +259,8 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     let _ = File::from(err_r).read_to_string(&mut msg);
     if !msg.is_empty() {
         drop(raw.take());
+        // The command's own error, as `strata run`/`exec` print it (not a log line): it
+        // comes from the container's init over the error pipe, so only this process has it.
         eprintln!("strata: {msg}");
     }
     let code = container::wait_forwarding(child, master.as_ref(), &sigs);
@@ -248,4 +269,33 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     }
     drop(raw);
     Ok(code)
+}
+
+/// `exec -d`: run the command from a daemon of its own (stdio on /dev/null), as docker
+/// does; 0 once it is forked.
+fn exec_detached(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
+    if o.tty || o.interactive {
+        return Err(err!(
+            "exec -d takes no -i or -t: nobody would read or write the terminal"
+        ));
+    }
+    // SAFETY: the CLI is single-threaded here: no pty or progress thread has started.
+    #[allow(unsafe_code)]
+    let forked = unsafe { sys::fork() };
+    match forked.ctx(|| "cannot fork")? {
+        Forked::Child => {
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2_stdin(null.as_fd());
+                let _ = nix::unistd::dup2_stdout(null.as_fd());
+                let _ = nix::unistd::dup2_stderr(null.as_fd());
+            }
+            let o = ExecOptions {
+                detach: false,
+                ..o.clone()
+            };
+            sys::exit_now(exec(store, id, &o).unwrap_or(125))
+        }
+        Forked::Parent(_) => Ok(0),
+    }
 }

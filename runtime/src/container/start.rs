@@ -11,8 +11,8 @@ use nix::fcntl::OFlag;
 use crate::container::{self, ContainerConfig, Status};
 use crate::err;
 use crate::store::Store;
-use crate::sys::{self, Forked};
 use crate::util::{Ctx, Result};
+use strata_sys::{self as sys, Forked};
 
 use super::create::{create, RunOptions};
 use super::reconcile::reconcile;

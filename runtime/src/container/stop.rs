@@ -58,25 +58,69 @@ fn signal(store: &Store, id: &str, sig: Signal) -> Result<container::State> {
     Ok(st)
 }
 
-/// Stop: SIGTERM (or the image's stop signal), SIGKILL after `timeout`, wait for the exit.
-/// A container run with `--rm` is removed by its supervisor once it exits: that is a stop too.
-pub fn stop(store: &Store, id: &str, timeout: Duration) -> Result<()> {
+/// Stop: SIGTERM (or the container's `--stop-signal`), SIGKILL after `timeout` (default
+/// its `--stop-timeout`, else 10 s), wait for the exit. A command that is PID 1 without a
+/// handler for the signal ignores it (the kernel's rule for a namespace's init), so it
+/// ends at the SIGKILL, as with docker.
+pub fn stop(store: &Store, id: &str, timeout: Option<Duration>) -> Result<()> {
     let st = reconcile(store, id)?;
-    if st.status != Status::Running || !container::init_alive(&st) {
+    let running = |st: &container::State| st.status == Status::Running && container::init_alive(st);
+    if !running(&st) && !container::supervisor_alive(&st) {
         return Ok(());
     }
-    if let Err(e) = signal(store, id, Signal::SIGTERM) {
-        // It ended meanwhile (another stop, its own exit): stopped is what was asked.
-        if container::init_alive(&st) {
-            return Err(e);
-        }
+    let cfg = match container::load_config(store, id) {
+        Ok(cfg) => cfg,
+        Err(_) if gone(store, id) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let sig = match &cfg.extras.stop_signal {
+        Some(s) => parse_signal(s)?,
+        None => Signal::SIGTERM,
+    };
+    let timeout = timeout.unwrap_or(Duration::from_secs(cfg.extras.stop_timeout.unwrap_or(10)));
+    // Set before any signal, so that a restart policy does not start it again.
+    match container::update_state(store, id, |st| st.stopping = true) {
+        Ok(_) => {}
+        // It exited and was removed (--rm) meanwhile: stopped is what was asked.
+        Err(_) if gone(store, id) => return Ok(()),
+        Err(e) => return Err(e),
     }
-    let gone = wait_until(Instant::now() + timeout, || !container::init_alive(&st));
-    if !gone {
-        if let Some(pid) = st.pid {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    // Until the supervisor is gone: the signal to whichever process is the container's init
+    // (a restart policy may have started a new one meanwhile), SIGKILL once it outlived the
+    // timeout.
+    let deadline = Instant::now() + timeout + Duration::from_secs(15);
+    let mut signalled: Option<(i32, Instant)> = None;
+    loop {
+        let st = match container::load_state(store, id) {
+            Ok(st) => st,
+            // Run with --rm: its supervisor removed it once it had recorded the exit.
+            Err(_) if gone(store, id) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let up = running(&st);
+        if !up && !container::supervisor_alive(&st) || Instant::now() >= deadline {
+            break;
         }
+        if let (true, Some(pid)) = (up, st.pid) {
+            match signalled {
+                Some((p, at)) if p == pid => {
+                    if at.elapsed() >= timeout {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    }
+                }
+                _ => {
+                    let _ = kill(Pid::from_raw(pid), sig);
+                    signalled = Some((pid, Instant::now()));
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     wait_exited(store, id)?;
     Ok(())
+}
+
+/// True once the container's files are removed (its config.json goes first).
+fn gone(store: &Store, id: &str) -> bool {
+    !container::Paths::new(store, id).config().exists()
 }

@@ -84,7 +84,7 @@ pub fn image_size(store: &Store, cfg: &ImageConfig) -> u64 {
         .iter()
         .filter_map(|h| {
             layer::info(store, h)
-                .map_err(|e| eprintln!("strata: warning: {e}"))
+                .map_err(|e| tracing::warn!("{e}"))
                 .ok()
         })
         .map(|i| i.size)
@@ -101,10 +101,7 @@ pub fn list(store: &Store) -> Result<Vec<ImageRow>> {
             Ok(c) => c,
             Err(e) => {
                 // One damaged image must not hide the others.
-                eprintln!(
-                    "strata: warning: skipping image {}: {e}",
-                    image::short_id(&id)
-                );
+                tracing::warn!("skipping image {}: {e}", image::short_id(&id));
                 continue;
             }
         };
@@ -164,7 +161,7 @@ pub fn gc_layers(store: &Store) -> Result<()> {
     let (images, containers) = match (images, spec::list(store)) {
         (Ok(i), Ok(c)) => (i, c),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("strata: warning: unused layers kept: {e}");
+            tracing::warn!("unused layers kept: {e}");
             return Ok(());
         }
     };
@@ -325,7 +322,7 @@ pub fn inspect(store: &Store, what: &str) -> Result<serde_json::Value> {
 pub fn fsck_image(
     store: &Store,
     what: &str,
-) -> Result<Vec<(String, Vec<strata_fs::fsck::Finding>)>> {
+) -> Result<Vec<(String, Vec<strata_fs::delta::fsck::Finding>)>> {
     let _lock = store.lock_shared()?;
     let id = image::resolve(store, what)?;
     let img = image::load_image(store, &id)?;
@@ -342,7 +339,7 @@ pub fn fsck_image(
             ));
         }
         let lowers: Vec<PathBuf> = n.below.iter().rev().map(|b| store.layer_dir(b)).collect();
-        let findings = strata_fs::fsck::fsck(&store.layer_dir(h), &lowers, false)
+        let findings = strata_fs::delta::fsck::fsck(&store.layer_dir(h), &lowers, false)
             .map_err(|e| err!("layer {h}: {e}"))?;
         out.push((h.clone(), findings));
     }

@@ -193,7 +193,7 @@ pub fn read_repositories(store: &Store) -> Result<Repositories> {
 /// empty, so images can still be listed, inspected and saved by id.
 pub fn read_repositories_or_warn(store: &Store) -> Repositories {
     read_repositories(store).unwrap_or_else(|e| {
-        eprintln!("strata: warning: {e}");
+        tracing::warn!("{e}");
         Repositories::new()
     })
 }

@@ -13,8 +13,8 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{Gid, Uid};
 
 use crate::err;
-use crate::sys::{self, Forked};
 use crate::util::{Ctx, Result};
+use strata_sys::{self as sys, Forked};
 
 /// True when this process runs in a user namespace other than the initial one.
 pub fn in_userns() -> bool {

@@ -293,8 +293,10 @@ impl Extractor {
         let name_b = name.as_bytes();
         if name_b == OPAQUE_MARKER.as_bytes() {
             let path = self.dest.join(comps.iter().collect::<PathBuf>());
-            crate::sys::lsetxattr(&path, OsStr::new("trusted.overlay.opaque"), b"y")
-                .or_else(|_| crate::sys::lsetxattr(&path, OsStr::new("user.overlay.opaque"), b"y"))
+            strata_sys::lsetxattr(&path, OsStr::new("trusted.overlay.opaque"), b"y", 0)
+                .or_else(|_| {
+                    strata_sys::lsetxattr(&path, OsStr::new("user.overlay.opaque"), b"y", 0)
+                })
                 .ctx(|| "cannot mark the directory opaque")?;
             return Ok(());
         }
@@ -510,7 +512,7 @@ impl Extractor {
         // into the staging directory, so the path names the entry we created.
         let path = self.dest.join(comps.iter().collect::<PathBuf>()).join(name);
         for (k, v) in xattrs {
-            if let Err(e) = crate::sys::lsetxattr(&path, k, v) {
+            if let Err(e) = strata_sys::lsetxattr(&path, k, v, 0) {
                 tracing::warn!(
                     "cannot set xattr {} on {}: {e}",
                     k.to_string_lossy(),

@@ -63,10 +63,10 @@ fn keepable(upper: &Path, image_layers: usize) -> std::result::Result<Keepable, 
                 stack.push(p.clone());
             }
             for n in META_XATTRS {
-                let Ok(Some(v)) = crate::sys::lgetxattr(&p, OsStr::new(n)) else {
+                let Ok(Some(v)) = strata_sys::lgetxattr(&p, OsStr::new(n)) else {
                     continue;
                 };
-                let m = strata_fs::meta::Meta::decode(&v)
+                let m = strata_fs::union::meta::Meta::decode(&v)
                     .map_err(|e| format!("{}: corrupt {n}: {e}", p.display()))?;
                 deltas += u64::from(m.delta.is_some());
                 if let Some((l, _)) = &m.data {
@@ -125,33 +125,23 @@ pub fn stage(store: &Store, cfg: &ContainerConfig) -> Result<Option<NativeStaged
     // the store's filesystem is cheaper than that many fsyncs.
     let each = found.entries <= SYNC_EACH;
     let copied = crate::layer::treecopy::copy_tree(&upper, &staged.tree(), each, &keep)?;
-    // The branches the upper was mounted over (a fuse container: the raw layers, then its
-    // init layer at the bottom; as layer::plain::lower_dirs, which depends on this module).
-    let mut lowers: Vec<PathBuf> = cfg
-        .layers
-        .iter()
-        .rev()
-        .map(|h| store.layer_dir(h))
-        .collect();
-    let init = crate::spec::Paths::new(store, &cfg.id).init_layer();
-    if init.is_dir() {
-        lowers.push(init);
-    }
+    // The branches the upper was mounted over (a fuse container: the raw layers).
+    let lowers = cfg.lower_branches(store, |h| store.layer_dir(h));
     // A chain crosses each layer at most once: over fewer layers than the bound, none can
     // be too deep and the walk is skipped.
-    if found.deltas > 0 && lowers.len() + 1 > strata_fs::flatten::MAX_CHAIN_FILES {
+    if found.deltas > 0 && lowers.len() + 1 > strata_fs::delta::flatten::MAX_CHAIN_FILES {
         // The new layer never carries a delta chain past the bound (docs/format.md, "Chains
         // stay short"): deep ones are made whole in the copy (each synced before its record
         // changes), the container's own upper is left as it is.
         let work = staged.dir.join("work");
         std::fs::create_dir(&work).ctx(|| format!("cannot create {}", work.display()))?;
-        let r = strata_fs::flatten::flatten_upper(&staged.tree(), &work, &lowers)
+        let r = strata_fs::delta::flatten::flatten_upper(&staged.tree(), &work, &lowers)
             .map_err(|e| err!("commit: {e}"))?;
         if r.flattened > 0 {
             tracing::info!(
                 "commit flattened {} delta chain(s) deeper than {} files",
                 r.flattened,
-                strata_fs::flatten::MAX_CHAIN_FILES
+                strata_fs::delta::flatten::MAX_CHAIN_FILES
             );
         }
     }

@@ -215,19 +215,8 @@ pub fn materialize_all(store: &Store, hexes: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The union's lower branches of a container, top first: the image's layers, then its init
-/// layer (when it has one) at the bottom, where it only fills in what the image lacks and
-/// leaves the layers' branch numbers alone.
+/// The union's lower branches of a container, top first, in its driver's form of each
+/// layer (see [`ContainerConfig::lower_branches`](crate::spec::ContainerConfig::lower_branches)).
 pub fn lower_dirs(store: &Store, cfg: &crate::spec::ContainerConfig) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = cfg
-        .layers
-        .iter()
-        .rev()
-        .map(|h| branch_dir(store, h, &cfg.driver))
-        .collect();
-    let init = crate::spec::Paths::new(store, &cfg.id).init_layer();
-    if init.is_dir() {
-        dirs.push(init);
-    }
-    dirs
+    cfg.lower_branches(store, |h| branch_dir(store, h, &cfg.driver))
 }

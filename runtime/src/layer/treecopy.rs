@@ -57,12 +57,12 @@ struct Copier {
 }
 
 fn copy_xattrs(src: &Path, dst: &Path) -> Result<()> {
-    let names = crate::sys::llistxattr(src)
+    let names = strata_sys::llistxattr(src)
         .map_err(|e| err!("cannot list the xattrs of {}: {e}", src.display()))?;
     for n in names {
         let name = OsStr::from_bytes(&n);
-        match crate::sys::lgetxattr(src, name) {
-            Ok(Some(v)) => crate::sys::lsetxattr(dst, name, &v).map_err(|e| {
+        match strata_sys::lgetxattr(src, name) {
+            Ok(Some(v)) => strata_sys::lsetxattr(dst, name, &v, 0).map_err(|e| {
                 err!(
                     "cannot copy the xattr {} to {}: {e}",
                     name.to_string_lossy(),
@@ -289,9 +289,9 @@ impl Copier {
             .open(d)
             .ctx(|| format!("cannot create {}", d.display()))?;
         copy_xattrs(s, d)?;
-        let mut content = crate::sys::llistxattr(s).is_ok_and(|x| !x.is_empty());
+        let mut content = strata_sys::llistxattr(s).is_ok_and(|x| !x.is_empty());
         if len > 0 {
-            if crate::sys::ficlone(dst.as_fd(), src.as_fd()).is_ok() {
+            if strata_sys::ficlone(dst.as_fd(), src.as_fd()).is_ok() {
                 self.out.reflinked += 1;
                 content = true;
             } else {

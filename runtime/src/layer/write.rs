@@ -50,7 +50,7 @@ pub struct Meta {
 /// Read strata's meta xattr on `path` (either namespace).
 pub fn read_meta(path: &Path) -> Meta {
     for n in META_XATTRS {
-        if let Ok(Some(v)) = crate::sys::lgetxattr(path, OsStr::new(n)) {
+        if let Ok(Some(v)) = strata_sys::lgetxattr(path, OsStr::new(n)) {
             let mut m = Meta {
                 present: true,
                 ..Meta::default()
@@ -74,7 +74,7 @@ pub fn read_meta(path: &Path) -> Meta {
 pub fn opaque_xattr(path: &Path) -> bool {
     ["trusted.overlay.opaque", "user.overlay.opaque"]
         .iter()
-        .any(|n| matches!(crate::sys::lgetxattr(path, OsStr::new(n)), Ok(Some(v)) if v == b"y"))
+        .any(|n| matches!(strata_sys::lgetxattr(path, OsStr::new(n)), Ok(Some(v)) if v == b"y"))
 }
 
 /// True for an overlayfs whiteout (character device 0/0) at `path`, stat'ed as `m`; a
@@ -162,11 +162,11 @@ impl<W: Write> TarWriter<W> {
 
     fn xattrs(&mut self, src: &Path) -> Result<()> {
         let mut data = Vec::new();
-        for name in crate::sys::llistxattr(src).unwrap_or_default() {
+        for name in strata_sys::llistxattr(src).unwrap_or_default() {
             if is_internal(&name) {
                 continue;
             }
-            if let Ok(Some(v)) = crate::sys::lgetxattr(src, OsStr::from_bytes(&name)) {
+            if let Ok(Some(v)) = strata_sys::lgetxattr(src, OsStr::from_bytes(&name)) {
                 let mut key = b"SCHILY.xattr.".to_vec();
                 key.extend_from_slice(&name);
                 data.extend(pax_record(&key, &v));

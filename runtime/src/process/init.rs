@@ -1,5 +1,6 @@
-//! PID 1 of a container: finish the namespaces and mounts, start the command, then reap
-//! zombies and forward signals until the command exits, and exit with its status.
+//! PID 1 of a container: finish the namespaces and mounts, then become the command (docker's
+//! default) or, with `--init`, start it and reap zombies and forward signals until it exits,
+//! and exit with its status (docker-init's, tini's job).
 //!
 //! A PID 1 has no default signal actions, so every signal is blocked and taken with sigwait:
 //! blocked signals are queued even for init, and nothing runs in signal context.
@@ -13,12 +14,12 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::isolation::cgroups::Cgroup;
-use crate::isolation::{caps, rootfs};
+use crate::isolation::{caps, devices, rootfs, security};
 use crate::process::user;
 use crate::process::{self, fail, Target};
 use crate::spec::{ContainerConfig, Volume};
-use crate::sys::{self, Forked};
 use crate::util::Result;
+use strata_sys::{self as sys, Forked};
 
 /// How a container with `-t` gets its terminal: a pty of its own devpts (so `tty` says
 /// /dev/pts/N), which the supervisor allocates once init has mounted it.
@@ -89,8 +90,13 @@ fn setup(
     // The runtime's /etc files first: the user's volumes may replace them.
     let binds: Vec<Volume> = etc.iter().chain(&cfg.volumes).cloned().collect();
     rootfs::prepare(merged, &binds)?;
+    devices::mount_all(merged, &cfg.security)?;
+    rootfs::mount_extras(merged, &cfg.extras.tmpfs, cfg.extras.read_only)?;
     rootfs::pivot(merged)?;
-    rootfs::mask_paths()?;
+    // docker's --privileged hides nothing of /proc and /sys.
+    if !cfg.security.privileged {
+        rootfs::mask_paths()?;
+    }
     let slave = tty.map(open_tty).transpose()?;
     nix::unistd::sethostname(&cfg.hostname)
         .map_err(|e| crate::err!("cannot set the hostname: {e}"))?;
@@ -135,7 +141,8 @@ pub fn prepare_process(
     Ok((u, env))
 }
 
-/// The container's PID 1 (a forked child in a new pid namespace, signals blocked). Never returns.
+/// The container's PID 1 (a forked child in a new pid namespace, signals blocked): the
+/// command itself, or with `--init` strata's reaper in front of it. Never returns.
 pub fn container_main(
     cfg: &ContainerConfig,
     merged: &Path,
@@ -147,8 +154,10 @@ pub fn container_main(
     // This process runs strata (a host binary, with the host's environment and descriptors)
     // for the container's whole life: non-dumpable, the container's root (without
     // CAP_SYS_PTRACE) cannot open its /proc/1/exe, environ, fd or mem. Rootless, the
-    // unprivileged strata outside would lose that access too (exec, -t), so it stays dumpable.
-    if !crate::isolation::rootless::in_userns() {
+    // supervisor outside still opens /proc/1/root for the pty, so init becomes non-dumpable
+    // once that is done (its exec'd command, accessible again, is what `exec` joins then).
+    let rootless = crate::isolation::rootless::in_userns();
+    let undumpable = || {
         if let Err(e) = nix::sys::prctl::set_dumpable(false) {
             fail(
                 &err_fd,
@@ -156,16 +165,37 @@ pub fn container_main(
                 &format!("cannot make the container's init non-dumpable: {e}"),
             );
         }
+    };
+    if !rootless {
+        undumpable();
     }
     let slave = match setup(cfg, merged, etc, cgroup, tty.as_ref()) {
         Ok(s) => s,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };
+    if rootless {
+        undumpable();
+    }
     drop(tty);
-    let (u, env) = match prepare_process(&cfg.process, Some(&cfg.hostname)) {
+    let (mut u, env) = match prepare_process(&cfg.process, Some(&cfg.hostname)) {
         Ok(x) => x,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };
+    for g in &cfg.extras.group_add {
+        match user::resolve_group(Path::new("/"), g) {
+            Ok(n) if !u.groups.contains(&n) => u.groups.push(n),
+            Ok(_) => {}
+            Err(e) => fail(&err_fd, 125, &e.to_string()),
+        }
+    }
+    // Before the capabilities go: renaming (PR_SET_MM) and raising a hard limit need
+    // CAP_SYS_RESOURCE. The command forked below execs, and so sheds the new name.
+    if cfg.extras.init {
+        super::title::become_docker_init(&cfg.process.args);
+    }
+    if let Err(e) = super::limits::apply(&cfg.extras.ulimits) {
+        fail(&err_fd, 125, &e.to_string());
+    }
     if let Some(s) = &slave {
         // The terminal belongs to the user the command runs as (as docker does).
         let _ = nix::unistd::fchown(s, Some(nix::unistd::Uid::from_raw(u.uid)), None);
@@ -173,25 +203,21 @@ pub fn container_main(
     // Rootless, the kernel refuses device nodes in the user namespace whatever the caps.
     let mknod =
         crate::isolation::rootless::in_userns() || cgroup.is_some_and(Cgroup::denies_devices);
-    if let Err(e) = caps::restrict_to_default(mknod) {
-        fail(&err_fd, 125, &e.to_string());
-    }
-    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-        fail(&err_fd, 125, &format!("cannot set no_new_privs: {e}"));
-    }
-    if let Err(e) = sys::deny_keyring_syscalls() {
-        fail(
-            &err_fd,
-            125,
-            &format!("cannot install the seccomp filter: {e}"),
-        );
-    }
+    let applied = match security::apply(&cfg.security, mknod) {
+        Ok(a) => a,
+        Err(e) => fail(&err_fd, 125, &e.to_string()),
+    };
     let target = Target {
         args: &cfg.process.args,
         env: &env,
         cwd: &cfg.process.cwd,
         user: &u,
+        caps: &applied.caps,
     };
+    if !cfg.extras.init {
+        // As docker: the command itself is PID 1 (images with their own init need that).
+        process::exec(&target, slave, &err_fd)
+    }
     // SAFETY: the container's init is single-threaded (a forked child that starts no thread).
     #[allow(unsafe_code)]
     let forked = unsafe { sys::fork() };
@@ -200,6 +226,11 @@ pub fn container_main(
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => fail(&err_fd, 125, &format!("cannot fork: {e}")),
     };
+    // Init keeps only the container's capabilities too (it kept more for the fork's setuid).
+    if caps::finish(&applied.caps).is_err() {
+        let _ = kill(child, Signal::SIGKILL);
+        fail(&err_fd, 125, "cannot drop the init's capabilities");
+    }
     // Only the command (until it execs) may report errors; the terminal belongs to it alone.
     drop(err_fd);
     drop(slave);

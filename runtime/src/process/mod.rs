@@ -2,7 +2,9 @@
 //! working directory, then execve. Errors are written to a pipe the supervisor reads.
 
 pub mod init;
+pub mod limits;
 pub mod pty;
+pub mod title;
 pub mod user;
 
 use std::ffi::CString;
@@ -12,7 +14,7 @@ use std::path::Path;
 use nix::unistd::{Gid, Uid};
 
 use crate::process::user::ExecUser;
-use crate::sys;
+use strata_sys as sys;
 
 /// Default PATH when the image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -27,6 +29,8 @@ pub struct Target<'a> {
     pub cwd: &'a str,
     /// Identity.
     pub user: &'a ExecUser,
+    /// The capabilities it keeps (effective and permitted) once it has its identity.
+    pub caps: &'a caps::CapsHashSet,
 }
 
 /// Report `msg` on `err_fd` and exit with `code` (forked children only).
@@ -108,6 +112,9 @@ pub fn exec(t: &Target<'_>, tty: Option<OwnedFd>, err_fd: &OwnedFd) -> ! {
             125,
             &format!("cannot set uid {}: {e}{hint}", t.user.uid),
         );
+    }
+    if let Err(e) = crate::isolation::caps::finish(t.caps) {
+        fail(err_fd, 125, &e.to_string());
     }
     if let Err(e) = nix::unistd::chdir(t.cwd) {
         fail(

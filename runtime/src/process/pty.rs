@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 
-use crate::sys;
 use crate::util::{Ctx, Result};
+use strata_sys as sys;
 
 /// A fresh pty pair.
 pub struct Pty {

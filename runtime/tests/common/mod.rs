@@ -162,3 +162,85 @@ pub fn busybox_store(dir: &Path) -> PathBuf {
     );
     store
 }
+
+/// Fail clearly when a tool the tests run is not installed.
+pub fn need(tool: &str) {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "{tool} is missing: run scripts/setup");
+}
+
+/// Assert that `out` (of `what`) succeeded; its stdout.
+pub fn check(out: &std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// strata ARGS on the store at `root`, stdin closed.
+pub fn strata_at(root: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(strata_bin())
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// podman ARGS (rootful) on a private storage under `dir` (`podman/root`, `podman/run`):
+/// vfs, runc, cgroupfs and file events, so it needs no daemon and leaves the host's alone.
+pub fn podman_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("podman/root"))
+        .arg("--runroot")
+        .arg(dir.join("podman/run"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--events-backend",
+            "file",
+            "--runtime",
+            "runc",
+            "--cgroup-manager",
+            "cgroupfs",
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A fresh, empty directory `<tmp>/<prefix>-<pid>-<n>` for one test (n counts up per
+/// process, so parallel tests never share one).
+pub fn fresh_dir(prefix: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `tar -C dir -cf tar .`: an image archive of the tree at `dir`.
+pub fn tar_dir(dir: &Path, tar: &Path) {
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-cf")
+        .arg(tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar of {} failed", dir.display());
+}

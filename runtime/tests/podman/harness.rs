@@ -1,11 +1,10 @@
 //! The podman harness: per-test configuration and store, podman as root or as the rootless
 //! user under a time limit, the base image, the daemon serving a container, cleanup.
 
-use crate::common;
+use crate::common::{self, need};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The unprivileged user of the rootless tests.
 const USER: &str = "strata-podman";
@@ -18,25 +17,12 @@ pub const ROOTFUL_MAP: &str = "0:100000:65536";
 /// Seconds one podman command may take before it is killed (`timeout -k 10`).
 const PODMAN_TIMEOUT: &str = "120";
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 /// The mount program under test: STRATA_PODMAN_MOUNT_PROGRAM or the built strata.
 fn mount_program() -> PathBuf {
     match std::env::var_os("STRATA_PODMAN_MOUNT_PROGRAM") {
         Some(p) => PathBuf::from(p),
         None => common::strata_bin(),
     }
-}
-
-/// Fail clearly when a tool the tests run is not installed.
-fn need(tool: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{tool} is missing: run scripts/setup");
 }
 
 /// The rootless user: ids and the start of its subordinate uid and gid ranges.
@@ -150,9 +136,7 @@ impl Podman {
         for t in ["podman", "runc", "conmon", "timeout", "tar"] {
             need(t);
         }
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-podman-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::fresh_dir("strata-podman");
         std::fs::create_dir_all(dir.join("home/run")).unwrap();
         // The rootless user walks into the test dir (program, tars, config).
         std::fs::set_permissions(&dir, PermissionsExt::from_mode(0o755)).unwrap();

@@ -77,6 +77,15 @@ impl Cgroup {
         })
     }
 
+    /// The directories of v1 controller `name` (none on v2).
+    pub fn dirs_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a PathBuf> + 'a {
+        self.dirs.iter().filter(move |d| {
+            d.parent()
+                .and_then(Path::parent)
+                .is_some_and(|c| c.ends_with(name))
+        })
+    }
+
     /// Move process `pid` into every directory.
     pub fn add(&self, pid: i32) -> Result<()> {
         for d in &self.dirs {
