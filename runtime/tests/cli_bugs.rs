@@ -119,7 +119,7 @@ fn stop_of_an_rm_container_is_immediate_and_succeeds() {
     for round in 0..3 {
         let name = format!("gone{round}");
         e.ok(&[
-            "run", "-d", "--rm", "--name", &name, "busybox", "sleep", "100",
+            "run", "-d", "--rm", "--init", "--name", &name, "busybox", "sleep", "100",
         ]);
         let t = Instant::now();
         let stops: Vec<_> = (0..3)
@@ -141,7 +141,7 @@ fn stop_of_an_rm_container_is_immediate_and_succeeds() {
                 "round {round}: stop failed: {err}"
             );
         }
-        // sleep is not PID 1 here (strata's init is): SIGTERM ends it at once.
+        // --init: sleep is not PID 1 (strata's init is), so SIGTERM ends it at once.
         assert!(
             t.elapsed() < Duration::from_secs(5),
             "round {round}: stop took {:?}",
@@ -208,7 +208,7 @@ fn run_it_with_a_pipe_for_stdin_is_refused() {
 fn sigterm_ends_a_foreground_run() {
     let e = Env::new();
     let mut child = e
-        .cmd(&["run", "--rm", "busybox", "sleep", "100"])
+        .cmd(&["run", "--rm", "--init", "busybox", "sleep", "100"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
