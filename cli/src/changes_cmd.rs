@@ -56,6 +56,9 @@ pub fn run(store: &Store, cmd: ChangesCmd) -> R {
     if rootless::needed() {
         container::enter_for_container(store, &id)?;
     }
+    if matches!(cmd, ChangesCmd::Export { .. } | ChangesCmd::Commit { .. }) {
+        strata_runtime::interrupt::install(store);
+    }
     match cmd {
         ChangesCmd::Diff { .. } => {
             let mut out = std::io::stdout().lock();
@@ -79,7 +82,7 @@ pub fn run(store: &Store, cmd: ChangesCmd) -> R {
                 message,
                 author,
             };
-            println!("{}", commit::commit(store, &id, &o)?);
+            outln!("{}", commit::commit(store, &id, &o)?);
             Ok(())
         }
         ChangesCmd::Export { output, .. } => export(store, &id, output),

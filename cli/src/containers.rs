@@ -342,18 +342,21 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Stop { time, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                container::stop(store, &id, time.map(Duration::from_secs))?;
-                println!("{c}");
+                container::stop(store, &id, time.map(Duration::from_secs))
+                    .map_err(|e| as_typed(e, &id, &c))?;
+                outln!("{c}");
             }
             Ok(())
         }
         ContainerCmd::Start { attach, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                if let Some(code) = container::start(store, &id, attach)? {
+                if let Some(code) =
+                    container::start(store, &id, attach).map_err(|e| as_typed(e, &id, &c))?
+                {
                     exit_with(code);
                 }
-                println!("{c}");
+                outln!("{c}");
             }
             Ok(())
         }
@@ -361,8 +364,8 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             let sig = container::parse_signal(&signal)?;
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                container::kill_container(store, &id, sig)?;
-                println!("{c}");
+                container::kill_container(store, &id, sig).map_err(|e| as_typed(e, &id, &c))?;
+                outln!("{c}");
             }
             Ok(())
         }
@@ -373,8 +376,9 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                container::remove_with_volumes(store, &id, force, volumes)?;
-                println!("{c}");
+                container::remove_with_volumes(store, &id, force, volumes)
+                    .map_err(|e| as_typed(e, &id, &c))?;
+                outln!("{c}");
             }
             Ok(())
         }
@@ -389,10 +393,17 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
                 cmd: a.cmd,
                 detach: a.detach,
             };
-            let code = strata_runtime::container::exec::exec(store, &id, &o)?;
+            let code = strata_runtime::container::exec::exec(store, &id, &o)
+                .map_err(|e| as_typed(e, &id, &a.container))?;
             exit_with(code)
         }
     }
+}
+
+/// An error about container `id` quoting it as the user typed it (a name, a short id)
+/// rather than as the 64-hex id the library resolved it to.
+fn as_typed(e: strata_runtime::Error, id: &str, typed: &str) -> strata_runtime::Error {
+    strata_runtime::Error(e.0.replace(id, typed))
 }
 
 /// Flush what was printed, then exit with the container's status.
@@ -482,7 +493,7 @@ fn run_container(store: &Store, a: RunArgs) -> R {
     };
     match container::run(store, &o)? {
         (id, None) => {
-            println!("{id}");
+            outln!("{id}");
             Ok(())
         }
         (_, Some(code)) => exit_with(code),
@@ -524,9 +535,13 @@ fn ps(
     last: Option<usize>,
 ) -> R {
     if !quiet {
-        println!(
+        outln!(
             "{:<14} {:<20} {:<24} {:<16} {:<22} NAMES",
-            "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS"
         );
     }
     let mut listed = container::list_readable(store)?;
@@ -555,14 +570,14 @@ fn ps(
             continue;
         }
         if quiet {
-            println!("{}", &c.id[..12]);
+            outln!("{}", &c.id[..12]);
             continue;
         }
         let cmd: String = format!("\"{}\"", c.process.args.join(" "))
             .chars()
             .take(22)
             .collect();
-        println!(
+        outln!(
             "{:<14} {:<20} {:<24} {:<16} {:<22} {}",
             &c.id[..12],
             c.image,

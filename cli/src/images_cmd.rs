@@ -53,6 +53,9 @@ pub struct ImportArgs {
     /// Dockerfile instruction applied to the image config (CMD, ENTRYPOINT, ENV, WORKDIR, USER, ...).
     #[arg(short, long = "change")]
     change: Vec<String>,
+    /// Print only the image id: no warnings (such as the device-node summary).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Tarball path, or - for stdin.
     tarball: String,
     /// NAME[:TAG].
@@ -71,6 +74,10 @@ pub fn run(store: &Store, cmd: ImageCmd) -> R {
     {
         rootless::enter_new()?;
     }
+    if matches!(cmd, ImageCmd::Import(_)) {
+        // After the user namespace is entered: that needs a single-threaded process.
+        strata_runtime::interrupt::install(store);
+    }
     match cmd {
         ImageCmd::Info => info(store),
         ImageCmd::Import(a) => import(store, a),
@@ -82,7 +89,7 @@ pub fn run(store: &Store, cmd: ImageCmd) -> R {
         } => {
             for i in list {
                 for line in images::rmi(store, &i, force)? {
-                    println!("{line}");
+                    outln!("{line}");
                 }
             }
             Ok(())
@@ -93,28 +100,38 @@ pub fn run(store: &Store, cmd: ImageCmd) -> R {
 }
 
 fn import(store: &Store, a: ImportArgs) -> R {
+    let fail = |e: String| strata_runtime::Error(format!("cannot import {}: {e}", a.tarball));
     let id = if a.tarball == "-" {
-        images::import(store, std::io::stdin().lock(), &a.name, &a.change, "-")?
+        images::import(store, std::io::stdin().lock(), &a.name, &a.change, "-")
     } else {
-        let f = std::fs::File::open(&a.tarball)
-            .map_err(|e| strata_runtime::Error(format!("cannot open {}: {e}", a.tarball)))?;
-        images::import(store, f, &a.name, &a.change, &a.tarball)?
-    };
-    println!("{id}");
+        if std::path::Path::new(&a.tarball).is_dir() {
+            return Err(fail(format!(
+                "it is a directory, and import takes a tarball: tar -C {} -c . | strata import - {}",
+                a.tarball, a.name
+            )));
+        }
+        let f = std::fs::File::open(&a.tarball).map_err(|e| fail(e.to_string()))?;
+        images::import(store, f, &a.name, &a.change, &a.tarball)
+    }
+    .map_err(|e| fail(e.0))?;
+    outln!("{id}");
     Ok(())
 }
 
 fn list(store: &Store) -> R {
-    println!(
+    outln!(
         "{:<30} {:<15} {:<14} {:<16} SIZE",
-        "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+        "REPOSITORY",
+        "TAG",
+        "IMAGE ID",
+        "CREATED"
     );
     for row in images::list(store)? {
         let (repo, tag) = match &row.reference {
             Some(r) => (r.name.clone(), r.tag.clone()),
             None => ("<none>".into(), "<none>".into()),
         };
-        println!(
+        outln!(
             "{repo:<30} {tag:<15} {:<14} {:<16} {}",
             image::short_id(&row.id),
             ago(row.created),
@@ -143,18 +160,21 @@ fn inspect(store: &Store, names: Vec<String>) -> R {
         };
         out.push(v);
     }
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())
 }
 
 fn history(store: &Store, image: &str) -> R {
-    println!(
+    outln!(
         "{:<14} {:<16} {:<50} {:<10} COMMENT",
-        "IMAGE", "CREATED", "CREATED BY", "SIZE"
+        "IMAGE",
+        "CREATED",
+        "CREATED BY",
+        "SIZE"
     );
     for r in images::history(store, image)? {
         let by: String = r.created_by.chars().take(50).collect();
-        println!(
+        outln!(
             "{:<14} {:<16} {by:<50} {:<10} {}",
             r.id,
             ago(r.created),
@@ -171,16 +191,16 @@ fn info(store: &Store) -> R {
         cgroups::Version::V1 => "v1",
         cgroups::Version::V2 => "v2",
     };
-    println!("Store: {}", store.root.display());
-    println!("Storage driver: {}", drv.name());
-    println!("Driver reason: {reason}");
-    println!("Cgroup version: {cg}");
-    println!("Rootless: {}", rootless::in_userns());
-    println!(
+    outln!("Store: {}", store.root.display());
+    outln!("Storage driver: {}", drv.name());
+    outln!("Driver reason: {reason}");
+    outln!("Cgroup version: {cg}");
+    outln!("Rootless: {}", rootless::in_userns());
+    outln!(
         "Native layers: commits of fuse containers keep their upper as it is (deltas, metadata-only copies, redirects); \
          auto runs their images on the fuse driver, --driver overlay mounts a plain copy of each native layer, materialized once (layers/ID.plain)"
     );
-    println!("Images: {}", image::list_image_ids(store)?.len());
-    println!("Containers: {}", container::list_ids(store)?.len());
+    outln!("Images: {}", image::list_image_ids(store)?.len());
+    outln!("Containers: {}", container::list_ids(store)?.len());
     Ok(())
 }

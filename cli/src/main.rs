@@ -4,6 +4,10 @@
 //! No `unsafe` here: the syscall wrappers are in `strata-sys`.
 #![deny(unsafe_code)]
 
+// First: its macros (outln!, out!) are used by every module after it.
+#[macro_use]
+mod output;
+
 mod bool_flags;
 mod changes_cmd;
 mod containers;
@@ -84,6 +88,11 @@ fn main() -> ExitCode {
         command,
     } = parse(argv);
     let root = root.as_deref();
+    // `import -q` prints the id only: warnings are off for it.
+    let log_level = match &command {
+        Command::Images(images_cmd::ImageCmd::Import(a)) if a.quiet => "error".to_string(),
+        _ => log_level,
+    };
     let result = match command {
         Command::Mount(args) => mount::run_mount(args, &log_level),
         Command::Umount(args) => {
@@ -101,8 +110,15 @@ fn main() -> ExitCode {
         Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
         Command::Volume(cmd) => with_store(&log_level, root, |s| volume_cmd::run(s, cmd)),
     };
+    // Interrupted (Ctrl-C during a pull): the error is the staging removed under the
+    // command, not worth a message.
+    if let Some(sig) = strata_runtime::interrupt::interrupted() {
+        std::process::exit(128 + sig);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Streaming to a closed stdout (`strata save img | head -c1`): quiet, as for outln!.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::from(output::BROKEN_PIPE_STATUS as u8),
         Err(e) => {
             eprintln!("strata: {e}");
             ExitCode::FAILURE

@@ -65,10 +65,10 @@ pub fn run_fsck(args: FsckArgs, root: Option<PathBuf>) -> Result<(), String> {
         if !f.repaired {
             left += 1;
         }
-        println!("{state}: {}: {}", f.path.display(), f.problem);
+        outln!("{state}: {}: {}", f.path.display(), f.problem);
     }
     if left == 0 {
-        println!("{}: clean ({} repaired)", upper.display(), findings.len());
+        outln!("{}: clean ({} repaired)", upper.display(), findings.len());
         Ok(())
     } else {
         Err(format!(
@@ -88,7 +88,7 @@ fn fsck_image(image: &str, root: Option<PathBuf>) -> Result<(), String> {
     for (hex, findings) in &layers {
         for f in findings {
             problems += 1;
-            println!(
+            outln!(
                 "PROBLEM: layer {}: {}: {}",
                 &hex[..12],
                 f.path.display(),
@@ -101,7 +101,7 @@ fn fsck_image(image: &str, root: Option<PathBuf>) -> Result<(), String> {
             "{problems} problem(s) in the native layers of {image}"
         ));
     }
-    println!("{image}: clean ({} native layer(s) checked)", layers.len());
+    outln!("{image}: clean ({} native layer(s) checked)", layers.len());
     Ok(())
 }
 
@@ -147,7 +147,7 @@ pub fn run_compact(args: CompactArgs) -> Result<(), String> {
         }
         for upper in &args.paths {
             let r = strata_fs::delta::flatten::flatten_upper(upper, &work, &lowers)?;
-            println!(
+            outln!(
                 "{}: {} delta(s), {} flattened",
                 upper.display(),
                 r.deltas,

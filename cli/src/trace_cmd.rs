@@ -98,7 +98,11 @@ impl Group {
         if self.lat.is_empty() {
             return 0;
         }
-        self.lat[(self.lat.len() - 1) * p / 100]
+        // Nearest rank (docs/tracing.md): the smallest value with at least p% of the
+        // values at or below it, rank ceil(p/100 * n), 1-based.
+        let n = self.lat.len();
+        let rank = (n * p).div_ceil(100).clamp(1, n);
+        self.lat[rank - 1]
     }
 
     fn errors_text(&self) -> String {
@@ -175,7 +179,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("  {c:>pad$}"));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(header.iter().map(|h| h.to_string()).collect());
     for r in rows {
@@ -276,11 +280,11 @@ fn summary(a: SummaryArgs) -> Result<(), String> {
             "drops": drops,
             "unparsed_lines": bad,
         });
-        println!("{out}");
+        outln!("{out}");
         return Ok(());
     }
     let span = last_t.saturating_sub(first_t);
-    println!(
+    outln!(
         "{} requests over {:.3} s, {} failed; trace {}{}",
         total.count,
         span as f64 / 1e6,
@@ -296,7 +300,7 @@ fn summary(a: SummaryArgs) -> Result<(), String> {
             String::new()
         }
     );
-    println!();
+    outln!();
     let first = match a.by {
         By::Op => "OP",
         By::Layer => "LAYER",
@@ -332,16 +336,16 @@ fn summary(a: SummaryArgs) -> Result<(), String> {
         ],
         &cells,
     );
-    println!();
-    println!("hottest paths");
+    outln!();
+    outln!("hottest paths");
     let cells: Vec<Vec<String>> = hot
         .iter()
         .map(|(p, (c, b, l))| vec![p.clone(), c.to_string(), human(*b), l.to_string()])
         .collect();
     table(&["PATH", "REQUESTS", "BYTES", "TOTAL µs"], &cells);
-    println!();
+    outln!();
     if copyups.is_empty() {
-        println!("copy-ups: none");
+        outln!("copy-ups: none");
     } else {
         let parts: Vec<String> = copyups
             .iter()
@@ -353,7 +357,7 @@ fn summary(a: SummaryArgs) -> Result<(), String> {
                 }
             })
             .collect();
-        println!("copy-ups: {}", parts.join(", "));
+        outln!("copy-ups: {}", parts.join(", "));
         let cells: Vec<Vec<String>> = copyup_list
             .iter()
             .take(a.top.max(20))
@@ -361,14 +365,14 @@ fn summary(a: SummaryArgs) -> Result<(), String> {
             .collect();
         table(&["PATH", "KIND", "MOVE"], &cells);
     }
-    println!();
+    outln!();
     if delta_writes.is_empty() {
-        println!("delta writes: none");
+        outln!("delta writes: none");
     } else {
         let (c, b) = delta_writes
             .values()
             .fold((0, 0), |acc, v| (acc.0 + v.0, acc.1 + v.1));
-        println!("delta writes: {c} ({})", human(b));
+        outln!("delta writes: {c} ({})", human(b));
         let cells: Vec<Vec<String>> = delta_writes
             .iter()
             .map(|(p, (c, b))| vec![p.clone(), c.to_string(), human(*b)])
@@ -439,10 +443,10 @@ pub fn run_whence(args: WhenceArgs) -> Result<(), String> {
             Ok(resp) => {
                 let w = resp.get("whence").cloned().unwrap_or(Value::Null);
                 if args.json {
-                    println!("{w}");
+                    outln!("{w}");
                 } else {
                     let text = w.get("text").and_then(Value::as_str).unwrap_or("?");
-                    println!("{}: {text}", p.display());
+                    outln!("{}: {text}", p.display());
                 }
             }
             Err(e) => {
@@ -466,7 +470,7 @@ pub fn run_stats(args: StatsArgs) -> Result<(), String> {
     let resp = Daemons::default().ask(&m, &json!({"op": "stats"}))?;
     let s = resp.get("stats").cloned().unwrap_or(Value::Null);
     if args.json {
-        println!("{s}");
+        outln!("{s}");
         return Ok(());
     }
     let n = |k: &str| s.get(k).and_then(Value::as_u64).unwrap_or(0);
@@ -559,9 +563,9 @@ pub fn run_stats(args: StatsArgs) -> Result<(), String> {
     ];
     let w = rows.iter().map(|r| r[0].len()).max().unwrap_or(0);
     for r in &rows {
-        println!("{:<w$}  {}", r[0], r[1]);
+        outln!("{:<w$}  {}", r[0], r[1]);
     }
-    println!();
+    outln!();
     let ops = map("ops");
     let errs: HashMap<String, u64> = map("errors").into_iter().collect();
     let cells: Vec<Vec<String>> = ops

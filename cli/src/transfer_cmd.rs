@@ -23,6 +23,8 @@ pub enum TransferCmd {
 
 /// Run one transfer subcommand.
 pub fn run(store: &Store, cmd: TransferCmd) -> R {
+    // Ctrl-C leaves no staging and no half-written archive behind.
+    strata_runtime::interrupt::install(store);
     match cmd {
         TransferCmd::Load(a) => load(store, a),
         TransferCmd::Save(a) => save(store, a),
@@ -64,14 +66,14 @@ fn load(store: &Store, a: LoadArgs) -> R {
     let stored = transfer::load(store, a.input.as_deref(), a.quiet)?;
     for s in stored {
         if a.quiet {
-            println!("{}", s.id);
+            outln!("{}", s.id);
             continue;
         }
         if s.tags.is_empty() {
-            println!("Loaded image ID: {}", s.id);
+            outln!("Loaded image ID: {}", s.id);
         }
         for t in s.tags {
-            println!("Loaded image: {t} ({})", s.id);
+            outln!("Loaded image: {t} ({})", s.id);
         }
     }
     Ok(())
@@ -144,10 +146,10 @@ fn pull(store: &Store, a: PullArgs) -> R {
     let o = a.registry.options()?;
     let p = transfer::pull::pull(store, &a.reference, &o)?;
     if o.quiet {
-        println!("{}", p.id);
+        outln!("{}", p.id);
         return Ok(());
     }
-    println!(
+    outln!(
         "Pulled {} ({}): {} layers, {} fetched ({}), {} already present",
         a.reference,
         p.digest,
@@ -157,8 +159,8 @@ fn pull(store: &Store, a: PullArgs) -> R {
         p.layers - p.fetched
     );
     match p.tag {
-        Some(t) => println!("Image: {t} ({})", p.id),
-        None => println!("Image: {}", p.id),
+        Some(t) => outln!("Image: {t} ({})", p.id),
+        None => outln!("Image: {}", p.id),
     }
     Ok(())
 }
@@ -168,10 +170,10 @@ fn push(store: &Store, a: PushArgs) -> R {
     let target = a.reference.as_deref().unwrap_or(&a.image);
     let p = transfer::push::push(store, &a.image, target, &o)?;
     if o.quiet {
-        println!("{}", p.digest);
+        outln!("{}", p.digest);
         return Ok(());
     }
-    println!(
+    outln!(
         "Pushed {}: {} layers, {} uploaded ({}), {} already present, {} mounted",
         p.reference,
         p.layers,
@@ -180,6 +182,6 @@ fn push(store: &Store, a: PushArgs) -> R {
         p.skipped,
         p.mounted
     );
-    println!("Digest: {}", p.digest);
+    outln!("Digest: {}", p.digest);
     Ok(())
 }

@@ -77,13 +77,13 @@ pub fn run(store: &Store, cmd: VolumeCmd) -> R {
                 })
                 .collect();
             let v = volume::create(store, name.as_deref(), labels, false)?;
-            println!("{}", v.name);
+            outln!("{}", v.name);
             Ok(())
         }
         VolumeCmd::Ls { quiet } => {
             let all = volume::list(store)?;
             if !quiet {
-                println!("{:<15} VOLUME NAME", "DRIVER");
+                outln!("{:<15} VOLUME NAME", "DRIVER");
             }
             for v in all {
                 let line = if quiet {
@@ -110,19 +110,19 @@ pub fn run(store: &Store, cmd: VolumeCmd) -> R {
         VolumeCmd::Rm { force, names } => {
             for n in names {
                 volume::remove(store, &n, force)?;
-                println!("{n}");
+                outln!("{n}");
             }
             Ok(())
         }
         VolumeCmd::Prune { all, force: _ } => {
             let gone = volume::prune(store, all)?;
             if !gone.is_empty() {
-                println!("Deleted Volumes:");
+                outln!("Deleted Volumes:");
                 for n in &gone {
-                    println!("{n}");
+                    outln!("{n}");
                 }
             }
-            println!("Total reclaimed volumes: {}", gone.len());
+            outln!("Total reclaimed volumes: {}", gone.len());
             Ok(())
         }
     }

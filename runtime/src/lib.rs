@@ -8,6 +8,7 @@
 pub mod container;
 pub mod driver;
 pub mod image;
+pub mod interrupt;
 pub mod isolation;
 pub mod layer;
 pub mod process;

@@ -62,6 +62,7 @@ impl Store {
             std::fs::create_dir_all(&d)
                 .ctx(|| format!("cannot create the store directory {}", d.display()))?;
         }
+        store.sweep_staging();
         Ok(store)
     }
 
@@ -112,11 +113,41 @@ impl Store {
 
     /// A fresh, empty staging directory under tmp/.
     pub fn staging_dir(&self, what: &str) -> Result<PathBuf> {
-        let p = self
-            .tmp_dir()
-            .join(format!("{what}-{}", crate::util::random_id()?));
+        // Named for its owner process (pid and start time), so that the next store open
+        // can tell a crashed command's leftovers from a running command's staging.
+        let (pid, start) = staging_owner_prefix();
+        let p = self.tmp_dir().join(format!(
+            "{what}-{pid}.{start}-{}",
+            crate::util::random_id()?
+        ));
         std::fs::create_dir(&p).ctx(|| format!("cannot create {}", p.display()))?;
         Ok(p)
+    }
+
+    /// Remove the staging of commands that are gone (killed, crashed, interrupted before
+    /// they could clean up); a running strata's staging is left alone. Best effort: what
+    /// cannot be removed now is tried again at the next open.
+    fn sweep_staging(&self) {
+        let Ok(rd) = std::fs::read_dir(self.tmp_dir()) else {
+            return;
+        };
+        let mounts = mounts_under(&self.tmp_dir());
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stale = match staging_owner(&name) {
+                Some((pid, start)) => crate::util::pid_start_time(pid) != Some(start),
+                // Named by an older strata, without its owner: stale after a day.
+                None => e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 24 * 3600),
+            };
+            if stale {
+                remove_staging(&e.path(), &mounts);
+            }
+        }
     }
 }
 
@@ -146,4 +177,51 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     }
     fix(path);
     std::fs::remove_dir_all(path).ctx(|| format!("cannot remove {}", path.display()))
+}
+
+/// This process as a staging owner: its pid and start time (clock ticks after boot).
+pub fn staging_owner_prefix() -> (i32, u64) {
+    let pid = std::process::id() as i32;
+    (pid, crate::util::pid_start_time(pid).unwrap_or(0))
+}
+
+/// The owner (pid, start time) a staging entry's name records: `WHAT-PID.START-RANDOM`.
+pub fn staging_owner(name: &str) -> Option<(i32, u64)> {
+    // WHAT may hold dashes itself (native-PID): the owner is the second field from the end.
+    let mut parts = name.rsplitn(3, '-');
+    let (_, owner) = (parts.next()?, parts.next()?);
+    parts.next()?;
+    let (pid, start) = owner.split_once('.')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
+/// The mount points at or below `dir` in this mount namespace. A staging directory that
+/// holds one (a commit's view of a container, a driver probe) is never removed as a tree:
+/// the removal would go through the mount into what it shows.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        // mountinfo escapes space, tab, newline and backslash as octal.
+        .map(|m| {
+            PathBuf::from(
+                m.replace("\\040", " ")
+                    .replace("\\011", "\t")
+                    .replace("\\012", "\n")
+                    .replace("\\134", "\\"),
+            )
+        })
+        .filter(|m| m.starts_with(dir))
+        .collect()
+}
+
+/// Remove staging entry `p` unless a mount is inside it; whether it is gone.
+pub fn remove_staging(p: &Path, mounts: &[PathBuf]) -> bool {
+    if mounts.iter().any(|m| m.starts_with(p)) {
+        return false;
+    }
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if !m.is_dir() => std::fs::remove_file(p).is_ok(),
+        _ => remove_tree(p).is_ok(),
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -43,6 +43,37 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     })
 }
 
+/// Files and directories to remove if the process is interrupted (see crate::interrupt,
+/// which removes them; kept here, below every writer that registers one).
+static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A path removed on interrupt until this is dropped (the path was renamed into place or
+/// removed by its owner).
+pub struct Pending(PathBuf);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Ok(mut v) = PENDING.lock() {
+            if let Some(i) = v.iter().position(|p| *p == self.0) {
+                v.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// Remove `path` if the process is interrupted before the returned guard is dropped.
+pub fn remove_on_interrupt(path: &Path) -> Pending {
+    if let Ok(mut v) = PENDING.lock() {
+        v.push(path.to_path_buf());
+    }
+    Pending(path.to_path_buf())
+}
+
+/// The paths registered with [`remove_on_interrupt`] and not yet released.
+pub(crate) fn pending_paths() -> Vec<PathBuf> {
+    PENDING.lock().map(|v| v.clone()).unwrap_or_default()
+}
+
 /// [`write_atomic`] for content streamed by `fill` into the temporary file (a tar too large
 /// to hold in memory). An error of `fill` is returned as it is, and no partial file is left.
 pub fn write_atomic_with(
@@ -62,6 +93,7 @@ pub fn write_atomic_with(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let _pending = remove_on_interrupt(&tmp);
     let io = |e: std::io::Error| err!("cannot write {}: {e}", path.display());
     let write = || -> Result<()> {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;

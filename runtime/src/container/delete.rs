@@ -47,7 +47,10 @@ pub fn remove_with_volumes(store: &Store, id: &str, force: bool, volumes: bool) 
             container::update_state(store, id, |st| st.stopping = true)?;
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        wait_exited(store, id)?;
+        if wait_exited(store, id)?.is_none() {
+            // Run with --rm: its supervisor removed it.
+            return Ok(());
+        }
     }
     cleanup(store, id)?;
     remove_files(store, id, volumes)

@@ -77,11 +77,19 @@ pub(crate) fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> b
     done()
 }
 
-/// Wait until the supervisor has recorded the exit (or died), then reconcile.
-pub(crate) fn wait_exited(store: &Store, id: &str) -> Result<State> {
+/// Wait until the supervisor has recorded the exit (or died), then reconcile; `None` when
+/// the container was removed meanwhile (run with `--rm`: its supervisor removes it on exit).
+pub(crate) fn wait_exited(store: &Store, id: &str) -> Result<Option<State>> {
+    let gone = || !container::Paths::new(store, id).config().exists();
     wait_until(Instant::now() + Duration::from_secs(15), || {
-        container::load_state(store, id)
-            .is_ok_and(|st| st.status != Status::Running || !container::supervisor_alive(&st))
+        gone()
+            || container::load_state(store, id)
+                .is_ok_and(|st| st.status != Status::Running || !container::supervisor_alive(&st))
     });
-    reconcile(store, id)
+    match reconcile(store, id) {
+        Ok(st) => Ok(Some(st)),
+        // The supervisor of a --rm container removes the files once it has recorded the exit.
+        Err(_) if gone() => Ok(None),
+        Err(e) => Err(e),
+    }
 }

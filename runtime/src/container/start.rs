@@ -2,7 +2,7 @@
 //! daemon that reports once the command has started.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -56,6 +56,14 @@ pub fn detach(store: &Store, cfg: &ContainerConfig) -> Result<()> {
 
 /// `strata run`: create and start; the exit status when in the foreground.
 pub fn run(store: &Store, o: &RunOptions) -> Result<(String, Option<i32>)> {
+    // As docker: `-it` with a pipe for stdin would copy the pipe into a pty whose shell
+    // never sees the pipe's end (a pty has no EOF to pass on) and ignores SIGTERM, as
+    // interactive shells do. Refused before anything is created.
+    if o.tty && o.interactive && !o.detach && !std::io::stdin().is_terminal() {
+        return Err(err!(
+            "the input device is not a TTY: drop -t when stdin is a pipe or a file"
+        ));
+    }
     let cfg = create(store, o)?;
     if o.detach {
         detach(store, &cfg)?;

@@ -10,7 +10,7 @@ use crate::err;
 use crate::store::Store;
 use crate::util::{Ctx, Result};
 
-use super::reconcile::{reconcile, wait_exited};
+use super::reconcile::{reconcile, wait_exited, wait_until};
 
 /// Parse a signal name (KILL, SIGKILL) or number.
 pub fn parse_signal(s: &str) -> Result<Signal> {
@@ -27,8 +27,25 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         .map_err(|_| err!("unknown signal {s}: use a name like TERM or a number"))
 }
 
-/// Send `sig` to the container's init (which forwards it to the command).
+/// Send `sig` to the container's init (which forwards it to the command), then wait
+/// (bounded) until a container the signal ends is reaped and its exit recorded, so that
+/// `kill` then `start` never finds it still "running". SIGKILL always ends it; for another
+/// signal the command may handle it, so the wait is for init to die within a short grace.
 pub fn kill_container(store: &Store, id: &str, sig: Signal) -> Result<()> {
+    let st = signal(store, id, sig)?;
+    let grace = if sig == Signal::SIGKILL {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_millis(500)
+    };
+    if wait_until(Instant::now() + grace, || !container::init_alive(&st)) {
+        wait_exited(store, id)?;
+    }
+    Ok(())
+}
+
+/// Send `sig` to the container's init without waiting; the state it was sent to.
+fn signal(store: &Store, id: &str, sig: Signal) -> Result<container::State> {
     let st = reconcile(store, id)?;
     if st.status != Status::Running || !container::init_alive(&st) {
         return Err(err!("container {id} is not running"));
@@ -37,7 +54,8 @@ pub fn kill_container(store: &Store, id: &str, sig: Signal) -> Result<()> {
         container::update_state(store, id, |st| st.stopping = true)?;
     }
     let pid = st.pid.ok_or_else(|| err!("container {id} has no pid"))?;
-    kill(Pid::from_raw(pid), sig).ctx(|| format!("cannot signal container {id}"))
+    kill(Pid::from_raw(pid), sig).ctx(|| format!("cannot signal container {id}"))?;
+    Ok(st)
 }
 
 /// Stop: SIGTERM (or the container's `--stop-signal`), SIGKILL after `timeout` (default
@@ -50,21 +68,35 @@ pub fn stop(store: &Store, id: &str, timeout: Option<Duration>) -> Result<()> {
     if !running(&st) && !container::supervisor_alive(&st) {
         return Ok(());
     }
-    let cfg = container::load_config(store, id)?;
+    let cfg = match container::load_config(store, id) {
+        Ok(cfg) => cfg,
+        Err(_) if gone(store, id) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let sig = match &cfg.extras.stop_signal {
         Some(s) => parse_signal(s)?,
         None => Signal::SIGTERM,
     };
     let timeout = timeout.unwrap_or(Duration::from_secs(cfg.extras.stop_timeout.unwrap_or(10)));
     // Set before any signal, so that a restart policy does not start it again.
-    container::update_state(store, id, |st| st.stopping = true)?;
+    match container::update_state(store, id, |st| st.stopping = true) {
+        Ok(_) => {}
+        // It exited and was removed (--rm) meanwhile: stopped is what was asked.
+        Err(_) if gone(store, id) => return Ok(()),
+        Err(e) => return Err(e),
+    }
     // Until the supervisor is gone: the signal to whichever process is the container's init
     // (a restart policy may have started a new one meanwhile), SIGKILL once it outlived the
     // timeout.
     let deadline = Instant::now() + timeout + Duration::from_secs(15);
     let mut signalled: Option<(i32, Instant)> = None;
     loop {
-        let st = container::load_state(store, id)?;
+        let st = match container::load_state(store, id) {
+            Ok(st) => st,
+            // Run with --rm: its supervisor removed it once it had recorded the exit.
+            Err(_) if gone(store, id) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let up = running(&st);
         if !up && !container::supervisor_alive(&st) || Instant::now() >= deadline {
             break;
@@ -86,4 +118,9 @@ pub fn stop(store: &Store, id: &str, timeout: Option<Duration>) -> Result<()> {
     }
     wait_exited(store, id)?;
     Ok(())
+}
+
+/// True once the container's files are removed (its config.json goes first).
+fn gone(store: &Store, id: &str) -> bool {
+    !container::Paths::new(store, id).config().exists()
 }

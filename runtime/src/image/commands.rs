@@ -182,10 +182,7 @@ pub fn rmi(store: &Store, what: &str, force: bool) -> Result<Vec<String>> {
     let mut repos = image::read_repositories(store)?;
     let tags = image::tags_of(&repos, &id);
     let mut out = Vec::new();
-    let by_tag = Reference::parse(what)
-        .ok()
-        .map(|r| r.to_string())
-        .filter(|t| repos.contains_key(t));
+    let by_tag = image::resolve_tag(&repos, what);
     if let Some(t) = &by_tag {
         if tags.len() > 1 {
             repos.remove(t);

@@ -256,6 +256,9 @@ pub fn resolve(store: &Store, what: &str) -> Result<String> {
         if let Some(id) = repos.get(&r.to_string()) {
             return Ok(id.clone());
         }
+        if let Some(id) = resolve_short(repos, &r)? {
+            return Ok(id);
+        }
     }
     let hex = what.strip_prefix("sha256:").unwrap_or(what);
     if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -278,6 +281,66 @@ pub fn resolve(store: &Store, what: &str) -> Result<String> {
     Err(err!(
         "no such image: {what} (see `strata images`, or `strata import` one)"
     ))
+}
+
+/// The full names a short name (no registry: `app:1`, `library/app`) stands for, as podman
+/// qualifies them: `localhost/` (what podman tags local builds and archives with), then the
+/// default registry, docker.io (`library/` for a one-component name).
+pub fn qualified_names(r: &Reference) -> Vec<String> {
+    let first = r.name.split('/').next().unwrap_or("");
+    if r.name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost")
+    {
+        return Vec::new();
+    }
+    let hub = if r.name.contains('/') {
+        format!("docker.io/{}", r.name)
+    } else {
+        format!("docker.io/library/{}", r.name)
+    };
+    vec![
+        format!("localhost/{}:{}", r.name, r.tag),
+        format!("{hub}:{}", r.tag),
+    ]
+}
+
+/// The tag a short name stands for, if exactly one of its qualified forms is in the table
+/// (or all those that are name one image); an error when they name different images.
+fn resolve_short(repos: &Repositories, r: &Reference) -> Result<Option<String>> {
+    let found: Vec<(String, &String)> = qualified_names(r)
+        .into_iter()
+        .filter_map(|n| repos.get(&n).map(|id| (n, id)))
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [(_, id), rest @ ..] if rest.iter().all(|(_, other)| other == id) => {
+            Ok(Some((*id).clone()))
+        }
+        _ => Err(err!(
+            "image name {r} is ambiguous: it may be {}; give the full name",
+            found
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )),
+    }
+}
+
+/// The tag `what` names in the table: itself, or the one qualified form of a short name
+/// that is there (see [`qualified_names`]).
+pub fn resolve_tag(repos: &Repositories, what: &str) -> Option<String> {
+    let r = Reference::parse(what).ok()?;
+    if repos.contains_key(&r.to_string()) {
+        return Some(r.to_string());
+    }
+    let names: Vec<String> = qualified_names(&r)
+        .into_iter()
+        .filter(|n| repos.contains_key(n))
+        .collect();
+    match names.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
 }
 
 /// The tags that point at `id`.

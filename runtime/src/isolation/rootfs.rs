@@ -208,6 +208,19 @@ fn mount_point(source: &Path, target: &Path) -> Result<()> {
     }
 }
 
+/// The devpts options: the terminals' group is tty (gid 5), as docker and podman set it,
+/// when gid 5 exists in the container's user namespace. Rootless with no subordinate ids
+/// (only the caller's own id mapped) it does not, and the kernel refuses `gid=5` with
+/// EINVAL: the pts are then left to the caller's group, as podman and crun do.
+fn devpts_options() -> &'static str {
+    let gid_map = std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default();
+    if crate::isolation::rootless::id_mapped(&gid_map, 5) {
+        "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    } else {
+        "newinstance,ptmxmode=0666,mode=0620"
+    }
+}
+
 /// Mount everything under `root` (the union mount), in the container's mount namespace.
 pub fn prepare(root: &Path, volumes: &[Volume]) -> Result<()> {
     // Nothing done here may propagate back to the host.
@@ -263,7 +276,7 @@ pub fn prepare(root: &Path, volumes: &[Volume]) -> Result<()> {
         &dev.join("pts"),
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        Some(devpts_options()),
     )?;
     mnt(
         Some("shm"),

@@ -180,3 +180,15 @@ pub fn other_userns(pid: i32) -> bool {
     let theirs = ino(format!("/proc/{pid}/ns/user"));
     theirs.is_some() && theirs != ino("/proc/self/ns/user".into())
 }
+
+/// True when `id` is inside a range of a /proc/PID/{uid,gid}_map text (lines of
+/// "inside outside count"): it exists in that user namespace.
+pub fn id_mapped(map: &str, id: u32) -> bool {
+    map.lines().any(|l| {
+        let n: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        matches!(n[..], [inside, _, count] if (inside..inside + count).contains(&u64::from(id)))
+    })
+}

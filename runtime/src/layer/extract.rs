@@ -76,6 +76,9 @@ struct Extractor {
     dirs: Vec<DirMeta>,
     /// The last parent directory opened, to avoid re-walking deep paths entry after entry.
     cache: Option<(Vec<OsString>, OwnedFd)>,
+    /// Device nodes skipped, and the first one's name: reported once at the end (a
+    /// distribution's rootfs has dozens in /dev).
+    skipped_devices: (u64, String),
 }
 
 /// Copy an entry's data, telling a failing source (a truncated or stalled download) from a
@@ -108,6 +111,7 @@ fn extract_plain(reader: impl Read, dest: &Path, allow_empty: bool) -> Result<Ex
         chown: nix::unistd::geteuid().is_root(),
         dirs: Vec::new(),
         cache: None,
+        skipped_devices: (0, String::new()),
     };
     let mut entries = 0u64;
     {
@@ -116,11 +120,18 @@ fn extract_plain(reader: impl Read, dest: &Path, allow_empty: bool) -> Result<Ex
         for entry in iter {
             // The tar crate's messages quote raw entry names: escape them (one line, no
             // terminal control sequences from a hostile archive).
+            // The tar crate's messages go on to quote the header's raw bytes ("when
+            // getting cksum for <512 bytes of the file>"): cut them off.
             let mut entry = entry.map_err(|e| {
-                err!(
-                    "corrupt tar after {entries} entries: {}",
-                    e.to_string().escape_debug()
-                )
+                let msg = e.to_string();
+                // "numeric field was not a number: <field bytes> when getting ...": the kind
+                // of damage only.
+                let msg = msg.split(": ").next().unwrap_or("").escape_debug();
+                if entries == 0 {
+                    err!("not a tar archive (plain, gzip or zstd)")
+                } else {
+                    err!("corrupt tar after {entries} entries: {msg}")
+                }
             })?;
             entries += 1;
             let raw = entry.path_bytes().into_owned();
@@ -138,6 +149,13 @@ fn extract_plain(reader: impl Read, dest: &Path, allow_empty: bool) -> Result<Ex
         return Err(err!("the tar is empty or not a tar archive"));
     }
     x.finish_dirs()?;
+    if let (n @ 1.., first) = &x.skipped_devices {
+        tracing::warn!(
+            "skipped {n} device node{} ({first}{}): images do not bring devices",
+            if *n == 1 { "" } else { "s" },
+            if *n == 1 { "" } else { ", ..." }
+        );
+    }
     Ok(Extracted {
         diff_hex: hashing.finish(),
         entries,
@@ -445,10 +463,11 @@ impl Extractor {
                     )
                     .ctx(|| "cannot create the whiteout")?;
                 } else {
-                    tracing::warn!(
-                        "skipping device node {} ({major}:{minor}): images do not bring devices",
-                        String::from_utf8_lossy(raw)
-                    );
+                    if self.skipped_devices.0 == 0 {
+                        self.skipped_devices.1 =
+                            format!("{} {major}:{minor}", String::from_utf8_lossy(raw));
+                    }
+                    self.skipped_devices.0 += 1;
                 }
             }
             other => {

@@ -146,11 +146,7 @@ pub fn save_image(store: &Store, what: &str) -> Result<SaveImage> {
     }
     // Given by tag: record that tag; given by id: every tag of the image.
     let repos = image::read_repositories_or_warn(store);
-    let tags = match image::Reference::parse(what)
-        .ok()
-        .map(|r| r.to_string())
-        .filter(|t| repos.contains_key(t))
-    {
+    let tags = match image::resolve_tag(&repos, what) {
         Some(t) => vec![t],
         None => image::tags_of(&repos, &id),
     };
@@ -225,6 +221,7 @@ pub fn save(
         return Ok(());
     }
     let tmp = sibling_tmp(output)?;
+    let _pending = crate::interrupt::remove_on_interrupt(&tmp);
     let result = (|| -> Result<()> {
         let f = File::create(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
         let mut w = ArchiveWriter::tar(BufWriter::with_capacity(1 << 16, f), store, &progress);
@@ -278,6 +275,7 @@ fn save_dir(store: &Store, list: &[SaveImage], output: &Path, progress: &Progres
         }
     }
     let tmp = sibling_tmp(output)?;
+    let _pending = crate::interrupt::remove_on_interrupt(&tmp);
     let _ = remove_tree(&tmp);
     std::fs::create_dir(&tmp).ctx(|| format!("cannot create {}", tmp.display()))?;
     let result = (|| -> Result<()> {

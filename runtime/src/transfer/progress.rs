@@ -30,21 +30,30 @@ impl Progress {
         let Some(m) = &self.multi else {
             return Bar(None);
         };
-        let pb = match total {
-            Some(t) => ProgressBar::new(t),
-            None => ProgressBar::new_spinner(),
-        };
-        let template = if total.is_some() {
-            "{prefix:<14} {msg:<12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}"
-        } else {
-            "{prefix:<14} {msg:<12} {spinner} {bytes} {binary_bytes_per_sec}"
-        };
-        if let Ok(style) = ProgressStyle::with_template(template) {
-            pb.set_style(style.progress_chars("=> "));
-        }
+        // Added to the set before it is styled: a bar draws itself on its own target
+        // (stderr) as soon as it is styled, and that first frame would stay on screen as a
+        // duplicate line stuck at 0.
+        let pb = m.add(ProgressBar::with_draw_target(
+            total,
+            ProgressDrawTarget::hidden(),
+        ));
+        pb.set_style(style(total.is_some()));
         pb.set_prefix(label.to_string());
-        Bar(Some(m.add(pb)))
+        Bar(Some(pb))
     }
+}
+
+/// Byte counts in decimal units (kB, MB), as the summaries print them (util::human_size)
+/// and as docker does.
+fn style(sized: bool) -> ProgressStyle {
+    let template = if sized {
+        "{prefix:<14} {msg:<12} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec}"
+    } else {
+        "{prefix:<14} {msg:<12} {spinner} {decimal_bytes} {decimal_bytes_per_sec}"
+    };
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 /// One progress line (or nothing when bars are off).
@@ -73,15 +82,14 @@ impl Bar {
             b.finish_with_message(msg.to_string());
         }
     }
-    /// Set the total once it is known.
-    pub fn set_length(&self, len: u64) {
+    /// Start a new phase of this blob ("compressing", then "pushing"): `msg`, a total of
+    /// `len` bytes, the count and the rate from zero.
+    pub fn phase(&self, msg: &str, len: u64) {
         if let Some(b) = &self.0 {
+            b.reset();
             b.set_length(len);
-            if let Ok(style) = ProgressStyle::with_template(
-                "{prefix:<14} {msg:<12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}",
-            ) {
-                b.set_style(style.progress_chars("=> "));
-            }
+            b.set_style(style(true));
+            b.set_message(msg.to_string());
         }
     }
     /// Back to zero (a request sent again).

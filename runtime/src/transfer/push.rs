@@ -149,13 +149,17 @@ fn push_layer(
         }
     }
     // Compress our own form (deterministic), then upload it unless it is already there.
-    bar.message("compressing");
     let scratch = Scratch(store.staging_dir("push")?);
     let gz = scratch.0.join("layer.tar.gz");
     let tar = open_tar_at(&img.layer_file(store, hex), hex)?;
+    // The bar counts the tar read into gzip: the compression is most of a push's time.
+    bar.phase("compressing", tar.metadata().map_or(0, |m| m.len()));
     let out = File::create(&gz).ctx(|| format!("cannot create {}", gz.display()))?;
     let mut hashed_out = HashingWriter::new(BufWriter::with_capacity(1 << 16, out));
-    crate::layer::compression::gzip(BufReader::with_capacity(1 << 16, tar), &mut hashed_out)?;
+    crate::layer::compression::gzip(
+        bar.reader(BufReader::with_capacity(1 << 16, tar)),
+        &mut hashed_out,
+    )?;
     hashed_out
         .inner
         .flush()
@@ -175,10 +179,8 @@ fn push_layer(
         Some(u) => u,
         None => client.start_upload()?,
     };
-    bar.message("pushing");
-    let bar_sized = bar.clone();
-    bar_sized.set_length(size);
-    client.put_blob(&upload, &form.digest, Body::File(&gz, &bar_sized))?;
+    bar.phase("pushing", size);
+    client.put_blob(&upload, &form.digest, Body::File(&gz, bar))?;
     Ok((form, How::Uploaded))
 }
 

@@ -7,6 +7,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+pub mod registry;
+
 /// The strata binary under test: STRATA_BIN, or the workspace's debug build.
 pub fn strata_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("STRATA_BIN") {
@@ -121,6 +123,44 @@ pub fn as_user(user: &str, home: &Path, args: &[&str]) -> (i32, String, String) 
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A store at `dir/store` holding a busybox image imported as `busybox` (the host's
+/// busybox, one symlink per applet, an /etc/passwd with root): the store path.
+pub fn busybox_store(dir: &Path) -> PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
+    let rootfs = dir.join("rootfs");
+    for d in ["bin", "etc", "tmp", "root"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    install_busybox(&rootfs.join("bin"));
+    std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\n").unwrap();
+    let tar = dir.join("busybox.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let store = dir.join("store");
+    let out = Command::new(strata_bin())
+        .arg("--root")
+        .arg(&store)
+        .arg("import")
+        .arg(&tar)
+        .args(["busybox", "--change", r#"CMD ["/bin/sh"]"#])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    store
 }
 
 /// Fail clearly when a tool the tests run is not installed.

@@ -202,12 +202,14 @@ impl FuseAdapter {
         } else {
             self.branch_of(req.on, &out)
         };
-        if let Some((_, b, a, m)) = mv {
+        if let Some((ino, b, a, m)) = mv {
             tr.send(Event {
                 start,
                 lat,
                 op: Op::Copyup,
-                path: path.clone(),
+                // The node copied up: a create in a lower directory copies up the
+                // directory, not the new name the request carries.
+                path: self.union.trace_path(ino, None),
                 to: None,
                 branch: a.label(),
                 from: b.label(),

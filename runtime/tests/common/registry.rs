@@ -1,0 +1,77 @@
+//! Debian's docker-registry on 127.0.0.1 for the tests that push and pull.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A registry with a free port and its own storage under `dir`; killed on drop.
+pub struct Registry {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Registry {
+    /// Start one and wait (bounded) until it listens.
+    pub fn start(dir: &Path) -> Registry {
+        assert!(
+            Path::new("/usr/bin/docker-registry").exists(),
+            "docker-registry is missing: run scripts/setup"
+        );
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("data").display()
+        );
+        let cfg_path = dir.join("config.yml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = dir.join("registry.log");
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&cfg_path)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.join("registry.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let r = Registry { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not listen on 127.0.0.1:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    /// host:port.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The blob GETs the registry has served so far (access log lines).
+    pub fn blob_gets(&self) -> Vec<String> {
+        let err = self.log.with_file_name("registry.err");
+        let mut text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.push_str(&std::fs::read_to_string(err).unwrap_or_default());
+        text.lines()
+            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
