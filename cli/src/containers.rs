@@ -12,7 +12,6 @@ use strata_runtime::exec::ExecOptions;
 use strata_runtime::rootless;
 use strata_runtime::run::{self, RunOptions};
 use strata_runtime::store::Store;
-use strata_runtime::util::ago;
 
 type R = strata_runtime::Result<()>;
 
@@ -23,14 +22,7 @@ pub enum ContainerCmd {
     // Boxed: the run options are large and this sits in the top-level command enum.
     Run(Box<RunArgs>),
     /// List containers (running only, unless -a).
-    Ps {
-        /// Show all containers.
-        #[arg(short, long)]
-        all: bool,
-        /// Print ids only.
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    Ps(PsArgs),
     /// Print a detached container's output.
     Logs {
         /// Keep printing as the container writes.
@@ -77,6 +69,24 @@ pub enum ContainerCmd {
     },
     /// Run a command in a running container.
     Exec(ExecArgs),
+}
+
+/// Arguments of `strata ps` (and `container ls`).
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Print ids only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Go template (fields: ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status,
+    /// Size, Names, Labels, Mounts, Networks), `table TEMPLATE`, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 /// Arguments of `strata run`.
@@ -188,7 +198,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
     }
     match cmd {
         ContainerCmd::Run(a) => run_container(store, *a),
-        ContainerCmd::Ps { all, quiet } => ps(store, all, quiet),
+        ContainerCmd::Ps(a) => ps(store, &a),
         ContainerCmd::Logs {
             follow,
             container: c,
@@ -199,7 +209,9 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Stop { time, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
+                strata_runtime::container::pause::thaw_if_paused(&id);
                 run::stop(store, &id, Duration::from_secs(time))?;
+                events(store, "stop", &id);
                 println!("{c}");
             }
             Ok(())
@@ -219,6 +231,10 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 run::kill_container(store, &id, sig)?;
+                if sig == nix::sys::signal::Signal::SIGKILL {
+                    strata_runtime::container::pause::thaw_if_paused(&id);
+                }
+                events(store, "kill", &id);
                 println!("{c}");
             }
             Ok(())
@@ -226,6 +242,9 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Rm { force, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
+                if force {
+                    strata_runtime::container::pause::thaw_if_paused(&id);
+                }
                 run::remove(store, &id, force)?;
                 println!("{c}");
             }
@@ -288,28 +307,22 @@ fn run_container(store: &Store, a: RunArgs) -> R {
     }
 }
 
-fn status_text(st: &container::State) -> String {
-    match st.status {
-        Status::Created => "Created".into(),
-        Status::Running => format!(
-            "Up {}",
-            ago(st.started_at.unwrap_or(0)).trim_end_matches(" ago")
-        ),
-        Status::Exited => format!(
-            "Exited ({}) {}",
-            st.exit_code.unwrap_or(0),
-            ago(st.finished_at.unwrap_or(0))
-        ),
+/// Record a lifecycle event the runtime itself does not see (stop, kill, ...).
+pub fn events(store: &Store, action: &str, id: &str) {
+    if let Ok(cfg) = container::load_config(store, id) {
+        strata_runtime::container::events::record(store, action, &cfg, &[]);
     }
 }
 
-fn ps(store: &Store, all: bool, quiet: bool) -> R {
-    if !quiet {
-        println!(
-            "{:<14} {:<20} {:<24} {:<16} {:<22} NAMES",
-            "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"
-        );
-    }
+/// `strata ps`: docker's table, `-q`, or `--format`.
+pub fn ps(store: &Store, a: &PsArgs) -> R {
+    use crate::docker_json::{ps_row, PS_HEADERS, PS_TABLE};
+    let fmt = if a.quiet && a.format.is_none() {
+        Some("{{.ID}}")
+    } else {
+        a.format.as_deref()
+    };
+    let mut out = crate::format::Output::new(fmt, PS_TABLE, PS_HEADERS).map_err(strata_runtime::Error)?;
     for c in container::list_readable(store)? {
         let st = match run::reconcile(store, &c.id) {
             Ok(st) => st,
@@ -318,53 +331,10 @@ fn ps(store: &Store, all: bool, quiet: bool) -> R {
                 continue;
             }
         };
-        if !all && st.status != Status::Running {
+        if !a.all && st.status != Status::Running {
             continue;
         }
-        if quiet {
-            println!("{}", &c.id[..12]);
-            continue;
-        }
-        let cmd: String = format!("\"{}\"", c.process.args.join(" "))
-            .chars()
-            .take(22)
-            .collect();
-        println!(
-            "{:<14} {:<20} {:<24} {:<16} {:<22} {}",
-            &c.id[..12],
-            c.image,
-            cmd,
-            ago(c.created),
-            status_text(&st),
-            c.name
-        );
+        out.row(&ps_row(&c, &st, a.no_trunc)).map_err(strata_runtime::Error)?;
     }
-    Ok(())
-}
-
-/// `strata inspect` of a container: its config, reconciled state and paths, docker's shape.
-pub fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<serde_json::Value> {
-    let cfg = container::load_config(store, id)?;
-    let st = run::reconcile(store, id)?;
-    let paths = container::Paths::new(store, id);
-    Ok(serde_json::json!({
-        "Id": cfg.id,
-        "Name": cfg.name,
-        "Image": cfg.image_id,
-        "ImageName": cfg.image,
-        "Created": strata_runtime::util::rfc3339(cfg.created),
-        "State": st,
-        "Config": cfg,
-        "GraphDriver": {
-            "Name": cfg.driver,
-            "Reason": cfg.driver_reason,
-            "Data": {
-                "UpperDir": paths.upper(),
-                "WorkDir": paths.work(),
-                "MergedDir": paths.merged(),
-                "LowerDirs": cfg.layers.iter().rev().map(|h| store.layer_dir(h)).collect::<Vec<_>>(),
-            }
-        },
-        "LogPath": paths.log(),
-    }))
+    crate::print_out(out)
 }

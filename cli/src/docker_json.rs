@@ -260,3 +260,25 @@ pub fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<Valu
         },
     }))
 }
+
+/// An image's `inspect` in docker's shape: the runtime's fields plus those docker always has.
+pub fn docker_image(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        for (k, d) in [
+            ("RepoDigests", json!([])),
+            ("Parent", json!("")),
+            ("Comment", json!("")),
+            ("Author", json!("")),
+            ("Metadata", json!({ "LastTagTime": ZERO_TIME })),
+        ] {
+            o.entry(k).or_insert(d);
+        }
+        if let Some(id) = o.get("Id").and_then(Value::as_str) {
+            if !id.starts_with("sha256:") {
+                let full = format!("sha256:{id}");
+                o.insert("Id".into(), json!(full));
+            }
+        }
+    }
+    v
+}

@@ -293,5 +293,6 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
     write_json(&p.state(), &State::created())?;
     // config.json last: a directory without it is not a container (ignored, removable).
     write_json(&p.config(), &cfg)?;
+    super::events::record(store, "create", &cfg, &[]);
     Ok(cfg)
 }

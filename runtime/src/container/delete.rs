@@ -16,6 +16,9 @@ use super::supervise::cleanup;
 pub(crate) fn remove_files(store: &Store, id: &str) -> Result<()> {
     let _lock = store.lock_exclusive()?;
     let p = Paths::new(store, id);
+    if let Ok(cfg) = container::load_config(store, id) {
+        super::events::record(store, "destroy", &cfg, &[]);
+    }
     // config.json first: a half-removed directory is then no longer listed as a container.
     let _ = std::fs::remove_file(p.config());
     crate::store::remove_tree(&p.dir)?;

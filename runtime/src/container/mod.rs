@@ -11,6 +11,7 @@ mod cp_tar;
 mod cp_view;
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod follow;
 pub mod logs;

@@ -113,6 +113,7 @@ pub fn supervise(
         });
         return Err(e);
     }
+    super::events::record(store, "start", cfg, &[]);
     let result = supervise_mounted(store, cfg, io, ready);
     let cleaned = cleanup(store, &cfg.id);
     if let Some(t) = &cfg.trace {
@@ -143,6 +144,7 @@ pub fn supervise(
         st.stopping = false;
         st.error = error;
     });
+    super::events::record(store, "die", cfg, &[("exitCode", code.unwrap_or(125).to_string())]);
     if cfg.auto_remove {
         remove_files(store, &cfg.id)?;
     } else {
