@@ -9,7 +9,7 @@ use clap::Subcommand;
 use strata_runtime::container::cp::{self, CpOptions, HostEnd};
 use strata_runtime::container::{self, pause, stats, Status};
 use strata_runtime::store::Store;
-use strata_runtime::{err, run};
+use strata_runtime::{err, rootless, run};
 
 use crate::format::Output;
 
@@ -112,7 +112,11 @@ pub fn run(store: &Store, cmd: MoreCmd) -> R {
                 let id = container::resolve(store, &c)?;
                 pause::thaw_if_paused(&id);
                 run::stop(store, &id, Duration::from_secs(time))?;
+                if rootless::needed() {
+                    rootless::enter_new()?;
+                }
                 run::start(store, &id, false)?;
+                crate::containers::events(store, "restart", &id);
                 println!("{c}");
             }
             Ok(())
@@ -166,10 +170,14 @@ pub fn run(store: &Store, cmd: MoreCmd) -> R {
             new_name,
         } => {
             let id = container::resolve(store, &c)?;
-            strata_runtime::container::rename::rename(store, &id, &new_name)
+            strata_runtime::container::rename::rename(store, &id, &new_name)?;
+            crate::containers::events(store, "rename", &id);
+            Ok(())
         }
-        MoreCmd::Pause { containers } => each(store, &containers, pause::pause),
-        MoreCmd::Unpause { containers } => each(store, &containers, pause::unpause),
+        MoreCmd::Pause { containers } => each(store, &containers, "pause", pause::pause),
+        MoreCmd::Unpause { containers } => {
+            each(store, &containers, "unpause", pause::unpause)
+        }
         MoreCmd::Port { container: c, port } => {
             container::resolve(store, &c)?;
             if let Some(p) = port {
@@ -181,10 +189,11 @@ pub fn run(store: &Store, cmd: MoreCmd) -> R {
     }
 }
 
-fn each(store: &Store, names: &[String], f: fn(&Store, &str) -> R) -> R {
+fn each(store: &Store, names: &[String], event: &str, f: fn(&Store, &str) -> R) -> R {
     for c in names {
         let id = container::resolve(store, c)?;
         f(store, &id)?;
+        crate::containers::events(store, event, &id);
         println!("{c}");
     }
     Ok(())
@@ -219,6 +228,9 @@ fn copy(store: &Store, src: &str, dest: &str, o: CpOptions) -> R {
         )),
         (Some((c, p)), None) => {
             let id = container::resolve(store, c)?;
+            if rootless::needed() {
+                rootless::enter_for_container(store, &id)?;
+            }
             if dest == "-" {
                 let mut out = std::io::stdout().lock();
                 cp::copy_out(store, &id, p, HostEnd::Tar(&mut out), o)?;
@@ -229,6 +241,9 @@ fn copy(store: &Store, src: &str, dest: &str, o: CpOptions) -> R {
         }
         (None, Some((c, p))) => {
             let id = container::resolve(store, c)?;
+            if rootless::needed() {
+                rootless::enter_for_container(store, &id)?;
+            }
             if src == "-" {
                 let mut input = std::io::stdin().lock();
                 cp::copy_in(store, &id, p, HostEnd::TarIn(&mut input), o)

@@ -237,6 +237,6 @@ pub fn help_template(cmd: &clap::Command) -> String {
         "  {:<width$}Print this message or the help of the given command\n",
         "help"
     ));
-    out.push_str("\n{options}\n\nRun 'strata COMMAND --help' for more on a command.");
+    out.push_str("\nOptions:\n{options}\n\nRun 'strata COMMAND --help' for more on a command.");
     out
 }

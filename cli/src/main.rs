@@ -26,7 +26,7 @@ use strata_runtime::store::Store;
 #[derive(Parser, Debug)]
 // No propagate_version: `strata run --version` would print `strata-run X`; `strata
 // --version` and `strata version` say which strata this is.
-#[command(name = "strata", version, about)]
+#[command(name = "strata", version)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "warn", help_heading = "Global options")]
