@@ -47,8 +47,13 @@ impl<'a> TarOut<'a> {
     fn header_only(&mut self, st: &FileStat, name: &Path, t: tar::EntryType) -> Result<()> {
         let mut h = header(st, t);
         h.set_size(0);
+        // Directories end in `/`, as docker's and GNU tar's do.
+        let mut named = name.as_os_str().to_os_string();
+        if t == tar::EntryType::Directory {
+            named.push("/");
+        }
         self.b
-            .append_data(&mut h, name, std::io::empty())
+            .append_data(&mut h, Path::new(&named), std::io::empty())
             .ctx(|| format!("cannot write {} to the tar", name.display()))
     }
 
