@@ -264,6 +264,11 @@ fn stats_loop(
 ) -> R {
     let mut ids = Vec::new();
     for n in names {
+        if n.starts_with('/') && std::path::Path::new(n).is_dir() {
+            return Err(err!(
+                "strata stats shows containers, as docker's: the counters of the union mounted at {n} are `strata fs stats {n}`"
+            ));
+        }
         ids.push(container::resolve(store, n)?);
     }
     let interval = Duration::from_millis(1000);
