@@ -131,7 +131,10 @@ fn other_uid_refused() {
         if caps {
             c.args(["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]);
         }
-        let out = c.args([&bin, "fs", "stats", "--json", &mnt]).output().unwrap();
+        let out = c
+            .args([&bin, "fs", "stats", "--json", &mnt])
+            .output()
+            .unwrap();
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

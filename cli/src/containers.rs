@@ -322,7 +322,8 @@ pub fn ps(store: &Store, a: &PsArgs) -> R {
     } else {
         a.format.as_deref()
     };
-    let mut out = crate::format::Output::new(fmt, PS_TABLE, PS_HEADERS).map_err(strata_runtime::Error)?;
+    let mut out =
+        crate::format::Output::new(fmt, PS_TABLE, PS_HEADERS).map_err(strata_runtime::Error)?;
     for c in container::list_readable(store)? {
         let st = match run::reconcile(store, &c.id) {
             Ok(st) => st,
@@ -334,7 +335,8 @@ pub fn ps(store: &Store, a: &PsArgs) -> R {
         if !a.all && st.status != Status::Running {
             continue;
         }
-        out.row(&ps_row(&c, &st, a.no_trunc)).map_err(strata_runtime::Error)?;
+        out.row(&ps_row(&c, &st, a.no_trunc))
+            .map_err(strata_runtime::Error)?;
     }
     crate::print_out(out)
 }

@@ -138,7 +138,15 @@ pub fn run(store: &Store, cmd: MoreCmd) -> R {
             quiet: _,
             src,
             dest,
-        } => copy(store, &src, &dest, CpOptions { archive, follow: follow_link }),
+        } => copy(
+            store,
+            &src,
+            &dest,
+            CpOptions {
+                archive,
+                follow: follow_link,
+            },
+        ),
         MoreCmd::Top { container: c, .. } => {
             let id = container::resolve(store, &c)?;
             let procs = strata_runtime::container::top::top(store, &id)?;
@@ -164,7 +172,14 @@ pub fn run(store: &Store, cmd: MoreCmd) -> R {
             no_trunc,
             format,
             containers,
-        } => stats_loop(store, all, no_stream, no_trunc, format.as_deref(), &containers),
+        } => stats_loop(
+            store,
+            all,
+            no_stream,
+            no_trunc,
+            format.as_deref(),
+            &containers,
+        ),
         MoreCmd::Rename {
             container: c,
             new_name,
@@ -175,9 +190,7 @@ pub fn run(store: &Store, cmd: MoreCmd) -> R {
             Ok(())
         }
         MoreCmd::Pause { containers } => each(store, &containers, "pause", pause::pause),
-        MoreCmd::Unpause { containers } => {
-            each(store, &containers, "unpause", pause::unpause)
-        }
+        MoreCmd::Unpause { containers } => each(store, &containers, "unpause", pause::unpause),
         MoreCmd::Port { container: c, port } => {
             container::resolve(store, &c)?;
             if let Some(p) = port {
@@ -223,9 +236,7 @@ fn copy(store: &Store, src: &str, dest: &str, o: CpOptions) -> R {
         (Some(_), Some(_)) => Err(err!(
             "copying between containers is not supported: copy to the host first"
         )),
-        (None, None) => Err(err!(
-            "one of source and destination must be CONTAINER:PATH"
-        )),
+        (None, None) => Err(err!("one of source and destination must be CONTAINER:PATH")),
         (Some((c, p)), None) => {
             let id = container::resolve(store, c)?;
             if rootless::needed() {
@@ -286,8 +297,10 @@ fn stats_loop(
             ids.clone()
         };
         let now = Instant::now();
-        let samples: Vec<(String, stats::Sample)> =
-            list.iter().map(|id| (id.clone(), stats::sample(id))).collect();
+        let samples: Vec<(String, stats::Sample)> = list
+            .iter()
+            .map(|id| (id.clone(), stats::sample(id)))
+            .collect();
         if let Some((t0, before)) = &prev {
             let secs = now.duration_since(*t0).as_secs_f64();
             let mut out = Output::new(
@@ -311,8 +324,14 @@ fn stats_loop(
             for (id, s) in &samples {
                 let b = before.iter().find(|(i, _)| i == id).map(|(_, s)| s.clone());
                 let cpu = b.map(|b| stats::cpu_percent(&b, s, secs)).unwrap_or(0.0);
-                let name = container::load_config(store, id).map(|c| c.name).unwrap_or_default();
-                let short: String = if no_trunc { id.clone() } else { id.chars().take(12).collect() };
+                let name = container::load_config(store, id)
+                    .map(|c| c.name)
+                    .unwrap_or_default();
+                let short: String = if no_trunc {
+                    id.clone()
+                } else {
+                    id.chars().take(12).collect()
+                };
                 let mem_pct = if s.mem_limit > 0 {
                     s.mem as f64 / s.mem_limit as f64 * 100.0
                 } else {
@@ -353,4 +372,3 @@ fn bin_size(b: u64) -> String {
         format!("{v:.2}{}", units[i])
     }
 }
-

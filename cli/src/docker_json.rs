@@ -81,11 +81,7 @@ pub fn ps_row(cfg: &ContainerConfig, st: &State, no_trunc: bool) -> Value {
     } else {
         format!("\"{full}\"")
     };
-    let mounts: Vec<String> = cfg
-        .volumes
-        .iter()
-        .map(|v| v.target.clone())
-        .collect();
+    let mounts: Vec<String> = cfg.volumes.iter().map(|v| v.target.clone()).collect();
     json!({
         "ID": id,
         "Image": cfg.image,

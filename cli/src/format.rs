@@ -87,9 +87,9 @@ fn to_json(v: &Value) -> serde_json::Value {
             }
         }
         Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
-        Value::Object(o) | Value::Map(o) => serde_json::Value::Object(
-            o.iter().map(|(k, v)| (k.clone(), to_json(v))).collect(),
-        ),
+        Value::Object(o) | Value::Map(o) => {
+            serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
     }
 }
 
@@ -123,11 +123,15 @@ fn join(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn lower(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(text(arg(args, 0, "lower", 1)?).to_lowercase()))
+    Ok(Value::String(
+        text(arg(args, 0, "lower", 1)?).to_lowercase(),
+    ))
 }
 
 fn upper(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(text(arg(args, 0, "upper", 1)?).to_uppercase()))
+    Ok(Value::String(
+        text(arg(args, 0, "upper", 1)?).to_uppercase(),
+    ))
 }
 
 fn title(args: &[Value]) -> Result<Value, FuncError> {
@@ -165,7 +169,11 @@ fn pad(args: &[Value]) -> Result<Value, FuncError> {
     let s = text(arg(args, 0, "pad", 3)?);
     let l = count(arg(args, 1, "pad", 3)?)?;
     let r = count(arg(args, 2, "pad", 3)?)?;
-    Ok(Value::String(format!("{}{s}{}", " ".repeat(l), " ".repeat(r))))
+    Ok(Value::String(format!(
+        "{}{s}{}",
+        " ".repeat(l),
+        " ".repeat(r)
+    )))
 }
 
 /// How a listing prints: docker's default table, a `table ...` template, a plain template
@@ -204,7 +212,11 @@ impl Output {
             });
         }
         let body = if table && body.trim().is_empty() {
-            default.trim_start().trim_start_matches("table").trim_start().to_string()
+            default
+                .trim_start()
+                .trim_start_matches("table")
+                .trim_start()
+                .to_string()
         } else {
             body
         };
@@ -220,7 +232,9 @@ impl Output {
     /// Add one row.
     pub fn row(&mut self, v: &serde_json::Value) -> Result<(), String> {
         match &self.kind {
-            Kind::Json => self.lines.push(serde_json::to_string(v).unwrap_or_default()),
+            Kind::Json => self
+                .lines
+                .push(serde_json::to_string(v).unwrap_or_default()),
             Kind::Template(t) => {
                 let s = t
                     .render(&Context::from(to_gtmpl(v)))
@@ -329,7 +343,10 @@ mod tests {
 
     #[test]
     fn table_headers() {
-        let h = header_of("{{.ID}}\t{{.Image}}\t{{lower .Names}}", &[("ID", "CONTAINER ID")]);
+        let h = header_of(
+            "{{.ID}}\t{{.Image}}\t{{lower .Names}}",
+            &[("ID", "CONTAINER ID")],
+        );
         assert_eq!(h, ["CONTAINER ID", "IMAGE", "NAMES"]);
     }
 }

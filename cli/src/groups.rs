@@ -8,8 +8,8 @@ use clap::Subcommand;
 use strata_runtime::store::Store;
 
 use crate::{
-    changes_cmd, containers, docker_cmds, images_cmd, logging, mount, system_cmd, tools,
-    trace_cmd, transfer_cmd,
+    changes_cmd, containers, docker_cmds, images_cmd, logging, mount, system_cmd, tools, trace_cmd,
+    transfer_cmd,
 };
 
 type R = strata_runtime::Result<()>;
@@ -176,21 +176,23 @@ const GROUPS: &[(&str, &[&str])] = &[
         "Containers",
         &[
             "run", "ps", "logs", "exec", "start", "stop", "restart", "kill", "rm", "wait",
-            "attach", "cp", "top", "stats", "rename", "pause", "unpause", "port", "diff",
-            "commit", "export",
+            "attach", "cp", "top", "stats", "rename", "pause", "unpause", "port", "diff", "commit",
+            "export",
         ],
     ),
     (
         "Images",
         &[
-            "images", "pull", "push", "save", "load", "import", "tag", "rmi", "history",
-            "inspect", "login", "logout",
+            "images", "pull", "push", "save", "load", "import", "tag", "rmi", "history", "inspect",
+            "login", "logout",
         ],
     ),
     ("Volumes and networks", &["volume", "network"]),
     (
         "Filesystem tools",
-        &["fs", "mount", "umount", "fsck", "compact", "trace", "whence"],
+        &[
+            "fs", "mount", "umount", "fsck", "compact", "trace", "whence",
+        ],
     ),
     ("System", &["info", "version", "events", "system"]),
     ("Management groups", &["container", "image"]),

@@ -168,7 +168,8 @@ fn list(store: &Store, a: &ImagesArgs) -> R {
         Some((n, t)) if !t.contains('/') => (n.to_string(), Some(t.to_string())),
         _ => (r.to_string(), None),
     });
-    let mut out = crate::format::Output::new(fmt, IMAGE_TABLE, IMAGE_HEADERS).map_err(strata_runtime::Error)?;
+    let mut out = crate::format::Output::new(fmt, IMAGE_TABLE, IMAGE_HEADERS)
+        .map_err(strata_runtime::Error)?;
     let mut seen = std::collections::HashSet::new();
     for row in images::list(store)? {
         if let Some((n, t)) = &want {
@@ -181,7 +182,8 @@ fn list(store: &Store, a: &ImagesArgs) -> R {
         if a.quiet && a.format.is_none() && !seen.insert(row.id.clone()) {
             continue;
         }
-        out.row(&image_row(&row, a.no_trunc)).map_err(strata_runtime::Error)?;
+        out.row(&image_row(&row, a.no_trunc))
+            .map_err(strata_runtime::Error)?;
     }
     crate::print_out(out)
 }
@@ -201,16 +203,20 @@ fn inspect(store: &Store, a: &InspectArgs) -> R {
             Some(_) => crate::docker_json::docker_image(images::inspect(store, n)?),
             None => match container::resolve(store, n) {
                 Ok(id) => crate::docker_json::inspect_container(store, &id)?,
-                Err(cerr) => images::inspect(store, n).map(crate::docker_json::docker_image).map_err(|ierr| {
-                    // A damaged item's own error says more than "no such".
-                    let damaged = [&ierr, &cerr]
-                        .into_iter()
-                        .find(|e| e.0.contains("corrupt metadata"));
-                    match damaged {
-                        Some(e) => strata_runtime::Error(e.0.clone()),
-                        None => strata_runtime::Error(format!("no such image or container: {n}")),
-                    }
-                })?,
+                Err(cerr) => images::inspect(store, n)
+                    .map(crate::docker_json::docker_image)
+                    .map_err(|ierr| {
+                        // A damaged item's own error says more than "no such".
+                        let damaged = [&ierr, &cerr]
+                            .into_iter()
+                            .find(|e| e.0.contains("corrupt metadata"));
+                        match damaged {
+                            Some(e) => strata_runtime::Error(e.0.clone()),
+                            None => {
+                                strata_runtime::Error(format!("no such image or container: {n}"))
+                            }
+                        }
+                    })?,
             },
         };
         out.push(v);
@@ -235,9 +241,11 @@ fn history(store: &Store, a: &HistoryArgs) -> R {
     } else {
         a.format.as_deref()
     };
-    let mut out = crate::format::Output::new(fmt, HISTORY_TABLE, HISTORY_HEADERS).map_err(strata_runtime::Error)?;
+    let mut out = crate::format::Output::new(fmt, HISTORY_TABLE, HISTORY_HEADERS)
+        .map_err(strata_runtime::Error)?;
     for r in images::history(store, &a.image)? {
-        out.row(&history_row(&r, a.no_trunc)).map_err(strata_runtime::Error)?;
+        out.row(&history_row(&r, a.no_trunc))
+            .map_err(strata_runtime::Error)?;
     }
     crate::print_out(out)
 }

@@ -29,11 +29,21 @@ use strata_runtime::store::Store;
 #[command(name = "strata", version)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "warn", help_heading = "Global options")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "warn",
+        help_heading = "Global options"
+    )]
     log_level: String,
     /// Store directory (default /var/lib/strata as root, $XDG_DATA_HOME/strata otherwise)
     // Global, as docker's flags: `strata --root DIR ps` and `strata ps --root DIR` both work.
-    #[arg(long, value_name = "DIR", global = true, help_heading = "Global options")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        global = true,
+        help_heading = "Global options"
+    )]
     root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -159,6 +169,8 @@ fn quiet_pipe(r: std::io::Result<()>) -> strata_runtime::Result<()> {
     match r {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => Err(strata_runtime::Error(format!("cannot write the output: {e}"))),
+        Err(e) => Err(strata_runtime::Error(format!(
+            "cannot write the output: {e}"
+        ))),
     }
 }

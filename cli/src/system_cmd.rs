@@ -168,8 +168,12 @@ pub fn run(store: &Store, cmd: SystemCmd) -> R {
                         .map_err(|e| err!("cannot read the password from stdin: {e}"))?;
                     line.trim_end_matches(['\n', '\r']).to_string()
                 }
-                (Some(_), true) => return Err(err!("--password and --password-stdin are exclusive")),
-                (None, false) => return Err(err!("login needs --password-stdin or --password (-p)")),
+                (Some(_), true) => {
+                    return Err(err!("--password and --password-stdin are exclusive"))
+                }
+                (None, false) => {
+                    return Err(err!("login needs --password-stdin or --password (-p)"))
+                }
             };
             let path = login::login(&server, Creds { user, pass }, &Options::default())?;
             eprintln!("Credentials stored in {}", path.display());
@@ -294,9 +298,9 @@ fn parse_time(s: &str) -> strata_runtime::Result<i64> {
         return Ok(t);
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| err!("invalid time {s:?}: use RFC 3339, Unix seconds, or a duration like 10m"))?;
+    let n: i64 = num.parse().map_err(|_| {
+        err!("invalid time {s:?}: use RFC 3339, Unix seconds, or a duration like 10m")
+    })?;
     let mult = match unit {
         "s" => 1,
         "m" => 60,
@@ -310,16 +314,19 @@ fn matches(e: &Event, filters: &[(String, String)]) -> bool {
     let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
     keys.dedup();
     keys.iter().all(|k| {
-        filters.iter().filter(|(fk, _)| fk == k).any(|(_, v)| match *k {
-            "container" => {
-                e.actor.id.starts_with(v.as_str())
-                    || e.actor.attributes.get("name").is_some_and(|n| n == v)
-            }
-            "event" | "status" => &e.action == v,
-            "image" => &e.from == v,
-            "type" => &e.kind == v,
-            _ => false,
-        })
+        filters
+            .iter()
+            .filter(|(fk, _)| fk == k)
+            .any(|(_, v)| match *k {
+                "container" => {
+                    e.actor.id.starts_with(v.as_str())
+                        || e.actor.attributes.get("name").is_some_and(|n| n == v)
+                }
+                "event" | "status" => &e.action == v,
+                "image" => &e.from == v,
+                "type" => &e.kind == v,
+                _ => false,
+            })
     })
 }
 
@@ -338,7 +345,9 @@ fn events_cmd(
             .split_once('=')
             .ok_or_else(|| err!("invalid filter {f:?}: use KEY=VALUE"))?;
         if !["container", "event", "status", "image", "type"].contains(&k) {
-            return Err(err!("unknown filter {k:?}: strata filters on container, event, image, type"));
+            return Err(err!(
+                "unknown filter {k:?}: strata filters on container, event, image, type"
+            ));
         }
         filters.push((k.to_string(), v.to_string()));
     }
@@ -366,7 +375,9 @@ fn events_cmd(
     };
     let (past, mut offset) = events::read_from(store, None);
     let keep = |e: &Event| {
-        since.is_none_or(|s| e.time >= s) && until.is_none_or(|u| e.time <= u) && matches(e, &filters)
+        since.is_none_or(|s| e.time >= s)
+            && until.is_none_or(|u| e.time <= u)
+            && matches(e, &filters)
     };
     for e in past.iter().filter(|e| keep(e)) {
         show(e)?;
@@ -393,13 +404,17 @@ fn dir_size(p: &std::path::Path) -> u64 {
     let mut stack = vec![p.to_path_buf()];
     let mut budget = 1_000_000u32;
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             budget = budget.saturating_sub(1);
             if budget == 0 {
                 return total;
             }
-            let Ok(m) = e.path().symlink_metadata() else { continue };
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
             total += m.blocks() * 512;
             if m.is_dir() {
                 stack.push(e.path());
@@ -420,7 +435,11 @@ fn df(store: &Store, format: Option<&str>) -> R {
     drop(_lock);
     let img_size: u64 = seen.values().sum();
     let img_active = seen.keys().filter(|i| used.contains(*i)).count();
-    let img_reclaim: u64 = seen.iter().filter(|(i, _)| !used.contains(*i)).map(|(_, s)| s).sum();
+    let img_reclaim: u64 = seen
+        .iter()
+        .filter(|(i, _)| !used.contains(*i))
+        .map(|(_, s)| s)
+        .sum();
     let mut c_size = 0;
     let mut c_active = 0;
     let mut c_reclaim = 0;
@@ -433,7 +452,12 @@ fn df(store: &Store, format: Option<&str>) -> R {
             c_reclaim += s;
         }
     }
-    let pct = |r: u64, t: u64| if t == 0 { String::new() } else { format!(" ({}%)", r * 100 / t) };
+    let pct = |r: u64, t: u64| {
+        (r * 100)
+            .checked_div(t)
+            .map(|p| format!(" ({p}%)"))
+            .unwrap_or_default()
+    };
     let rows = [
         ("Images", seen.len(), img_active, img_size, img_reclaim),
         ("Containers", ctrs.len(), c_active, c_size, c_reclaim),
@@ -461,7 +485,11 @@ pub fn prune(store: &Store, all: bool, force: bool, ctrs: bool, imgs: bool) -> R
     if !force {
         eprint!(
             "WARNING! This will remove:\n{}{}Are you sure you want to continue? [y/N] ",
-            if ctrs { "  - all stopped containers\n" } else { "" },
+            if ctrs {
+                "  - all stopped containers\n"
+            } else {
+                ""
+            },
             if !imgs {
                 ""
             } else if all {

@@ -13,7 +13,11 @@ fn a_docker_script_runs_unchanged() {
     let e = Env::new("script");
     let bin = e.wrapper_bin();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/docker_script.sh");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("timeout")
         .arg("120")
         .arg("sh")

@@ -56,7 +56,11 @@ fn split(p: &str) -> (String, OsString) {
     }
     match trimmed.rfind('/') {
         Some(i) => (
-            if i == 0 { "/".into() } else { trimmed[..i].to_string() },
+            if i == 0 {
+                "/".into()
+            } else {
+                trimmed[..i].to_string()
+            },
             trimmed[i + 1..].into(),
         ),
         None => (".".into(), trimmed.into()),
@@ -80,7 +84,8 @@ fn open_in_root(root: BorrowedFd<'_>, rel: &str) -> nix::Result<OwnedFd> {
 /// symlink inside the root when `follow`.
 fn resolve(root: BorrowedFd<'_>, p: &str, follow: bool) -> Result<(OwnedFd, OsString)> {
     let (parent, name) = split(p);
-    let dir = open_in_root(root, &parent).map_err(|e| err!("no such directory in the container: {parent}: {e}"))?;
+    let dir = open_in_root(root, &parent)
+        .map_err(|e| err!("no such directory in the container: {parent}: {e}"))?;
     if !follow || name == "." {
         return Ok((dir, name));
     }
@@ -101,7 +106,8 @@ fn resolve(root: BorrowedFd<'_>, p: &str, follow: bool) -> Result<(OwnedFd, OsSt
         .map_err(|_| err!("{p} resolves outside the container's root"))?;
     let inner = format!("/{}", inner.display());
     let (parent, name) = split(&inner);
-    let dir = open_in_root(root, &parent).map_err(|e| err!("cannot open {parent} in the container: {e}"))?;
+    let dir = open_in_root(root, &parent)
+        .map_err(|e| err!("cannot open {parent} in the container: {e}"))?;
     Ok((dir, name))
 }
 
@@ -124,7 +130,8 @@ pub fn copy_out(store: &Store, id: &str, src: &str, host: HostEnd<'_>, o: CpOpti
     let root = openat(nix::fcntl::AT_FDCWD, view.path(), DIR_FLAGS, Mode::empty())
         .ctx(|| "cannot open the container's root")?;
     let (dir, name) = resolve(root.as_fd(), src, o.follow)?;
-    if name != "." && fstatat(dir.as_fd(), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).is_err() {
+    if name != "." && fstatat(dir.as_fd(), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).is_err()
+    {
         return Err(err!("no such file or directory in the container: {src}"));
     }
     match host {
@@ -209,16 +216,35 @@ pub fn copy_in(store: &Store, id: &str, dest: &str, host: HostEnd<'_>, o: CpOpti
         HostEnd::Tar(_) => Err(err!("copying in needs a host path or -")),
         HostEnd::Path(src) => {
             let (sparent, sname) = split(&src.to_string_lossy());
-            let sdir = openat(nix::fcntl::AT_FDCWD, sparent.as_str(), DIR_FLAGS, Mode::empty())
-                .ctx(|| format!("cannot open {sparent}"))?;
+            let sdir = openat(
+                nix::fcntl::AT_FDCWD,
+                sparent.as_str(),
+                DIR_FLAGS,
+                Mode::empty(),
+            )
+            .ctx(|| format!("cannot open {sparent}"))?;
             let sname = if o.follow && sname != "." {
                 // -L on the host side: the host's own resolution is the user's to choose.
-                let real = std::fs::canonicalize(&src).ctx(|| format!("cannot resolve {}", src.display()))?;
-                return copy_in(store, id, dest, HostEnd::Path(real), CpOptions { follow: false, ..o });
+                let real = std::fs::canonicalize(&src)
+                    .ctx(|| format!("cannot resolve {}", src.display()))?;
+                return copy_in(
+                    store,
+                    id,
+                    dest,
+                    HostEnd::Path(real),
+                    CpOptions { follow: false, ..o },
+                );
             } else {
                 sname
             };
-            if sname != "." && fstatat(sdir.as_fd(), sname.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).is_err() {
+            if sname != "."
+                && fstatat(
+                    sdir.as_fd(),
+                    sname.as_os_str(),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .is_err()
+            {
                 return Err(err!("no such file or directory: {}", src.display()));
             }
             // Into DEST when it is a directory in the container, else DEST is the new name.

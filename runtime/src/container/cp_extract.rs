@@ -58,21 +58,37 @@ impl Extract {
             } else {
                 safe_components(&raw).map_err(|e| err!("refusing {shown}: {e}"))?
             };
-            self.entry(&parts, &mut e).map_err(|e| err!("cannot copy {shown}: {e}"))?;
+            self.entry(&parts, &mut e)
+                .map_err(|e| err!("cannot copy {shown}: {e}"))?;
         }
         // Modes and times of directories last: a read-only directory still gets its files.
         for (parts, m, mtime) in std::mem::take(&mut self.dirs) {
             let (dir, name) = self.parent(&parts)?;
-            let _ = nix::sys::stat::fchmodat(dir.as_fd(), name.as_os_str(), mode(m), nix::sys::stat::FchmodatFlags::NoFollowSymlink);
+            let _ = nix::sys::stat::fchmodat(
+                dir.as_fd(),
+                name.as_os_str(),
+                mode(m),
+                nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+            );
             let t = TimeSpec::new(mtime, 0);
-            let _ = nix::sys::stat::utimensat(dir.as_fd(), name.as_os_str(), &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink);
+            let _ = nix::sys::stat::utimensat(
+                dir.as_fd(),
+                name.as_os_str(),
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            );
         }
         Ok(())
     }
 
     /// The directory holding `parts`' last component (created as needed) and that name.
     fn parent(&self, parts: &[OsString]) -> Result<(OwnedFd, OsString)> {
-        let mut cur = self.dest.as_fd().try_clone_to_owned().ctx(|| "cannot duplicate a descriptor")?;
+        let mut cur = self
+            .dest
+            .as_fd()
+            .try_clone_to_owned()
+            .ctx(|| "cannot duplicate a descriptor")?;
         let Some((last, dirs)) = parts.split_last() else {
             return Ok((cur, ".".into()));
         };
@@ -83,7 +99,9 @@ impl Extract {
                         .map_err(|e| err!("cannot create a directory: {e}"))?;
                     open_dir(cur.as_fd(), c).map_err(|e| err!("cannot open a directory: {e}"))
                 }
-                Errno::ELOOP | Errno::ENOTDIR => Err(err!("a symlink or file is in the way: not followed")),
+                Errno::ELOOP | Errno::ENOTDIR => {
+                    Err(err!("a symlink or file is in the way: not followed"))
+                }
                 e => Err(err!("cannot open a directory: {e}")),
             })?;
         }
@@ -101,15 +119,21 @@ impl Extract {
         };
         let (dir, name) = self.parent(parts)?;
         let existing = fstatat(dir.as_fd(), name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).ok();
-        let is_dir = existing
-            .as_ref()
-            .is_some_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR);
+        let is_dir = existing.as_ref().is_some_and(|st| {
+            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+        });
         if t.is_dir() {
             if existing.is_some() && !is_dir {
-                unlinkat(dir.as_fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir).ctx(|| "cannot replace it")?;
+                unlinkat(dir.as_fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir)
+                    .ctx(|| "cannot replace it")?;
             }
             if !is_dir {
-                mkdirat(dir.as_fd(), name.as_os_str(), Mode::from_bits_truncate(0o700)).ctx(|| "cannot create it")?;
+                mkdirat(
+                    dir.as_fd(),
+                    name.as_os_str(),
+                    Mode::from_bits_truncate(0o700),
+                )
+                .ctx(|| "cannot create it")?;
             }
             self.chown(dir.as_fd(), &name, uid, gid);
             self.dirs.push((parts.to_vec(), m, mtime));
@@ -119,24 +143,37 @@ impl Extract {
             return Err(err!("cannot overwrite a directory with a non-directory"));
         }
         if existing.is_some() {
-            unlinkat(dir.as_fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir).ctx(|| "cannot replace it")?;
+            unlinkat(dir.as_fd(), name.as_os_str(), UnlinkatFlags::NoRemoveDir)
+                .ctx(|| "cannot replace it")?;
         }
         if t.is_file() {
             let f = openat(
                 dir.as_fd(),
                 name.as_os_str(),
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                OFlag::O_WRONLY
+                    | OFlag::O_CREAT
+                    | OFlag::O_EXCL
+                    | OFlag::O_NOFOLLOW
+                    | OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o600),
             )
             .ctx(|| "cannot create it")?;
             let mut f = std::fs::File::from(f);
             std::io::copy(e, &mut f).ctx(|| "cannot write it")?;
-            let _ = nix::unistd::fchown(f.as_fd(), Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+            let _ = nix::unistd::fchown(
+                f.as_fd(),
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+            );
             nix::sys::stat::fchmod(f.as_fd(), mode(m)).ctx(|| "cannot set its mode")?;
         } else if t.is_symlink() {
-            let target = e.link_name_bytes().ok_or_else(|| err!("a symlink without a target"))?;
-            let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target[..]).to_os_string();
-            symlinkat(target.as_os_str(), dir.as_fd(), name.as_os_str()).ctx(|| "cannot create it")?;
+            let target = e
+                .link_name_bytes()
+                .ok_or_else(|| err!("a symlink without a target"))?;
+            let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&target[..])
+                .to_os_string();
+            symlinkat(target.as_os_str(), dir.as_fd(), name.as_os_str())
+                .ctx(|| "cannot create it")?;
             self.chown(dir.as_fd(), &name, uid, gid);
         } else if t.is_character_special() || t.is_block_special() || t.is_fifo() {
             let kind = if t.is_fifo() {
@@ -150,13 +187,20 @@ impl Extract {
                 u64::from(h.device_major().ok().flatten().unwrap_or(0)),
                 u64::from(h.device_minor().ok().flatten().unwrap_or(0)),
             );
-            mknodat(dir.as_fd(), name.as_os_str(), kind, mode(m), dev).ctx(|| "cannot create it")?;
+            mknodat(dir.as_fd(), name.as_os_str(), kind, mode(m), dev)
+                .ctx(|| "cannot create it")?;
             self.chown(dir.as_fd(), &name, uid, gid);
         } else {
             return Err(err!("unsupported entry type (hard links are not copied)"));
         }
         let ts = TimeSpec::new(mtime, 0);
-        let _ = nix::sys::stat::utimensat(dir.as_fd(), name.as_os_str(), &ts, &ts, nix::sys::stat::UtimensatFlags::NoFollowSymlink);
+        let _ = nix::sys::stat::utimensat(
+            dir.as_fd(),
+            name.as_os_str(),
+            &ts,
+            &ts,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        );
         Ok(())
     }
 

@@ -36,9 +36,18 @@ impl<'a> TarOut<'a> {
                 let st = nix::sys::stat::fstat(dir).ctx(|| "cannot stat the source")?;
                 self.header_only(&st, as_name, tar::EntryType::Directory)?;
             }
-            let d = openat(dir, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| "cannot open the source directory")?;
-            let prefix = if as_name == Path::new(".") { Path::new("") } else { as_name };
+            let d = openat(
+                dir,
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| "cannot open the source directory")?;
+            let prefix = if as_name == Path::new(".") {
+                Path::new("")
+            } else {
+                as_name
+            };
             return self.children(d.as_fd(), prefix);
         }
         self.entry(dir, name, as_name)
@@ -58,7 +67,9 @@ impl<'a> TarOut<'a> {
     }
 
     fn children(&mut self, dir: BorrowedFd<'_>, prefix: &Path) -> Result<()> {
-        let dup = dir.try_clone_to_owned().ctx(|| "cannot duplicate a descriptor")?;
+        let dup = dir
+            .try_clone_to_owned()
+            .ctx(|| "cannot duplicate a descriptor")?;
         let mut d = nix::dir::Dir::from_fd(dup).ctx(|| "cannot list a directory")?;
         let mut names: Vec<std::ffi::OsString> = Vec::new();
         for e in d.iter() {
@@ -77,7 +88,8 @@ impl<'a> TarOut<'a> {
 
     fn entry(&mut self, dir: BorrowedFd<'_>, name: &OsStr, as_name: &Path) -> Result<()> {
         let shown = || as_name.display().to_string();
-        let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).ctx(|| format!("cannot stat {}", shown()))?;
+        let st = fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .ctx(|| format!("cannot stat {}", shown()))?;
         let k = kind(&st);
         if k == SFlag::S_IFDIR {
             self.header_only(&st, as_name, tar::EntryType::Directory)?;
@@ -90,8 +102,13 @@ impl<'a> TarOut<'a> {
             .ctx(|| format!("cannot open {}", shown()))?;
             self.children(d.as_fd(), as_name)
         } else if k == SFlag::S_IFREG {
-            let f = openat(dir, name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-                .ctx(|| format!("cannot open {}", shown()))?;
+            let f = openat(
+                dir,
+                name,
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| format!("cannot open {}", shown()))?;
             let st = nix::sys::stat::fstat(f.as_fd()).ctx(|| format!("cannot stat {}", shown()))?;
             let mut h = header(&st, tar::EntryType::Regular);
             let file = std::fs::File::from(f);
@@ -100,7 +117,8 @@ impl<'a> TarOut<'a> {
                 .append_data(&mut h, as_name, std::io::Read::take(file, len))
                 .ctx(|| format!("cannot write {} to the tar", shown()))
         } else if k == SFlag::S_IFLNK {
-            let target = readlinkat(dir, name).ctx(|| format!("cannot read the link {}", shown()))?;
+            let target =
+                readlinkat(dir, name).ctx(|| format!("cannot read the link {}", shown()))?;
             let mut h = header(&st, tar::EntryType::Symlink);
             h.set_size(0);
             self.b

@@ -92,7 +92,10 @@ pub fn record(store: &Store, action: &str, cfg: &ContainerConfig, attrs: &[(&str
         f.write_all(&line)
     })();
     if let Err(err) = result {
-        tracing::warn!("cannot record the {action} event in {}: {err}", path.display());
+        tracing::warn!(
+            "cannot record the {action} event in {}: {err}",
+            path.display()
+        );
     }
 }
 
@@ -107,7 +110,10 @@ pub fn read_from(store: &Store, offset: Option<u64>) -> (Vec<Event>, u64) {
     let cur = std::fs::read(&path).unwrap_or_default();
     let start = offset.unwrap_or(0).min(cur.len() as u64) as usize;
     // Only whole lines: a writer may be mid-line.
-    let end = cur[start..].iter().rposition(|b| *b == b'\n').map_or(start, |i| start + i + 1);
+    let end = cur[start..]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(start, |i| start + i + 1);
     text.push_str(&String::from_utf8_lossy(&cur[start..end]));
     let events = text
         .lines()

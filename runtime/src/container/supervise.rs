@@ -144,7 +144,12 @@ pub fn supervise(
         st.stopping = false;
         st.error = error;
     });
-    super::events::record(store, "die", cfg, &[("exitCode", code.unwrap_or(125).to_string())]);
+    super::events::record(
+        store,
+        "die",
+        cfg,
+        &[("exitCode", code.unwrap_or(125).to_string())],
+    );
     if cfg.auto_remove {
         remove_files(store, &cfg.id)?;
     } else {

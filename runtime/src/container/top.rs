@@ -49,7 +49,11 @@ fn read(pid: i32) -> Option<Proc> {
         ppid,
         uid,
         cpu_secs: ticks / hz,
-        cmd: if cmd.is_empty() { format!("[{name}]") } else { cmd },
+        cmd: if cmd.is_empty() {
+            format!("[{name}]")
+        } else {
+            cmd
+        },
     })
 }
 

@@ -16,12 +16,16 @@ pub fn wait(store: &Store, id: &str) -> Result<i32> {
             Ok(st) => st,
             // Removed meanwhile (--rm): the record is gone with its status.
             Err(_) if !container::Paths::new(store, id).dir.exists() => {
-                return Err(err!("container {id} was removed before its exit status could be read"))
+                return Err(err!(
+                    "container {id} was removed before its exit status could be read"
+                ))
             }
             Err(e) => return Err(e),
         };
         match st.status {
-            Status::Exited if started || st.exit_code.is_some() => return Ok(st.exit_code.unwrap_or(0)),
+            Status::Exited if started || st.exit_code.is_some() => {
+                return Ok(st.exit_code.unwrap_or(0))
+            }
             Status::Running => started = true,
             _ => {}
         }

@@ -19,7 +19,9 @@ pub fn config_path() -> Result<PathBuf> {
     }
     std::env::var_os("HOME")
         .map(|h| PathBuf::from(h).join(".docker/config.json"))
-        .ok_or_else(|| err!("neither DOCKER_CONFIG nor HOME is set: cannot find docker's config.json"))
+        .ok_or_else(|| {
+            err!("neither DOCKER_CONFIG nor HOME is set: cannot find docker's config.json")
+        })
 }
 
 /// The key docker files a registry's credentials under.
@@ -33,8 +35,12 @@ fn key(registry: &str) -> String {
 
 fn read_config(path: &std::path::Path) -> Result<serde_json::Value> {
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| err!("{} is not valid JSON ({e}): fix or remove it", path.display())),
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            err!(
+                "{} is not valid JSON ({e}): fix or remove it",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::json!({})),
         Err(e) => Err(err!("cannot read {}: {e}", path.display())),
     }
@@ -44,7 +50,8 @@ fn write_config(path: &std::path::Path, v: &serde_json::Value) -> Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).ctx(|| format!("cannot create {}", d.display()))?;
     }
-    let text = serde_json::to_string_pretty(v).map_err(|e| err!("cannot encode {}: {e}", path.display()))?;
+    let text = serde_json::to_string_pretty(v)
+        .map_err(|e| err!("cannot encode {}: {e}", path.display()))?;
     write_atomic(path, text.as_bytes())?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
@@ -61,14 +68,21 @@ pub fn login(registry: &str, creds: Creds, o: &Options) -> Result<PathBuf> {
     let url = c.resolve("/v2/");
     let a = c.send("GET", &url, &[], Body::Empty)?;
     if a.status == 401 || a.status == 403 {
-        return Err(err!("{registry} refused the credentials (HTTP {})", a.status));
+        return Err(err!(
+            "{registry} refused the credentials (HTTP {})",
+            a.status
+        ));
     }
     if !(200..300).contains(&a.status) {
-        return Err(err!("{registry} answered HTTP {} to /v2/: is it a registry?", a.status));
+        return Err(err!(
+            "{registry} answered HTTP {} to /v2/: is it a registry?",
+            a.status
+        ));
     }
     let path = config_path()?;
     let mut cfg = read_config(&path)?;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", creds.user, creds.pass));
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", creds.user, creds.pass));
     let obj = cfg
         .as_object_mut()
         .ok_or_else(|| err!("{} is not a JSON object: fix or remove it", path.display()))?;
@@ -94,7 +108,12 @@ pub fn logout(registry: &str) -> Result<bool> {
     let removed = cfg
         .get_mut("auths")
         .and_then(|a| a.as_object_mut())
-        .map(|a| keys.iter().filter(|k| a.remove(k.as_str()).is_some()).count() > 0)
+        .map(|a| {
+            keys.iter()
+                .filter(|k| a.remove(k.as_str()).is_some())
+                .count()
+                > 0
+        })
         .unwrap_or(false);
     if removed {
         write_config(&path, &cfg)?;

@@ -157,7 +157,6 @@ pub fn need(tool: &str) {
     assert!(have(tool), "{tool} is missing: run scripts/setup");
 }
 
-
 /// Debian's docker-registry on 127.0.0.1 (a free port), behind htpasswd basic auth for one
 /// user; killed on drop.
 pub struct Registry {
@@ -169,7 +168,10 @@ impl Registry {
     /// Start it with its storage in `dir`.
     pub fn start(dir: &std::path::Path, user: &str, pass: &str) -> Registry {
         std::fs::create_dir_all(dir.join("data")).unwrap();
-        let h = Command::new("htpasswd").args(["-Bbn", user, pass]).output().unwrap();
+        let h = Command::new("htpasswd")
+            .args(["-Bbn", user, pass])
+            .output()
+            .unwrap();
         assert!(h.status.success());
         std::fs::write(dir.join("htpasswd"), &h.stdout).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
