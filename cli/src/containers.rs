@@ -23,19 +23,28 @@ pub enum ContainerCmd {
     Run(Box<RunArgs>),
     /// List containers (running only, unless -a).
     Ps(PsArgs),
-    /// Print a detached container's output.
+    /// Print a container's output (stdout to stdout, stderr to stderr).
     Logs {
         /// Keep printing as the container writes.
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines (or all).
+        #[arg(short = 'n', long, value_name = "N")]
+        tail: Option<String>,
+        /// Prefix each line with its time (RFC 3339, nanoseconds).
+        #[arg(short, long)]
+        timestamps: bool,
+        /// Only lines since a time: RFC 3339, a unix time, or a duration back (10m).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
         /// Container.
         container: String,
     },
-    /// Stop containers: SIGTERM, then SIGKILL after the timeout.
+    /// Stop containers: the stop signal (SIGTERM), then SIGKILL after the timeout.
     Stop {
-        /// Seconds to wait before SIGKILL.
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
         /// Containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -63,6 +72,9 @@ pub enum ContainerCmd {
         /// Kill running containers first.
         #[arg(short, long)]
         force: bool,
+        /// Remove their anonymous volumes too.
+        #[arg(short, long)]
+        volumes: bool,
         /// Containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -87,6 +99,15 @@ pub struct PsArgs {
     /// Size, Names, Labels, Mounts, Networks), `table TEMPLATE`, or `json`.
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter: name=, status=, label=KEY[=VALUE], id=, ancestor=, exited=CODE.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Show the N most recently created containers (any state).
+    #[arg(short = 'n', long = "last", value_name = "N")]
+    pub last: Option<usize>,
+    /// Show the most recently created container (any state).
+    #[arg(short = 'l', long)]
+    pub latest: bool,
 }
 
 /// Arguments of `strata run`.
@@ -123,9 +144,61 @@ pub struct RunArgs {
     /// Hostname.
     #[arg(short = 'h', long)]
     hostname: Option<String>,
-    /// Bind mount SRC:DST[:ro].
+    /// Bind mount /HOST:DST[:ro], named volume NAME:DST[:ro], or anonymous volume DST.
     #[arg(short, long = "volume")]
     volume: Vec<String>,
+    /// Mount: type=bind|volume|tmpfs,src=..,dst=..[,readonly][,tmpfs-size=..].
+    #[arg(long = "mount", value_name = "SPEC")]
+    mount: Vec<String>,
+    /// Mount a tmpfs at PATH (PATH[:size=64m,mode=1777,...]).
+    #[arg(long, value_name = "PATH[:OPTS]")]
+    tmpfs: Vec<String>,
+    /// Read environment variables from FILE (KEY=VALUE lines).
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Replace the image's entrypoint ("" clears it).
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+    /// Label KEY=VALUE.
+    #[arg(short = 'l', long = "label")]
+    label: Vec<String>,
+    /// Restart policy: no, on-failure[:N], always, unless-stopped.
+    #[arg(long, value_name = "POLICY")]
+    restart: Option<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Resource limit NAME=SOFT[:HARD] (nofile=1024:2048).
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    ulimit: Vec<String>,
+    /// CPUs the container may use (0-1, 0,2).
+    #[arg(long, value_name = "CPUS")]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (0).
+    #[arg(long, value_name = "NODES")]
+    cpuset_mems: Option<String>,
+    /// Run strata's init as PID 1 (it reaps zombies and forwards signals).
+    #[arg(long)]
+    init: bool,
+    /// The signal `stop` sends first (default TERM).
+    #[arg(long, value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    stop_timeout: Option<u64>,
+    /// Extra group for the process (name or number).
+    #[arg(long, value_name = "GROUP")]
+    group_add: Vec<String>,
+    /// Add NAME:IP to /etc/hosts.
+    #[arg(long, value_name = "NAME:IP")]
+    add_host: Vec<String>,
+    /// DNS server for /etc/resolv.conf.
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// Pull the image: missing (default: when not in the store and the name has a registry
+    /// host), always, or never.
+    #[arg(long, value_name = "POLICY", default_value = "missing")]
+    pull: String,
     /// Network: host (share the host's) or none (only loopback).
     #[arg(long = "net", alias = "network", default_value = "host")]
     net: String,
@@ -161,6 +234,9 @@ pub struct RunArgs {
 /// Arguments of `strata exec`.
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    /// Run the command in the background.
+    #[arg(short, long)]
+    detach: bool,
     /// Keep stdin open.
     #[arg(short, long)]
     interactive: bool,
@@ -201,16 +277,38 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Ps(a) => ps(store, &a),
         ContainerCmd::Logs {
             follow,
+            tail,
+            timestamps,
+            since,
             container: c,
         } => {
             let id = container::resolve(store, &c)?;
-            log_follow::copy_log(store, &id, follow, &mut std::io::stdout())
+            let o = log_follow::LogOptions {
+                follow,
+                tail: tail
+                    .as_deref()
+                    .map(log_follow::parse_tail)
+                    .transpose()?
+                    .flatten(),
+                timestamps,
+                since: since
+                    .as_deref()
+                    .map(|s| log_follow::parse_since(s, strata_runtime::util::now_secs()))
+                    .transpose()?,
+            };
+            log_follow::copy_log(
+                store,
+                &id,
+                &o,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
         }
         ContainerCmd::Stop { time, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 strata_runtime::container::pause::thaw_if_paused(&id);
-                run::stop(store, &id, Duration::from_secs(time))?;
+                run::stop(store, &id, time.map(Duration::from_secs))?;
                 events(store, "stop", &id);
                 println!("{c}");
             }
@@ -239,13 +337,17 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             }
             Ok(())
         }
-        ContainerCmd::Rm { force, containers } => {
+        ContainerCmd::Rm {
+            force,
+            volumes,
+            containers,
+        } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 if force {
                     strata_runtime::container::pause::thaw_if_paused(&id);
                 }
-                run::remove(store, &id, force)?;
+                run::remove_with_volumes(store, &id, force, volumes)?;
                 println!("{c}");
             }
             Ok(())
@@ -259,6 +361,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
                 user: a.user,
                 workdir: a.workdir,
                 cmd: a.cmd,
+                detach: a.detach,
             };
             let code = strata_runtime::exec::exec(store, &id, &o)?;
             exit_with(code)
@@ -272,7 +375,43 @@ fn exit_with(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// Whether `image` names its registry (`host.name/...`, `host:port/...`, `localhost/...`):
+/// only those are pulled when missing, a short name must be in the store (no default
+/// registry is reachable from here, and a typo must not turn into a download).
+fn names_registry(image: &str) -> bool {
+    image
+        .split_once('/')
+        .is_some_and(|(host, _)| host.contains(['.', ':']) || host == "localhost")
+}
+
+/// `run --pull`: always, missing (default), never.
+fn pull_for_run(store: &Store, image: &str, policy: &str) -> R {
+    let local = || strata_runtime::image::resolve(store, image).is_ok();
+    let pull = match policy {
+        "always" => true,
+        "missing" => !local() && names_registry(image),
+        "never" => false,
+        other => {
+            return Err(strata_runtime::Error(format!(
+                "invalid --pull {other:?}: use missing, never or always"
+            )))
+        }
+    };
+    if pull {
+        let o = strata_runtime::transfer::registry::Options {
+            creds: None,
+            insecure: false,
+            quiet: true,
+            timeout: None,
+        };
+        eprintln!("strata: pulling {image}");
+        strata_runtime::transfer::pull::pull(store, image, &o)?;
+    }
+    Ok(())
+}
+
 fn run_container(store: &Store, a: RunArgs) -> R {
+    pull_for_run(store, &a.image, &a.pull)?;
     if let Some(ops) = &a.trace_ops {
         strata_fs::trace::parse_ops(ops).map_err(strata_runtime::Error)?;
     }
@@ -295,6 +434,22 @@ fn run_container(store: &Store, a: RunArgs) -> R {
         trace: a.trace,
         trace_ops: a.trace_ops,
         trace_path: a.trace_path,
+        mounts: a.mount,
+        tmpfs: a.tmpfs,
+        env_files: a.env_file,
+        entrypoint: a.entrypoint,
+        labels: a.label,
+        ulimits: a.ulimit,
+        cpuset_cpus: a.cpuset_cpus,
+        cpuset_mems: a.cpuset_mems,
+        restart: a.restart,
+        group_add: a.group_add,
+        add_hosts: a.add_host,
+        dns: a.dns,
+        init: a.init,
+        read_only: a.read_only,
+        stop_signal: a.stop_signal,
+        stop_timeout: a.stop_timeout,
         image: a.image,
         cmd: a.cmd,
     };
@@ -314,9 +469,18 @@ pub fn events(store: &Store, action: &str, id: &str) {
     }
 }
 
-/// `strata ps`: docker's table, `-q`, or `--format`.
+/// Print one line to stdout; an error once the reader has left (a closed pipe).
+pub fn print_line(line: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+}
+
+/// `strata ps`: docker's table, `-q`, or `--format`; `--filter`, `-n`, `-l`.
 pub fn ps(store: &Store, a: &PsArgs) -> R {
     use crate::docker_json::{ps_row, PS_HEADERS, PS_TABLE};
+    let last = if a.latest { Some(1) } else { a.last };
+    let filters = crate::ps_filter::Filters::parse(&a.filter)?;
+    let all = a.all || last.is_some();
     let fmt = if a.quiet && a.format.is_none() {
         Some("{{.ID}}")
     } else {
@@ -324,7 +488,18 @@ pub fn ps(store: &Store, a: &PsArgs) -> R {
     };
     let mut out =
         crate::format::Output::new(fmt, PS_TABLE, PS_HEADERS).map_err(strata_runtime::Error)?;
-    for c in container::list_readable(store)? {
+    let mut listed = container::list_readable(store)?;
+    // Newest first, to the nanosecond (config.json's time) within one second, for -n/-l.
+    let written = |c: &container::ContainerConfig| {
+        std::fs::metadata(container::Paths::new(store, &c.id).config())
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    listed.sort_by_cached_key(|c| std::cmp::Reverse((c.created, written(c))));
+    if let Some(n) = last {
+        listed.truncate(n);
+    }
+    for c in listed {
         let st = match run::reconcile(store, &c.id) {
             Ok(st) => st,
             Err(e) => {
@@ -332,7 +507,10 @@ pub fn ps(store: &Store, a: &PsArgs) -> R {
                 continue;
             }
         };
-        if !a.all && st.status != Status::Running {
+        if !all && st.status != Status::Running && !filters.has_status() {
+            continue;
+        }
+        if !filters.matches(store, &c, &st) {
             continue;
         }
         out.row(&ps_row(&c, &st, a.no_trunc))

@@ -20,9 +20,9 @@ type R = strata_runtime::Result<()>;
 pub enum MoreCmd {
     /// Restart containers: stop (SIGTERM, SIGKILL after the timeout), then start detached.
     Restart {
-        /// Seconds to wait before SIGKILL.
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
         /// Containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -111,7 +111,7 @@ pub fn run(store: &Store, cmd: MoreCmd) -> R {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 pause::thaw_if_paused(&id);
-                run::stop(store, &id, Duration::from_secs(time))?;
+                run::stop(store, &id, time.map(Duration::from_secs))?;
                 if rootless::needed() {
                     rootless::enter_new()?;
                 }

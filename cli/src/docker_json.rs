@@ -42,6 +42,12 @@ pub fn status_text(cfg: &ContainerConfig, st: &State) -> String {
                 ""
             }
         ),
+        // Between two runs of a restart policy: the supervisor waits to start it again.
+        Status::Exited if st.supervisor.is_some() => format!(
+            "Restarting ({}) {}",
+            st.exit_code.unwrap_or(0),
+            ago(st.finished_at.unwrap_or(0))
+        ),
         Status::Exited => format!(
             "Exited ({}) {}",
             st.exit_code.unwrap_or(0),
@@ -55,7 +61,8 @@ fn mounts(cfg: &ContainerConfig) -> Vec<Value> {
         .iter()
         .map(|v| {
             json!({
-                "Type": "bind",
+                "Type": if v.volume.is_some() || v.anonymous { "volume" } else { "bind" },
+                "Name": v.volume,
                 "Source": v.source,
                 "Destination": v.target,
                 "Mode": if v.readonly { "ro" } else { "" },
@@ -191,7 +198,7 @@ pub fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<Valu
             "Status": status,
             "Running": st.status == Status::Running,
             "Paused": status == "paused",
-            "Restarting": false,
+            "Restarting": st.status == Status::Exited && st.supervisor.is_some(),
             "OOMKilled": false,
             "Dead": false,
             "Pid": if st.status == Status::Running { st.pid.unwrap_or(0) } else { 0 },
@@ -206,7 +213,7 @@ pub fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<Valu
         "HostsPath": paths.init_layer().join("etc/hosts"),
         "LogPath": paths.log(),
         "Name": format!("/{}", cfg.name),
-        "RestartCount": 0,
+        "RestartCount": st.restart_count,
         "Driver": cfg.driver,
         "Platform": "linux",
         "HostConfig": {

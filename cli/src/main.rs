@@ -1,6 +1,7 @@
 //! The `strata` command: docker-like subcommands plus a mount mode compatible with
 //! fuse-overlayfs (`strata -o lowerdir=..,upperdir=..,workdir=.. MOUNTPOINT`).
 
+mod bool_flags;
 mod changes_cmd;
 mod containers;
 mod docker_cmds;
@@ -10,10 +11,12 @@ mod groups;
 mod images_cmd;
 mod logging;
 mod mount;
+mod ps_filter;
 mod system_cmd;
 mod tools;
 mod trace_cmd;
 mod transfer_cmd;
+mod volume_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
@@ -93,6 +96,9 @@ enum Command {
     Changes(changes_cmd::ChangesCmd),
     #[command(flatten)]
     System(system_cmd::SystemCmd),
+    /// Manage named volumes (create, ls, inspect, rm, prune).
+    #[command(subcommand)]
+    Volume(volume_cmd::VolumeCmd),
 }
 
 fn main() -> ExitCode {
@@ -104,16 +110,11 @@ fn main() -> ExitCode {
         .chain(["help".to_string()])
         .collect();
     let argv = mount::rewrite_helper_form(argv, &names);
-    let template = groups::help_template(&cmd);
-    let matches = cmd.help_template(template).get_matches_from(argv);
     let Cli {
         log_level,
         root,
         command,
-    } = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    } = parse(cmd, argv);
     let root = root.as_deref();
     let result = match command {
         Command::Mount(args) => groups::run_fs(groups::FsCmd::Mount(args), &log_level, root),
@@ -133,6 +134,7 @@ fn main() -> ExitCode {
         Command::Transfer(cmd) => with_store(&log_level, root, |s| transfer_cmd::run(s, cmd)),
         Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
         Command::System(cmd) => with_store(&log_level, root, |s| system_cmd::run(s, cmd)),
+        Command::Volume(cmd) => with_store(&log_level, root, |s| volume_cmd::run(s, cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,6 +143,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Parse the command line, every boolean flag in docker's `--flag[=true|false]` form.
+fn parse(cmd: clap::Command, argv: Vec<OsString>) -> Cli {
+    let template = groups::help_template(&cmd);
+    let matches = bool_flags::docker_bools(cmd.help_template(template)).get_matches_from(argv);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Log to stderr and open the store for one of the docker-like commands.

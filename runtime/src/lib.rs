@@ -17,6 +17,7 @@ pub mod store;
 pub mod sys;
 pub mod transfer;
 pub mod util;
+pub mod volume;
 
 pub use util::{Error, Result};
 
@@ -41,6 +42,7 @@ pub mod native {
 /// The container verbs under their old `run` path (see above).
 pub mod run {
     pub use crate::container::{
-        kill_container, open_log, parse_signal, reconcile, remove, run, start, stop, RunOptions,
+        kill_container, open_log, parse_signal, reconcile, remove, remove_with_volumes, run, start,
+        stop, RunOptions,
     };
 }

@@ -10,7 +10,7 @@ use crate::err;
 use crate::store::Store;
 use crate::util::{read_json, Ctx, Result};
 
-/// A bind mount from the host.
+/// A bind mount into the container: a host path, or a volume's data directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Volume {
     /// Absolute host path.
@@ -19,6 +19,94 @@ pub struct Volume {
     pub target: String,
     /// Mounted read-only.
     pub readonly: bool,
+    /// The named volume (store/volumes/NAME) this mount is, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// An anonymous volume (`-v /data`, an image VOLUME): removed with the container
+    /// (`rm -v`, `--rm`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+}
+
+impl Volume {
+    /// A plain bind mount of a host path.
+    pub fn bind(source: PathBuf, target: &str, readonly: bool) -> Volume {
+        Volume {
+            source,
+            target: target.to_string(),
+            readonly,
+            volume: None,
+            anonymous: false,
+        }
+    }
+}
+
+/// A tmpfs mounted in the container (`--tmpfs PATH[:opts]`, `--mount type=tmpfs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tmpfs {
+    /// Absolute path in the container.
+    pub target: String,
+    /// Mount options (size=64m,mode=1777).
+    pub options: String,
+}
+
+/// A resource limit (`--ulimit NAME=SOFT[:HARD]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Ulimit {
+    /// docker's name: nofile, nproc, core, stack, ...
+    pub name: String,
+    /// Soft limit (-1: unlimited).
+    pub soft: i64,
+    /// Hard limit (-1: unlimited).
+    pub hard: i64,
+}
+
+/// When the supervisor starts the command again after it exits (`--restart`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RestartPolicy {
+    /// "no", "on-failure", "always" or "unless-stopped".
+    pub name: String,
+    /// on-failure:N: at most N restarts (0: no bound).
+    #[serde(default)]
+    pub max_retries: u32,
+}
+
+/// The docker options that shape the container beyond its process (all optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Extras {
+    /// Put strata's small init (a reaper forwarding signals) in front of the command.
+    #[serde(default)]
+    pub init: bool,
+    /// The signal `stop` sends first (default SIGTERM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
+    /// Labels (`--label K=V`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The root filesystem mounted read-only.
+    #[serde(default)]
+    pub read_only: bool,
+    /// tmpfs mounts.
+    #[serde(default)]
+    pub tmpfs: Vec<Tmpfs>,
+    /// Resource limits.
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
+    /// Extra groups of the process (names or numbers).
+    #[serde(default)]
+    pub group_add: Vec<String>,
+    /// Extra /etc/hosts lines, "NAME:IP".
+    #[serde(default)]
+    pub add_hosts: Vec<String>,
+    /// DNS servers for /etc/resolv.conf.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart: RestartPolicy,
 }
 
 /// cgroup limits.
@@ -30,6 +118,12 @@ pub struct Limits {
     pub pids: Option<i64>,
     /// CPU quota in CPUs (0.5 = half a CPU).
     pub cpus: Option<f64>,
+    /// CPUs the container may use (cpuset.cpus syntax: 0-1,3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use (cpuset.mems syntax).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_mems: Option<String>,
 }
 
 /// Op-by-op tracing of a container's root (strata's FUSE union only; docs/tracing.md).
@@ -97,6 +191,9 @@ pub struct ContainerConfig {
     /// Trace the root's filesystem requests (`run --trace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<Trace>,
+    /// docker's other run options (init, stop signal, labels, tmpfs, ...).
+    #[serde(default)]
+    pub extras: Extras,
 }
 
 /// Paths of one container's files.

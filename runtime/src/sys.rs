@@ -424,3 +424,24 @@ pub fn ficlone(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> nix::Result<()> {
     let r = unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, src.as_raw_fd()) };
     Errno::result(r).map(drop)
 }
+
+/// Point this process's command line (/proc/self/cmdline) at `title` (NUL-separated
+/// arguments, NUL-terminated), with prctl(PR_SET_MM); needs CAP_SYS_RESOURCE. The memory is
+/// leaked on purpose: the kernel reads it for as long as the process lives.
+pub fn set_cmdline(title: Vec<u8>) -> nix::Result<()> {
+    let area: &'static mut [u8] = Vec::leak(title);
+    let start = area.as_ptr() as libc::c_ulong;
+    let end = start + area.len() as libc::c_ulong;
+    let set = |opt: libc::c_int, addr: libc::c_ulong| {
+        // SAFETY: PR_SET_MM only records the addresses; they lie in this live, leaked buffer.
+        let r = unsafe { libc::prctl(libc::PR_SET_MM, opt as libc::c_ulong, addr, 0, 0) };
+        Errno::result(r).map(drop)
+    };
+    // The kernel keeps start <= end at each step: which goes first depends on where the
+    // new buffer lies relative to the old area (the heap is usually below the stack).
+    set(libc::PR_SET_MM_ARG_START, start)
+        .and_then(|()| set(libc::PR_SET_MM_ARG_END, end))
+        .or_else(|_| {
+            set(libc::PR_SET_MM_ARG_END, end).and_then(|()| set(libc::PR_SET_MM_ARG_START, start))
+        })
+}

@@ -134,8 +134,16 @@ fn echo_and_exit_statuses() {
         (0, "hello\n".into(), String::new())
     );
     assert_eq!(e.run(&["busybox", "sh", "-c", "exit 3"]).0, 3);
-    assert_eq!(e.run(&["busybox", "sh", "-c", "kill -9 $$"]).0, 137);
-    assert_eq!(e.run(&["busybox", "sh", "-c", "kill -TERM $$"]).0, 143);
+    // A command killed by a signal: 128+N. Behind --init (as PID 1 the kernel ignores
+    // signals it has no handler for, from inside its namespace too: run_flags.rs).
+    assert_eq!(
+        e.run(&["--init", "busybox", "sh", "-c", "kill -9 $$"]).0,
+        137
+    );
+    assert_eq!(
+        e.run(&["--init", "busybox", "sh", "-c", "kill -TERM $$"]).0,
+        143
+    );
     let (code, _, err) = e.run(&["busybox", "no-such-command"]);
     assert_eq!(code, 127);
     assert!(err.contains("executable file not found"), "{err}");
@@ -178,7 +186,8 @@ fn env_workdir_user_hostname_pid1() {
     ]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "1 /work/dir 1000 1000 1000 10 box /home/bob 2");
+    // The command is PID 1, as with docker.
+    assert_eq!(lines[0], "1 /work/dir 1000 1000 1000 10 box /home/bob 1");
     assert_eq!(
         lines[1],
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -710,6 +719,7 @@ fn rootless_runs_as_an_unprivileged_user() {
             u(&[
                 "run",
                 "--rm",
+                "--init",
                 "--driver",
                 driver,
                 "busybox",
@@ -975,21 +985,22 @@ fn etc_hostname_hosts_and_resolv_conf() {
 #[test]
 fn init_is_pid_1_and_reaps_orphans() {
     let e = Env::new();
-    // PID 1 is strata's init; the command is its child.
+    // With --init, PID 1 is strata's init (named as docker's); the command is its child.
     let (code, out, err) = e.run(&[
+        "--init",
         "busybox",
         "sh",
         "-c",
         "cat /proc/1/comm; echo $$ $PPID; cat /proc/$$/comm; true",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "strata\n2 1\nsh\n");
+    assert_eq!(out, "docker-init\n2 1\nsh\n");
     // Orphans (double-forked children) are reparented to init, which must reap them when
     // they exit: poll inside until no sleep is left at all, then count zombies.
     let script = "for i in 1 2 3 4 5; do (sleep 0.2 &); done; \
                   n=0; while ps -o comm | grep -q sleep && [ $n -lt 300 ]; do sleep 0.05; n=$((n+1)); done; \
                   ps -o stat,comm | grep -c '^ *Z'";
-    let (_, out, err) = e.run(&["busybox", "sh", "-c", script]);
+    let (_, out, err) = e.run(&["--init", "busybox", "sh", "-c", script]);
     assert_eq!(out.trim(), "0", "zombies left: {err}");
 }
 

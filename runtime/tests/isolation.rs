@@ -381,7 +381,8 @@ impl Probes {
 /// Run `probes` with `strata run --rm ARGS iso sh -c SCRIPT` as root.
 fn run_probes(e: &Env, what: &str, args: &[&str], probes: &Probes) {
     let script = probes.script();
-    let mut a = vec!["run", "--rm"];
+    // --init: the probes of PID 1 are of strata's own init (a host binary, non-dumpable).
+    let mut a = vec!["run", "--rm", "--init"];
     a.extend_from_slice(args);
     a.extend_from_slice(&["iso", "sh", "-c", &script]);
     let out = e.strata(&a);
@@ -572,7 +573,7 @@ fn host_path_probes(e: &Env, p: &mut Probes) {
         format!("probe read /proc/self/cwd/../../..{c}"),
         "ENOENT",
     );
-    // PID 1 runs strata: non-dumpable, so neither its root nor its binary, environment
+    // PID 1 runs strata (--init): non-dumpable, so neither its root nor its binary, environment
     // (the host's) or descriptors are open to the container's root.
     p.add(
         "/proc/1/root",
@@ -749,7 +750,7 @@ fn host_paths_outside_the_root_are_unreachable() {
         // (a host process, with the host's cwd and root) out of reach.
         let name = format!("exec-{driver}");
         let id = e.ok(&[
-            "run", "-d", "--name", &name, "--driver", driver, "iso", "sleep", "1000",
+            "run", "-d", "--init", "--name", &name, "--driver", driver, "iso", "sleep", "1000",
         ]);
         let st = Env::state(&e.dir.join("store"), id.trim());
         let sup = st["supervisor"].as_i64().unwrap();
@@ -1253,7 +1254,10 @@ fn rootless_containers_gain_nothing_on_the_host() {
                       touch /tmp/done; exec sleep 1000";
         let id = user_ok(
             &home,
-            &["run", "-d", "--driver", driver, "iso", "sh", "-c", script],
+            // --init: the checks below look at strata's init and at its child, the command.
+            &[
+                "run", "-d", "--init", "--driver", driver, "iso", "sh", "-c", script,
+            ],
         );
         let id = id.trim();
         let store = home.join("data/strata");

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::container::{self, ContainerConfig, Limits, Paths, ProcessSpec, State, Trace, Volume};
+use crate::container::{self, ContainerConfig, Limits, Paths, ProcessSpec, State, Trace};
 use crate::driver::{self, Driver};
 use crate::store::Store;
 use crate::util::{now_secs, random_id, write_json, Ctx, Result};
@@ -48,6 +48,38 @@ pub struct RunOptions {
     pub trace_ops: Option<String>,
     /// --trace-path GLOB.
     pub trace_path: Option<String>,
+    /// --mount type=bind|volume|tmpfs,...
+    pub mounts: Vec<String>,
+    /// --tmpfs PATH[:opts].
+    pub tmpfs: Vec<String>,
+    /// --env-file FILE (KEY=VALUE lines, # comments).
+    pub env_files: Vec<PathBuf>,
+    /// --entrypoint (an empty string clears the image's).
+    pub entrypoint: Option<String>,
+    /// --label K=V.
+    pub labels: Vec<String>,
+    /// --ulimit NAME=SOFT[:HARD].
+    pub ulimits: Vec<String>,
+    /// --cpuset-cpus.
+    pub cpuset_cpus: Option<String>,
+    /// --cpuset-mems.
+    pub cpuset_mems: Option<String>,
+    /// --restart no|on-failure[:N]|always|unless-stopped.
+    pub restart: Option<String>,
+    /// --group-add.
+    pub group_add: Vec<String>,
+    /// --add-host NAME:IP.
+    pub add_hosts: Vec<String>,
+    /// --dns IP.
+    pub dns: Vec<String>,
+    /// --init, --read-only, --stop-signal, --stop-timeout.
+    pub init: bool,
+    /// --read-only.
+    pub read_only: bool,
+    /// --stop-signal.
+    pub stop_signal: Option<String>,
+    /// --stop-timeout.
+    pub stop_timeout: Option<u64>,
     /// IMAGE.
     pub image: String,
     /// CMD...
@@ -71,36 +103,6 @@ pub fn parse_size(s: &str) -> Result<u64> {
         return Err(err!("invalid size {s:?}: must be positive"));
     }
     Ok((n * mult as f64) as u64)
-}
-
-fn parse_volume(s: &str) -> Result<Volume> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let (src, dst, mode) = match parts.as_slice() {
-        [s, d] => (*s, *d, "rw"),
-        [s, d, m] => (*s, *d, *m),
-        _ => {
-            return Err(err!(
-                "invalid volume {s:?}: use -v /host/path:/container/path[:ro]"
-            ))
-        }
-    };
-    let readonly = match mode {
-        "ro" => true,
-        "rw" => false,
-        _ => return Err(err!("invalid volume mode {mode:?} in {s:?}: use ro or rw")),
-    };
-    if !dst.starts_with('/') {
-        return Err(err!(
-            "invalid volume {s:?}: the container path must be absolute"
-        ));
-    }
-    let source = std::fs::canonicalize(src)
-        .ctx(|| format!("volume source {src} (it must exist on the host)"))?;
-    Ok(Volume {
-        source,
-        target: dst.to_string(),
-        readonly,
-    })
 }
 
 /// The container's trace settings from `--trace`, `--trace-ops` and `--trace-path`.
@@ -161,6 +163,8 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         memory: o.memory.as_deref().map(parse_size).transpose()?,
         pids: o.pids_limit,
         cpus: o.cpus,
+        cpuset_cpus: o.cpuset_cpus.clone(),
+        cpuset_mems: o.cpuset_mems.clone(),
     };
     if limits.cpus.is_some_and(|c| c <= 0.0) {
         return Err(err!("--cpus must be positive"));
@@ -173,6 +177,8 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
             ("--memory", limits.memory.is_some()),
             ("--pids-limit", limits.pids.is_some()),
             ("--cpus", limits.cpus.is_some()),
+            ("--cpuset-cpus", limits.cpuset_cpus.is_some()),
+            ("--cpuset-mems", limits.cpuset_mems.is_some()),
         ]
         .iter()
         .filter(|(_, set)| *set)
@@ -186,11 +192,11 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         }
     }
     let trace = trace_spec(o)?;
-    let volumes = o
-        .volumes
-        .iter()
-        .map(|v| parse_volume(v))
-        .collect::<Result<Vec<_>>>()?;
+    let mut extras = super::options::extras(o)?;
+    let mut env_from_files = Vec::new();
+    for f in &o.env_files {
+        env_from_files.extend(super::options::read_env_file(f)?);
+    }
     let _lock = store.lock_exclusive()?;
     let image_id = image::resolve(store, &o.image)?;
     let img = image::load_image(store, &image_id)?;
@@ -225,8 +231,13 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         }
         None => container::generate_name(&id),
     };
-    let mut args: Vec<String> = img.config.entrypoint.clone().unwrap_or_default();
-    if o.cmd.is_empty() {
+    let mut args: Vec<String> = match &o.entrypoint {
+        // docker: --entrypoint is one program, and it drops the image's CMD too.
+        Some(e) if e.is_empty() => Vec::new(),
+        Some(e) => vec![e.clone()],
+        None => img.config.entrypoint.clone().unwrap_or_default(),
+    };
+    if o.cmd.is_empty() && o.entrypoint.is_none() {
         args.extend(img.config.cmd.clone().unwrap_or_default());
     } else {
         args.extend(o.cmd.iter().cloned());
@@ -238,7 +249,7 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         ));
     }
     let mut env = img.config.env.clone().unwrap_or_default();
-    for e in &o.env {
+    for e in env_from_files.iter().chain(&o.env) {
         let kv = match e.split_once('=') {
             Some(_) => e.clone(),
             None => match std::env::var(e) {
@@ -257,6 +268,23 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         .unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
         return Err(err!("the working directory {cwd:?} must be absolute"));
+    }
+    let image_volumes: Vec<String> = img
+        .config
+        .volumes
+        .as_ref()
+        .map(|v| v.keys().cloned().collect())
+        .unwrap_or_default();
+    let mounts =
+        crate::volume::mounts::parse(store, &o.volumes, &o.mounts, &o.tmpfs, &image_volumes)?;
+    extras.tmpfs = mounts.tmpfs;
+    if extras.stop_signal.is_none() {
+        // docker: the image's STOPSIGNAL when --stop-signal is not given.
+        extras.stop_signal = img
+            .config
+            .stop_signal
+            .clone()
+            .filter(|s| crate::container::parse_signal(s).is_ok());
     }
     let cfg = ContainerConfig {
         id: id.clone(),
@@ -281,18 +309,25 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         },
         hostname: o.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
         network: network.into(),
-        volumes,
+        volumes: mounts.volumes,
         limits,
         auto_remove: o.auto_remove,
         trace,
+        extras,
     };
     let p = Paths::new(store, &id);
-    for d in [p.dir.clone(), p.upper(), p.work(), p.merged()] {
-        std::fs::create_dir_all(&d).ctx(|| format!("cannot create {}", d.display()))?;
+    let written = (|| {
+        for d in [p.dir.clone(), p.upper(), p.work(), p.merged()] {
+            std::fs::create_dir_all(&d).ctx(|| format!("cannot create {}", d.display()))?;
+        }
+        write_json(&p.state(), &State::created())?;
+        // config.json last: a directory without it is not a container (ignored, removable).
+        write_json(&p.config(), &cfg)
+    })();
+    if let Err(e) = written {
+        crate::volume::remove_anonymous(store, &cfg.volumes);
+        return Err(e);
     }
-    write_json(&p.state(), &State::created())?;
-    // config.json last: a directory without it is not a container (ignored, removable).
-    write_json(&p.config(), &cfg)?;
     super::events::record(store, "create", &cfg, &[]);
     Ok(cfg)
 }

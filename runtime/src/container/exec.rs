@@ -34,6 +34,8 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     /// The command.
     pub cmd: Vec<String>,
+    /// -d: start the command in the background and return at once.
+    pub detach: bool,
 }
 
 /// Run `o.cmd` in container `id`; its exit status.
@@ -51,6 +53,9 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     };
     if o.cmd.is_empty() {
         return Err(err!("no command given to exec"));
+    }
+    if o.detach {
+        return exec_detached(store, id, o);
     }
     let mut env = cfg.process.env.clone();
     for e in &o.env {
@@ -248,4 +253,33 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     }
     drop(raw);
     Ok(code)
+}
+
+/// `exec -d`: run the command from a daemon of its own (stdio on /dev/null), as docker
+/// does; 0 once it is forked.
+fn exec_detached(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
+    if o.tty || o.interactive {
+        return Err(err!(
+            "exec -d takes no -i or -t: nobody would read or write the terminal"
+        ));
+    }
+    // SAFETY: the CLI is single-threaded here: no pty or progress thread has started.
+    #[allow(unsafe_code)]
+    let forked = unsafe { sys::fork() };
+    match forked.ctx(|| "cannot fork")? {
+        Forked::Child => {
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+                let _ = nix::unistd::dup2_stdin(null.as_fd());
+                let _ = nix::unistd::dup2_stdout(null.as_fd());
+                let _ = nix::unistd::dup2_stderr(null.as_fd());
+            }
+            let o = ExecOptions {
+                detach: false,
+                ..o.clone()
+            };
+            sys::exit_now(exec(store, id, &o).unwrap_or(125))
+        }
+        Forked::Parent(_) => Ok(0),
+    }
 }

@@ -49,6 +49,9 @@ pub struct State {
     /// Error that stopped the container from starting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Times the restart policy started the command again.
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 impl State {
@@ -65,6 +68,7 @@ impl State {
             exit_code: None,
             stopping: false,
             error: None,
+            restart_count: 0,
         }
     }
 }

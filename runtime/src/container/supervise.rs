@@ -17,6 +17,8 @@ use crate::driver::{self, Driver};
 use crate::isolation::cgroups;
 use crate::process::init::{self, exit_code, Tty};
 use crate::process::pty;
+
+use super::logfile;
 use crate::store::Store;
 use crate::sys::{self, Forked};
 use crate::util::{now_secs, Ctx, Result};
@@ -78,6 +80,8 @@ pub fn supervise(
         // the container, reconcile knows whose mount and cgroups are left to clean.
         st.supervisor = Some(std::process::id() as i32);
         st.supervisor_start = container::pid_start_time(std::process::id() as i32);
+        // Once per start, not per restart: a stop between two runs must hold.
+        st.stopping = false;
         container::save_state(store, &cfg.id, &st)?;
     }
     let paths = Paths::new(store, &cfg.id);
@@ -113,8 +117,10 @@ pub fn supervise(
         });
         return Err(e);
     }
-    super::events::record(store, "start", cfg, &[]);
-    let result = supervise_mounted(store, cfg, io, ready);
+    let result = super::restart::with_policy(store, cfg, || {
+        super::events::record(store, "start", cfg, &[]);
+        supervise_mounted(store, cfg, io, ready)
+    });
     let cleaned = cleanup(store, &cfg.id);
     if let Some(t) = &cfg.trace {
         // The daemon writes the trace's last line once the unmount reaches it.
@@ -151,7 +157,7 @@ pub fn supervise(
         &[("exitCode", code.unwrap_or(125).to_string())],
     );
     if cfg.auto_remove {
-        remove_files(store, &cfg.id)?;
+        remove_files(store, &cfg.id, true)?;
     } else {
         final_state?;
     }
@@ -170,34 +176,58 @@ pub fn etc_binds(paths: &Paths, cfg: &ContainerConfig) -> Result<Vec<Volume>> {
         Ok(p)
     };
     let h = &cfg.hostname;
-    let mut binds = vec![Volume {
-        source: write("hostname", format!("{h}\n"))?,
-        target: "/etc/hostname".into(),
-        readonly: false,
-    }];
+    let x = &cfg.extras;
+    let mut binds = vec![Volume::bind(
+        write("hostname", format!("{h}\n"))?,
+        "/etc/hostname",
+        false,
+    )];
+    // --add-host NAME:IP lines, as docker appends them.
+    let extra: String = x
+        .add_hosts
+        .iter()
+        .filter_map(|a| a.split_once(':'))
+        .map(|(name, ip)| format!("{ip}\t{name}\n"))
+        .collect();
     if cfg.network == "none" {
-        binds.push(Volume {
-            source: write(
-                "hosts",
-                format!(
-                    "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n"
-                ),
-            )?,
-            target: "/etc/hosts".into(),
-            readonly: false,
-        });
+        let text = format!(
+            "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n{extra}"
+        );
+        binds.push(Volume::bind(write("hosts", text)?, "/etc/hosts", false));
     } else {
         for f in ["/etc/resolv.conf", "/etc/hosts"] {
             // The file a symlink (systemd-resolved's) points to.
-            if let Ok(source) = std::fs::canonicalize(f) {
-                if source.is_file() {
-                    binds.push(Volume {
-                        source,
-                        target: f.into(),
-                        readonly: true,
-                    });
-                }
+            let Ok(source) = std::fs::canonicalize(f) else {
+                continue;
+            };
+            if !source.is_file() {
+                continue;
             }
+            let own = match f {
+                "/etc/hosts" if !extra.is_empty() => {
+                    let host = std::fs::read_to_string(&source).unwrap_or_default();
+                    Some(("hosts", format!("{host}{extra}")))
+                }
+                "/etc/resolv.conf" if !x.dns.is_empty() => {
+                    // The host's search and options lines, with --dns servers only.
+                    let host = std::fs::read_to_string(&source).unwrap_or_default();
+                    let mut text: String =
+                        x.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
+                    for l in host
+                        .lines()
+                        .filter(|l| !l.trim_start().starts_with("nameserver"))
+                    {
+                        text.push_str(l);
+                        text.push('\n');
+                    }
+                    Some(("resolv.conf", text))
+                }
+                _ => None,
+            };
+            binds.push(match own {
+                Some((name, text)) => Volume::bind(write(name, text)?, f, false),
+                None => Volume::bind(source, f, true),
+            });
         }
     }
     Ok(binds)
@@ -253,12 +283,18 @@ fn supervise_mounted(
     };
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
     let null = open_fd(Path::new("/dev/null"), OFlag::O_RDWR)?;
-    let log = match io {
-        Io::Log => Some(open_fd(
-            &paths.log(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND,
-        )?),
-        Io::Foreground => None,
+    // Foreground or detached, the supervisor logs what the container writes (docker's
+    // json-file log) and, in the foreground, copies it to the user's stdout and stderr.
+    let log: logfile::Shared = std::sync::Arc::new(std::sync::Mutex::new(File::from(open_fd(
+        &paths.log(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND,
+    )?)));
+    let pipes = if cfg.process.tty {
+        None
+    } else {
+        let out = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
+        let err = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
+        Some((out, err))
     };
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
@@ -277,9 +313,13 @@ fn supervise_mounted(
             if stdin_null {
                 ok &= nix::unistd::dup2_stdin(null.as_fd()).is_ok();
             }
-            if let Some(l) = &log {
-                ok &= nix::unistd::dup2_stdout(l.as_fd()).is_ok();
-                ok &= nix::unistd::dup2_stderr(l.as_fd()).is_ok();
+            if let Some(((_, out_w), (_, err_w))) = &pipes {
+                ok &= nix::unistd::dup2_stdout(out_w.as_fd()).is_ok();
+                ok &= nix::unistd::dup2_stderr(err_w.as_fd()).is_ok();
+            } else if io == Io::Log {
+                // -t: the terminal is the command's stdio; init's own goes nowhere.
+                ok &= nix::unistd::dup2_stdout(null.as_fd()).is_ok();
+                ok &= nix::unistd::dup2_stderr(null.as_fd()).is_ok();
             }
             if !ok {
                 crate::process::fail(&err_w, 125, "cannot set up the container's stdio");
@@ -296,6 +336,20 @@ fn supervise_mounted(
         Forked::Parent(pid) => pid,
     };
     drop(err_w);
+    let tee = |stdout: bool| -> Option<Box<dyn std::io::Write + Send>> {
+        match (io, stdout) {
+            (Io::Log, _) => None,
+            (Io::Foreground, true) => Some(Box::new(std::io::stdout())),
+            (Io::Foreground, false) => Some(Box::new(std::io::stderr())),
+        }
+    };
+    let mut relays = Vec::new();
+    if let Some(((out_r, out_w), (err_r, err_w))) = pipes {
+        drop((out_w, err_w));
+        let w_out = logfile::LogWriter::new(log.clone(), "stdout", tee(true));
+        let w_err = logfile::LogWriter::new(log.clone(), "stderr", tee(false));
+        relays.push(logfile::relay_pair(out_r, err_r, w_out, w_err));
+    }
     // The supervisor keeps its slave fd until init has opened its own: a pty whose slave was
     // opened and closed again answers EIO to the master's reader, which would then stop and
     // lose the container's output.
@@ -330,17 +384,17 @@ fn supervise_mounted(
         st.started_at = Some(now_secs());
         st.finished_at = None;
         st.exit_code = None;
-        st.stopping = false;
         st.error = None;
     })?;
     let mut raw = None;
     let mut out_thread = None;
     if let Some(m) = &master {
         let reader = m.try_clone().ctx(|| "dup")?;
+        let w = logfile::LogWriter::new(log.clone(), "stdout", tee(true));
+        out_thread = Some(pty::copy_thread(reader, Box::new(w)));
         match io {
             Io::Foreground => {
                 raw = Some(pty::RawMode::enter());
-                out_thread = Some(pty::copy_thread(reader, Box::new(std::io::stdout())));
                 if cfg.process.interactive {
                     let stdin = std::io::stdin()
                         .as_fd()
@@ -351,12 +405,7 @@ fn supervise_mounted(
                     drop(pty::copy_thread(stdin, Box::new(writer)));
                 }
             }
-            Io::Log => {
-                if let Some(l) = &log {
-                    let f = File::from(l.try_clone().ctx(|| "dup")?);
-                    out_thread = Some(pty::copy_thread(reader, Box::new(f)));
-                }
-            }
+            Io::Log => {}
         }
     }
     let mut msg = String::new();
@@ -375,7 +424,8 @@ fn supervise_mounted(
         None => notify(ready, "OK"),
     }
     let code = wait_forwarding(pid, master.as_ref(), &sigs);
-    if let Some(t) = out_thread {
+    // The pid namespace is gone with its init: every writer of the pipes has exited.
+    for t in out_thread.into_iter().chain(relays) {
         let _ = t.join();
     }
     drop(raw);

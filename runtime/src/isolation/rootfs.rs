@@ -289,8 +289,46 @@ pub fn prepare(root: &Path, volumes: &[Volume]) -> Result<()> {
 
     for v in volumes {
         let target = secure_join(root, &v.target)?;
+        // docker fills a new (empty) volume with what the image has at its mount point.
+        if v.volume.is_some() && crate::volume::is_empty(&v.source) && target.is_dir() {
+            crate::volume::copy::copy_contents(&target, &v.source)?;
+        }
         mount_point(&v.source, &target)?;
         bind(&v.source, &target, v.readonly)?;
+    }
+    Ok(())
+}
+
+/// The tmpfs mounts, then with `read_only` the root itself made read-only (its submounts,
+/// the volumes, tmpfs, /dev and /proc, keep their own modes), before pivot_root.
+pub fn mount_extras(root: &Path, tmpfs: &[crate::spec::Tmpfs], read_only: bool) -> Result<()> {
+    for t in tmpfs {
+        let target = secure_join(root, &t.target)?;
+        std::fs::create_dir_all(&target).ctx(|| format!("cannot create {}", target.display()))?;
+        let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        let mut data = Vec::new();
+        for o in t.options.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" => flags |= MsFlags::MS_RDONLY,
+                "noexec" => flags |= MsFlags::MS_NOEXEC,
+                "suid" => flags.remove(MsFlags::MS_NOSUID),
+                "dev" => flags.remove(MsFlags::MS_NODEV),
+                "noatime" => flags |= MsFlags::MS_NOATIME,
+                "rw" | "exec" | "nosuid" | "nodev" | "atime" => {}
+                kv => data.push(kv),
+            }
+        }
+        let data = data.join(",");
+        mnt(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        )?;
+    }
+    if read_only {
+        remount_readonly(root)?;
     }
     Ok(())
 }

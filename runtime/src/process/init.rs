@@ -1,5 +1,6 @@
-//! PID 1 of a container: finish the namespaces and mounts, start the command, then reap
-//! zombies and forward signals until the command exits, and exit with its status.
+//! PID 1 of a container: finish the namespaces and mounts, then become the command (docker's
+//! default) or, with `--init`, start it and reap zombies and forward signals until it exits,
+//! and exit with its status (docker-init's, tini's job).
 //!
 //! A PID 1 has no default signal actions, so every signal is blocked and taken with sigwait:
 //! blocked signals are queued even for init, and nothing runs in signal context.
@@ -89,6 +90,7 @@ fn setup(
     // The runtime's /etc files first: the user's volumes may replace them.
     let binds: Vec<Volume> = etc.iter().chain(&cfg.volumes).cloned().collect();
     rootfs::prepare(merged, &binds)?;
+    rootfs::mount_extras(merged, &cfg.extras.tmpfs, cfg.extras.read_only)?;
     rootfs::pivot(merged)?;
     rootfs::mask_paths()?;
     let slave = tty.map(open_tty).transpose()?;
@@ -135,7 +137,8 @@ pub fn prepare_process(
     Ok((u, env))
 }
 
-/// The container's PID 1 (a forked child in a new pid namespace, signals blocked). Never returns.
+/// The container's PID 1 (a forked child in a new pid namespace, signals blocked): the
+/// command itself, or with `--init` strata's reaper in front of it. Never returns.
 pub fn container_main(
     cfg: &ContainerConfig,
     merged: &Path,
@@ -162,10 +165,25 @@ pub fn container_main(
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };
     drop(tty);
-    let (u, env) = match prepare_process(&cfg.process, Some(&cfg.hostname)) {
+    let (mut u, env) = match prepare_process(&cfg.process, Some(&cfg.hostname)) {
         Ok(x) => x,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };
+    for g in &cfg.extras.group_add {
+        match user::resolve_group(Path::new("/"), g) {
+            Ok(n) if !u.groups.contains(&n) => u.groups.push(n),
+            Ok(_) => {}
+            Err(e) => fail(&err_fd, 125, &e.to_string()),
+        }
+    }
+    // Before the capabilities go: renaming (PR_SET_MM) and raising a hard limit need
+    // CAP_SYS_RESOURCE. The command forked below execs, and so sheds the new name.
+    if cfg.extras.init {
+        super::title::become_docker_init(&cfg.process.args);
+    }
+    if let Err(e) = super::limits::apply(&cfg.extras.ulimits) {
+        fail(&err_fd, 125, &e.to_string());
+    }
     if let Some(s) = &slave {
         // The terminal belongs to the user the command runs as (as docker does).
         let _ = nix::unistd::fchown(s, Some(nix::unistd::Uid::from_raw(u.uid)), None);
@@ -192,6 +210,10 @@ pub fn container_main(
         cwd: &cfg.process.cwd,
         user: &u,
     };
+    if !cfg.extras.init {
+        // As docker: the command itself is PID 1 (images with their own init need that).
+        process::exec(&target, slave, &err_fd)
+    }
     // SAFETY: the container's init is single-threaded (a forked child that starts no thread).
     #[allow(unsafe_code)]
     let forked = unsafe { sys::fork() };

@@ -2,7 +2,9 @@
 //! working directory, then execve. Errors are written to a pipe the supervisor reads.
 
 pub mod init;
+pub mod limits;
 pub mod pty;
+pub mod title;
 pub mod user;
 
 use std::ffi::CString;

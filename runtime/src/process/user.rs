@@ -88,6 +88,20 @@ pub fn resolve(root: &Path, spec: &str) -> Result<ExecUser> {
     })
 }
 
+/// A group name or number inside `root` (`--group-add`).
+pub fn resolve_group(root: &Path, g: &str) -> Result<u32> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    read_db(root, "etc/group")
+        .iter()
+        .find(|f| f[0] == g)
+        .and_then(|f| f[2].parse().ok())
+        .ok_or_else(|| {
+            err!("unable to find group {g}: no matching entries in the image's /etc/group")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,17 +26,57 @@ const DEVICE_ALLOW: [&str; 11] = [
 
 /// The directories container `id` uses, one per mounted controller.
 pub fn dirs(root: &Path, id: &str) -> Vec<PathBuf> {
-    CONTROLLERS
+    let mut out: Vec<PathBuf> = CONTROLLERS
         .iter()
         .map(|c| root.join(c))
         .filter(|c| c.join("cgroup.procs").exists())
         .map(|c| c.join("strata").join(id))
-        .collect()
+        .collect();
+    // cpuset only for the containers that asked (see cpuset_dir).
+    let cpuset = root.join("cpuset/strata").join(id);
+    if cpuset.is_dir() {
+        out.push(cpuset);
+    }
+    out
+}
+
+/// A cpuset directory under `root/cpuset` for `--cpuset-cpus/--cpuset-mems`. A new v1
+/// cpuset has no CPUs and no memory nodes (nothing may join it), so each level starts
+/// with its parent's, as docker does.
+fn cpuset_dir(root: &Path, id: &str) -> Result<PathBuf> {
+    let base = root.join("cpuset");
+    if !base.join("cgroup.procs").exists() {
+        return Err(crate::err!(
+            "--cpuset-cpus/--cpuset-mems: the cpuset cgroup controller is not mounted"
+        ));
+    }
+    let mut parent = base;
+    for part in ["strata", id] {
+        let d = parent.join(part);
+        std::fs::create_dir_all(&d).ctx(|| format!("cannot create the cgroup {}", d.display()))?;
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let mine = std::fs::read_to_string(d.join(f)).unwrap_or_default();
+            if mine.trim().is_empty() {
+                let theirs = std::fs::read_to_string(parent.join(f))
+                    .ctx(|| format!("cannot read {}", parent.join(f).display()))?;
+                write(&d, f, theirs.trim())?;
+            }
+        }
+        parent = d;
+    }
+    Ok(parent)
 }
 
 /// Create the directories and write the limits.
 pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Cgroup> {
-    let dirs = dirs(root, id);
+    let mut dirs = dirs(root, id);
+    let wants_cpuset = limits.cpuset_cpus.is_some() || limits.cpuset_mems.is_some();
+    if wants_cpuset {
+        let d = cpuset_dir(root, id)?;
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
     let cg = Cgroup { dirs: dirs.clone() };
     let result = (|| {
         for d in &dirs {
@@ -81,6 +121,17 @@ pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Cgroup> {
                 "cpu.cfs_quota_us",
                 &((cpus * 100_000.0).round() as i64).max(1000).to_string(),
             )?;
+        }
+        if wants_cpuset {
+            let d = ctl("cpuset").ok_or_else(|| {
+                crate::err!("--cpuset-cpus: the cpuset cgroup controller is not mounted")
+            })?;
+            if let Some(c) = &limits.cpuset_cpus {
+                write(d, "cpuset.cpus", c)?;
+            }
+            if let Some(m) = &limits.cpuset_mems {
+                write(d, "cpuset.mems", m)?;
+            }
         }
         Ok(())
     })();

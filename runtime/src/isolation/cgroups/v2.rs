@@ -17,7 +17,7 @@ pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Cgroup> {
     std::fs::create_dir_all(&parent)
         .ctx(|| format!("cannot create the cgroup {}", parent.display()))?;
     let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
-    let wanted: Vec<&str> = ["memory", "pids", "cpu"]
+    let wanted: Vec<&str> = ["memory", "pids", "cpu", "cpuset"]
         .into_iter()
         .filter(|c| available.split_whitespace().any(|a| a == *c))
         .collect();
@@ -48,6 +48,12 @@ pub fn create(root: &Path, id: &str, limits: &Limits) -> Result<Cgroup> {
                 "cpu.max",
                 &format!("{} 100000", ((cpus * 100_000.0).round() as i64).max(1000)),
             )?;
+        }
+        if let Some(c) = &limits.cpuset_cpus {
+            write(&d, "cpuset.cpus", c)?;
+        }
+        if let Some(m) = &limits.cpuset_mems {
+            write(&d, "cpuset.mems", m)?;
         }
         Ok(())
     })();
