@@ -202,3 +202,34 @@ fn info_and_version_formats() {
         "{plain}"
     );
 }
+
+#[test]
+fn labels_and_run_options_in_ps_and_inspect() {
+    let e = Env::new("fmt-labels");
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "lab",
+        "-l",
+        "tier=web",
+        "--label",
+        "owner=me",
+        "--restart",
+        "on-failure:3",
+        "--read-only",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(
+        e.ok(&["ps", "--format", "{{.Labels}}"]),
+        "owner=me,tier=web\n"
+    );
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{index .Config.Labels \"tier\"}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}} {{.HostConfig.ReadonlyRootfs}} {{.Config.StopSignal}}", "lab"]),
+        "web on-failure:3 true USR1\n"
+    );
+}
