@@ -176,6 +176,17 @@ fn wait_restart_rename_pause_top_stats_port() {
     ]);
     e.ok(&["run", "-d", "--name", "b", "busybox", "sh", "-c", "exit 2"]);
     assert_eq!(e.ok(&["wait", "a", "b"]), "7\n2\n");
+    // A --rm container's status outlives its record (read from its die event).
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.5; exit 6",
+    ]);
+    assert_eq!(e.ok(&["wait", id.trim()]), "6\n");
     e.ok(&["rename", "a", "a2"]);
     assert_eq!(e.ok(&["inspect", "-f", "{{.Name}}", "a2"]), "/a2\n");
     assert!(e.fails(&["rename", "a2", "b"]).contains("already in use"));

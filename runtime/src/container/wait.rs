@@ -14,11 +14,11 @@ pub fn wait(store: &Store, id: &str) -> Result<i32> {
     loop {
         let st = match container::reconcile(store, id) {
             Ok(st) => st,
-            // Removed meanwhile (--rm): the record is gone with its status.
+            // Removed meanwhile (--rm): the record is gone, its die event keeps the status.
             Err(_) if !container::Paths::new(store, id).dir.exists() => {
-                return Err(err!(
-                    "container {id} was removed before its exit status could be read"
-                ))
+                return died_with(store, id).ok_or_else(|| {
+                    err!("container {id} was removed before its exit status could be read")
+                })
             }
             Err(e) => return Err(e),
         };
@@ -31,4 +31,14 @@ pub fn wait(store: &Store, id: &str) -> Result<i32> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The exit status in the last `die` event of container `id`.
+fn died_with(store: &Store, id: &str) -> Option<i32> {
+    let (events, _) = super::events::read_from(store, None);
+    events
+        .iter()
+        .rev()
+        .find(|e| e.id == id && e.action == "die")
+        .and_then(|e| e.actor.attributes.get("exitCode")?.parse().ok())
 }
