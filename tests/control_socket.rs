@@ -117,7 +117,7 @@ fn socket_is_0600_from_creation() {
     m.unmount();
 }
 
-/// `strata stats` as another uid: refused without privileges by the socket's mode, and
+/// `strata fs stats` as another uid: refused without privileges by the socket's mode, and
 /// with CAP_DAC_OVERRIDE (which opens any socket) by the daemon's peer check; root and
 /// the owner keep being served.
 #[test]
@@ -131,7 +131,10 @@ fn other_uid_refused() {
         if caps {
             c.args(["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]);
         }
-        let out = c.args([&bin, "stats", "--json", &mnt]).output().unwrap();
+        let out = c
+            .args([&bin, "fs", "stats", "--json", &mnt])
+            .output()
+            .unwrap();
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -155,7 +158,7 @@ fn other_uid_refused() {
         m.log()
     );
     let ok = Command::new(&bin)
-        .args(["stats", "--json", &mnt])
+        .args(["fs", "stats", "--json", &mnt])
         .output()
         .unwrap()
         .status

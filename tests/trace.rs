@@ -1,4 +1,4 @@
-//! Tracing, `strata whence`, `strata stats` and `strata trace summary` on real mounts.
+//! Tracing, `strata whence`, `strata fs stats` and `strata trace summary` on real mounts.
 //!
 //! Two lower branches with known contents, a scripted workload, then: the trace holds the
 //! expected ops with the right branches (lower N before a write, upper or delta after),
@@ -143,8 +143,8 @@ fn read_all(p: &Path) -> Vec<u8> {
 
 fn stats(m: &TraceMount) -> Value {
     let mnt = m.mnt.to_string_lossy().to_string();
-    let (ok, out, err) = strata(&["stats", "--json", &mnt]);
-    assert!(ok, "strata stats failed: {err}");
+    let (ok, out, err) = strata(&["fs", "stats", "--json", &mnt]);
+    assert!(ok, "strata fs stats failed: {err}");
     serde_json::from_str(out.trim()).unwrap()
 }
 

@@ -12,7 +12,6 @@ use strata_runtime::container::RunOptions;
 use strata_runtime::container::{self, Status};
 use strata_runtime::isolation::rootless;
 use strata_runtime::store::Store;
-use strata_runtime::util::ago;
 
 type R = strata_runtime::Result<()>;
 
@@ -23,23 +22,7 @@ pub enum ContainerCmd {
     // Boxed: the run options are large and this sits in the top-level command enum.
     Run(Box<RunArgs>),
     /// List containers (running only, unless -a).
-    Ps {
-        /// Show all containers.
-        #[arg(short, long)]
-        all: bool,
-        /// Print ids only.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Filter: name=, status=, label=KEY[=VALUE], id=, ancestor=, exited=CODE.
-        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
-        filter: Vec<String>,
-        /// Show the N most recently created containers (any state).
-        #[arg(short = 'n', long = "last", value_name = "N")]
-        last: Option<usize>,
-        /// Show the most recently created container (any state).
-        #[arg(short = 'l', long)]
-        latest: bool,
-    },
+    Ps(PsArgs),
     /// Print a container's output (stdout to stdout, stderr to stderr).
     Logs {
         /// Keep printing as the container writes.
@@ -98,6 +81,33 @@ pub enum ContainerCmd {
     },
     /// Run a command in a running container.
     Exec(ExecArgs),
+}
+
+/// Arguments of `strata ps` (and `container ls`).
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Print ids only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Go template (fields: ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status,
+    /// Size, Names, Labels, Mounts, Networks), `table TEMPLATE`, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Filter: name=, status=, label=KEY[=VALUE], id=, ancestor=, exited=CODE.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
+    /// Show the N most recently created containers (any state).
+    #[arg(short = 'n', long = "last", value_name = "N")]
+    pub last: Option<usize>,
+    /// Show the most recently created container (any state).
+    #[arg(short = 'l', long)]
+    pub latest: bool,
 }
 
 /// Arguments of `strata run`.
@@ -299,17 +309,7 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
     }
     match cmd {
         ContainerCmd::Run(a) => run_container(store, *a),
-        ContainerCmd::Ps {
-            all,
-            quiet,
-            filter,
-            last,
-            latest,
-        } => {
-            let last = if latest { Some(1) } else { last };
-            let filters = crate::ps_filter::Filters::parse(&filter)?;
-            ps(store, all || last.is_some(), quiet, &filters, last)
-        }
+        ContainerCmd::Ps(a) => ps(store, &a),
         ContainerCmd::Logs {
             follow,
             tail,
@@ -342,8 +342,10 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         ContainerCmd::Stop { time, containers } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
+                strata_runtime::container::pause::thaw_if_paused(&id);
                 container::stop(store, &id, time.map(Duration::from_secs))
                     .map_err(|e| as_typed(e, &id, &c))?;
+                events(store, "stop", &id);
                 outln!("{c}");
             }
             Ok(())
@@ -365,6 +367,10 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             for c in containers {
                 let id = container::resolve(store, &c)?;
                 container::kill_container(store, &id, sig).map_err(|e| as_typed(e, &id, &c))?;
+                if sig == nix::sys::signal::Signal::SIGKILL {
+                    strata_runtime::container::pause::thaw_if_paused(&id);
+                }
+                events(store, "kill", &id);
                 outln!("{c}");
             }
             Ok(())
@@ -376,6 +382,9 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
+                if force {
+                    strata_runtime::container::pause::thaw_if_paused(&id);
+                }
                 container::remove_with_volumes(store, &id, force, volumes)
                     .map_err(|e| as_typed(e, &id, &c))?;
                 outln!("{c}");
@@ -500,24 +509,10 @@ fn run_container(store: &Store, a: RunArgs) -> R {
     }
 }
 
-fn status_text(st: &container::State) -> String {
-    match st.status {
-        Status::Created => "Created".into(),
-        Status::Running => format!(
-            "Up {}",
-            ago(st.started_at.unwrap_or(0)).trim_end_matches(" ago")
-        ),
-        // Between two runs of a restart policy: the supervisor waits to start it again.
-        Status::Exited if st.supervisor.is_some() => format!(
-            "Restarting ({}) {}",
-            st.exit_code.unwrap_or(0),
-            ago(st.finished_at.unwrap_or(0))
-        ),
-        Status::Exited => format!(
-            "Exited ({}) {}",
-            st.exit_code.unwrap_or(0),
-            ago(st.finished_at.unwrap_or(0))
-        ),
+/// Record a lifecycle event the runtime itself does not see (stop, kill, ...).
+pub fn events(store: &Store, action: &str, id: &str) {
+    if let Ok(cfg) = container::load_config(store, id) {
+        strata_runtime::container::events::record(store, action, &cfg, &[]);
     }
 }
 
@@ -527,23 +522,19 @@ pub fn print_line(line: &str) -> std::io::Result<()> {
     writeln!(out, "{line}")
 }
 
-fn ps(
-    store: &Store,
-    all: bool,
-    quiet: bool,
-    filters: &crate::ps_filter::Filters,
-    last: Option<usize>,
-) -> R {
-    if !quiet {
-        outln!(
-            "{:<14} {:<20} {:<24} {:<16} {:<22} NAMES",
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS"
-        );
-    }
+/// `strata ps`: docker's table, `-q`, or `--format`; `--filter`, `-n`, `-l`.
+pub fn ps(store: &Store, a: &PsArgs) -> R {
+    use crate::docker_json::{ps_row, PS_HEADERS, PS_TABLE};
+    let last = if a.latest { Some(1) } else { a.last };
+    let filters = crate::ps_filter::Filters::parse(&a.filter)?;
+    let all = a.all || last.is_some();
+    let fmt = if a.quiet && a.format.is_none() {
+        Some("{{.ID}}")
+    } else {
+        a.format.as_deref()
+    };
+    let mut out =
+        crate::format::Output::new(fmt, PS_TABLE, PS_HEADERS).map_err(strata_runtime::Error)?;
     let mut listed = container::list_readable(store)?;
     // Newest first, to the nanosecond (config.json's time) within one second, for -n/-l.
     let written = |c: &container::ContainerConfig| {
@@ -569,50 +560,8 @@ fn ps(
         if !filters.matches(store, &c, &st) {
             continue;
         }
-        if quiet {
-            outln!("{}", &c.id[..12]);
-            continue;
-        }
-        let cmd: String = format!("\"{}\"", c.process.args.join(" "))
-            .chars()
-            .take(22)
-            .collect();
-        outln!(
-            "{:<14} {:<20} {:<24} {:<16} {:<22} {}",
-            &c.id[..12],
-            c.image,
-            cmd,
-            ago(c.created),
-            status_text(&st),
-            c.name
-        );
+        out.row(&ps_row(&c, &st, a.no_trunc))
+            .map_err(strata_runtime::Error)?;
     }
-    Ok(())
-}
-
-/// `strata inspect` of a container: its config, reconciled state and paths, docker's shape.
-pub fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<serde_json::Value> {
-    let cfg = container::load_config(store, id)?;
-    let st = container::reconcile(store, id)?;
-    let paths = container::Paths::new(store, id);
-    Ok(serde_json::json!({
-        "Id": cfg.id,
-        "Name": cfg.name,
-        "Image": cfg.image_id,
-        "ImageName": cfg.image,
-        "Created": strata_runtime::util::rfc3339(cfg.created),
-        "State": st,
-        "Config": cfg,
-        "GraphDriver": {
-            "Name": cfg.driver,
-            "Reason": cfg.driver_reason,
-            "Data": {
-                "UpperDir": paths.upper(),
-                "WorkDir": paths.work(),
-                "MergedDir": paths.merged(),
-                "LowerDirs": cfg.layers.iter().rev().map(|h| store.layer_dir(h)).collect::<Vec<_>>(),
-            }
-        },
-        "LogPath": paths.log(),
-    }))
+    crate::print_out(out)
 }

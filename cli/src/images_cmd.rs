@@ -1,11 +1,10 @@
 //! Store and image subcommands: `info`, `import`, `images`, `tag`, `rmi`, `inspect`, `history`.
 
 use clap::{Args, Subcommand};
+use strata_runtime::container;
 use strata_runtime::image::commands as images;
-use strata_runtime::isolation::{cgroups, rootless};
+use strata_runtime::isolation::rootless;
 use strata_runtime::store::Store;
-use strata_runtime::util::{ago, human_size};
-use strata_runtime::{container, driver, image};
 
 type R = strata_runtime::Result<()>;
 
@@ -13,11 +12,17 @@ type R = strata_runtime::Result<()>;
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
     /// Show the store location and the storage driver that would be used, with the reason.
-    Info,
+    Info {
+        /// Go template over the info (fields: ID, Name, Driver, DriverStatus, DockerRootDir,
+        /// CgroupVersion, Containers, ContainersRunning, ContainersPaused, ContainersStopped,
+        /// Images, ServerVersion, KernelVersion, OperatingSystem, Architecture, NCPU, MemTotal), or `json`.
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Import a rootfs tarball (plain or gzip; - for stdin) as an image.
     Import(ImportArgs),
     /// List images.
-    Images,
+    Images(ImagesArgs),
     /// Add a tag to an image.
     Tag {
         /// Existing image (name[:tag] or id).
@@ -34,17 +39,67 @@ pub enum ImageCmd {
         #[arg(required = true)]
         images: Vec<String>,
     },
-    /// Show an image's or a container's metadata as JSON.
-    Inspect {
-        /// Images or containers.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    /// Show an image's or a container's metadata as JSON (docker's shape).
+    Inspect(InspectArgs),
     /// Show an image's layers and how they were made.
-    History {
-        /// Image.
-        image: String,
-    },
+    History(HistoryArgs),
+}
+
+/// Arguments of `strata images` (and `image ls`).
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Print image ids only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show all images (strata keeps no intermediate images: the same list).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not truncate ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show digests (strata records none for local images: `<none>`).
+    #[arg(long)]
+    pub digests: bool,
+    /// Go template (fields: ID, Repository, Tag, Digest, CreatedSince, CreatedAt, Size),
+    /// `table TEMPLATE`, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only images of this REPOSITORY[:TAG].
+    pub reference: Option<String>,
+}
+
+/// Arguments of `strata inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Go template applied to each item (`{{.State.ExitCode}}`, `{{json .Config}}`).
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Only look for this kind: container or image.
+    #[arg(long = "type", value_parser = ["container", "image"])]
+    pub kind: Option<String>,
+    /// Accepted for docker's scripts (sizes are always shown for images).
+    #[arg(short, long)]
+    pub size: bool,
+    /// Images or containers.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// Arguments of `strata history`.
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Do not truncate the CREATED BY column.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Print image ids only.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Go template (fields: ID, CreatedSince, CreatedAt, CreatedBy, Size, Comment),
+    /// `table TEMPLATE`, or `json`.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Image.
+    pub image: String,
 }
 
 /// Arguments of `strata import`.
@@ -69,7 +124,7 @@ pub fn run(store: &Store, cmd: ImageCmd) -> R {
     if rootless::needed()
         && matches!(
             cmd,
-            ImageCmd::Import(_) | ImageCmd::Rmi { .. } | ImageCmd::Info
+            ImageCmd::Import(_) | ImageCmd::Rmi { .. } | ImageCmd::Info { .. }
         )
     {
         rootless::enter_new()?;
@@ -79,9 +134,9 @@ pub fn run(store: &Store, cmd: ImageCmd) -> R {
         strata_runtime::interrupt::install(store);
     }
     match cmd {
-        ImageCmd::Info => info(store),
+        ImageCmd::Info { format } => crate::system_cmd::info(store, format.as_deref()),
         ImageCmd::Import(a) => import(store, a),
-        ImageCmd::Images => list(store),
+        ImageCmd::Images(a) => list(store, &a),
         ImageCmd::Tag { source, target } => images::tag(store, &source, &target),
         ImageCmd::Rmi {
             force,
@@ -94,8 +149,8 @@ pub fn run(store: &Store, cmd: ImageCmd) -> R {
             }
             Ok(())
         }
-        ImageCmd::Inspect { names } => inspect(store, names),
-        ImageCmd::History { image } => history(store, &image),
+        ImageCmd::Inspect(a) => inspect(store, &a),
+        ImageCmd::History(a) => history(store, &a),
     }
 }
 
@@ -118,89 +173,95 @@ fn import(store: &Store, a: ImportArgs) -> R {
     Ok(())
 }
 
-fn list(store: &Store) -> R {
-    outln!(
-        "{:<30} {:<15} {:<14} {:<16} SIZE",
-        "REPOSITORY",
-        "TAG",
-        "IMAGE ID",
-        "CREATED"
-    );
+fn list(store: &Store, a: &ImagesArgs) -> R {
+    use crate::docker_json::{image_row, IMAGE_HEADERS, IMAGE_TABLE};
+    let fmt = if a.quiet && a.format.is_none() {
+        Some("{{.ID}}")
+    } else {
+        a.format.as_deref()
+    };
+    let want = a.reference.as_deref().map(|r| match r.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n.to_string(), Some(t.to_string())),
+        _ => (r.to_string(), None),
+    });
+    let mut out = crate::format::Output::new(fmt, IMAGE_TABLE, IMAGE_HEADERS)
+        .map_err(strata_runtime::Error)?;
+    let mut seen = std::collections::HashSet::new();
     for row in images::list(store)? {
-        let (repo, tag) = match &row.reference {
-            Some(r) => (r.name.clone(), r.tag.clone()),
-            None => ("<none>".into(), "<none>".into()),
-        };
-        outln!(
-            "{repo:<30} {tag:<15} {:<14} {:<16} {}",
-            image::short_id(&row.id),
-            ago(row.created),
-            human_size(row.size)
-        );
+        if let Some((n, t)) = &want {
+            let Some(r) = &row.reference else { continue };
+            if &r.name != n || t.as_ref().is_some_and(|t| t != &r.tag) {
+                continue;
+            }
+        }
+        // -q lists each image once, as docker does.
+        if a.quiet && a.format.is_none() && !seen.insert(row.id.clone()) {
+            continue;
+        }
+        out.row(&image_row(&row, a.no_trunc))
+            .map_err(strata_runtime::Error)?;
     }
-    Ok(())
+    crate::print_out(out)
 }
 
-/// Each name as a container if it resolves to one, else as an image.
-fn inspect(store: &Store, names: Vec<String>) -> R {
+/// Each name as a container if it resolves to one (unless --type image), else as an image.
+fn inspect(store: &Store, a: &InspectArgs) -> R {
     let mut out = Vec::new();
-    for n in names {
-        let v = match container::resolve(store, &n) {
-            Ok(id) => crate::containers::inspect_container(store, &id)?,
-            Err(cerr) => images::inspect(store, &n).map_err(|ierr| {
-                // A damaged item's own error says more than "no such".
-                let damaged = [&ierr, &cerr]
-                    .into_iter()
-                    .find(|e| e.0.contains("corrupt metadata"));
-                match damaged {
-                    Some(e) => strata_runtime::Error(e.0.clone()),
-                    None => strata_runtime::Error(format!("no such image or container: {n}")),
-                }
-            })?,
+    let want = a.kind.as_deref();
+    for n in &a.names {
+        let as_container = || -> strata_runtime::Result<serde_json::Value> {
+            let id = container::resolve(store, n)?;
+            crate::docker_json::inspect_container(store, &id)
+        };
+        let v = match want {
+            Some("container") => as_container()
+                .map_err(|e| strata_runtime::Error(format!("no such container: {n} ({e})")))?,
+            Some(_) => crate::docker_json::docker_image(images::inspect(store, n)?),
+            None => match container::resolve(store, n) {
+                Ok(id) => crate::docker_json::inspect_container(store, &id)?,
+                Err(cerr) => images::inspect(store, n)
+                    .map(crate::docker_json::docker_image)
+                    .map_err(|ierr| {
+                        // A damaged item's own error says more than "no such".
+                        let damaged = [&ierr, &cerr]
+                            .into_iter()
+                            .find(|e| e.0.contains("corrupt metadata"));
+                        match damaged {
+                            Some(e) => strata_runtime::Error(e.0.clone()),
+                            None => {
+                                strata_runtime::Error(format!("no such image or container: {n}"))
+                            }
+                        }
+                    })?,
+            },
         };
         out.push(v);
     }
-    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    Ok(())
-}
-
-fn history(store: &Store, image: &str) -> R {
-    outln!(
-        "{:<14} {:<16} {:<50} {:<10} COMMENT",
-        "IMAGE",
-        "CREATED",
-        "CREATED BY",
-        "SIZE"
-    );
-    for r in images::history(store, image)? {
-        let by: String = r.created_by.chars().take(50).collect();
-        outln!(
-            "{:<14} {:<16} {by:<50} {:<10} {}",
-            r.id,
-            ago(r.created),
-            human_size(r.size),
-            r.comment
-        );
-    }
-    Ok(())
-}
-
-fn info(store: &Store) -> R {
-    let (drv, reason) = driver::choose(store, "auto", false)?;
-    let cg = match cgroups::version() {
-        cgroups::Version::V1 => "v1",
-        cgroups::Version::V2 => "v2",
+    let text = match &a.format {
+        Some(f) => {
+            let mut lines = Vec::new();
+            for v in &out {
+                lines.push(crate::format::render(f, v).map_err(strata_runtime::Error)?);
+            }
+            lines.join("\n")
+        }
+        None => serde_json::to_string_pretty(&out).unwrap_or_default(),
     };
-    outln!("Store: {}", store.root.display());
-    outln!("Storage driver: {}", drv.name());
-    outln!("Driver reason: {reason}");
-    outln!("Cgroup version: {cg}");
-    outln!("Rootless: {}", rootless::in_userns());
-    outln!(
-        "Native layers: commits of fuse containers keep their upper as it is (deltas, metadata-only copies, redirects); \
-         auto runs their images on the fuse driver, --driver overlay mounts a plain copy of each native layer, materialized once (layers/ID.plain)"
-    );
-    outln!("Images: {}", image::list_image_ids(store)?.len());
-    outln!("Containers: {}", container::list_ids(store)?.len());
-    Ok(())
+    crate::print_text(&text)
+}
+
+fn history(store: &Store, a: &HistoryArgs) -> R {
+    use crate::docker_json::{history_row, HISTORY_HEADERS, HISTORY_TABLE};
+    let fmt = if a.quiet && a.format.is_none() {
+        Some("{{.ID}}")
+    } else {
+        a.format.as_deref()
+    };
+    let mut out = crate::format::Output::new(fmt, HISTORY_TABLE, HISTORY_HEADERS)
+        .map_err(strata_runtime::Error)?;
+    for r in images::history(store, &a.image)? {
+        out.row(&history_row(&r, a.no_trunc))
+            .map_err(strata_runtime::Error)?;
+    }
+    crate::print_out(out)
 }

@@ -11,10 +11,15 @@ mod output;
 mod bool_flags;
 mod changes_cmd;
 mod containers;
+mod docker_cmds;
+mod docker_json;
+mod format;
+mod groups;
 mod images_cmd;
 mod logging;
 mod mount;
 mod ps_filter;
+mod system_cmd;
 mod tools;
 mod trace_cmd;
 mod transfer_cmd;
@@ -22,20 +27,33 @@ mod volume_cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use strata_runtime::store::Store;
 
-/// strata: a union / copy-on-write filesystem over FUSE and a small container runtime.
+/// strata: a union (copy-on-write) filesystem over FUSE and a docker-compatible container runtime.
 #[derive(Parser, Debug)]
-#[command(name = "strata", version, about, propagate_version = true)]
+// No propagate_version: `strata run --version` would print `strata-run X`; `strata
+// --version` and `strata version` say which strata this is.
+#[command(name = "strata", version)]
 struct Cli {
     /// Log level (error, warn, info, debug, trace); RUST_LOG overrides it.
-    #[arg(long, global = true, default_value = "warn")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "warn",
+        help_heading = "Global options"
+    )]
     log_level: String,
     /// Store directory (default /var/lib/strata as root, $XDG_DATA_HOME/strata otherwise)
     // Global, as docker's flags: `strata --root DIR ps` and `strata ps --root DIR` both work.
-    #[arg(long, value_name = "DIR", global = true)]
+    #[arg(
+        long,
+        value_name = "DIR",
+        global = true,
+        help_heading = "Global options"
+    )]
     root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -57,18 +75,34 @@ enum Command {
     /// Which branch serves each PATH of a mounted strata union (upper, lower N, delta,
     /// whiteout, ...).
     Whence(trace_cmd::WhenceArgs),
-    /// Live counters of a mounted strata union.
-    Stats(trace_cmd::StatsArgs),
-    // The docker-like groups, flattened so that their subcommands are top-level ones. This
-    // order is the order of `strata --help`.
+    /// The filesystem tools: mount, umount, fsck, compact, trace, whence, stats.
+    Fs {
+        #[command(subcommand)]
+        cmd: groups::FsCmd,
+    },
+    /// Manage containers (ls, rm, inspect, prune, and every container command).
+    Container {
+        #[command(subcommand)]
+        cmd: groups::ContainerGroup,
+    },
+    /// Manage images (ls, rm, inspect, history, tag, import, prune, pull, push, save, load).
+    Image {
+        #[command(subcommand)]
+        cmd: groups::ImageGroup,
+    },
+    // The docker-like groups, flattened so that their subcommands are top-level ones.
     #[command(flatten)]
     Images(images_cmd::ImageCmd),
     #[command(flatten)]
     Containers(containers::ContainerCmd),
     #[command(flatten)]
+    More(docker_cmds::MoreCmd),
+    #[command(flatten)]
     Transfer(transfer_cmd::TransferCmd),
     #[command(flatten)]
     Changes(changes_cmd::ChangesCmd),
+    #[command(flatten)]
+    System(system_cmd::SystemCmd),
     /// Manage named volumes (create, ls, inspect, rm, prune).
     #[command(subcommand)]
     Volume(volume_cmd::VolumeCmd),
@@ -76,7 +110,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
-    let names: Vec<String> = Cli::command()
+    let cmd = Cli::command();
+    let names: Vec<String> = cmd
         .get_subcommands()
         .map(|c| c.get_name().to_string())
         .chain(["help".to_string()])
@@ -86,7 +121,7 @@ fn main() -> ExitCode {
         log_level,
         root,
         command,
-    } = parse(argv);
+    } = parse(cmd, argv);
     let root = root.as_deref();
     // `import -q` prints the id only: warnings are off for it.
     let log_level = match &command {
@@ -94,20 +129,23 @@ fn main() -> ExitCode {
         _ => log_level,
     };
     let result = match command {
-        Command::Mount(args) => mount::run_mount(args, &log_level),
-        Command::Umount(args) => {
-            logging::init_stderr(&log_level);
-            mount::run_umount(args)
+        Command::Mount(args) => groups::run_fs(groups::FsCmd::Mount(args), &log_level, root),
+        Command::Umount(args) => groups::run_fs(groups::FsCmd::Umount(args), &log_level, root),
+        Command::Fsck(args) => groups::run_fs(groups::FsCmd::Fsck(args), &log_level, root),
+        Command::Compact(args) => groups::run_fs(groups::FsCmd::Compact(args), &log_level, root),
+        Command::Trace(args) => groups::run_fs(groups::FsCmd::Trace(args), &log_level, root),
+        Command::Whence(args) => groups::run_fs(groups::FsCmd::Whence(args), &log_level, root),
+        Command::Fs { cmd } => groups::run_fs(cmd, &log_level, root),
+        Command::Container { cmd } => {
+            with_store(&log_level, root, |s| groups::run_container(s, cmd))
         }
-        Command::Fsck(args) => tools::run_fsck(args, root.map(Path::to_path_buf)),
-        Command::Compact(args) => tools::run_compact(args),
-        Command::Trace(args) => trace_cmd::run_trace(args),
-        Command::Whence(args) => trace_cmd::run_whence(args),
-        Command::Stats(args) => trace_cmd::run_stats(args),
+        Command::Image { cmd } => with_store(&log_level, root, |s| groups::run_image(s, cmd)),
         Command::Images(cmd) => with_store(&log_level, root, |s| images_cmd::run(s, cmd)),
         Command::Containers(cmd) => with_store(&log_level, root, |s| containers::run(s, cmd)),
+        Command::More(cmd) => with_store(&log_level, root, |s| docker_cmds::run(s, cmd)),
         Command::Transfer(cmd) => with_store(&log_level, root, |s| transfer_cmd::run(s, cmd)),
         Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
+        Command::System(cmd) => with_store(&log_level, root, |s| system_cmd::run(s, cmd)),
         Command::Volume(cmd) => with_store(&log_level, root, |s| volume_cmd::run(s, cmd)),
     };
     // Interrupted (Ctrl-C during a pull): the error is the staging removed under the
@@ -127,8 +165,9 @@ fn main() -> ExitCode {
 }
 
 /// Parse the command line, every boolean flag in docker's `--flag[=true|false]` form.
-fn parse(argv: Vec<OsString>) -> Cli {
-    let matches = bool_flags::docker_bools(Cli::command()).get_matches_from(argv);
+fn parse(cmd: clap::Command, argv: Vec<OsString>) -> Cli {
+    let template = groups::help_template(&cmd);
+    let matches = bool_flags::docker_bools(cmd.help_template(template)).get_matches_from(argv);
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
@@ -141,4 +180,19 @@ fn with_store(
     logging::init_stderr(log_level);
     let store = Store::open(root).map_err(|e| e.to_string())?;
     run(&store).map_err(|e| e.to_string())
+}
+
+/// Print a formatted listing; a reader that went away (`| head`) ends it quietly.
+pub fn print_out(out: format::Output) -> strata_runtime::Result<()> {
+    quiet_pipe(out.print())
+}
+
+/// Print `text` and a newline; a closed pipe ends it quietly.
+pub fn print_text(text: &str) -> strata_runtime::Result<()> {
+    let mut o = std::io::stdout().lock();
+    quiet_pipe(writeln!(o, "{text}").and_then(|()| o.flush()))
+}
+
+fn quiet_pipe(r: std::io::Result<()>) -> strata_runtime::Result<()> {
+    r.map_err(|e| output::exit_on_write_error(&e))
 }

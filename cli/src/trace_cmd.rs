@@ -1,4 +1,4 @@
-//! `strata trace summary`, `strata whence` and `strata stats`: reading traces and asking a
+//! `strata trace summary`, `strata whence` and `strata fs stats`: reading traces and asking a
 //! running mount over its control socket (docs/tracing.md, docs/control.md).
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -59,7 +59,7 @@ pub struct WhenceArgs {
     json: bool,
 }
 
-/// `strata stats MOUNTPOINT`.
+/// `strata fs stats MOUNTPOINT`.
 #[derive(Args, Debug)]
 pub struct StatsArgs {
     /// The mountpoint (or any path inside the mount).
@@ -462,7 +462,7 @@ pub fn run_whence(args: WhenceArgs) -> Result<(), String> {
     }
 }
 
-/// Run `strata stats`.
+/// Run `strata fs stats`.
 pub fn run_stats(args: StatsArgs) -> Result<(), String> {
     let abs = std::fs::canonicalize(&args.mountpoint)
         .map_err(|e| format!("{}: {e}", args.mountpoint.display()))?;

@@ -71,7 +71,7 @@ fn detached_and_tty_logs_and_follow() {
         "echo a; echo b >&2; sleep 0.3; echo c",
     ]);
     poll("the exit", || {
-        e.inspect("bg")["State"]["status"] == "exited"
+        e.inspect("bg")["State"]["Status"] == "exited"
     });
     let (_, out, err) = e.run(&["logs", "bg"]);
     assert_eq!((out.as_str(), err.as_str()), ("a\nc\n", "b\n"));

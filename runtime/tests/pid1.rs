@@ -120,7 +120,7 @@ fn stop_falls_back_to_sigkill_for_a_pid_1_without_handler() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(8),
         "{took:?}"
     );
-    assert_eq!(e.inspect("plain")["State"]["exit_code"], 137);
+    assert_eq!(e.inspect("plain")["State"]["ExitCode"], 137);
     // With a handler the TERM is taken at once, and the exit code is the handler's.
     e.ok(&[
         "run",
@@ -136,7 +136,7 @@ fn stop_falls_back_to_sigkill_for_a_pid_1_without_handler() {
     let t = Instant::now();
     e.ok(&["stop", "trap"]);
     assert!(t.elapsed() < Duration::from_secs(5));
-    assert_eq!(e.inspect("trap")["State"]["exit_code"], 7);
+    assert_eq!(e.inspect("trap")["State"]["ExitCode"], 7);
     assert!(e.ok(&["logs", "trap"]).contains("got TERM"));
     // --init forwards the TERM to the command, which dies of it (143) at once.
     e.ok(&[
@@ -145,7 +145,7 @@ fn stop_falls_back_to_sigkill_for_a_pid_1_without_handler() {
     let t = Instant::now();
     e.ok(&["stop", "fwd"]);
     assert!(t.elapsed() < Duration::from_secs(5));
-    assert_eq!(e.inspect("fwd")["State"]["exit_code"], 143);
+    assert_eq!(e.inspect("fwd")["State"]["ExitCode"], 143);
     // --stop-signal: stop sends that one first.
     e.ok(&[
         "run",
@@ -161,7 +161,7 @@ fn stop_falls_back_to_sigkill_for_a_pid_1_without_handler() {
     ]);
     poll("ready", || e.ok(&["logs", "usr1"]).contains("ready"));
     e.ok(&["stop", "usr1"]);
-    assert_eq!(e.inspect("usr1")["State"]["exit_code"], 9);
+    assert_eq!(e.inspect("usr1")["State"]["ExitCode"], 9);
     // A tty container still gets its terminal and output with the command as PID 1.
     let out = e.ok(&["run", "--rm", "-t", "busybox", "sh", "-c", "tty; echo $$"]);
     assert_eq!(out.replace('\r', ""), "/dev/pts/0\n1\n");

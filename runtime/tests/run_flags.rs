@@ -225,12 +225,12 @@ fn exec_detach_and_restart_policies() {
         "echo run; exit 4",
     ]);
     poll("the retries", || {
-        let st = &e.inspect("fail")["State"];
-        st["status"] == "exited" && st["supervisor"].is_null()
+        let v = e.inspect("fail");
+        v["State"]["Status"] == "exited" && v["Strata"]["State"]["supervisor"].is_null()
     });
     assert_eq!(e.ok(&["logs", "fail"]), "run\nrun\nrun\n");
-    assert_eq!(e.inspect("fail")["State"]["restart_count"], 2);
-    assert_eq!(e.inspect("fail")["State"]["exit_code"], 4);
+    assert_eq!(e.inspect("fail")["RestartCount"], 2);
+    assert_eq!(e.inspect("fail")["State"]["ExitCode"], 4);
     // on-failure does not restart a success; always does, until stop.
     e.ok(&[
         "run",
@@ -244,7 +244,7 @@ fn exec_detach_and_restart_policies() {
         "run",
     ]);
     poll("the exit", || {
-        e.inspect("okay")["State"]["supervisor"].is_null()
+        e.inspect("okay")["Strata"]["State"]["supervisor"].is_null()
     });
     assert_eq!(e.ok(&["logs", "okay"]), "run\n");
     e.ok(&[
@@ -270,5 +270,5 @@ fn exec_detach_and_restart_policies() {
         n,
         "restarted after stop"
     );
-    assert!(e.inspect("loop")["State"]["supervisor"].is_null());
+    assert!(e.inspect("loop")["Strata"]["State"]["supervisor"].is_null());
 }

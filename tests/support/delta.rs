@@ -169,25 +169,25 @@ impl DeltaMount {
         meta_of(&self.upper.join(rel))
     }
 
-    /// `strata stats --json` of the mount.
+    /// `strata fs stats --json` of the mount.
     pub fn stats(&self) -> serde_json::Value {
         let out = Command::new(strata_bin())
-            .arg("stats")
+            .args(["fs", "stats"])
             .arg("--json")
             .arg(&self.mnt)
             .output()
             .unwrap_or_else(|e| panic!("run {} stats: {e}", strata_bin().display()));
         assert!(
             out.status.success(),
-            "strata stats {}: {}",
+            "strata fs stats {}: {}",
             self.mnt.display(),
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("strata stats: bad JSON ({e})"))
+            .unwrap_or_else(|e| panic!("strata fs stats: bad JSON ({e})"))
     }
 
-    /// A background compaction counter of `strata stats` (`queued`, `done`, `failed`,
+    /// A background compaction counter of `strata fs stats` (`queued`, `done`, `failed`,
     /// `pending`); None when the daemon reports no such counter.
     pub fn compactions(&self, key: &str) -> Option<u64> {
         self.stats()

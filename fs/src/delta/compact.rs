@@ -34,7 +34,7 @@ const CHUNK: u64 = 1 << 20;
 /// Files waiting for the worker at most.
 const QUEUE_CAP: usize = 64;
 
-/// Compaction counters of a mount (`strata stats`, docs/control.md).
+/// Compaction counters of a mount (`strata fs stats`, docs/control.md).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CompactionStats {
     /// Deltas handed to the background worker.

@@ -262,7 +262,7 @@ fn serve_traced(
     if let Err(e) = spawned {
         tracing::warn!("no stop-signal thread (SIGTERM will not unmount): {e}");
     }
-    // `strata whence` and `strata stats` need it; a mount without it still works.
+    // `strata whence` and `strata fs stats` need it; a mount without it still works.
     let control =
         match crate::observe::control_server::start(union.clone(), stats, tracer, mountpoint) {
             Ok(c) => Some(c),

@@ -1,4 +1,4 @@
-//! The control socket: a running mount answers `strata whence` and `strata stats` over a
+//! The control socket: a running mount answers `strata whence` and `strata fs stats` over a
 //! unix socket, one JSON request and one JSON response per line (docs/control.md).
 //!
 //! Where the socket is: `WORKDIR/strata.sock` for a writable union (when that path fits a

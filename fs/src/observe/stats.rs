@@ -1,4 +1,4 @@
-//! Live counters of a mount, bumped by the FUSE adapter and read by `strata stats`.
+//! Live counters of a mount, bumped by the FUSE adapter and read by `strata fs stats`.
 //!
 //! Plain relaxed atomics: the counters are statistics, not synchronization, and each op
 //! touches only its own counter plus a few totals.
@@ -133,7 +133,7 @@ impl Stats {
         bump(&self.delta_blocks_written, blocks);
     }
 
-    /// A snapshot for `strata stats`; `nodes` and the trace counters come from elsewhere.
+    /// A snapshot for `strata fs stats`; `nodes` and the trace counters come from elsewhere.
     pub fn snapshot(&self, nodes: usize, trace: Option<(u64, u64)>) -> Snapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut ops = BTreeMap::new();
@@ -190,7 +190,7 @@ pub fn errno_name(e: i32) -> String {
     }
 }
 
-/// The counters at one moment, as `strata stats` prints them (field names are the
+/// The counters at one moment, as `strata fs stats` prints them (field names are the
 /// protocol's; see docs/control.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {

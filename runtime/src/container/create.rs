@@ -324,6 +324,7 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         crate::volume::remove_anonymous(store, &cfg.volumes);
         return Err(e);
     }
+    super::events::record(store, "create", &cfg, &[]);
     Ok(cfg)
 }
 

@@ -16,9 +16,11 @@ use super::supervise::cleanup;
 pub(crate) fn remove_files(store: &Store, id: &str, volumes: bool) -> Result<()> {
     let _lock = store.lock_exclusive()?;
     let p = Paths::new(store, id);
-    let mounts = container::load_config(store, id)
-        .map(|c| c.volumes)
-        .unwrap_or_default();
+    let cfg = container::load_config(store, id).ok();
+    if let Some(cfg) = &cfg {
+        super::events::record(store, "destroy", cfg, &[]);
+    }
+    let mounts = cfg.map(|c| c.volumes).unwrap_or_default();
     // config.json first: a half-removed directory is then no longer listed as a container.
     let _ = std::fs::remove_file(p.config());
     crate::store::remove_tree(&p.dir)?;

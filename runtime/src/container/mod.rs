@@ -5,19 +5,29 @@
 //! exec runs another process in it.
 
 pub mod commit;
+pub mod cp;
+mod cp_extract;
+mod cp_tar;
+mod cp_view;
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod follow;
 pub mod logfile;
 pub mod logs;
 pub mod options;
+pub mod pause;
 pub mod reconcile;
 pub mod record;
+pub mod rename;
 pub mod restart;
 pub mod start;
+pub mod stats;
 pub mod stop;
 pub mod supervise;
+pub mod top;
+pub mod wait;
 
 pub use create::{create, parse_memory, RunOptions};
 pub use delete::{remove, remove_with_volumes};

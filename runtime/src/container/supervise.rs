@@ -117,8 +117,10 @@ pub fn supervise(
         });
         return Err(e);
     }
-    let result =
-        super::restart::with_policy(store, cfg, || supervise_mounted(store, cfg, io, ready));
+    let result = super::restart::with_policy(store, cfg, || {
+        super::events::record(store, "start", cfg, &[]);
+        supervise_mounted(store, cfg, io, ready)
+    });
     let cleaned = cleanup(store, &cfg.id);
     if let Some(t) = &cfg.trace {
         // The daemon writes the trace's last line once the unmount reaches it.
@@ -148,6 +150,12 @@ pub fn supervise(
         st.stopping = false;
         st.error = error;
     });
+    super::events::record(
+        store,
+        "die",
+        cfg,
+        &[("exitCode", code.unwrap_or(125).to_string())],
+    );
     if cfg.auto_remove {
         remove_files(store, &cfg.id, true)?;
     } else {

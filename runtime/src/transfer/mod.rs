@@ -6,6 +6,7 @@ pub mod auth;
 pub mod docker_archive;
 pub mod ingest;
 pub mod known;
+pub mod login;
 pub mod media;
 pub mod oci_layout;
 pub mod progress;

@@ -5,7 +5,7 @@
 //! Every container runs `/load.sh` (below): three workers on disjoint names plus a reader, so
 //! every check inside is exact and any corruption, unexpected errno or lost write prints
 //! `LOADFAIL`. The reader walks 1,640 directories, more than the daemon's dirfd cache holds.
-//! From the host, every 5 s: each daemon's RSS and open fds, `strata stats` (nodes, errnos:
+//! From the host, every 5 s: each daemon's RSS and open fds, `strata fs stats` (nodes, errnos:
 //! only ENOENT, ENODATA, EEXIST allowed), and each worker's progress line in the container
 //! log. A worker that stops advancing for two minutes is reported as a deadlock with the
 //! kernel stacks of the daemon's threads and the container's processes. At the end:
@@ -142,13 +142,13 @@ fn twenty_containers_write_rename_and_delete_for_minutes() {
             };
             let merged = l.cdir(&b.id).join("merged");
             let stats = timed(
-                l.cmd(&["stats", "--json", merged.to_str().unwrap()]),
+                l.cmd(&["fs", "stats", "--json", merged.to_str().unwrap()]),
                 Duration::from_secs(60),
             );
             let Some(stats) = stats else {
                 l.dump_all();
                 panic!(
-                    "strata stats of {} got no answer in 60 s: its daemon's control thread is \
+                    "strata fs stats of {} got no answer in 60 s: its daemon's control thread is \
                      stuck (stacks above)",
                     b.name
                 );
@@ -196,7 +196,7 @@ fn twenty_containers_write_rename_and_delete_for_minutes() {
                 b.stats = Some(v);
             } else {
                 eprintln!(
-                    "warning: strata stats of {} failed: {}",
+                    "warning: strata fs stats of {} failed: {}",
                     b.name,
                     String::from_utf8_lossy(&stats.stderr)
                 );
