@@ -116,9 +116,21 @@ pub struct RunArgs {
     /// Bind mount SRC:DST[:ro].
     #[arg(short, long = "volume")]
     volume: Vec<String>,
-    /// Network: host (share the host's) or none (only loopback).
-    #[arg(long = "net", alias = "network", default_value = "host")]
+    // -- networking (issue 17) --
+    /// Network: bridge (the default network), a user network's NAME, host (share the
+    /// host's), none (only loopback) or container:NAME (share another container's).
+    #[arg(long = "network", alias = "net", default_value = "bridge")]
     net: String,
+    /// Publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp] (no host port: a free one).
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// The container's address on its network.
+    #[arg(long)]
+    ip: Option<String>,
+    // -- end networking --
     /// Storage driver: fuse, overlay or auto.
     #[arg(long, default_value = "auto")]
     driver: String,
@@ -269,6 +281,9 @@ fn run_container(store: &Store, a: RunArgs) -> R {
         hostname: a.hostname,
         volumes: a.volume,
         network: a.net,
+        publish: a.publish,
+        publish_all: a.publish_all,
+        ip: a.ip,
         driver: a.driver,
         memory: a.memory,
         pids_limit: a.pids_limit,
@@ -306,8 +321,8 @@ fn status_text(st: &container::State) -> String {
 fn ps(store: &Store, all: bool, quiet: bool) -> R {
     if !quiet {
         println!(
-            "{:<14} {:<20} {:<24} {:<16} {:<22} NAMES",
-            "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS"
+            "{:<14} {:<20} {:<24} {:<16} {:<22} {:<24} NAMES",
+            "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
         );
     }
     for c in container::list_readable(store)? {
@@ -329,13 +344,20 @@ fn ps(store: &Store, all: bool, quiet: bool) -> R {
             .chars()
             .take(22)
             .collect();
+        let ports = c
+            .ports
+            .iter()
+            .map(strata_runtime::network::ports::text)
+            .collect::<Vec<_>>()
+            .join(", ");
         println!(
-            "{:<14} {:<20} {:<24} {:<16} {:<22} {}",
+            "{:<14} {:<20} {:<24} {:<16} {:<22} {:<24} {}",
             &c.id[..12],
             c.image,
             cmd,
             ago(c.created),
             status_text(&st),
+            ports,
             c.name
         );
     }

@@ -174,6 +174,7 @@ fn info(store: &Store) -> R {
     println!("Driver reason: {reason}");
     println!("Cgroup version: {cg}");
     println!("Rootless: {}", rootless::in_userns());
+    println!("Networking: {}", strata_runtime::network::backend());
     println!(
         "Native layers: commits of fuse containers keep their upper as it is (deltas, metadata-only copies, redirects); \
          auto runs their images on the fuse driver, --driver overlay mounts a plain copy of each native layer, materialized once (layers/ID.plain)"

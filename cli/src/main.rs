@@ -6,6 +6,7 @@ mod containers;
 mod images_cmd;
 mod logging;
 mod mount;
+mod network_cmd;
 mod tools;
 mod trace_cmd;
 mod transfer_cmd;
@@ -59,6 +60,8 @@ enum Command {
     Transfer(transfer_cmd::TransferCmd),
     #[command(flatten)]
     Changes(changes_cmd::ChangesCmd),
+    #[command(flatten)]
+    Network(network_cmd::NetworkTop),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Containers(cmd) => with_store(&log_level, root, |s| containers::run(s, cmd)),
         Command::Transfer(cmd) => with_store(&log_level, root, |s| transfer_cmd::run(s, cmd)),
         Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
+        Command::Network(cmd) => with_store(&log_level, root, |s| network_cmd::run(s, cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@ pub mod driver;
 pub mod image;
 pub mod isolation;
 pub mod layer;
+pub mod network;
 pub mod process;
 pub mod spec;
 pub mod store;

@@ -15,6 +15,8 @@ use super::supervise::cleanup;
 /// container uses any more.
 pub(crate) fn remove_files(store: &Store, id: &str) -> Result<()> {
     let _lock = store.lock_exclusive()?;
+    // Its addresses first (issue 17): an error leaves the container whole.
+    crate::network::release(store, id)?;
     let p = Paths::new(store, id);
     // config.json first: a half-removed directory is then no longer listed as a container.
     let _ = std::fs::remove_file(p.config());
