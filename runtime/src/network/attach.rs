@@ -59,6 +59,7 @@ pub struct ParentNet {
     links: Vec<(Network, Ipv4Addr)>,
     ports: Vec<PortMapping>,
     pasta: bool,
+    netns_file: std::path::PathBuf,
 }
 
 /// Both halves, made before the fork; each side drops the other's.
@@ -97,6 +98,7 @@ impl Plan {
             links: Vec::new(),
             ports: cfg.ports.clone(),
             pasta: false,
+            netns_file: crate::spec::Paths::new(store, &cfg.id).dir.join("netns"),
         };
         let kind = match cfg.network.as_str() {
             "host" => ChildKind::Host,
@@ -294,7 +296,7 @@ impl ParentNet {
 
     fn connect(&self, pid: u32) -> Result<()> {
         if self.pasta {
-            return pasta::start(pid, &self.ports);
+            return pasta::start(pid, &self.ports, &self.netns_file);
         }
         let mut nl = Netlink::open().map_err(|e| err!("cannot open netlink: {e}"))?;
         for (i, (net, _)) in self.links.iter().enumerate() {

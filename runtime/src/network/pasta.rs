@@ -3,7 +3,7 @@
 //! relays its traffic through ordinary host sockets, `-p` ports included. pasta forks
 //! into the background once the namespace is configured and exits when it disappears.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::err;
@@ -18,8 +18,8 @@ pub fn binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// pasta's arguments for container init `pid` publishing `ports`.
-pub fn args(pid: u32, ports: &[PortMapping]) -> Vec<String> {
+/// pasta's arguments for the namespace bound at `netns`, publishing `ports`.
+pub fn args(netns: &Path, ports: &[PortMapping]) -> Vec<String> {
     let mut a: Vec<String> = vec!["--config-net".into(), "--quiet".into()];
     for proto in ["tcp", "udp"] {
         let specs: Vec<String> = ports
@@ -44,27 +44,45 @@ pub fn args(pid: u32, ports: &[PortMapping]) -> Vec<String> {
     }
     // Nothing the container binds is forwarded back to the host's loopback.
     a.extend(["-T", "none", "-U", "none"].map(String::from));
+    // pasta runs as the supervisor's root of the container's user namespace (which owns
+    // the network namespace), not as "nobody", which has no mapping there.
     a.extend([
+        "--runas".into(),
+        "0:0".into(),
         "--netns".into(),
-        format!("/proc/{pid}/ns/net"),
-        "--userns".into(),
-        format!("/proc/{pid}/ns/user"),
+        netns.display().to_string(),
     ]);
     a
 }
 
 /// Start pasta for container init `pid` and wait until it has configured the namespace.
-pub fn start(pid: u32, ports: &[PortMapping]) -> Result<()> {
+/// pasta drops its capabilities before it opens the namespace, so /proc/PID/ns/net (a
+/// process with more capabilities) is refused to it: the supervisor binds the namespace
+/// on `netns` (a file in the container's directory, in its private mount namespace) for
+/// pasta to open, and detaches it once pasta holds the namespace.
+pub fn start(pid: u32, ports: &[PortMapping], netns: &Path) -> Result<()> {
     let bin = binary().ok_or_else(|| {
         err!("rootless bridge networking needs pasta: install Debian's passt package, or use --net host")
     })?;
+    std::fs::write(netns, b"").map_err(|e| err!("cannot create {}: {e}", netns.display()))?;
+    let src = format!("/proc/{pid}/ns/net");
+    nix::mount::mount(
+        Some(src.as_str()),
+        netns,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| err!("cannot bind the container's network namespace for pasta: {e}"))?;
     let out = Command::new(&bin)
-        .args(args(pid, ports))
+        .args(args(netns, ports))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| err!("cannot run {}: {e}", bin.display()))?;
+        .map_err(|e| err!("cannot run {}: {e}", bin.display()));
+    let _ = nix::mount::umount2(netns, nix::mount::MntFlags::MNT_DETACH);
+    let out = out?;
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
         return Err(err!(
