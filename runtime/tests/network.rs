@@ -2,6 +2,7 @@
 //! this machine. Traffic goes only between containers a test started and to ports it
 //! published on 127.0.0.1; no name is looked up outside the containers' /etc/hosts.
 //! Every wait is bounded in count and time.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
