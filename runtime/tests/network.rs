@@ -460,6 +460,15 @@ fn twenty_containers_started_and_removed_in_parallel_leak_nothing() {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    // The kernel destroys each veth pair with its namespace, asynchronously.
+    let leaked = |links: &str| {
+        ids.iter()
+            .any(|id| links.contains(&format!("st{}", &id[..12])))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leaked(&ip_links()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let links = ip_links();
     let rules = ruleset();
     for id in &ids {

@@ -133,19 +133,15 @@ pub fn at_create(store: &Store, id: &str, req: &Request) -> Result<(String, Vec<
     Ok((mode, ports))
 }
 
-/// Undo what a start set up and its supervisor may have left: the host ends of the
-/// container's veths and its port rules. Idempotent; nothing to do for host/none.
+/// Undo what a start set up and its supervisor may have left: its port rules. Its veth
+/// pairs are not deleted here: the kernel destroys them with the container's namespace
+/// when its last process exits (also after a killed supervisor: init dies with it), and
+/// an RTM_DELLINK would wait for the same namespace teardown (15 ms or more of
+/// synchronize_net on this machine, on every `run`). A name still held by a namespace
+/// being torn down is deleted by the next start (see attach). Idempotent.
 pub fn teardown(cfg: &ContainerConfig) -> Result<()> {
     if !is_bridged(&cfg.network) || crate::isolation::rootless::in_userns() {
         return Ok(());
-    }
-    if let Ok(mut nl) = netlink::Netlink::open() {
-        for i in 0..8 {
-            match nl.delete(&attach::host_veth(&cfg.id, i)) {
-                Ok(true) => {}
-                _ => break,
-            }
-        }
     }
     if !cfg.ports.is_empty() {
         nft::remove(&format!("ctr:{}", cfg.id))?;
