@@ -303,11 +303,19 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         trace,
     };
     let p = Paths::new(store, &id);
-    for d in [p.dir.clone(), p.upper(), p.work(), p.merged()] {
-        std::fs::create_dir_all(&d).ctx(|| format!("cannot create {}", d.display()))?;
+    let written = (|| {
+        for d in [p.dir.clone(), p.upper(), p.work(), p.merged()] {
+            std::fs::create_dir_all(&d).ctx(|| format!("cannot create {}", d.display()))?;
+        }
+        write_json(&p.state(), &State::created())?;
+        // config.json last: a directory without it is not a container (ignored, removable).
+        write_json(&p.config(), &cfg)
+    })();
+    if let Err(e) = written {
+        // Nothing happened: the addresses go back, the directory goes.
+        let _ = crate::network::release(store, &id);
+        let _ = std::fs::remove_dir_all(&p.dir);
+        return Err(e);
     }
-    write_json(&p.state(), &State::created())?;
-    // config.json last: a directory without it is not a container (ignored, removable).
-    write_json(&p.config(), &cfg)?;
     Ok(cfg)
 }

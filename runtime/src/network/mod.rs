@@ -160,6 +160,11 @@ pub fn release(store: &Store, id: &str) -> Result<()> {
         etc::refresh_members(store, &net, id);
         if net.members.is_empty() {
             remove_bridge(&net)?;
+            if net.name == DEFAULT {
+                // Made again on first use: the store is as before the first container.
+                records::delete(store, DEFAULT)?;
+                records::unclaim(store, DEFAULT, &net.subnet);
+            }
         }
     }
     Ok(())

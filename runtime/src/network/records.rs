@@ -94,13 +94,27 @@ fn claim_path(subnet: &str) -> PathBuf {
     PathBuf::from(CLAIMS).join(subnet.replace('/', "_"))
 }
 
-/// Claim `subnet` for network `name` of `store`; false if another live one holds it (a
-/// claim whose store or network is gone is taken over).
-fn claim(store: &Store, name: &str, subnet: &str) -> Result<bool> {
+/// Who claims a subnet: network name, network id, bridge.
+struct Owner<'a> {
+    name: &'a str,
+    id: &'a str,
+    bridge: &'a str,
+}
+
+/// Claim `subnet` for network `who` of `store`; false if another live one holds it. A
+/// claim whose store or network is gone is taken over, and what its network left on the
+/// machine (a store deleted with containers on it) goes: its bridge and its rules.
+fn claim(store: &Store, who: &Owner, subnet: &str) -> Result<bool> {
     use std::io::Write;
     std::fs::create_dir_all(CLAIMS).map_err(|e| err!("cannot create {CLAIMS}: {e}"))?;
     let p = claim_path(subnet);
-    let me = format!("{}\n{name}", store.root.display());
+    let me = format!(
+        "{}\n{}\n{}\n{}",
+        store.root.display(),
+        who.name,
+        who.id,
+        who.bridge
+    );
     for _ in 0..3 {
         match std::fs::OpenOptions::new()
             .write(true)
@@ -117,13 +131,20 @@ fn claim(store: &Store, name: &str, subnet: &str) -> Result<bool> {
                 if owner == me {
                     return Ok(true);
                 }
-                let (root, net) = owner.split_once('\n').unwrap_or((&owner, ""));
-                let live = std::path::Path::new(root)
-                    .join("networks")
-                    .join(format!("{net}.json"))
-                    .exists();
-                if live || owner.is_empty() {
+                let f: Vec<&str> = owner.lines().collect();
+                let live = f.len() < 2
+                    || std::path::Path::new(f[0])
+                        .join("networks")
+                        .join(format!("{}.json", f[1]))
+                        .exists();
+                if live {
                     return Ok(false);
+                }
+                if let (Some(id), Some(bridge)) = (f.get(2), f.get(3)) {
+                    if let Ok(mut nl) = super::netlink::Netlink::open() {
+                        let _ = nl.delete(bridge);
+                    }
+                    let _ = super::nft::remove(&format!("net:{id}"));
                 }
                 let _ = std::fs::remove_file(&p);
             }
@@ -136,8 +157,8 @@ fn claim(store: &Store, name: &str, subnet: &str) -> Result<bool> {
 /// Give back `subnet` (its network is removed).
 pub fn unclaim(store: &Store, name: &str, subnet: &str) {
     let p = claim_path(subnet);
-    let me = format!("{}\n{name}", store.root.display());
-    if std::fs::read_to_string(&p).is_ok_and(|o| o == me) {
+    let me = format!("{}\n{name}\n", store.root.display());
+    if std::fs::read_to_string(&p).is_ok_and(|o| o.starts_with(&me)) {
         let _ = std::fs::remove_file(p);
     }
 }
@@ -156,37 +177,61 @@ pub fn default_saved(store: &Store) -> Result<Network> {
     let mut n = default_network();
     n.id = random_id()?;
     n.created = now_secs();
-    if !(is_default_store && claim(store, DEFAULT, DEFAULT_SUBNET)?) {
-        n.bridge = format!("{}{}", super::BRIDGE_PREFIX, &n.id[..8]);
-        let (addr, len) = free_subnet(store, DEFAULT)?;
+    let own = format!("{}{}", super::BRIDGE_PREFIX, &n.id[..8]);
+    let who = Owner {
+        name: DEFAULT,
+        id: &n.id,
+        bridge: DEFAULT_BRIDGE,
+    };
+    if !(is_default_store && claim(store, &who, DEFAULT_SUBNET)?) {
+        let who = Owner {
+            bridge: &own,
+            ..who
+        };
+        let (addr, len) = free_subnet(store, &who)?;
         n.subnet = format!("{addr}/{len}");
         n.gateway = Ipv4Addr::from(u32::from(addr) + 1).to_string();
+        n.bridge = own.clone();
     }
     save(store, &n)?;
     Ok(n)
 }
 
-/// The first 10.89.N.0/24 that overlaps no network or host route, claimed for `name`.
-fn free_subnet(store: &Store, name: &str) -> Result<(Ipv4Addr, u8)> {
-    let taken = taken(store)?;
+/// The first 10.89.N.0/24 that overlaps no network or host route, claimed for `who`.
+fn free_subnet(store: &Store, who: &Owner) -> Result<(Ipv4Addr, u8)> {
     for n in 0..=255u8 {
         let a = Ipv4Addr::new(10, 89, n, 0);
-        if taken
+        // Again for each: a takeover may have removed a leftover bridge's route.
+        let used = taken(store)?;
+        if used
             .iter()
             .any(|(b, bl)| overlaps(u32::from(a), 24, *b, *bl))
         {
-            continue;
+            // A leftover of a gone store may hold it: a claim takes it over and cleans it.
+            if !claim_path(&format!("{a}/24")).exists() || !claim(store, who, &format!("{a}/24"))? {
+                continue;
+            }
+            if taken(store)?
+                .iter()
+                .any(|(b, bl)| overlaps(u32::from(a), 24, *b, *bl))
+            {
+                let _ = std::fs::remove_file(claim_path(&format!("{a}/24")));
+                continue;
+            }
+            return Ok((a, 24));
         }
-        if claim(store, name, &format!("{a}/24"))? {
+        if claim(store, who, &format!("{a}/24"))? {
             return Ok((a, 24));
         }
     }
     Err(err!("no free 10.89.N.0/24 subnet is left: pass --subnet"))
 }
 
-/// Subnets in use: this store's networks and the host's routes (but strata's bridges').
+/// Subnets in use: this store's networks and the host's routes, other stores' bridges
+/// included (an unclaimed leftover bridge blocks its subnet rather than being doubled).
 fn taken(store: &Store) -> Result<Vec<(u32, u8)>> {
-    Ok(list(store)?
+    let own = list(store)?;
+    Ok(own
         .iter()
         .filter(|n| n.created != 0)
         .filter_map(|n| parse_cidr(&n.subnet).ok())
@@ -194,7 +239,7 @@ fn taken(store: &Store) -> Result<Vec<(u32, u8)>> {
         .chain(
             host_routes()
                 .into_iter()
-                .filter(|(_, _, dev)| !dev.starts_with(super::BRIDGE_PREFIX))
+                .filter(|(_, _, dev)| !own.iter().any(|n| n.bridge == *dev))
                 .map(|(a, l, _)| (a, l)),
         )
         .collect())
@@ -207,13 +252,16 @@ pub fn save(store: &Store, n: &Network) -> Result<()> {
     write_json(&path(store, &n.name), n)
 }
 
-/// Remove network `name`'s file.
+/// Remove network `name`'s file (and the networks directory once empty).
 pub fn delete(store: &Store, name: &str) -> Result<()> {
     match std::fs::remove_file(path(store, name)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(err!("cannot remove network {name}: {e}"))
         }
-        _ => Ok(()),
+        _ => {
+            let _ = std::fs::remove_dir(dir(store));
+            Ok(())
+        }
     }
 }
 
@@ -299,20 +347,27 @@ pub fn create(
         return Err(err!("network {name} already exists"));
     }
     let taken = taken(store)?;
+    let id = random_id()?;
+    let bridge = format!("{}{}", super::BRIDGE_PREFIX, &id[..8]);
+    let who = Owner {
+        name,
+        id: &id,
+        bridge: &bridge,
+    };
     let (addr, len) = match subnet {
         Some(s) => {
             let (a, l) = parse_cidr(s)?;
             let clash = taken
                 .iter()
                 .any(|(b, bl)| overlaps(u32::from(a), l, *b, *bl));
-            if clash || !claim(store, name, &format!("{a}/{l}"))? {
+            if clash || !claim(store, &who, &format!("{a}/{l}"))? {
                 return Err(err!(
                     "the subnet {s} overlaps another network or a route of this host: pick another --subnet"
                 ));
             }
             (a, l)
         }
-        None => free_subnet(store, name)?,
+        None => free_subnet(store, &who)?,
     };
     let gw = match gateway {
         Some(g) => {
@@ -326,10 +381,9 @@ pub fn create(
         }
         None => Ipv4Addr::from(u32::from(addr) + 1),
     };
-    let id = random_id()?;
     let n = Network {
         name: name.into(),
-        bridge: format!("{}{}", super::BRIDGE_PREFIX, &id[..8]),
+        bridge,
         id,
         subnet: format!("{addr}/{len}"),
         gateway: gw.to_string(),
