@@ -344,9 +344,12 @@ fn ps(store: &Store, all: bool, quiet: bool) -> R {
             .chars()
             .take(22)
             .collect();
+        // As docker's: a stopped container publishes nothing.
+        let running = st.status == Status::Running;
         let ports = c
             .ports
             .iter()
+            .filter(|_| running)
             .map(strata_runtime::network::ports::text)
             .collect::<Vec<_>>()
             .join(", ");

@@ -58,7 +58,7 @@ def _measure(ctx, strata, podman):
                      p90=True, key="netstart")
     cold = ctx.metric("netstart", "first start on an empty bridge (creates bridge + nft table)",
                       "ms", columns=["strata (bridge)"])
-    thr = ctx.metric("netstart", f"host -> container, {ctx.sizes.big_bytes >> 20 and 64 or 4} MiB",
+    thr = ctx.metric("netstart", f"host -> container, {64 if ctx.sizes.start_runs >= 50 else 4} MiB",
                      "MiB/s", columns=["strata (bridge, -p)", "strata (--net host)"])
     runs = []
     if strata:
@@ -72,7 +72,8 @@ def _measure(ctx, strata, podman):
         ctx.measure("strata (bridge)", [cold],
                     lambda: {cold: timed(strata.argv("run", "--rm", IMAGE, "true"), timeout=120) * 1000},
                     "netstart")
-        sh(strata.argv("run", "-d", "--name", "bench-keep", IMAGE, "sleep", "100000"), timeout=120)
+        sh(strata.argv("run", "-d", "--name", "bench-keep", IMAGE, "sleep", "100000"), timeout=120,
+           daemon=True)
     ok = []
     for col, argv in runs:
         if ctx.measure(col, [], lambda a=argv: {None: timed(a, timeout=120)}, "netstart"):
@@ -94,7 +95,7 @@ def _measure(ctx, strata, podman):
                         "sh", "-c", "nc -l -p 5001 > /dev/null"]
 
             def once(args=args, port=port):
-                sh(strata.argv(*args), timeout=120)
+                sh(strata.argv(*args), timeout=120, daemon=True)
                 try:
                     return {thr: _transfer(port, nbytes)}
                 finally:
