@@ -120,13 +120,23 @@ impl Plan {
                     ChildKind::Configure(Vec::new())
                 }
                 None => {
-                    let links = records::memberships(store, &cfg.id, &cfg.network)?;
-                    if links.is_empty() {
-                        return Err(err!(
-                            "container {} has no address on network {}: recreate it",
-                            cfg.name,
-                            cfg.network
-                        ));
+                    let mut links = records::memberships(store, &cfg.id, &cfg.network)?;
+                    if links.first().is_none_or(|(n, _)| n.name != cfg.network) {
+                        // Its address was lost (see records::save): a new one.
+                        let _lock = store.lock_exclusive()?;
+                        let mut net = if cfg.network == records::DEFAULT {
+                            records::default_saved(store)?
+                        } else {
+                            records::load(store, &cfg.network)?.ok_or_else(|| {
+                                err!(
+                                    "network {} of container {} was removed: recreate the container",
+                                    cfg.network,
+                                    cfg.name
+                                )
+                            })?
+                        };
+                        records::allocate(store, &mut net, &cfg.id, None)?;
+                        links = records::memberships(store, &cfg.id, &cfg.network)?;
                     }
                     let ifaces = links
                         .iter()

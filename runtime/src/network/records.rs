@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::err;
+use crate::spec::Paths;
 use crate::store::Store;
-use crate::util::{now_secs, random_id, read_json, write_json, Result};
+use crate::util::{now_secs, random_id, read_json, Result};
 
 /// The default network's name, bridge and subnet. 10.88.0.0/16 is podman's default: it
 /// clashes neither with docker's 172.17.0.0/16 (docker may run on the same machine) nor
@@ -245,11 +246,23 @@ fn taken(store: &Store) -> Result<Vec<(u32, u8)>> {
         .collect())
 }
 
-/// Write network `n` (under the store lock).
+/// Write network `n` (under the store lock): a new file renamed over the old, not
+/// fsynced. Two fsyncs per create and per rm were most of what the bridge added to a
+/// `run` on a busy disk, and the record need not outlive a power cut: an address lost
+/// with it is allocated again at the next start, a release lost is dropped at the next
+/// allocation (its container is gone).
 pub fn save(store: &Store, n: &Network) -> Result<()> {
     let d = dir(store);
     std::fs::create_dir_all(&d).map_err(|e| err!("cannot create {}: {e}", d.display()))?;
-    write_json(&path(store, &n.name), n)
+    let p = path(store, &n.name);
+    let tmp = d.join(format!(".{}.json.tmp{}", n.name, std::process::id()));
+    let data = serde_json::to_vec_pretty(n).map_err(|e| err!("encoding {}: {e}", p.display()))?;
+    std::fs::write(&tmp, data)
+        .and_then(|_| std::fs::rename(&tmp, &p))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            err!("cannot write {}: {e}", p.display())
+        })
 }
 
 /// Remove network `name`'s file (and the networks directory once empty).
@@ -405,6 +418,9 @@ pub fn allocate(
     if let Some(ip) = net.members.get(id).and_then(|s| s.parse().ok()) {
         return Ok(ip);
     }
+    // Releases lost (see save): their containers are gone.
+    net.members
+        .retain(|m, _| m == id || Paths::new(store, m).dir.exists());
     let (base, len) = parse_cidr(&net.subnet)?;
     let base = u32::from(base);
     let last = base | !mask(len);
