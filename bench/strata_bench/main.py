@@ -22,6 +22,7 @@ NEEDS = {  # Debian packages per workload
     "seedbig": ["podman", "fuse-overlayfs", "busybox-static"],
     "tracing": [],
     "chain": ["fio"],
+    "netstart": ["podman", "busybox-static", "nftables"],
 }
 
 

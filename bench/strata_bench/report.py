@@ -2,7 +2,8 @@
 from .stats import cell, fmt, median, ratio, ratio_cell
 
 # BRIEF §6 targets: (metric key, kind, bound, peer, text). kind "abs": median <= bound;
-# "ratio": median of per-run ratios against `peer` <= bound.
+# "ratio": median of per-run ratios against `peer` <= bound; "diff": median minus the
+# peer's median <= bound.
 TARGETS = [
     ("bigwrite.latency", "abs", 5, None, "< 5 ms"),
     ("bigwrite.upper", "abs", 72, None, "< 72 KiB upper"),
@@ -11,6 +12,7 @@ TARGETS = [
     ("meta.rm", "ratio", 1.5, "overlayfs", "≤ 1.5x overlayfs"),
     ("read.lower", "ratio", 1.1, "overlayfs", "≤ 1.1x overlayfs"),
     ("start", "abs", 20, None, "≤ 20 ms on the fuse driver"),
+    ("netstart", "diff", 5, "strata (--net host)", "bridge ≤ 5 ms over --net host (issue 17)"),
     ("seed.d_write", "abs", 72, None, "≤ 72 KiB each"),
     ("chain.cold", "ratio", 1.2, "strata, one delta", "≤ 1.2x one delta (issue 14)"),
     ("chain.warm", "ratio", 1.2, "strata, one delta", "≤ 1.2x one delta (issue 14)"),
@@ -87,6 +89,11 @@ def target_rows(metrics):
             xs = [x for x in m.samples.get(subj) or [] if x is not None]
             v = median(xs)
             got = f"{fmt(v, m.unit)} {m.unit}" if v is not None else m.notes.get(subj, "—")
+        elif kind == "diff":
+            a = median([x for x in m.samples.get(subj) or [] if x is not None])
+            b = median([x for x in m.samples.get(peer) or [] if x is not None])
+            v = None if a is None or b is None else a - b
+            got = f"+{fmt(v, m.unit)} {m.unit}" if v is not None else m.notes.get(subj, "—")
         else:
             v = ratio(m, peer)
             got = f"{v:.2f}x" if v is not None else m.notes.get(subj, "—")

@@ -199,9 +199,21 @@ pub struct RunArgs {
     /// host), always, or never.
     #[arg(long, value_name = "POLICY", default_value = "missing")]
     pull: String,
-    /// Network: host (share the host's) or none (only loopback).
-    #[arg(long = "net", alias = "network", default_value = "host")]
+    // -- networking (issue 17) --
+    /// Network: bridge (the default network), a user network's NAME, host (share the
+    /// host's), none (only loopback) or container:NAME (share another container's).
+    #[arg(long = "network", alias = "net", default_value = "bridge")]
     net: String,
+    /// Publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp] (no host port: a free one).
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// The container's address on its network.
+    #[arg(long)]
+    ip: Option<String>,
+    // -- end networking --
     /// Storage driver: fuse, overlay or auto.
     #[arg(long, default_value = "auto")]
     driver: String,
@@ -473,6 +485,9 @@ fn run_container(store: &Store, a: RunArgs) -> R {
         hostname: a.hostname,
         volumes: a.volume,
         network: a.net,
+        publish: a.publish,
+        publish_all: a.publish_all,
+        ip: a.ip,
         driver: a.driver,
         memory: a.memory,
         pids_limit: a.pids_limit,

@@ -96,7 +96,7 @@ pub enum MoreCmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
-    /// List a container's port mappings (none until strata has networking beyond host/none).
+    /// List a container's published ports (or the mapping of one PORT[/PROTO]).
     Port {
         /// Container.
         container: String,
@@ -193,12 +193,10 @@ pub fn run(store: &Store, cmd: MoreCmd) -> R {
         MoreCmd::Pause { containers } => each(store, &containers, "pause", pause::pause),
         MoreCmd::Unpause { containers } => each(store, &containers, "unpause", pause::unpause),
         MoreCmd::Port { container: c, port } => {
-            container::resolve(store, &c)?;
-            if let Some(p) = port {
-                parse_port(&p)?;
-                return Err(err!("no public port '{p}' published for {c}"));
+            if let Some(p) = &port {
+                parse_port(p)?;
             }
-            Ok(())
+            crate::network_cmd::port(store, &c, port)
         }
     }
 }

@@ -96,7 +96,12 @@ pub fn ps_row(cfg: &ContainerConfig, st: &State, no_trunc: bool) -> Value {
         "Command": command,
         "CreatedAt": rfc3339(cfg.created).replace('T', " ").replace('Z', " +0000 UTC"),
         "RunningFor": ago(cfg.created),
-        "Ports": "",
+        // As docker's: a stopped container publishes nothing.
+        "Ports": if st.status == Status::Running {
+            cfg.ports.iter().map(strata_runtime::network::ports::text).collect::<Vec<_>>().join(", ")
+        } else {
+            String::new()
+        },
         "State": status_word(cfg, st),
         "Status": status_text(cfg, st),
         "Size": "0B",
@@ -265,10 +270,7 @@ pub fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<Valu
             "StopSignal": cfg.extras.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
             "StopTimeout": cfg.extras.stop_timeout,
         },
-        "NetworkSettings": {
-            "Networks": { cfg.network.clone(): {} },
-            "Ports": {},
-        },
+        "NetworkSettings": network_settings(store, &cfg),
         "Strata": {
             "DriverReason": cfg.driver_reason,
             "LowerDirs": cfg.layers.iter().rev().map(|h| store.layer_dir(h)).collect::<Vec<_>>(),
@@ -276,6 +278,38 @@ pub fn inspect_container(store: &Store, id: &str) -> strata_runtime::Result<Valu
             "Config": cfg,
         },
     }))
+}
+
+/// docker's NetworkSettings: each network's address and gateway, the published ports.
+fn network_settings(store: &Store, cfg: &ContainerConfig) -> Value {
+    let nets = strata_runtime::network::records::memberships(store, &cfg.id, &cfg.network)
+        .unwrap_or_default();
+    let mut networks = serde_json::Map::new();
+    for (n, ip) in &nets {
+        networks.insert(
+            n.name.clone(),
+            json!({
+                "NetworkID": n.id, "IPAddress": ip.to_string(), "IPPrefixLen": n.prefix(),
+                "Gateway": n.gateway,
+            }),
+        );
+    }
+    if nets.is_empty() {
+        networks.insert(cfg.network.clone(), json!({}));
+    }
+    let mut ports = serde_json::Map::new();
+    for p in &cfg.ports {
+        let key = format!("{}/{}", p.container_port, p.proto);
+        let entry = ports.entry(key).or_insert_with(|| json!([]));
+        if let Some(a) = entry.as_array_mut() {
+            a.push(json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
+        }
+    }
+    let (ip, gw) = nets
+        .first()
+        .map(|(n, ip)| (ip.to_string(), n.gateway.clone()))
+        .unwrap_or_default();
+    json!({ "Networks": networks, "Ports": ports, "IPAddress": ip, "Gateway": gw })
 }
 
 /// An image's `inspect` in docker's shape: the runtime's fields plus those docker always has.

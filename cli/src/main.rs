@@ -18,6 +18,7 @@ mod groups;
 mod images_cmd;
 mod logging;
 mod mount;
+mod network_cmd;
 mod ps_filter;
 mod system_cmd;
 mod tools;
@@ -106,6 +107,9 @@ enum Command {
     /// Manage named volumes (create, ls, inspect, rm, prune).
     #[command(subcommand)]
     Volume(volume_cmd::VolumeCmd),
+    /// Manage networks (create, ls, inspect, rm, connect, disconnect, prune).
+    #[command(subcommand)]
+    Network(network_cmd::NetworkCmd),
 }
 
 fn main() -> ExitCode {
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
         Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
         Command::System(cmd) => with_store(&log_level, root, |s| system_cmd::run(s, cmd)),
         Command::Volume(cmd) => with_store(&log_level, root, |s| volume_cmd::run(s, cmd)),
+        Command::Network(cmd) => with_store(&log_level, root, |s| network_cmd::run(s, cmd)),
     };
     // Interrupted (Ctrl-C during a pull): the error is the staging removed under the
     // command, not worth a message.

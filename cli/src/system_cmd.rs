@@ -274,18 +274,20 @@ pub fn info(store: &Store, format: Option<&str>) -> R {
         "OperatingSystem": os, "OSType": "linux", "Architecture": std::env::consts::ARCH,
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "Rootless": rootless::in_userns(),
+        "Networking": strata_runtime::network::backend(),
     });
     if let Some(r) = print_one(format, &doc) {
         return r;
     }
     crate::print_text(&format!(
-        "Store: {}\nStorage driver: {}\nDriver reason: {reason}\nCgroup version: v{cg}\nRootless: {}\n\
+        "Store: {}\nStorage driver: {}\nDriver reason: {reason}\nCgroup version: v{cg}\nRootless: {}\nNetworking: {}\n\
          Native layers: commits of fuse containers keep their upper as it is (deltas, metadata-only copies, redirects); \
          auto runs their images on the fuse driver, --driver overlay mounts a plain copy of each native layer, materialized once (layers/ID.plain)\n\
          Images: {}\nContainers: {} (running {running}, paused {paused}, stopped {stopped})",
         store.root.display(),
         drv.name(),
         rootless::in_userns(),
+        strata_runtime::network::backend(),
         doc["Images"],
         doc["Containers"],
     ))
@@ -486,9 +488,14 @@ fn df(store: &Store, format: Option<&str>) -> R {
 pub fn prune(store: &Store, all: bool, force: bool, ctrs: bool, imgs: bool) -> R {
     if !force {
         eprint!(
-            "WARNING! This will remove:\n{}{}Are you sure you want to continue? [y/N] ",
+            "WARNING! This will remove:\n{}{}{}Are you sure you want to continue? [y/N] ",
             if ctrs {
                 "  - all stopped containers\n"
+            } else {
+                ""
+            },
+            if ctrs && imgs {
+                "  - all networks not used by at least one container\n"
             } else {
                 ""
             },
@@ -542,6 +549,17 @@ pub fn prune(store: &Store, all: bool, force: bool, ctrs: bool, imgs: bool) -> R
             out.push_str(&format!("{id}\n"));
         }
         out.push('\n');
+    }
+    // `system prune` (both kinds): the user networks no container is on, as docker's.
+    if ctrs && imgs {
+        let nets = strata_runtime::network::manage::prune(store)?;
+        if !nets.is_empty() {
+            out.push_str("Deleted Networks:\n");
+            for n in &nets {
+                out.push_str(&format!("{n}\n"));
+            }
+            out.push('\n');
+        }
     }
     if !removed_imgs.is_empty() {
         out.push_str("Deleted Images:\n");

@@ -11,6 +11,7 @@ pub mod image;
 pub mod interrupt;
 pub mod isolation;
 pub mod layer;
+pub mod network;
 pub mod process;
 pub mod spec;
 pub mod store;

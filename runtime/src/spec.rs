@@ -199,6 +199,19 @@ pub struct ProcessSpec {
     pub interactive: bool,
 }
 
+/// One published port: traffic to HOST_IP:HOST_PORT goes to the container's PORT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// The host address it is published on ("0.0.0.0": every address).
+    pub host_ip: String,
+    /// The host port.
+    pub host_port: u16,
+    /// The container's port.
+    pub container_port: u16,
+    /// "tcp" or "udp".
+    pub proto: String,
+}
+
 /// Everything fixed when the container is created.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -223,8 +236,12 @@ pub struct ContainerConfig {
     pub process: ProcessSpec,
     /// UTS hostname.
     pub hostname: String,
-    /// "host" or "none".
+    /// "host", "none", "bridge" (the default network), a user network's name, or
+    /// "container:ID" (another container's network namespace).
     pub network: String,
+    /// Published ports (`-p`, `-P`), host ports resolved at create.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
     /// Bind mounts.
     pub volumes: Vec<Volume>,
     /// cgroup limits.

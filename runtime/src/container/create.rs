@@ -32,8 +32,16 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     /// -v SRC:DST[:ro].
     pub volumes: Vec<String>,
-    /// --net host|none.
+    // -- networking (issue 17) --
+    /// --network host|none|bridge|NAME|container:NAME (empty: bridge).
     pub network: String,
+    /// -p [IP:][HOST:]CONTAINER[/tcp|/udp].
+    pub publish: Vec<String>,
+    /// -P: publish the image's exposed ports.
+    pub publish_all: bool,
+    /// --ip on the container's network.
+    pub ip: Option<String>,
+    // -- end networking --
     /// --driver fuse|overlay|auto.
     pub driver: String,
     /// --memory 64m.
@@ -148,11 +156,6 @@ fn trace_spec(o: &RunOptions) -> Result<Option<Trace>> {
 
 /// Create a container (config, state and directories) from an image, without starting it.
 pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
-    let network = match o.network.as_str() {
-        "" | "host" => "host",
-        "none" => "none",
-        other => return Err(err!("unsupported --net {other:?}: use host or none")),
-    };
     let limits = Limits {
         memory: o.memory.as_deref().map(parse_memory).transpose()?,
         pids: o.pids_limit,
@@ -281,6 +284,18 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
             .clone()
             .filter(|s| crate::container::parse_signal(s).is_ok());
     }
+    // Networking (issue 17): the mode, ports and addresses, under the store lock.
+    let exposed = img.config.exposed_ports.clone().unwrap_or_default();
+    let (network, ports) = crate::network::at_create(
+        store,
+        &id,
+        &crate::network::Request {
+            network: &o.network,
+            publish: &o.publish,
+            publish_all: o.publish_all.then(|| exposed.keys().cloned().collect()),
+            ip: o.ip.as_deref(),
+        },
+    )?;
     let cfg = ContainerConfig {
         id: id.clone(),
         name,
@@ -303,7 +318,8 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
             interactive: o.interactive,
         },
         hostname: o.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
-        network: network.into(),
+        network,
+        ports,
         volumes: mounts.volumes,
         limits,
         auto_remove: o.auto_remove,
@@ -321,7 +337,10 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
         write_json(&p.config(), &cfg)
     })();
     if let Err(e) = written {
+        // Nothing happened: the volumes and addresses go back, the directory goes.
         crate::volume::remove_anonymous(store, &cfg.volumes);
+        let _ = crate::network::release(store, &id);
+        let _ = std::fs::remove_dir_all(&p.dir);
         return Err(e);
     }
     super::events::record(store, "create", &cfg, &[]);

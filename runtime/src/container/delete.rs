@@ -15,6 +15,8 @@ use super::supervise::cleanup;
 /// container uses any more; with `volumes`, its anonymous volumes too.
 pub(crate) fn remove_files(store: &Store, id: &str, volumes: bool) -> Result<()> {
     let _lock = store.lock_exclusive()?;
+    // Its addresses first (issue 17): an error leaves the container whole.
+    crate::network::release(store, id)?;
     let p = Paths::new(store, id);
     let cfg = container::load_config(store, id).ok();
     if let Some(cfg) = &cfg {

@@ -57,7 +57,12 @@ pub fn cleanup(store: &Store, id: &str) -> Result<()> {
     let cg = cgroups::existing(id);
     let r1 = cg.remove();
     let r2 = driver::unmount(&Paths::new(store, id).merged());
-    r1.and(r2)
+    // Its veths and port rules (issue 17), also after a killed supervisor.
+    let r3 = match container::load_config(store, id) {
+        Ok(cfg) => crate::network::teardown(&cfg),
+        Err(_) => Ok(()),
+    };
+    r1.and(r2).and(r3)
 }
 
 /// Run a container in the foreground, supervising it from this process; its exit status.
@@ -169,7 +174,7 @@ pub fn supervise(
 /// container's own, written in its directory); with the host network the host's
 /// /etc/resolv.conf and /etc/hosts read-only (a missing one is skipped); without a network
 /// a small /etc/hosts naming localhost and the container.
-pub fn etc_binds(paths: &Paths, cfg: &ContainerConfig) -> Result<Vec<Volume>> {
+pub fn etc_binds(store: &Store, paths: &Paths, cfg: &ContainerConfig) -> Result<Vec<Volume>> {
     let write = |name: &str, text: String| -> Result<PathBuf> {
         let p = paths.dir.join(name);
         std::fs::write(&p, text).ctx(|| format!("cannot write {}", p.display()))?;
@@ -189,6 +194,23 @@ pub fn etc_binds(paths: &Paths, cfg: &ContainerConfig) -> Result<Vec<Volume>> {
         .filter_map(|a| a.split_once(':'))
         .map(|(name, ip)| format!("{ip}\t{name}\n"))
         .collect();
+    // Bridged (issue 17): its own hosts and resolv.conf; container:NAME: the other's.
+    if crate::network::is_bridged(&cfg.network) {
+        let (hosts, resolv) = crate::network::etc::write_files(store, cfg)?;
+        for (source, target) in [(hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")] {
+            binds.push(Volume::bind(source, target, false));
+        }
+        return Ok(binds);
+    }
+    if let Some(other) = cfg.network.strip_prefix("container:") {
+        for f in ["hosts", "resolv.conf"] {
+            let source = Paths::new(store, other).dir.join(f);
+            if source.is_file() {
+                binds.push(Volume::bind(source, &format!("/etc/{f}"), true));
+            }
+        }
+        return Ok(binds);
+    }
     if cfg.network == "none" {
         let text = format!(
             "127.0.0.1\tlocalhost {h}\n::1\tlocalhost ip6-localhost ip6-loopback {h}\n{extra}"
@@ -264,7 +286,9 @@ fn supervise_mounted(
     ready: &mut Option<OwnedFd>,
 ) -> Result<(i32, Option<String>)> {
     let paths = Paths::new(store, &cfg.id);
-    let etc = etc_binds(&paths, cfg)?;
+    let etc = etc_binds(store, &paths, cfg)?;
+    let net = crate::network::Plan::prepare(store, cfg)?;
+    let (net_child, mut net_parent) = (net.child, net.parent);
     // Rootless containers get no cgroup (their limits were refused at create).
     let cgroup = if crate::isolation::rootless::in_userns() {
         None
@@ -307,6 +331,7 @@ fn supervise_mounted(
     let pid = match forked.ctx(|| "cannot create a pid namespace")? {
         Forked::Child => {
             drop(err_r);
+            drop(net_parent);
             // Only the supervisor reports readiness; a copy held here would delay the EOF.
             drop(ready.take());
             die_with_supervisor(&err_w);
@@ -333,11 +358,25 @@ fn supervise_mounted(
                     answer: answer_r,
                 }
             });
-            init::container_main(cfg, &paths.merged(), &etc, cgroup.as_ref(), t, err_w)
+            init::container_main(
+                cfg,
+                &paths.merged(),
+                &etc,
+                cgroup.as_ref(),
+                t,
+                net_child,
+                err_w,
+            )
         }
         Forked::Parent(pid) => pid,
     };
     drop(err_w);
+    drop(net_child);
+    // Networking (issue 17): veths into init's new namespace while it mounts the root; a
+    // failure is reported to init, which fails the start with it.
+    if let Err(e) = net_parent.attach(pid) {
+        tracing::debug!("network: {e}");
+    }
     let tee = |stdout: bool| -> Option<Box<dyn std::io::Write + Send>> {
         match (io, stdout) {
             (Io::Log, _) => None,

@@ -78,15 +78,17 @@ fn setup(
     etc: &[Volume],
     cgroup: Option<&Cgroup>,
     tty: Option<&Tty>,
+    net: &mut crate::network::ChildNet,
 ) -> Result<Option<OwnedFd>> {
     if let Some(cg) = cgroup {
         cg.join_self()?;
     }
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if cfg.network == "none" {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
+    // Networking (issue 17): join or create the network namespace, tell the supervisor.
+    net.join()?;
+    flags |= net.unshare_flags();
     unshare(flags).map_err(|e| crate::err!("cannot create namespaces: {e}"))?;
+    net.announce()?;
     // The runtime's /etc files first: the user's volumes may replace them.
     let binds: Vec<Volume> = etc.iter().chain(&cfg.volumes).cloned().collect();
     rootfs::prepare(merged, &binds)?;
@@ -100,9 +102,8 @@ fn setup(
     let slave = tty.map(open_tty).transpose()?;
     nix::unistd::sethostname(&cfg.hostname)
         .map_err(|e| crate::err!("cannot set the hostname: {e}"))?;
-    if cfg.network == "none" {
-        sys::loopback_up().map_err(|e| crate::err!("cannot bring up lo: {e}"))?;
-    }
+    // The supervisor moved the veths in meanwhile: configure them (and lo).
+    net.configure()?;
     Ok(slave)
 }
 
@@ -149,6 +150,7 @@ pub fn container_main(
     etc: &[Volume],
     cgroup: Option<&Cgroup>,
     tty: Option<Tty>,
+    mut net: crate::network::ChildNet,
     err_fd: OwnedFd,
 ) -> ! {
     // This process runs strata (a host binary, with the host's environment and descriptors)
@@ -169,7 +171,7 @@ pub fn container_main(
     if !rootless {
         undumpable();
     }
-    let slave = match setup(cfg, merged, etc, cgroup, tty.as_ref()) {
+    let slave = match setup(cfg, merged, etc, cgroup, tty.as_ref(), &mut net) {
         Ok(s) => s,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };

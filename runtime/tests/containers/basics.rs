@@ -176,9 +176,9 @@ fn etc_hostname_hosts_and_resolv_conf() {
                   if echo x >> /etc/hosts 2>/dev/null; then echo hosts-writable; fi; \
                   if echo x >> /etc/resolv.conf 2>/dev/null; then echo resolv-writable; fi";
     for driver in ["overlay", "fuse"] {
-        // --net host (the default): the host's files, read-only.
+        // --net host: the host's files, read-only.
         let (code, out, err) = e.run(&[
-            "--driver", driver, "-h", "box", "busybox", "sh", "-c", script,
+            "--driver", driver, "--net", "host", "-h", "box", "busybox", "sh", "-c", script,
         ]);
         assert_eq!(code, 0, "{driver}: {err}");
         assert_eq!(
@@ -213,7 +213,7 @@ fn etc_hostname_hosts_and_resolv_conf() {
         assert_eq!(e.ok(&["diff", &name]), "", "{driver}");
         let img = format!("quiet-{driver}");
         e.ok(&["commit", &name, &img]);
-        let (_, out, _) = e.run(&[&img, "sh", "-c", "cat /etc/hosts"]);
+        let (_, out, _) = e.run(&["--net", "host", &img, "sh", "-c", "cat /etc/hosts"]);
         assert_eq!(out, host("/etc/hosts"));
         e.ok(&["rm", &name]);
     }

@@ -102,6 +102,8 @@ fn rootless_runs_as_an_unprivileged_user() {
         "--rm",
         "--trace",
         trace.to_str().unwrap(),
+        "--net",
+        "host",
         "-h",
         "rl",
         "busybox",
