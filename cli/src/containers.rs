@@ -428,7 +428,7 @@ fn as_typed(e: strata_runtime::Error, id: &str, typed: &str) -> strata_runtime::
 }
 
 /// Flush what was printed, then exit with the container's status.
-fn exit_with(code: i32) -> ! {
+pub(crate) fn exit_with(code: i32) -> ! {
     let _ = std::io::stdout().flush();
     std::process::exit(code)
 }

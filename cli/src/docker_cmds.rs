@@ -96,6 +96,24 @@ pub enum MoreCmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Attach the terminal to a detached container's stdin, stdout and stderr (detach with
+    /// Ctrl-P Ctrl-Q).
+    Attach {
+        /// Keys that detach, leaving the container running (docker's format: ctrl-p,ctrl-q).
+        #[arg(long, value_name = "KEYS")]
+        detach_keys: Option<String>,
+        /// Do not send stdin to the container.
+        #[arg(long)]
+        no_stdin: bool,
+        /// Forward signals (SIGINT, SIGTERM ...) to the container's command; off with =false.
+        #[arg(long, value_name = "true|false", default_value = "true", num_args = 0..=1,
+              action = clap::ArgAction::Set,
+              require_equals = true, default_missing_value = "true",
+              value_parser = clap::builder::BoolishValueParser::new())]
+        sig_proxy: bool,
+        /// Container.
+        container: String,
+    },
     /// List a container's published ports (or the mapping of one PORT[/PROTO]).
     Port {
         /// Container.
@@ -192,6 +210,27 @@ pub fn run(store: &Store, cmd: MoreCmd) -> R {
         }
         MoreCmd::Pause { containers } => each(store, &containers, "pause", pause::pause),
         MoreCmd::Unpause { containers } => each(store, &containers, "unpause", pause::unpause),
+        MoreCmd::Attach {
+            detach_keys,
+            no_stdin,
+            sig_proxy,
+            container: c,
+        } => {
+            use strata_runtime::container::attach;
+            let id = container::resolve(store, &c)?;
+            let o = attach::AttachOptions {
+                detach_keys: match detach_keys {
+                    Some(k) => attach::parse_detach_keys(&k)?,
+                    None => attach::DEFAULT_DETACH_KEYS.to_vec(),
+                },
+                stdin: !no_stdin,
+                sig_proxy,
+            };
+            match attach::attach(store, &id, &o)? {
+                Some(code) => crate::containers::exit_with(code),
+                None => Ok(()),
+            }
+        }
         MoreCmd::Port { container: c, port } => {
             if let Some(p) = &port {
                 parse_port(p)?;

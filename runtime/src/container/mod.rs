@@ -4,6 +4,8 @@
 //! after a crash, and deleted with its files; commit, diff and export read its upper, and
 //! exec runs another process in it.
 
+pub mod attach;
+pub mod attach_server;
 pub mod commit;
 pub mod cp;
 mod cp_extract;

@@ -322,6 +322,12 @@ fn supervise_mounted(
         let err = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
         Some((out, err))
     };
+    // Detached with -i and without -t: a pipe for stdin that `strata attach` writes to.
+    let stdin_pipe = if io == Io::Log && cfg.process.interactive && !cfg.process.tty {
+        Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?)
+    } else {
+        None
+    };
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
     // SAFETY: the supervisor is single-threaded until this fork: its pty and log threads
@@ -337,7 +343,9 @@ fn supervise_mounted(
             die_with_supervisor(&err_w);
             let stdin_null = io == Io::Log || !cfg.process.interactive;
             let mut ok = true;
-            if stdin_null {
+            if let Some((r, _)) = &stdin_pipe {
+                ok &= nix::unistd::dup2_stdin(r.as_fd()).is_ok();
+            } else if stdin_null {
                 ok &= nix::unistd::dup2_stdin(null.as_fd()).is_ok();
             }
             if let Some(((_, out_w), (_, err_w))) = &pipes {
@@ -377,9 +385,24 @@ fn supervise_mounted(
     if let Err(e) = net_parent.attach(pid) {
         tracing::debug!("network: {e}");
     }
+    // Detached: output also goes to `strata attach` clients, their input to the container.
+    let attach = match io {
+        Io::Log => {
+            let input = stdin_pipe.map(|(r, w)| {
+                drop(r);
+                File::from(w)
+            });
+            // Without it the container still runs; only attach is lost.
+            super::attach_server::Server::listen(&paths.dir, pid, input)
+                .map_err(|e| tracing::warn!("{e}"))
+                .ok()
+        }
+        Io::Foreground => None,
+    };
     let tee = |stdout: bool| -> Option<Box<dyn std::io::Write + Send>> {
         match (io, stdout) {
-            (Io::Log, _) => None,
+            (Io::Log, true) => attach.as_ref().map(|a| a.writer(super::attach_server::OUT)),
+            (Io::Log, false) => attach.as_ref().map(|a| a.writer(super::attach_server::ERR)),
             (Io::Foreground, true) => Some(Box::new(std::io::stdout())),
             (Io::Foreground, false) => Some(Box::new(std::io::stderr())),
         }
@@ -446,7 +469,11 @@ fn supervise_mounted(
                     drop(pty::copy_thread(stdin, Box::new(writer)));
                 }
             }
-            Io::Log => {}
+            Io::Log => {
+                if let (Some(a), true) = (&attach, cfg.process.interactive) {
+                    a.set_input(File::from(m.try_clone().ctx(|| "dup")?));
+                }
+            }
         }
     }
     let mut msg = String::new();
@@ -472,6 +499,9 @@ fn supervise_mounted(
         let _ = t.join();
     }
     drop(raw);
+    if let Some(a) = attach {
+        a.finish(code);
+    }
     Ok((code, msg))
 }
 
