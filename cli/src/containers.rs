@@ -21,6 +21,8 @@ pub enum ContainerCmd {
     /// Create and run a container.
     // Boxed: the run options are large and this sits in the top-level command enum.
     Run(Box<RunArgs>),
+    /// Create a container without starting it (run's options; `start` runs it).
+    Create(Box<RunArgs>),
     /// List containers (running only, unless -a).
     Ps(PsArgs),
     /// Print a container's output (stdout to stdout, stderr to stderr).
@@ -54,6 +56,9 @@ pub enum ContainerCmd {
         /// Attach: run in the foreground and return its exit status.
         #[arg(short, long)]
         attach: bool,
+        /// Attach stdin too (implies -a; the container was created with -i).
+        #[arg(short, long)]
+        interactive: bool,
         /// Containers.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -314,13 +319,22 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
     if rootless::needed()
         && matches!(
             cmd,
-            ContainerCmd::Run(_) | ContainerCmd::Start { .. } | ContainerCmd::Rm { .. }
+            ContainerCmd::Run(_)
+                | ContainerCmd::Create(_)
+                | ContainerCmd::Start { .. }
+                | ContainerCmd::Rm { .. }
         )
     {
         rootless::enter_new()?;
     }
     match cmd {
         ContainerCmd::Run(a) => run_container(store, *a),
+        ContainerCmd::Create(a) => {
+            pull_for_run(store, &a.image, &a.pull)?;
+            let cfg = container::create(store, &run_options(*a)?)?;
+            outln!("{}", cfg.id);
+            Ok(())
+        }
         ContainerCmd::Ps(a) => ps(store, &a),
         ContainerCmd::Logs {
             follow,
@@ -362,11 +376,15 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             }
             Ok(())
         }
-        ContainerCmd::Start { attach, containers } => {
+        ContainerCmd::Start {
+            attach,
+            interactive,
+            containers,
+        } => {
             for c in containers {
                 let id = container::resolve(store, &c)?;
-                if let Some(code) =
-                    container::start(store, &id, attach).map_err(|e| as_typed(e, &id, &c))?
+                if let Some(code) = container::start(store, &id, attach || interactive)
+                    .map_err(|e| as_typed(e, &id, &c))?
                 {
                     exit_with(code);
                 }
@@ -470,10 +488,21 @@ fn pull_for_run(store: &Store, image: &str, policy: &str) -> R {
 
 fn run_container(store: &Store, a: RunArgs) -> R {
     pull_for_run(store, &a.image, &a.pull)?;
+    match container::run(store, &run_options(a)?)? {
+        (id, None) => {
+            outln!("{id}");
+            Ok(())
+        }
+        (_, Some(code)) => exit_with(code),
+    }
+}
+
+/// The runtime's options from run's (and create's) flags.
+fn run_options(a: RunArgs) -> strata_runtime::Result<RunOptions> {
     if let Some(ops) = &a.trace_ops {
         strata_fs::observe::trace::parse_ops(ops).map_err(strata_runtime::Error)?;
     }
-    let o = RunOptions {
+    Ok(RunOptions {
         name: a.name,
         auto_remove: a.rm,
         detach: a.detach,
@@ -514,14 +543,7 @@ fn run_container(store: &Store, a: RunArgs) -> R {
         stop_timeout: a.stop_timeout,
         image: a.image,
         cmd: a.cmd,
-    };
-    match container::run(store, &o)? {
-        (id, None) => {
-            outln!("{id}");
-            Ok(())
-        }
-        (_, Some(code)) => exit_with(code),
-    }
+    })
 }
 
 /// Record a lifecycle event the runtime itself does not see (stop, kill, ...).

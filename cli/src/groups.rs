@@ -175,9 +175,9 @@ const GROUPS: &[(&str, &[&str])] = &[
     (
         "Containers",
         &[
-            "run", "ps", "logs", "exec", "start", "stop", "restart", "kill", "rm", "wait",
-            "attach", "cp", "top", "stats", "rename", "pause", "unpause", "port", "diff", "commit",
-            "export",
+            "run", "create", "ps", "logs", "exec", "start", "stop", "restart", "kill", "rm",
+            "wait", "attach", "cp", "top", "stats", "rename", "pause", "unpause", "port", "diff",
+            "commit", "export",
         ],
     ),
     (

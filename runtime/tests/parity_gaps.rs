@@ -1,0 +1,62 @@
+//! docker commands and flags found missing in the issue 16 audit: `create`, `start -a -i`
+//! (and `start -i`), `container create`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+mod parity;
+use parity::Env;
+use std::io::Write;
+use std::process::Stdio;
+
+/// `strata ARGS` with `input` on stdin: (exit code, stdout).
+fn with_input(e: &Env, args: &[&str], input: &str) -> (i32, String) {
+    let mut c = e
+        .cmd(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn create_makes_a_container_that_start_runs() {
+    let e = Env::new("gap-create");
+    let id = e.ok(&[
+        "create",
+        "--name",
+        "c1",
+        "-e",
+        "X=42",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x=$X",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    assert_eq!(e.inspect("c1")["State"]["Status"], "created");
+    assert_eq!(e.ok(&["start", "-a", "c1"]), "x=42\n");
+    // The management group's spelling too.
+    e.ok(&["container", "create", "--name", "c2", "busybox", "true"]);
+    assert_eq!(e.inspect("c2")["State"]["Status"], "created");
+}
+
+#[test]
+fn start_a_i_relays_stdin_to_a_container_created_with_i() {
+    let e = Env::new("gap-start-i");
+    e.ok(&["create", "-i", "--name", "c3", "busybox", "sh"]);
+    let (code, out) = with_input(
+        &e,
+        &["start", "-a", "-i", "c3"],
+        "echo in-$((6*7))\nexit 4\n",
+    );
+    assert_eq!((code, out.as_str()), (4, "in-42\n"));
+    // -i alone attaches as docker's does.
+    let (code, out) = with_input(&e, &["start", "-i", "c3"], "echo again\n");
+    assert_eq!((code, out.as_str()), (0, "again\n"));
+}
