@@ -149,7 +149,13 @@ fn attach_forwards_sigint_to_a_container_without_a_tty() {
 
 /// `strata attach NAME` on a new pty: (child, master).
 fn attach_on_pty(e: &Env, name: &str) -> (Child, OwnedFd) {
-    let pty = nix::pty::openpty(None, None).unwrap();
+    let ws = nix::pty::Winsize {
+        ws_row: 33,
+        ws_col: 101,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).unwrap();
     let slave = std::fs::File::from(pty.slave);
     let c = e
         .cmd(&["attach", name])
@@ -174,6 +180,9 @@ fn attach_to_a_tty_container_detaches_with_ctrl_p_ctrl_q() {
     // The container's shell sees a terminal.
     w.write_all(b"[ -t 0 ] && echo is-a-$((0+0))tty\n").unwrap();
     expect(&out, &mut seen, "is-a-0tty");
+    // The attaching terminal's size is the container's.
+    w.write_all(b"stty size\n").unwrap();
+    expect(&out, &mut seen, "33 101");
     w.write_all(&[0x10, 0x11]).unwrap();
     assert_eq!(exit_of(&mut c), 0);
     assert!(running(&e, "a3"));

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 
 use nix::sys::signal::{SigSet, Signal};
 
-use super::attach_server::{read_frame, write_frame, ERR, EXIT, IN, OUT, SIGNAL, SOCKET};
+use super::attach_server::{read_frame, write_frame, ERR, EXIT, IN, OUT, RESIZE, SIGNAL, SOCKET};
 use crate::container::{self, Paths, Status};
 use crate::err;
 use crate::process::pty;
@@ -95,6 +95,17 @@ impl DetachMatcher {
     }
 }
 
+/// Send our terminal's size; false once the socket is gone.
+fn send_size(w: &mut UnixStream) -> bool {
+    use std::os::fd::AsFd;
+    let Ok(ws) = strata_sys::get_winsize(std::io::stdin().as_fd()) else {
+        return true;
+    };
+    let mut p = ws.ws_row.to_be_bytes().to_vec();
+    p.extend_from_slice(&ws.ws_col.to_be_bytes());
+    write_frame(w, RESIZE, &p).is_ok()
+}
+
 enum End {
     Exited(i32),
     Detached,
@@ -150,7 +161,23 @@ pub fn attach(store: &Store, id: &str, o: &AttachOptions) -> Result<Option<i32>>
             });
         }
     }
-    let raw = (tty && std::io::stdin().is_terminal()).then(pty::RawMode::enter);
+    let on_terminal = tty && std::io::stdin().is_terminal();
+    if on_terminal {
+        let mut w = sock.try_clone().map_err(|e| err!("cannot attach: {e}"))?;
+        send_size(&mut w);
+        let mut winch = SigSet::empty();
+        winch.add(Signal::SIGWINCH);
+        if winch.thread_block().is_ok() {
+            std::thread::spawn(move || {
+                while winch.wait().is_ok() {
+                    if !send_size(&mut w) {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    let raw = on_terminal.then(pty::RawMode::enter);
     if o.stdin && cfg.process.interactive {
         let mut w = sock.try_clone().map_err(|e| err!("cannot attach: {e}"))?;
         let tx = tx.clone();

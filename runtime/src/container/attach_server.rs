@@ -4,7 +4,8 @@
 //!
 //! Frames, both ways: a kind byte, a big-endian u32 length, the payload. Server to client:
 //! [`OUT`], [`ERR`] (output), [`EXIT`] (an i32 exit status, last). Client to server:
-//! [`IN`] (input bytes), [`SIGNAL`] (an i32 signal number to send the container's command).
+//! [`IN`] (input bytes), [`SIGNAL`] (an i32 signal number to send the container's command),
+//! [`RESIZE`] (the terminal's size).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -30,6 +31,8 @@ pub const EXIT: u8 = 3;
 pub const IN: u8 = 1;
 /// A signal the client forwards (sig-proxy).
 pub const SIGNAL: u8 = 2;
+/// The client terminal's size (rows, columns: two big-endian u16) for the container's pty.
+pub const RESIZE: u8 = 3;
 
 /// The socket's name in the container's directory.
 pub const SOCKET: &str = "attach.sock";
@@ -164,6 +167,19 @@ fn serve_input(mut conn: UnixStream, pid: Pid, input: &Mutex<Option<File>>) {
                 let Ok(mut i) = input.lock() else { break };
                 if let Some(f) = i.as_mut() {
                     let _ = f.write_all(&payload);
+                }
+            }
+            RESIZE if payload.len() == 4 => {
+                let ws = libc::winsize {
+                    ws_row: u16::from_be_bytes([payload[0], payload[1]]),
+                    ws_col: u16::from_be_bytes([payload[2], payload[3]]),
+                    ws_xpixel: 0,
+                    ws_ypixel: 0,
+                };
+                let Ok(i) = input.lock() else { break };
+                if let Some(f) = i.as_ref() {
+                    use std::os::fd::AsFd;
+                    let _ = strata_sys::set_winsize(f.as_fd(), &ws);
                 }
             }
             SIGNAL if payload.len() == 4 => {
