@@ -39,6 +39,9 @@ pub enum ContainerCmd {
         /// Only lines since a time: RFC 3339, a unix time, or a duration back (10m).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// Only lines until a time (same forms); -f stops there.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
         /// Container.
         container: String,
     },
@@ -341,9 +344,11 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
             tail,
             timestamps,
             since,
+            until,
             container: c,
         } => {
             let id = container::resolve(store, &c)?;
+            let now = strata_runtime::util::now_secs();
             let o = log_follow::LogOptions {
                 follow,
                 tail: tail
@@ -354,7 +359,15 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
                 timestamps,
                 since: since
                     .as_deref()
-                    .map(|s| log_follow::parse_since(s, strata_runtime::util::now_secs()))
+                    .map(|s| log_follow::parse_since(s, now))
+                    .transpose()?,
+                until: until
+                    .as_deref()
+                    .map(|s| {
+                        log_follow::parse_since(s, now).map_err(|_| {
+                            strata_runtime::err!("invalid --until {s:?}: use an RFC 3339 time, a unix time or a duration like 10m")
+                        })
+                    })
                     .transpose()?,
             };
             log_follow::copy_log(

@@ -60,3 +60,35 @@ fn start_a_i_relays_stdin_to_a_container_created_with_i() {
     let (code, out) = with_input(&e, &["start", "-i", "c3"], "echo again\n");
     assert_eq!((code, out.as_str()), (0, "again\n"));
 }
+
+#[test]
+fn logs_until_leaves_out_later_lines_and_ends_a_follow() {
+    let e = Env::new("gap-until");
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "l1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo early; sleep 2; echo late; sleep 100",
+    ]);
+    parity::poll("the late line", || e.ok(&["logs", "l1"]).contains("late"));
+    let logs = e.ok(&["logs", "-t", "l1"]);
+    // Up to the early line's time (the late one is 2 s later): only the early one.
+    let early = logs.lines().find(|l| l.ends_with(" early")).unwrap();
+    let t_early = early.split_whitespace().next().unwrap();
+    assert_eq!(
+        e.ok(&["logs", "--until", t_early, "l1"]),
+        "early\n",
+        "{logs}"
+    );
+    // -f with an --until in the past ends at once although the container runs.
+    let t0 = std::time::Instant::now();
+    assert_eq!(e.ok(&["logs", "-f", "--until", t_early, "l1"]), "early\n");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    assert!(e
+        .fails(&["logs", "--until", "soon", "l1"])
+        .contains("invalid --until"));
+}

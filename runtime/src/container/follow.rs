@@ -26,6 +26,8 @@ pub struct LogOptions {
     pub timestamps: bool,
     /// --since: only lines from this time on (seconds since the epoch).
     pub since: Option<i64>,
+    /// --until: only lines up to this time (seconds since the epoch); -f stops there.
+    pub until: Option<i64>,
 }
 
 /// `--tail N|all`.
@@ -85,15 +87,16 @@ struct Sink<'a, O: Write, E: Write> {
     err: &'a mut E,
     timestamps: bool,
     since: Option<i64>,
+    until: Option<i64>,
 }
 
 impl<O: Write, E: Write> Sink<'_, O, E> {
     /// Print one record; false once the reader of stdout has left.
     fn print(&mut self, r: &Record) -> bool {
-        if let Some(since) = self.since {
-            if parse_rfc3339(&r.time).is_some_and(|t| t < since) {
-                return true;
-            }
+        let t = parse_rfc3339(&r.time);
+        if t.is_some_and(|t| self.since.is_some_and(|s| t < s) || self.until.is_some_and(|u| t > u))
+        {
+            return true;
         }
         let text = if self.timestamps && !r.time.is_empty() {
             format!("{} {}", r.time, r.log)
@@ -143,6 +146,7 @@ pub fn copy_log(
         err: err_out,
         timestamps: o.timestamps,
         since: o.since,
+        until: o.until,
     };
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)
@@ -176,6 +180,9 @@ pub fn copy_log(
             continue;
         }
         sink.flush();
+        if o.until.is_some_and(|u| crate::util::now_secs() > u) {
+            return Ok(());
+        }
         let st = container::load_state(store, id)?;
         if st.status != Status::Running && !container::supervisor_alive(&st) {
             // One last read after the exit was recorded.
