@@ -301,6 +301,9 @@ pub struct ExecArgs {
     /// Environment variable KEY=VALUE.
     #[arg(short, long = "env")]
     env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines; -e wins).
+    #[arg(long, value_name = "FILE")]
+    env_file: Vec<std::path::PathBuf>,
     /// USER[:GROUP].
     #[arg(short, long)]
     user: Option<String>,
@@ -436,10 +439,15 @@ pub fn run(store: &Store, cmd: ContainerCmd) -> R {
         }
         ContainerCmd::Exec(a) => {
             let id = container::resolve(store, &a.container)?;
+            let mut env = Vec::new();
+            for f in &a.env_file {
+                env.extend(strata_runtime::container::options::read_env_file(f)?);
+            }
+            env.extend(a.env);
             let o = ExecOptions {
                 interactive: a.interactive,
                 tty: a.tty,
-                env: a.env,
+                env,
                 user: a.user,
                 workdir: a.workdir,
                 cmd: a.cmd,

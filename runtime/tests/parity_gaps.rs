@@ -92,3 +92,25 @@ fn logs_until_leaves_out_later_lines_and_ends_a_follow() {
         .fails(&["logs", "--until", "soon", "l1"])
         .contains("invalid --until"));
 }
+
+#[test]
+fn exec_env_file_sets_variables_and_e_wins() {
+    let e = Env::new("gap-exec-envfile");
+    e.ok(&["run", "-d", "--name", "x1", "busybox", "sleep", "100"]);
+    let file = std::env::temp_dir().join(format!("strata-envfile-{}", std::process::id()));
+    std::fs::write(&file, "# comment\nA=from-file\nB=file-b\n").unwrap();
+    let f = file.to_str().unwrap();
+    let out = e.ok(&[
+        "exec",
+        "--env-file",
+        f,
+        "-e",
+        "B=from-e",
+        "x1",
+        "sh",
+        "-c",
+        "echo $A $B",
+    ]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(out, "from-file from-e\n");
+}
