@@ -93,6 +93,12 @@ pub fn mount_all(root: &Path, s: &Security) -> Result<()> {
         if let Err(e) = mount(None::<&str>, &sys, None::<&str>, flags, None::<&str>) {
             tracing::debug!("--privileged: /sys stays read-only: {e}");
         }
+        // A sysfs of its own (the container has its own network namespace) was made
+        // read-only as a filesystem too, which the bind remount above leaves: reconfigure it.
+        let sb = flags & !MsFlags::MS_BIND;
+        if let Err(e) = mount(None::<&str>, &sys, None::<&str>, sb, None::<&str>) {
+            tracing::debug!("--privileged: /sys's filesystem stays read-only: {e}");
+        }
     }
     for d in &s.devices {
         let target = secure_join(root, &d.container)?;

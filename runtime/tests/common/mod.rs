@@ -68,6 +68,11 @@ pub fn snapshot(root: &Path) -> Vec<String> {
             let path = e.path();
             let m = path.symlink_metadata().unwrap();
             let rel = path.strip_prefix(root).unwrap().display().to_string();
+            // A store's event log records what was tried, as docker's events do (a `run`
+            // that fails to start still logs create and destroy): not the store's state.
+            if rel == "events.jsonl" {
+                continue;
+            }
             let ft = m.file_type();
             let what = if ft.is_dir() {
                 stack.push(path.clone());

@@ -166,8 +166,15 @@ impl Load {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The container's output as text: its log is docker's json-file format, one JSON
+    /// object (`log`, `stream`, `time`) per line of output.
     pub(crate) fn log(&self, b: &Ctr) -> String {
-        std::fs::read_to_string(self.cdir(&b.id).join("container.log")).unwrap_or_default()
+        let raw =
+            std::fs::read_to_string(self.cdir(&b.id).join("container.log")).unwrap_or_default();
+        raw.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["log"].as_str().map(str::to_string))
+            .collect()
     }
 
     pub(crate) fn daemon_log(&self, b: &Ctr) -> String {
