@@ -1,6 +1,7 @@
 //! The Dockerfile parser (runtime/src/build/dockerfile): directives, continuations,
 //! comments, heredocs, every instruction's arguments and docker's error messages. Pure
 //! logic: no root, milliseconds.
+#![allow(clippy::panic)]
 
 use strata_runtime::build::dockerfile::{
     parse, parse_instruction_line, Cmd, Dockerfile, Heredoc, Instruction, Kind,
