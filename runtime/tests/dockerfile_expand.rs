@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use strata_runtime::build::dockerfile::{expand, expand_words, parse, Kind};
+use strata_runtime::build::dockerfile::{expand, expand_heredoc, expand_words, parse, Kind};
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -153,4 +153,30 @@ fn word_splitting() {
     assert_eq!(w("'q r' s\\ t"), ["q r", "s t"]);
     assert_eq!(w("\"\" x"), ["", "x"]);
     assert!(w("").is_empty());
+}
+
+#[test]
+fn pattern_modifiers() {
+    let e = env(&[("F", "archive.tar.gz"), ("P", "/usr/local/bin")]);
+    assert_eq!(x("${F#*.}", &e), "tar.gz");
+    assert_eq!(x("${F##*.}", &e), "gz");
+    assert_eq!(x("${F%.*}", &e), "archive.tar");
+    assert_eq!(x("${F%%.*}", &e), "archive");
+    assert_eq!(x("${F#nomatch}", &e), "archive.tar.gz");
+    assert_eq!(x("${P/local/opt}", &e), "/usr/opt/bin");
+    assert_eq!(x("${P//\\//:}", &e), ":usr:local:bin");
+    assert_eq!(x("${P/?s/X}", &e), "/Xr/local/bin");
+    assert_eq!(x("${UNSET#x}", &e), "");
+}
+
+#[test]
+fn heredoc_bodies() {
+    let e = env(&[("V", "val")]);
+    let h = |s: &str| match expand_heredoc(s, '\\', &|k| e.get(k).cloned()) {
+        Ok(v) => v,
+        Err(err) => panic!("{err}"),
+    };
+    assert_eq!(h("a $V '${V}' \"$V\"\n"), "a val 'val' \"val\"\n");
+    assert_eq!(h("\\$V \\\\ \\n\n"), "$V \\ \\n\n");
+    assert_eq!(h("joined \\\nline\n"), "joined line\n");
 }

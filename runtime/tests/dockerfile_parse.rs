@@ -95,7 +95,7 @@ fn empty_file_and_missing_from() {
 #[test]
 fn unknown_instruction_names_its_line() {
     assert_eq!(
-        fails("FROM a\n\n# x\nRUN ok\nfoo bar\n"),
+        fails("FROM a\n\n# x\nRUN ok\nFOO bar\n"),
         "Dockerfile:5: unknown instruction: FOO"
     );
 }
@@ -597,4 +597,12 @@ fn parse_instruction_line_for_triggers() {
 fn text_is_what_history_shows() {
     let v = ins("FROM a\n  RUN   echo a \\\n    b   \n");
     assert_eq!(v[0].text, "RUN   echo a     b");
+}
+
+#[test]
+fn unknown_instruction_is_named_as_written() {
+    assert_eq!(
+        fails("FROM a\nfron b\n"),
+        "Dockerfile:2: unknown instruction: fron"
+    );
 }

@@ -24,6 +24,41 @@ pub fn expand_words(
     Ok(lex.process(None)?.1.finish())
 }
 
+/// Expand a heredoc body whose delimiter was not quoted, as the shell does a here-document:
+/// `$v`, `${v...}` and the escape character before `$`, itself or a newline; quotes are
+/// ordinary characters.
+pub fn expand_heredoc(
+    body: &str,
+    escape: char,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String> {
+    let mut lex = Lex::new(body, escape, lookup);
+    let mut out = String::new();
+    while let Some(c) = lex.peek() {
+        if c == '$' {
+            out.push_str(&lex.dollar()?);
+            continue;
+        }
+        lex.next();
+        if c == escape {
+            match lex.peek() {
+                Some('\n') => {
+                    lex.next();
+                    continue;
+                }
+                Some(n) if n == '$' || n == escape => {
+                    lex.next();
+                    out.push(n);
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
 /// Words being collected: `raw` characters (quoted or escaped) never split.
 #[derive(Default)]
 struct Words {
@@ -246,6 +281,26 @@ impl<'a> Lex<'a> {
                     None => Err(err!("syntax error: missing '}}'")),
                 }
             }
+            Some(m @ ('#' | '%')) => {
+                let longest = self.peek() == Some(m);
+                if longest {
+                    self.next();
+                }
+                let pat: Vec<char> = self.modifier_word()?.chars().collect();
+                let v: Vec<char> = value.unwrap_or_default().chars().collect();
+                Ok(trim_pattern(&v, &pat, m == '#', longest))
+            }
+            Some('/') => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.next();
+                }
+                let (pat, _) = self.process(Some('/'))?;
+                let repl = self.modifier_word()?;
+                let pat: Vec<char> = pat.chars().collect();
+                let v: Vec<char> = value.unwrap_or_default().chars().collect();
+                Ok(replace_pattern(&v, &pat, &repl, all))
+            }
             Some(m) => Err(err!("unsupported modifier ({m}) in substitution")),
             None => Err(err!("syntax error: missing '}}'")),
         }
@@ -294,4 +349,60 @@ impl<'a> Lex<'a> {
             _ => Ok(value),
         }
     }
+}
+
+/// Shell pattern match of the whole of `s`: `*`, `?`, `\\x` literal.
+fn glob(p: &[char], s: &[char]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some('*') => (0..=s.len()).any(|i| glob(&p[1..], &s[i..])),
+        Some('?') => !s.is_empty() && glob(&p[1..], &s[1..]),
+        Some('\\') if p.len() > 1 => s.first() == Some(&p[1]) && glob(&p[2..], &s[1..]),
+        Some(c) => s.first() == Some(c) && glob(&p[1..], &s[1..]),
+    }
+}
+
+/// `${v#p}` `${v##p}` (prefix) and `${v%p}` `${v%%p}` (suffix): remove the shortest or
+/// longest match.
+fn trim_pattern(v: &[char], p: &[char], prefix: bool, longest: bool) -> String {
+    let n = v.len();
+    let mut lens: Vec<usize> = (0..=n).collect();
+    if longest {
+        lens.reverse();
+    }
+    for k in lens {
+        let (part, keep) = match prefix {
+            true => (&v[..k], &v[k..]),
+            false => (&v[n - k..], &v[..n - k]),
+        };
+        if glob(p, part) {
+            return keep.iter().collect();
+        }
+    }
+    v.iter().collect()
+}
+
+/// `${v/p/r}` (first match, longest at the leftmost place) and `${v//p/r}` (every match).
+fn replace_pattern(v: &[char], p: &[char], repl: &str, all: bool) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    let mut replaced = false;
+    while i < v.len() {
+        let hit = match replaced && !all {
+            true => None,
+            false => (i + 1..=v.len()).rev().find(|&j| glob(p, &v[i..j])),
+        };
+        match hit {
+            Some(j) => {
+                out.push_str(repl);
+                replaced = true;
+                i = j;
+            }
+            None => {
+                out.push(v[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }

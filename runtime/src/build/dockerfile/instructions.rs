@@ -13,6 +13,10 @@ pub(super) fn parse(l: &Logical, escape: char) -> Result<Instruction> {
     let name = word.to_ascii_lowercase();
     let (rest, flags) = extract_flags(rest);
     let mut flags = Flags::new(&name, flags);
+    if !KNOWN.contains(&name.as_str()) {
+        // Named as written, like docker.
+        return Err(at(format!("unknown instruction: {word}")));
+    }
     let kind = instruction(&name, rest, &mut flags, l, escape).map_err(|e| at(e.0))?;
     flags.check_all_used().map_err(at)?;
     Ok(Instruction {
@@ -21,6 +25,28 @@ pub(super) fn parse(l: &Logical, escape: char) -> Result<Instruction> {
         kind,
     })
 }
+
+/// The instructions of the Dockerfile language, lowercased.
+const KNOWN: [&str; 18] = [
+    "add",
+    "arg",
+    "cmd",
+    "copy",
+    "entrypoint",
+    "env",
+    "expose",
+    "from",
+    "healthcheck",
+    "label",
+    "maintainer",
+    "onbuild",
+    "run",
+    "shell",
+    "stopsignal",
+    "user",
+    "volume",
+    "workdir",
+];
 
 fn split_first(s: &str) -> (&str, &str) {
     let s = s.trim();

@@ -9,7 +9,7 @@ mod expand;
 mod instructions;
 mod lexer;
 
-pub use expand::{expand, expand_words};
+pub use expand::{expand, expand_heredoc, expand_words};
 
 use crate::err;
 use crate::util::Result;
