@@ -202,6 +202,13 @@ fn exec_and_shell_forms() {
         Kind::Entrypoint(Cmd::Shell(r#"["unterminated""#.into()))
     );
     assert_eq!(kind("CMD []"), Kind::Cmd(Cmd::Exec(vec![])));
+    // Like Go's json.Decoder, the first JSON value counts and text after it is ignored.
+    assert_eq!(kind(r#"CMD ["a"] b"#), Kind::Cmd(Cmd::Exec(s(&["a"]))));
+    // A JSON value that is not an array: the shell form.
+    assert_eq!(
+        kind(r#"CMD [{"a": 1}"#),
+        Kind::Cmd(Cmd::Shell(r#"[{"a": 1}"#.into()))
+    );
     assert!(fails("FROM a\nCMD [1, 2]\n").contains("arrays must be comprised of strings only"));
     assert_eq!(
         kind(r#"RUN ["/bin/sh", "-c", "echo \"q\""]"#),

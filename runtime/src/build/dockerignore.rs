@@ -33,7 +33,7 @@ enum Token {
     Dirs,
     /// `**` at the end: anything at all.
     All,
-    /// `[...]`: ranges, possibly negated with `^`.
+    /// `[...]`: ranges, possibly negated with `^` (may match `/`, as moby's regexp does).
     Class(bool, Vec<(char, char)>),
 }
 
@@ -137,8 +137,9 @@ fn match_at(tokens: &[Token], s: &[char], t: usize, i: usize, memo: &mut [Option
             s.get(i).is_some_and(|c| *c != '/') && match_at(tokens, s, t + 1, i + 1, memo)
         }
         Some(Token::Class(neg, ranges)) => {
+            // As moby's regexp: a class may match `/`.
             s.get(i)
-                .is_some_and(|c| *c != '/' && ranges.iter().any(|(a, b)| a <= c && c <= b) != *neg)
+                .is_some_and(|c| ranges.iter().any(|(a, b)| a <= c && c <= b) != *neg)
                 && match_at(tokens, s, t + 1, i + 1, memo)
         }
         Some(Token::Star) => {
