@@ -180,3 +180,11 @@ fn heredoc_bodies() {
     assert_eq!(h("\\$V \\\\ \\n\n"), "$V \\ \\n\n");
     assert_eq!(h("joined \\\nline\n"), "joined line\n");
 }
+
+#[test]
+fn pattern_matching_many_stars_on_a_long_value() {
+    let long = "a".repeat(200);
+    let e = env(&[("L", long.as_str())]);
+    assert_eq!(x("${L#*a*a*a*a*a*a*a*a*b}", &e), long);
+    assert_eq!(x("${L%\\*}", &e), long);
+}

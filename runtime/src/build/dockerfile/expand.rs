@@ -351,15 +351,40 @@ impl<'a> Lex<'a> {
     }
 }
 
-/// Shell pattern match of the whole of `s`: `*`, `?`, `\\x` literal.
+/// Shell pattern match of the whole of `s`: `*`, `?`, `\\x` literal. Dynamic programming
+/// over (pattern, text) positions, so no pattern can take exponential time.
 fn glob(p: &[char], s: &[char]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some('*') => (0..=s.len()).any(|i| glob(&p[1..], &s[i..])),
-        Some('?') => !s.is_empty() && glob(&p[1..], &s[1..]),
-        Some('\\') if p.len() > 1 => s.first() == Some(&p[1]) && glob(&p[2..], &s[1..]),
-        Some(c) => s.first() == Some(c) && glob(&p[1..], &s[1..]),
+    // ok[j]: the pattern so far matches s[..j].
+    let mut ok = vec![false; s.len() + 1];
+    ok[0] = true;
+    let mut k = 0;
+    while k < p.len() {
+        let (c, lit) = match p[k] {
+            '\\' if k + 1 < p.len() => {
+                k += 1;
+                (p[k], true)
+            }
+            c => (c, false),
+        };
+        k += 1;
+        let mut next = vec![false; s.len() + 1];
+        match c {
+            '*' if !lit => {
+                let mut any = false;
+                for (j, n) in next.iter_mut().enumerate() {
+                    any |= ok[j];
+                    *n = any;
+                }
+            }
+            _ => {
+                for j in 0..s.len() {
+                    next[j + 1] = ok[j] && ((c == '?' && !lit) || s[j] == c);
+                }
+            }
+        }
+        ok = next;
     }
+    ok[s.len()]
 }
 
 /// `${v#p}` `${v##p}` (prefix) and `${v%p}` `${v%%p}` (suffix): remove the shortest or

@@ -166,9 +166,9 @@ pub enum Kind {
     Copy(CopySpec),
     /// ADD.
     Add(CopySpec),
-    /// ENV pairs; values are raw words (quotes kept): expand each with [`expand`].
+    /// ENV pairs; keys and values are raw words (quotes kept): expand each with [`expand`].
     Env(Vec<(String, String)>),
-    /// ARG names and raw defaults.
+    /// ARG names and raw defaults (expand the defaults with [`expand`]).
     Arg(Vec<(String, Option<String>)>),
     /// WORKDIR.
     Workdir(String),
@@ -180,7 +180,7 @@ pub enum Kind {
     Entrypoint(Cmd),
     /// EXPOSE ports (`80`, `53/udp`).
     Expose(Vec<String>),
-    /// LABEL pairs; raw words like ENV.
+    /// LABEL pairs; keys and values are raw words like ENV's.
     Label(Vec<(String, String)>),
     /// VOLUME paths.
     Volume(Vec<String>),
