@@ -4,7 +4,7 @@
 #![allow(clippy::panic)]
 
 use strata_runtime::build::dockerfile::{
-    parse, parse_instruction_line, Cmd, Dockerfile, Heredoc, Instruction, Kind,
+    heredoc_command, parse, parse_instruction_line, Cmd, Dockerfile, Heredoc, Instruction, Kind,
 };
 
 fn ok(text: &str) -> Dockerfile {
@@ -292,6 +292,13 @@ fn heredocs() {
     let (cmd, h) = run_heredocs("RUN python3 <<EOF\nprint(1)\nEOF\n");
     assert_eq!(cmd, Cmd::Shell("python3 <<EOF".into()));
     assert!(!h[0].script);
+
+    assert_eq!(
+        heredoc_command("python3 <<EOF", &h),
+        "python3 <<EOF\nprint(1)\nEOF"
+    );
+    let (_, tabs) = run_heredocs("RUN cat <<-EOF\n\tx\n\tEOF\n");
+    assert_eq!(heredoc_command("cat <<-EOF", &tabs), "cat <<-EOF\nx\nEOF");
 
     // Several on one line, read in order.
     let (_, h) = run_heredocs(

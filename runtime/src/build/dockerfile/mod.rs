@@ -100,6 +100,21 @@ impl Heredoc {
     }
 }
 
+/// The shell command of a RUN whose heredocs are redirections (`RUN python3 <<EOF`, any
+/// heredoc with `script == false`), reconstituted as buildkit does: the command line, then
+/// each body and its delimiter on the following lines, for `SHELL + [command]`. (A script
+/// heredoc, `RUN <<EOF`, runs its [`Heredoc::content`] instead: with the shell, or directly
+/// when it starts with `#!`.)
+pub fn heredoc_command(cmd: &str, heredocs: &[Heredoc]) -> String {
+    let mut full = cmd.to_string();
+    for h in heredocs {
+        full.push('\n');
+        full.push_str(&h.content());
+        full.push_str(&h.name);
+    }
+    full
+}
+
 /// The arguments of COPY and ADD.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CopySpec {
