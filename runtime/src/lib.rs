@@ -5,6 +5,7 @@
 //! unsafe one (`fork`) allows it at the call and says why its contract holds.
 #![deny(unsafe_code)]
 
+pub mod build;
 pub mod container;
 pub mod driver;
 pub mod image;

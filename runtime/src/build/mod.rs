@@ -1,0 +1,4 @@
+//! `strata build`: the Dockerfile front end and the build engine.
+
+pub mod dockerfile;
+pub mod dockerignore;
