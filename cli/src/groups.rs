@@ -183,7 +183,7 @@ const GROUPS: &[(&str, &[&str])] = &[
     (
         "Images",
         &[
-            "images", "pull", "push", "save", "load", "import", "tag", "rmi", "history", "inspect",
+            "build", "images", "pull", "push", "save", "load", "import", "tag", "rmi", "history", "inspect",
             "login", "logout",
         ],
     ),

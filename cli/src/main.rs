@@ -15,6 +15,7 @@ mod docker_cmds;
 mod docker_json;
 mod format;
 mod groups;
+mod build_cmd;
 mod images_cmd;
 mod logging;
 mod mount;
@@ -104,6 +105,8 @@ enum Command {
     Changes(changes_cmd::ChangesCmd),
     #[command(flatten)]
     System(system_cmd::SystemCmd),
+    /// Build an image from a Dockerfile.
+    Build(build_cmd::BuildArgs),
     /// Manage named volumes (create, ls, inspect, rm, prune).
     #[command(subcommand)]
     Volume(volume_cmd::VolumeCmd),
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
         Command::Transfer(cmd) => with_store(&log_level, root, |s| transfer_cmd::run(s, cmd)),
         Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
         Command::System(cmd) => with_store(&log_level, root, |s| system_cmd::run(s, cmd)),
+        Command::Build(a) => with_store(&log_level, root, |s| build_cmd::run(s, a)),
         Command::Volume(cmd) => with_store(&log_level, root, |s| volume_cmd::run(s, cmd)),
         Command::Network(cmd) => with_store(&log_level, root, |s| network_cmd::run(s, cmd)),
     };

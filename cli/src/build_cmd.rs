@@ -1,0 +1,77 @@
+//! `strata build`: an image from a Dockerfile and a context directory.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use strata_runtime::build::engine::{self, BuildOptions};
+use strata_runtime::store::Store;
+
+type R = strata_runtime::Result<()>;
+
+/// Arguments of `strata build`.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Name and tag of the result (NAME[:TAG]); may be given several times.
+    #[arg(short, long = "tag")]
+    tag: Vec<String>,
+    /// The Dockerfile (default CONTEXT/Dockerfile).
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// Build-time variable K=V.
+    #[arg(long = "build-arg")]
+    build_arg: Vec<String>,
+    /// Build up to this stage.
+    #[arg(long)]
+    target: Option<String>,
+    /// Do not use the build cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print only the image id.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Label K=V on the result.
+    #[arg(long)]
+    label: Vec<String>,
+    /// Target platform (only the host's).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Always pull the base images (accepted; bases are read from the store).
+    #[arg(long)]
+    pull: bool,
+    /// The build context directory.
+    context: PathBuf,
+}
+
+fn kv(s: &str, what: &str) -> strata_runtime::Result<(String, String)> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .or_else(|| std::env::var(s).ok().map(|v| (s.to_string(), v)))
+        .ok_or_else(|| strata_runtime::Error(format!("invalid {what} {s:?}: use KEY=VALUE")))
+}
+
+/// Run `strata build`.
+pub fn run(store: &Store, a: BuildArgs) -> R {
+    let o = BuildOptions {
+        context: a.context,
+        file: a.file,
+        tags: a.tag,
+        build_args: a
+            .build_arg
+            .iter()
+            .map(|s| kv(s, "--build-arg"))
+            .collect::<Result<_, _>>()?,
+        target: a.target,
+        quiet: a.quiet,
+        labels: a
+            .label
+            .iter()
+            .map(|s| kv(s, "--label"))
+            .collect::<Result<_, _>>()?,
+        platform: a.platform,
+    };
+    let _ = (a.no_cache, a.pull);
+    strata_runtime::interrupt::install(store);
+    let id = engine::build(store, &o)?;
+    outln!("{id}");
+    Ok(())
+}

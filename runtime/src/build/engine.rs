@@ -1,0 +1,456 @@
+//! The build engine: runs a parsed Dockerfile's stages step by step. Each RUN runs in a
+//! real container over the stage's layers and its changes become a layer through the
+//! ordinary commit (native delta layers on the fuse driver); COPY/ADD copy context files
+//! into a container's root with `cp`'s in-root resolution (no symlink is followed out of
+//! the root); metadata instructions change the config only (`empty_layer` history).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::dockerfile::{self, Cmd, CopySpec, Instruction, Kind};
+use crate::container::commit::{self, CommitOptions};
+use crate::container::cp::{self, CpOptions, HostEnd};
+use crate::container::{self, RunOptions};
+use crate::err;
+use crate::image::{self, History, ImageConfig};
+use crate::store::Store;
+use crate::util::{now_secs, rfc3339, Ctx, Result};
+
+/// Options of `strata build`.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The context directory.
+    pub context: PathBuf,
+    /// The Dockerfile (default CONTEXT/Dockerfile).
+    pub file: Option<PathBuf>,
+    /// -t NAME[:TAG].
+    pub tags: Vec<String>,
+    /// --build-arg K=V.
+    pub build_args: Vec<(String, String)>,
+    /// --target STAGE.
+    pub target: Option<String>,
+    /// -q: no step output.
+    pub quiet: bool,
+    /// --label K=V on the result.
+    pub labels: Vec<(String, String)>,
+    /// --platform (only the host's is accepted).
+    pub platform: Option<String>,
+}
+
+/// One stage's state while it builds.
+struct StageState {
+    img: ImageConfig,
+    shell: Vec<String>,
+    args: BTreeMap<String, String>,
+}
+
+/// Images saved along the way that the result does not need.
+struct Scratch<'a> {
+    store: &'a Store,
+    ids: Vec<String>,
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            let _ = image::delete_image(self.store, id);
+        }
+    }
+}
+
+/// Run the build; the resulting image id (tagged with every -t).
+pub fn build(store: &Store, o: &BuildOptions) -> Result<String> {
+    if let Some(p) = &o.platform {
+        let host = format!("linux/{}", image::commands::arch());
+        if p != &host {
+            return Err(err!("--platform {p} is not supported: strata builds for {host} only"));
+        }
+    }
+    let file = o.file.clone().unwrap_or_else(|| o.context.join("Dockerfile"));
+    let text = std::fs::read_to_string(&file).ctx(|| format!("cannot read {}", file.display()))?;
+    let df = dockerfile::parse(&text)?;
+    let last = match &o.target {
+        Some(t) => df
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(t.to_lowercase().as_str()))
+            .ok_or_else(|| err!("target stage {t} not found in {}", file.display()))?,
+        None => df.stages.len().saturating_sub(1),
+    };
+    let cli_args: BTreeMap<String, String> = o.build_args.iter().cloned().collect();
+    let mut global: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in &df.global_args {
+        let val = cli_args.get(k).cloned().or_else(|| {
+            v.as_ref()
+                .and_then(|d| dockerfile::expand(d, df.escape, &|n| global.get(n).cloned()).ok())
+        });
+        global.insert(k.clone(), val.unwrap_or_default());
+    }
+    let mut scratch = Scratch { store, ids: Vec::new() };
+    let mut done: Vec<(Option<String>, String)> = Vec::new();
+    let total: usize = df.stages[..=last].iter().map(|s| s.instructions.len() + 1).sum();
+    let mut step = 0usize;
+    let mut result = String::new();
+    for stage in &df.stages[..=last] {
+        let base = dockerfile::expand(&stage.base, df.escape, &|n| global.get(n).cloned())?;
+        step += 1;
+        progress(o, step, total, &stage.text);
+        let mut st = StageState {
+            img: base_image(store, &base, &done)?,
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            args: BTreeMap::new(),
+        };
+        for ins in &stage.instructions {
+            step += 1;
+            progress(o, step, total, &ins.text);
+            run_instruction(store, o, &df, &cli_args, &global, &mut st, ins, &done, &mut scratch)
+                .map_err(|e| err!("Dockerfile:{}: {}: {}", ins.line, first_word(&ins.text), e.0))?;
+        }
+        let created = st.img.created.clone();
+        st.img.created = created.or_else(|| Some(rfc3339(now_secs())));
+        if stage.index == last {
+            let labels = st.img.config.labels.get_or_insert_with(BTreeMap::new);
+            for (k, v) in &o.labels {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        let id = image::save_image(store, &st.img)?;
+        if stage.index != last {
+            scratch.ids.push(id.clone());
+        }
+        done.push((stage.name.clone(), id.clone()));
+        result = id;
+    }
+    scratch.ids.retain(|i| i != &result);
+    if !o.tags.is_empty() {
+        let _lock = store.lock_exclusive()?;
+        let mut repos = image::read_repositories(store)?;
+        for t in &o.tags {
+            repos.insert(image::Reference::parse(t)?.to_string(), result.clone());
+        }
+        image::write_repositories(store, &repos)?;
+    }
+    Ok(result)
+}
+
+fn first_word(s: &str) -> String {
+    s.split_whitespace().next().unwrap_or("").to_ascii_uppercase()
+}
+
+fn progress(o: &BuildOptions, step: usize, total: usize, text: &str) {
+    if !o.quiet {
+        eprintln!("#{step} [{step}/{total}] {}", text.lines().next().unwrap_or(""));
+    }
+}
+
+fn base_image(store: &Store, base: &str, done: &[(Option<String>, String)]) -> Result<ImageConfig> {
+    if base == "scratch" {
+        return Ok(ImageConfig {
+            architecture: image::commands::arch().into(),
+            os: "linux".into(),
+            ..ImageConfig::default()
+        });
+    }
+    let lower = base.to_lowercase();
+    if let Some((_, id)) = done.iter().find(|(n, _)| n.as_deref() == Some(lower.as_str())) {
+        return image::load_image(store, id);
+    }
+    let id = image::resolve(store, base)?;
+    image::load_image(store, &id)
+}
+
+fn env_lookup(st: &StageState, name: &str) -> Option<String> {
+    let env = st.img.config.env.as_deref().unwrap_or(&[]);
+    env.iter()
+        .rev()
+        .find_map(|e| e.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+        .or_else(|| st.args.get(name).cloned())
+}
+
+fn set_env(st: &mut StageState, k: &str, v: &str) {
+    let env = st.img.config.env.get_or_insert_with(Vec::new);
+    env.retain(|e| e.split('=').next() != Some(k));
+    env.push(format!("{k}={v}"));
+}
+
+fn command_of(st: &StageState, c: &Cmd) -> Vec<String> {
+    match c {
+        Cmd::Exec(v) => v.clone(),
+        Cmd::Shell(s) => st.shell.iter().cloned().chain([s.clone()]).collect(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_instruction(
+    store: &Store,
+    o: &BuildOptions,
+    df: &dockerfile::Dockerfile,
+    cli_args: &BTreeMap<String, String>,
+    global: &BTreeMap<String, String>,
+    st: &mut StageState,
+    ins: &Instruction,
+    done: &[(Option<String>, String)],
+    scratch: &mut Scratch<'_>,
+) -> Result<()> {
+    let esc = df.escape;
+    let x = |st: &StageState, w: &str| dockerfile::expand(w, esc, &|n| env_lookup(st, n));
+    let mut empty = true;
+    let created_by;
+    match &ins.kind {
+        Kind::Run { cmd, heredocs, .. } => {
+            let argv = match cmd {
+                Cmd::Shell(s) if !heredocs.is_empty() => {
+                    let full = if heredocs.len() == 1 && heredocs[0].script {
+                        heredocs[0].content()
+                    } else {
+                        dockerfile::heredoc_command(s, heredocs)
+                    };
+                    st.shell.iter().cloned().chain([full]).collect()
+                }
+                _ => command_of(st, cmd),
+            };
+            created_by = format!("RUN {}", argv.join(" "));
+            // ARGs in scope are in the step's environment (not in the image's).
+            let env: Vec<String> = st.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            run_step(store, o, st, argv, env, scratch, None)?;
+            empty = false;
+        }
+        Kind::Copy(spec) | Kind::Add(spec) => {
+            copy_step(store, o, st, spec, done, scratch, &x)?;
+            created_by = format!("{} # buildkit", ins.text);
+            empty = false;
+        }
+        Kind::Env(pairs) => {
+            for (k, v) in pairs {
+                let k = x(st, k)?;
+                let v = x(st, v)?;
+                set_env(st, &k, &v);
+            }
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Arg(list) => {
+            for (k, d) in list {
+                let val = match cli_args.get(k) {
+                    Some(v) => Some(v.clone()),
+                    None => match d {
+                        Some(d) => Some(x(st, d)?),
+                        None => global.get(k).cloned(),
+                    },
+                };
+                st.args.insert(k.clone(), val.unwrap_or_default());
+            }
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Workdir(w) => {
+            let w = x(st, w)?;
+            let cur = st.img.config.working_dir.clone().unwrap_or_else(|| "/".into());
+            let abs = if w.starts_with('/') { w } else { format!("{}/{}", cur.trim_end_matches('/'), w) };
+            st.img.config.working_dir = Some(abs);
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::User(u) => {
+            st.img.config.user = Some(x(st, u)?);
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Cmd(c) => {
+            st.img.config.cmd = Some(command_of(st, c));
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Entrypoint(c) => {
+            st.img.config.entrypoint = Some(command_of(st, c));
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Expose(ports) => {
+            let m = st.img.config.exposed_ports.get_or_insert_with(BTreeMap::new);
+            for p in ports {
+                let p = dockerfile::expand(p, esc, &|_| None)?;
+                let p = if p.contains('/') { p } else { format!("{p}/tcp") };
+                m.insert(p, serde_json::json!({}));
+            }
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Label(pairs) => {
+            for (k, v) in pairs {
+                let k = x(st, k)?;
+                let v = x(st, v)?;
+                st.img.config.labels.get_or_insert_with(BTreeMap::new).insert(k, v);
+            }
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Volume(v) => {
+            for p in v {
+                let p = x(st, p)?;
+                st.img.config.volumes.get_or_insert_with(BTreeMap::new).insert(p, serde_json::json!({}));
+            }
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::StopSignal(s) => {
+            st.img.config.stop_signal = Some(x(st, s)?);
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Shell(s) => {
+            st.shell = s.clone();
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Maintainer(m) => {
+            st.img.extra.insert("author".into(), serde_json::Value::String(m.clone()));
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Healthcheck(_) | Kind::Onbuild(_) => {
+            return Err(err!("not supported yet by strata build"));
+        }
+        Kind::From { .. } => return Err(err!("FROM inside a stage")),
+    }
+    if empty {
+        st.img.history.push(History {
+            created: Some(rfc3339(now_secs())),
+            created_by: Some(created_by),
+            comment: None,
+            empty_layer: Some(true),
+        });
+    } else if let Some(h) = st.img.history.last_mut() {
+        h.created_by = Some(created_by);
+        h.comment = Some("buildkit.dockerfile.v0".into());
+    }
+    Ok(())
+}
+
+/// Run `argv` (or, with `copy`, copy files in) in a container over the stage's image,
+/// commit its changes as one layer and append it to the stage's image.
+fn run_step(
+    store: &Store,
+    o: &BuildOptions,
+    st: &mut StageState,
+    argv: Vec<String>,
+    env: Vec<String>,
+    scratch: &mut Scratch<'_>,
+    copy: Option<&dyn Fn(&str) -> Result<()>>,
+) -> Result<()> {
+    let img_id = image::save_image(store, &st.img)?;
+    if image::resolve(store, &img_id).is_ok() && !scratch.ids.contains(&img_id) {
+        scratch.ids.push(img_id.clone());
+    }
+    let ro = RunOptions {
+        image: img_id,
+        cmd: argv.clone(),
+        entrypoint: Some(String::new()),
+        env,
+        network: "host".into(),
+        driver: "auto".into(),
+        ..RunOptions::default()
+    };
+    let cfg = container::create(store, &ro)?;
+    let id = cfg.id.clone();
+    let res = (|| -> Result<String> {
+        match copy {
+            Some(f) => f(&id)?,
+            None => {
+                let _ = o;
+                let code = container::start(store, &id, true)?.unwrap_or(0);
+                if code != 0 {
+                    return Err(err!(
+                        "process \"{}\" did not complete successfully: exit code: {code}",
+                        argv.join(" ")
+                    ));
+                }
+            }
+        }
+        commit::commit(store, &id, &CommitOptions::default())
+    })();
+    let _ = container::remove(store, &id, true);
+    let new_id = res?;
+    scratch.ids.push(new_id.clone());
+    let committed = image::load_image(store, &new_id)?;
+    st.img.rootfs.diff_ids = committed.rootfs.diff_ids;
+    st.img.history.push(History {
+        created: committed.created,
+        ..History::default()
+    });
+    Ok(())
+}
+
+fn copy_step(
+    store: &Store,
+    o: &BuildOptions,
+    st: &mut StageState,
+    spec: &CopySpec,
+    done: &[(Option<String>, String)],
+    scratch: &mut Scratch<'_>,
+    x: &dyn Fn(&StageState, &str) -> Result<String>,
+) -> Result<()> {
+    if spec.from.is_some() {
+        let _ = done;
+        return Err(err!("COPY --from is not supported yet by strata build"));
+    }
+    let dest = x(st, &spec.dest)?;
+    let wd = st.img.config.working_dir.clone().unwrap_or_else(|| "/".into());
+    let dest = if dest.starts_with('/') { dest } else { format!("{}/{}", wd.trim_end_matches('/'), dest) };
+    let mut srcs = Vec::new();
+    for s in &spec.sources {
+        let s = x(st, s)?;
+        if s.contains("://") {
+            return Err(err!("remote source {s}: strata build has no network for ADD URLs"));
+        }
+        let p = safe_context_path(&o.context, &s)?;
+        srcs.push(p);
+    }
+    let multi = srcs.len() > 1 || dest.ends_with('/');
+    let f = |id: &str| -> Result<()> {
+        for p in &srcs {
+            let target = if multi || p.is_dir() {
+                let d = dest.trim_end_matches('/').to_string();
+                mkdir_in(store, id, &d)?;
+                if p.is_dir() {
+                    format!("{}/", if d.is_empty() { "/".into() } else { d })
+                } else {
+                    format!("{d}/")
+                }
+            } else {
+                dest.clone()
+            };
+            let src = if p.is_dir() { p.join(".") } else { p.clone() };
+            cp::copy_in(store, id, &target, HostEnd::Path(src), CpOptions::default())?;
+        }
+        Ok(())
+    };
+    run_step(store, o, st, vec!["/bin/true".into()], Vec::new(), scratch, Some(&f))
+}
+
+/// Make directory `d` (and parents) in the container's root, through `cp` from an empty dir.
+fn mkdir_in(store: &Store, id: &str, d: &str) -> Result<()> {
+    let mut cur = String::new();
+    let tmp = tempdir(store)?;
+    for part in d.split('/').filter(|p| !p.is_empty()) {
+        let parent = if cur.is_empty() { "/".to_string() } else { cur.clone() };
+        cur = format!("{cur}/{part}");
+        let src = tmp.0.join(part);
+        if !src.exists() {
+            std::fs::create_dir(&src).ctx(|| "cannot make a staging directory")?;
+        }
+        // Copying an empty directory onto an existing one changes nothing.
+        cp::copy_in(store, id, &format!("{parent}/"), HostEnd::Path(src), CpOptions::default())?;
+    }
+    Ok(())
+}
+
+struct TmpDir(PathBuf);
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(store: &Store) -> Result<TmpDir> {
+    Ok(TmpDir(store.staging_dir("build")?))
+}
+
+/// A source path inside the context: no `..` out of it, no symlink followed out of it.
+fn safe_context_path(ctx: &Path, s: &str) -> Result<PathBuf> {
+    let root = ctx.canonicalize().ctx(|| format!("cannot read the context {}", ctx.display()))?;
+    let p = root.join(s.trim_start_matches('/'));
+    let c = p.canonicalize().ctx(|| format!("{s}: no such file in the build context"))?;
+    if !c.starts_with(&root) {
+        return Err(err!("{s} is outside the build context"));
+    }
+    Ok(c)
+}
