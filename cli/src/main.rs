@@ -9,13 +9,13 @@
 mod output;
 
 mod bool_flags;
+mod build_cmd;
 mod changes_cmd;
 mod containers;
 mod docker_cmds;
 mod docker_json;
 mod format;
 mod groups;
-mod build_cmd;
 mod images_cmd;
 mod logging;
 mod mount;

@@ -58,15 +58,29 @@ impl Drop for Scratch<'_> {
     }
 }
 
-/// Run the build; the resulting image id (tagged with every -t).
+/// Run the build; the resulting image id (tagged with every -t). A failed build leaves
+/// no image, container or layer behind.
 pub fn build(store: &Store, o: &BuildOptions) -> Result<String> {
+    let r = build_stages(store, o);
+    if r.is_err() {
+        let _ = image::commands::gc_layers(store);
+    }
+    r
+}
+
+fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
     if let Some(p) = &o.platform {
         let host = format!("linux/{}", image::commands::arch());
         if p != &host {
-            return Err(err!("--platform {p} is not supported: strata builds for {host} only"));
+            return Err(err!(
+                "--platform {p} is not supported: strata builds for {host} only"
+            ));
         }
     }
-    let file = o.file.clone().unwrap_or_else(|| o.context.join("Dockerfile"));
+    let file = o
+        .file
+        .clone()
+        .unwrap_or_else(|| o.context.join("Dockerfile"));
     let text = std::fs::read_to_string(&file).ctx(|| format!("cannot read {}", file.display()))?;
     let df = dockerfile::parse(&text)?;
     let last = match &o.target {
@@ -86,9 +100,15 @@ pub fn build(store: &Store, o: &BuildOptions) -> Result<String> {
         });
         global.insert(k.clone(), val.unwrap_or_default());
     }
-    let mut scratch = Scratch { store, ids: Vec::new() };
+    let mut scratch = Scratch {
+        store,
+        ids: Vec::new(),
+    };
     let mut done: Vec<(Option<String>, String)> = Vec::new();
-    let total: usize = df.stages[..=last].iter().map(|s| s.instructions.len() + 1).sum();
+    let total: usize = df.stages[..=last]
+        .iter()
+        .map(|s| s.instructions.len() + 1)
+        .sum();
     let mut step = 0usize;
     let mut result = String::new();
     for stage in &df.stages[..=last] {
@@ -103,8 +123,25 @@ pub fn build(store: &Store, o: &BuildOptions) -> Result<String> {
         for ins in &stage.instructions {
             step += 1;
             progress(o, step, total, &ins.text);
-            run_instruction(store, o, &df, &cli_args, &global, &mut st, ins, &done, &mut scratch)
-                .map_err(|e| err!("Dockerfile:{}: {}: {}", ins.line, first_word(&ins.text), e.0))?;
+            run_instruction(
+                store,
+                o,
+                &df,
+                &cli_args,
+                &global,
+                &mut st,
+                ins,
+                &done,
+                &mut scratch,
+            )
+            .map_err(|e| {
+                err!(
+                    "Dockerfile:{}: {}: {}",
+                    ins.line,
+                    first_word(&ins.text),
+                    e.0
+                )
+            })?;
         }
         let created = st.img.created.clone();
         st.img.created = created.or_else(|| Some(rfc3339(now_secs())));
@@ -134,12 +171,18 @@ pub fn build(store: &Store, o: &BuildOptions) -> Result<String> {
 }
 
 fn first_word(s: &str) -> String {
-    s.split_whitespace().next().unwrap_or("").to_ascii_uppercase()
+    s.split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
 }
 
 fn progress(o: &BuildOptions, step: usize, total: usize, text: &str) {
     if !o.quiet {
-        eprintln!("#{step} [{step}/{total}] {}", text.lines().next().unwrap_or(""));
+        eprintln!(
+            "#{step} [{step}/{total}] {}",
+            text.lines().next().unwrap_or("")
+        );
     }
 }
 
@@ -152,7 +195,10 @@ fn base_image(store: &Store, base: &str, done: &[(Option<String>, String)]) -> R
         });
     }
     let lower = base.to_lowercase();
-    if let Some((_, id)) = done.iter().find(|(n, _)| n.as_deref() == Some(lower.as_str())) {
+    if let Some((_, id)) = done
+        .iter()
+        .find(|(n, _)| n.as_deref() == Some(lower.as_str()))
+    {
         return image::load_image(store, id);
     }
     let id = image::resolve(store, base)?;
@@ -163,7 +209,11 @@ fn env_lookup(st: &StageState, name: &str) -> Option<String> {
     let env = st.img.config.env.as_deref().unwrap_or(&[]);
     env.iter()
         .rev()
-        .find_map(|e| e.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
+        .find_map(|e| {
+            e.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
         .or_else(|| st.args.get(name).cloned())
 }
 
@@ -243,8 +293,17 @@ fn run_instruction(
         }
         Kind::Workdir(w) => {
             let w = x(st, w)?;
-            let cur = st.img.config.working_dir.clone().unwrap_or_else(|| "/".into());
-            let abs = if w.starts_with('/') { w } else { format!("{}/{}", cur.trim_end_matches('/'), w) };
+            let cur = st
+                .img
+                .config
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| "/".into());
+            let abs = if w.starts_with('/') {
+                w
+            } else {
+                format!("{}/{}", cur.trim_end_matches('/'), w)
+            };
             st.img.config.working_dir = Some(abs);
             created_by = format!("{} # buildkit", ins.text);
         }
@@ -261,10 +320,18 @@ fn run_instruction(
             created_by = format!("{} # buildkit", ins.text);
         }
         Kind::Expose(ports) => {
-            let m = st.img.config.exposed_ports.get_or_insert_with(BTreeMap::new);
+            let m = st
+                .img
+                .config
+                .exposed_ports
+                .get_or_insert_with(BTreeMap::new);
             for p in ports {
                 let p = dockerfile::expand(p, esc, &|_| None)?;
-                let p = if p.contains('/') { p } else { format!("{p}/tcp") };
+                let p = if p.contains('/') {
+                    p
+                } else {
+                    format!("{p}/tcp")
+                };
                 m.insert(p, serde_json::json!({}));
             }
             created_by = format!("{} # buildkit", ins.text);
@@ -273,14 +340,22 @@ fn run_instruction(
             for (k, v) in pairs {
                 let k = x(st, k)?;
                 let v = x(st, v)?;
-                st.img.config.labels.get_or_insert_with(BTreeMap::new).insert(k, v);
+                st.img
+                    .config
+                    .labels
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(k, v);
             }
             created_by = format!("{} # buildkit", ins.text);
         }
         Kind::Volume(v) => {
             for p in v {
                 let p = x(st, p)?;
-                st.img.config.volumes.get_or_insert_with(BTreeMap::new).insert(p, serde_json::json!({}));
+                st.img
+                    .config
+                    .volumes
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(p, serde_json::json!({}));
             }
             created_by = format!("{} # buildkit", ins.text);
         }
@@ -293,7 +368,9 @@ fn run_instruction(
             created_by = format!("{} # buildkit", ins.text);
         }
         Kind::Maintainer(m) => {
-            st.img.extra.insert("author".into(), serde_json::Value::String(m.clone()));
+            st.img
+                .extra
+                .insert("author".into(), serde_json::Value::String(m.clone()));
             created_by = format!("{} # buildkit", ins.text);
         }
         Kind::Healthcheck(_) | Kind::Onbuild(_) => {
@@ -326,8 +403,9 @@ fn run_step(
     scratch: &mut Scratch<'_>,
     copy: Option<&dyn Fn(&str) -> Result<()>>,
 ) -> Result<()> {
+    let existed: Vec<String> = image::list_image_ids(store)?;
     let img_id = image::save_image(store, &st.img)?;
-    if image::resolve(store, &img_id).is_ok() && !scratch.ids.contains(&img_id) {
+    if !existed.contains(&img_id) && !scratch.ids.contains(&img_id) {
         scratch.ids.push(img_id.clone());
     }
     let ro = RunOptions {
@@ -383,13 +461,24 @@ fn copy_step(
         return Err(err!("COPY --from is not supported yet by strata build"));
     }
     let dest = x(st, &spec.dest)?;
-    let wd = st.img.config.working_dir.clone().unwrap_or_else(|| "/".into());
-    let dest = if dest.starts_with('/') { dest } else { format!("{}/{}", wd.trim_end_matches('/'), dest) };
+    let wd = st
+        .img
+        .config
+        .working_dir
+        .clone()
+        .unwrap_or_else(|| "/".into());
+    let dest = if dest.starts_with('/') {
+        dest
+    } else {
+        format!("{}/{}", wd.trim_end_matches('/'), dest)
+    };
     let mut srcs = Vec::new();
     for s in &spec.sources {
         let s = x(st, s)?;
         if s.contains("://") {
-            return Err(err!("remote source {s}: strata build has no network for ADD URLs"));
+            return Err(err!(
+                "remote source {s}: strata build has no network for ADD URLs"
+            ));
         }
         let p = safe_context_path(&o.context, &s)?;
         srcs.push(p);
@@ -413,7 +502,15 @@ fn copy_step(
         }
         Ok(())
     };
-    run_step(store, o, st, vec!["/bin/true".into()], Vec::new(), scratch, Some(&f))
+    run_step(
+        store,
+        o,
+        st,
+        vec!["/bin/true".into()],
+        Vec::new(),
+        scratch,
+        Some(&f),
+    )
 }
 
 /// Make directory `d` (and parents) in the container's root, through `cp` from an empty dir.
@@ -421,14 +518,24 @@ fn mkdir_in(store: &Store, id: &str, d: &str) -> Result<()> {
     let mut cur = String::new();
     let tmp = tempdir(store)?;
     for part in d.split('/').filter(|p| !p.is_empty()) {
-        let parent = if cur.is_empty() { "/".to_string() } else { cur.clone() };
+        let parent = if cur.is_empty() {
+            "/".to_string()
+        } else {
+            cur.clone()
+        };
         cur = format!("{cur}/{part}");
         let src = tmp.0.join(part);
         if !src.exists() {
             std::fs::create_dir(&src).ctx(|| "cannot make a staging directory")?;
         }
         // Copying an empty directory onto an existing one changes nothing.
-        cp::copy_in(store, id, &format!("{parent}/"), HostEnd::Path(src), CpOptions::default())?;
+        cp::copy_in(
+            store,
+            id,
+            &format!("{parent}/"),
+            HostEnd::Path(src),
+            CpOptions::default(),
+        )?;
     }
     Ok(())
 }
@@ -446,9 +553,13 @@ fn tempdir(store: &Store) -> Result<TmpDir> {
 
 /// A source path inside the context: no `..` out of it, no symlink followed out of it.
 fn safe_context_path(ctx: &Path, s: &str) -> Result<PathBuf> {
-    let root = ctx.canonicalize().ctx(|| format!("cannot read the context {}", ctx.display()))?;
+    let root = ctx
+        .canonicalize()
+        .ctx(|| format!("cannot read the context {}", ctx.display()))?;
     let p = root.join(s.trim_start_matches('/'));
-    let c = p.canonicalize().ctx(|| format!("{s}: no such file in the build context"))?;
+    let c = p
+        .canonicalize()
+        .ctx(|| format!("{s}: no such file in the build context"))?;
     if !c.starts_with(&root) {
         return Err(err!("{s} is outside the build context"));
     }
