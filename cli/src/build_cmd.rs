@@ -68,8 +68,9 @@ pub fn run(store: &Store, a: BuildArgs) -> R {
             .map(|s| kv(s, "--label"))
             .collect::<Result<_, _>>()?,
         platform: a.platform,
+        no_cache: a.no_cache,
     };
-    let _ = (a.no_cache, a.pull);
+    let _ = a.pull;
     strata_runtime::interrupt::install(store);
     let id = engine::build(store, &o)?;
     outln!("{id}");

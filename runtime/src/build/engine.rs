@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::cache;
 use super::dockerfile::{self, Cmd, CopySpec, Instruction, Kind};
 use crate::container::commit::{self, CommitOptions};
 use crate::container::cp::{self, CpOptions, HostEnd};
@@ -35,6 +36,8 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     /// --platform (only the host's is accepted).
     pub platform: Option<String>,
+    /// --no-cache: run every step.
+    pub no_cache: bool,
 }
 
 /// One stage's state while it builds.
@@ -63,7 +66,7 @@ impl Drop for Scratch<'_> {
 pub fn build(store: &Store, o: &BuildOptions) -> Result<String> {
     let r = build_stages(store, o);
     if r.is_err() {
-        let _ = image::commands::gc_layers(store);
+        let _ = cache::gc_unused(store);
     }
     r
 }
@@ -115,15 +118,16 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
         let base = dockerfile::expand(&stage.base, df.escape, &|n| global.get(n).cloned())?;
         step += 1;
         progress(o, step, total, &stage.text);
+        let (mut prev, img) = base_image(store, &base, &done)?;
         let mut st = StageState {
-            img: base_image(store, &base, &done)?,
+            img,
             shell: vec!["/bin/sh".into(), "-c".into()],
             args: BTreeMap::new(),
         };
         for ins in &stage.instructions {
             step += 1;
             progress(o, step, total, &ins.text);
-            run_instruction(
+            step_cached(
                 store,
                 o,
                 &df,
@@ -133,18 +137,16 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
                 ins,
                 &done,
                 &mut scratch,
-            )
-            .map_err(|e| {
-                err!(
-                    "Dockerfile:{}: {}: {}",
-                    ins.line,
-                    first_word(&ins.text),
-                    e.0
-                )
-            })?;
+                &mut prev,
+                step,
+            )?;
         }
-        let created = st.img.created.clone();
-        st.img.created = created.or_else(|| Some(rfc3339(now_secs())));
+        st.img.created = st
+            .img
+            .history
+            .last()
+            .and_then(|h| h.created.clone())
+            .or_else(|| st.img.created.clone());
         if stage.index == last {
             let labels = st.img.config.labels.get_or_insert_with(BTreeMap::new);
             for (k, v) in &o.labels {
@@ -186,23 +188,91 @@ fn progress(o: &BuildOptions, step: usize, total: usize, text: &str) {
     }
 }
 
-fn base_image(store: &Store, base: &str, done: &[(Option<String>, String)]) -> Result<ImageConfig> {
+/// The stage's base image: the first cache key and its config.
+fn base_image(
+    store: &Store,
+    base: &str,
+    done: &[(Option<String>, String)],
+) -> Result<(String, ImageConfig)> {
     if base == "scratch" {
-        return Ok(ImageConfig {
-            architecture: image::commands::arch().into(),
-            os: "linux".into(),
-            ..ImageConfig::default()
-        });
+        return Ok((
+            "scratch".into(),
+            ImageConfig {
+                architecture: image::commands::arch().into(),
+                os: "linux".into(),
+                ..ImageConfig::default()
+            },
+        ));
     }
     let lower = base.to_lowercase();
     if let Some((_, id)) = done
         .iter()
         .find(|(n, _)| n.as_deref() == Some(lower.as_str()))
     {
-        return image::load_image(store, id);
+        return Ok((id.clone(), image::load_image(store, id)?));
     }
     let id = image::resolve(store, base)?;
-    image::load_image(store, &id)
+    Ok((id.clone(), image::load_image(store, &id)?))
+}
+
+/// One instruction, from the cache when its key has an entry.
+#[allow(clippy::too_many_arguments)]
+fn step_cached(
+    store: &Store,
+    o: &BuildOptions,
+    df: &dockerfile::Dockerfile,
+    cli_args: &BTreeMap<String, String>,
+    global: &BTreeMap<String, String>,
+    st: &mut StageState,
+    ins: &Instruction,
+    done: &[(Option<String>, String)],
+    scratch: &mut Scratch<'_>,
+    prev: &mut String,
+    step: usize,
+) -> Result<()> {
+    let at = |e: crate::util::Error| {
+        err!(
+            "Dockerfile:{}: {}: {}",
+            ins.line,
+            first_word(&ins.text),
+            e.0
+        )
+    };
+    let digest = match &ins.kind {
+        Kind::Copy(spec) | Kind::Add(spec) if spec.from.is_none() => {
+            cache::sources_digest(&copy_sources(o, st, spec, df.escape).map_err(at)?).map_err(at)?
+        }
+        _ => String::new(),
+    };
+    let key = cache::key(prev, &ins.text, &st.args, &digest);
+    let hit = if o.no_cache {
+        None
+    } else {
+        cache::get(store, &key)
+    };
+    let layered = matches!(ins.kind, Kind::Run { .. } | Kind::Copy(_) | Kind::Add(_));
+    match hit {
+        Some(img) => {
+            if !o.quiet {
+                eprintln!("#{step} CACHED");
+            }
+            if !layered {
+                run_instruction(store, o, df, cli_args, global, st, ins, done, scratch)
+                    .map_err(at)?;
+            }
+            st.img = img;
+        }
+        None => {
+            let t = std::time::Instant::now();
+            run_instruction(store, o, df, cli_args, global, st, ins, done, scratch).map_err(at)?;
+            cache::put(store, &key, &st.img)?;
+            if !o.quiet && layered {
+                eprintln!("#{step} DONE {:.1}s", t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    *prev = key;
+    Ok(())
 }
 
 fn env_lookup(st: &StageState, name: &str) -> Option<String> {
@@ -266,7 +336,7 @@ fn run_instruction(
             empty = false;
         }
         Kind::Copy(spec) | Kind::Add(spec) => {
-            copy_step(store, o, st, spec, done, scratch, &x)?;
+            copy_step(store, o, st, spec, done, scratch, &x, esc)?;
             created_by = format!("{} # buildkit", ins.text);
             empty = false;
         }
@@ -455,6 +525,7 @@ fn copy_step(
     done: &[(Option<String>, String)],
     scratch: &mut Scratch<'_>,
     x: &dyn Fn(&StageState, &str) -> Result<String>,
+    esc: char,
 ) -> Result<()> {
     if spec.from.is_some() {
         let _ = done;
@@ -472,17 +543,7 @@ fn copy_step(
     } else {
         format!("{}/{}", wd.trim_end_matches('/'), dest)
     };
-    let mut srcs = Vec::new();
-    for s in &spec.sources {
-        let s = x(st, s)?;
-        if s.contains("://") {
-            return Err(err!(
-                "remote source {s}: strata build has no network for ADD URLs"
-            ));
-        }
-        let p = safe_context_path(&o.context, &s)?;
-        srcs.push(p);
-    }
+    let srcs = copy_sources(o, st, spec, esc)?;
     let multi = srcs.len() > 1 || dest.ends_with('/');
     let f = |id: &str| -> Result<()> {
         for p in &srcs {
@@ -511,6 +572,26 @@ fn copy_step(
         scratch,
         Some(&f),
     )
+}
+
+/// The context paths COPY/ADD `spec` names (expanded with the stage's environment).
+fn copy_sources(
+    o: &BuildOptions,
+    st: &StageState,
+    spec: &CopySpec,
+    esc: char,
+) -> Result<Vec<PathBuf>> {
+    let mut srcs = Vec::new();
+    for s in &spec.sources {
+        let s = dockerfile::expand(s, esc, &|n| env_lookup(st, n))?;
+        if s.contains("://") {
+            return Err(err!(
+                "remote source {s}: strata build has no network for ADD URLs"
+            ));
+        }
+        srcs.push(safe_context_path(&o.context, &s)?);
+    }
+    Ok(srcs)
 }
 
 /// Make directory `d` (and parents) in the container's root, through `cp` from an empty dir.

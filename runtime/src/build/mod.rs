@@ -1,5 +1,6 @@
 //! `strata build`: the Dockerfile front end and the build engine.
 
+pub mod cache;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod engine;
