@@ -5,10 +5,10 @@
 //! the root); metadata instructions change the config only (`empty_layer` history).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::cache;
 use super::dockerfile::{self, Cmd, CopySpec, Instruction, Kind};
+use super::{cache, context};
 use crate::container::commit::{self, CommitOptions};
 use crate::container::cp::{self, CpOptions, HostEnd};
 use crate::container::{self, RunOptions};
@@ -239,8 +239,9 @@ fn step_cached(
         )
     };
     let digest = match &ins.kind {
-        Kind::Copy(spec) | Kind::Add(spec) if spec.from.is_none() => {
-            cache::sources_digest(&copy_sources(o, st, spec, df.escape).map_err(at)?).map_err(at)?
+        Kind::Copy(spec) | Kind::Add(spec) => {
+            let staged = copy_sources(store, o, st, spec, df.escape, done).map_err(at)?;
+            cache::sources_digest(&staged.paths).map_err(at)?
         }
         _ => String::new(),
     };
@@ -527,10 +528,6 @@ fn copy_step(
     x: &dyn Fn(&StageState, &str) -> Result<String>,
     esc: char,
 ) -> Result<()> {
-    if spec.from.is_some() {
-        let _ = done;
-        return Err(err!("COPY --from is not supported yet by strata build"));
-    }
     let dest = x(st, &spec.dest)?;
     let wd = st
         .img
@@ -543,10 +540,11 @@ fn copy_step(
     } else {
         format!("{}/{}", wd.trim_end_matches('/'), dest)
     };
-    let srcs = copy_sources(o, st, spec, esc)?;
+    let staged = copy_sources(store, o, st, spec, esc, done)?;
+    let srcs = &staged.paths;
     let multi = srcs.len() > 1 || dest.ends_with('/');
     let f = |id: &str| -> Result<()> {
-        for p in &srcs {
+        for p in srcs {
             let target = if multi || p.is_dir() {
                 let d = dest.trim_end_matches('/').to_string();
                 mkdir_in(store, id, &d)?;
@@ -574,13 +572,16 @@ fn copy_step(
     )
 }
 
-/// The context paths COPY/ADD `spec` names (expanded with the stage's environment).
+/// Stage the sources COPY/ADD `spec` names (expanded with the stage's environment): from
+/// the context, or from an earlier stage or an image with `--from`.
 fn copy_sources(
+    store: &Store,
     o: &BuildOptions,
     st: &StageState,
     spec: &CopySpec,
     esc: char,
-) -> Result<Vec<PathBuf>> {
+    done: &[(Option<String>, String)],
+) -> Result<context::Staged> {
     let mut srcs = Vec::new();
     for s in &spec.sources {
         let s = dockerfile::expand(s, esc, &|n| env_lookup(st, n))?;
@@ -589,9 +590,24 @@ fn copy_sources(
                 "remote source {s}: strata build has no network for ADD URLs"
             ));
         }
-        srcs.push(safe_context_path(&o.context, &s)?);
+        srcs.push(s);
     }
-    Ok(srcs)
+    match &spec.from {
+        None => context::stage_context(store, &o.context, &srcs),
+        Some(f) => {
+            let f = dockerfile::expand(f, esc, &|n| st.args.get(n).cloned())?;
+            let lower = f.to_lowercase();
+            let by_name = done
+                .iter()
+                .find(|(n, _)| n.as_deref() == Some(lower.as_str()));
+            let by_index = f.parse::<usize>().ok().and_then(|i| done.get(i));
+            let id = match by_name.or(by_index) {
+                Some((_, id)) => id.clone(),
+                None => image::resolve(store, &f)?,
+            };
+            context::stage_image(store, &id, &srcs)
+        }
+    }
 }
 
 /// Make directory `d` (and parents) in the container's root, through `cp` from an empty dir.
@@ -630,19 +646,4 @@ impl Drop for TmpDir {
 
 fn tempdir(store: &Store) -> Result<TmpDir> {
     Ok(TmpDir(store.staging_dir("build")?))
-}
-
-/// A source path inside the context: no `..` out of it, no symlink followed out of it.
-fn safe_context_path(ctx: &Path, s: &str) -> Result<PathBuf> {
-    let root = ctx
-        .canonicalize()
-        .ctx(|| format!("cannot read the context {}", ctx.display()))?;
-    let p = root.join(s.trim_start_matches('/'));
-    let c = p
-        .canonicalize()
-        .ctx(|| format!("{s}: no such file in the build context"))?;
-    if !c.starts_with(&root) {
-        return Err(err!("{s} is outside the build context"));
-    }
-    Ok(c)
 }

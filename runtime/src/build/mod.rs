@@ -1,6 +1,7 @@
 //! `strata build`: the Dockerfile front end and the build engine.
 
 pub mod cache;
+pub mod context;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod engine;
