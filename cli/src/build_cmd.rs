@@ -76,3 +76,28 @@ pub fn run(store: &Store, a: BuildArgs) -> R {
     outln!("{id}");
     Ok(())
 }
+
+/// `strata builder` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum BuilderCmd {
+    /// Remove the build cache (its entries and the layers only they use).
+    Prune {
+        /// Do not ask (strata never asks: accepted for docker's scripts).
+        #[arg(short, long)]
+        force: bool,
+        /// Everything (the cache holds nothing else: accepted for docker's scripts).
+        #[arg(short, long)]
+        all: bool,
+    },
+}
+
+/// Run a `strata builder` subcommand.
+pub fn run_builder(store: &Store, cmd: BuilderCmd) -> R {
+    match cmd {
+        BuilderCmd::Prune { .. } => {
+            let n = strata_runtime::build::cache::prune(store)?;
+            outln!("Deleted build cache entries: {n}");
+            Ok(())
+        }
+    }
+}

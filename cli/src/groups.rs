@@ -183,8 +183,8 @@ const GROUPS: &[(&str, &[&str])] = &[
     (
         "Images",
         &[
-            "build", "images", "pull", "push", "save", "load", "import", "tag", "rmi", "history",
-            "inspect", "login", "logout",
+            "build", "builder", "images", "pull", "push", "save", "load", "import", "tag", "rmi",
+            "history", "inspect", "login", "logout",
         ],
     ),
     ("Volumes and networks", &["volume", "network"]),

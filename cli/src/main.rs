@@ -107,6 +107,9 @@ enum Command {
     System(system_cmd::SystemCmd),
     /// Build an image from a Dockerfile.
     Build(build_cmd::BuildArgs),
+    /// Manage the build cache (prune).
+    #[command(subcommand)]
+    Builder(build_cmd::BuilderCmd),
     /// Manage named volumes (create, ls, inspect, rm, prune).
     #[command(subcommand)]
     Volume(volume_cmd::VolumeCmd),
@@ -154,6 +157,7 @@ fn main() -> ExitCode {
         Command::Changes(cmd) => with_store(&log_level, root, |s| changes_cmd::run(s, cmd)),
         Command::System(cmd) => with_store(&log_level, root, |s| system_cmd::run(s, cmd)),
         Command::Build(a) => with_store(&log_level, root, |s| build_cmd::run(s, a)),
+        Command::Builder(c) => with_store(&log_level, root, |s| build_cmd::run_builder(s, c)),
         Command::Volume(cmd) => with_store(&log_level, root, |s| volume_cmd::run(s, cmd)),
         Command::Network(cmd) => with_store(&log_level, root, |s| network_cmd::run(s, cmd)),
     };

@@ -550,6 +550,13 @@ pub fn prune(store: &Store, all: bool, force: bool, ctrs: bool, imgs: bool) -> R
         }
         out.push('\n');
     }
+    // `system prune` (both kinds) clears the build cache too, as docker's does.
+    if ctrs && imgs {
+        let n = strata_runtime::build::cache::prune(store)?;
+        if n > 0 {
+            out.push_str(&format!("Deleted build cache entries: {n}\n\n"));
+        }
+    }
     // `system prune` (both kinds): the user networks no container is on, as docker's.
     if ctrs && imgs {
         let nets = strata_runtime::network::manage::prune(store)?;
