@@ -38,6 +38,9 @@ pub struct BuildArgs {
     /// Always pull the base images (accepted; bases are read from the store).
     #[arg(long)]
     pull: bool,
+    /// Storage driver of the step containers: fuse (delta layers), overlay or auto.
+    #[arg(long, default_value = "auto")]
+    driver: String,
     /// The build context directory.
     context: PathBuf,
 }
@@ -69,6 +72,7 @@ pub fn run(store: &Store, a: BuildArgs) -> R {
             .collect::<Result<_, _>>()?,
         platform: a.platform,
         no_cache: a.no_cache,
+        driver: a.driver,
     };
     let _ = a.pull;
     strata_runtime::interrupt::install(store);

@@ -38,6 +38,8 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// --no-cache: run every step.
     pub no_cache: bool,
+    /// --driver fuse|overlay|auto for the RUN containers (empty: auto).
+    pub driver: String,
 }
 
 /// One stage's state while it builds.
@@ -463,6 +465,9 @@ fn run_instruction(
     Ok(())
 }
 
+/// Files copied into a created container (its id) instead of running a command.
+type CopyFn<'a> = &'a dyn Fn(&str) -> Result<()>;
+
 /// Run `argv` (or, with `copy`, copy files in) in a container over the stage's image,
 /// commit its changes as one layer and append it to the stage's image.
 fn run_step(
@@ -472,7 +477,7 @@ fn run_step(
     argv: Vec<String>,
     env: Vec<String>,
     scratch: &mut Scratch<'_>,
-    copy: Option<&dyn Fn(&str) -> Result<()>>,
+    copy: Option<CopyFn<'_>>,
 ) -> Result<()> {
     let existed: Vec<String> = image::list_image_ids(store)?;
     let img_id = image::save_image(store, &st.img)?;
@@ -485,7 +490,11 @@ fn run_step(
         entrypoint: Some(String::new()),
         env,
         network: "host".into(),
-        driver: "auto".into(),
+        driver: if o.driver.is_empty() {
+            "auto".into()
+        } else {
+            o.driver.clone()
+        },
         ..RunOptions::default()
     };
     let cfg = container::create(store, &ro)?;
@@ -518,6 +527,7 @@ fn run_step(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn copy_step(
     store: &Store,
     o: &BuildOptions,
