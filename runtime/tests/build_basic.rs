@@ -1,5 +1,7 @@
 //! `strata build`: a multi-step Dockerfile built with real containers, and a failing RUN.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{busybox_store, check, fresh_dir, strata_at};

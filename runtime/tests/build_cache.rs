@@ -1,6 +1,8 @@
 //! `strata build`'s cache: an unchanged rebuild is all CACHED with the same image id; a
 //! changed copied file reruns that COPY and the steps after it only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{busybox_store, check, fresh_dir, strata_at};

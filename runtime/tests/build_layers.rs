@@ -1,6 +1,8 @@
 //! `strata build` layers: deleting and renaming lower files, and a small write into a big
 //! base file staying a small layer.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{busybox_store, check, fresh_dir, strata_at};

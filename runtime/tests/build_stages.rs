@@ -1,5 +1,7 @@
 //! `strata build`: multi-stage builds (COPY --from, --target), .dockerignore, ARG scoping.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{busybox_store, check, fresh_dir, strata_at};

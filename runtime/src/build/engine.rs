@@ -550,6 +550,7 @@ fn copy_step(
     } else {
         format!("{}/{}", wd.trim_end_matches('/'), dest)
     };
+    let dest = normalize(&dest);
     let staged = copy_sources(store, o, st, spec, esc, done)?;
     let srcs = &staged.paths;
     let multi = srcs.len() > 1 || dest.ends_with('/');
@@ -618,6 +619,27 @@ fn copy_sources(
             context::stage_image(store, &id, &srcs)
         }
     }
+}
+
+/// `dest` without `.`, `..` (never above `/`) or repeated slashes; a trailing slash (or
+/// a final `.`) kept, as it means "into this directory".
+fn normalize(dest: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in dest.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let into = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
+    let mut out = format!("/{}", parts.join("/"));
+    if into && !out.ends_with('/') {
+        out.push('/');
+    }
+    out
 }
 
 /// Make directory `d` (and parents) in the container's root, through `cp` from an empty dir.
