@@ -17,6 +17,9 @@ use crate::image::{self, History, ImageConfig};
 use crate::store::Store;
 use crate::util::{now_secs, rfc3339, Ctx, Result};
 
+/// The PATH a stage gets when its base sets none (docker's default).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Options of `strata build`.
 #[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
@@ -126,6 +129,11 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
             shell: vec!["/bin/sh".into(), "-c".into()],
             args: BTreeMap::new(),
         };
+        // As docker and buildah: a stage whose base sets no PATH gets the default one.
+        if env_lookup(&st, "PATH").is_none() {
+            let env = st.img.config.env.get_or_insert_with(Vec::new);
+            env.insert(0, format!("PATH={DEFAULT_PATH}"));
+        }
         for ins in &stage.instructions {
             step += 1;
             progress(o, step, total, &ins.text);
