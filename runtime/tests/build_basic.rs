@@ -85,3 +85,36 @@ fn failing_run_names_line_and_code_and_tags_nothing() {
     assert_eq!(before, after, "stray images");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn copy_options_not_applied_yet_are_refused_before_anything_runs() {
+    let dir = fresh_dir("build-refuse");
+    let store = busybox_store(&dir);
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("f"), "f\n").unwrap();
+    std::fs::write(ctx.join("a.tar"), "").unwrap();
+    for (line, what) in [
+        ("COPY --chown=1:1 f /f", "--chown"),
+        ("COPY --chmod=600 f /f", "--chmod"),
+        ("ADD a.tar /x/", "ADD of a local archive"),
+    ] {
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM busybox\nRUN echo ran > /r\n{line}\n"),
+        )
+        .unwrap();
+        let before = strata_at(&store, &["images", "-q"]);
+        let out = build(&store, &ctx, &["-t", "refused:1"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{line}: built");
+        assert!(
+            err.contains("Dockerfile:3:") && err.contains(what),
+            "{line}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{line}: {err}");
+        let after = strata_at(&store, &["images", "-q"]);
+        assert_eq!(before.stdout, after.stdout, "{line}: images changed");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

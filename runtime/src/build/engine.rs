@@ -89,6 +89,23 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
         .unwrap_or_else(|| o.context.join("Dockerfile"));
     let text = std::fs::read_to_string(&file).ctx(|| format!("cannot read {}", file.display()))?;
     let df = dockerfile::parse(&text)?;
+    // What the engine cannot do yet is refused before any step runs.
+    for ins in df.stages.iter().flat_map(|s| &s.instructions) {
+        let what = first_word(&ins.text);
+        match &ins.kind {
+            Kind::Copy(spec) | Kind::Add(spec) => {
+                unsupported_copy(spec, matches!(ins.kind, Kind::Add(_)))
+                    .map_err(|e| err!("Dockerfile:{}: {what}: {}", ins.line, e.0))?;
+            }
+            Kind::Healthcheck(_) | Kind::Onbuild(_) => {
+                return Err(err!(
+                    "Dockerfile:{}: {what}: not supported by strata build yet",
+                    ins.line
+                ));
+            }
+            _ => {}
+        }
+    }
     let last = match &o.target {
         Some(t) => df
             .stages
@@ -467,6 +484,42 @@ fn run_instruction(
     } else if let Some(h) = st.img.history.last_mut() {
         h.created_by = Some(created_by);
         h.comment = Some("buildkit.dockerfile.v0".into());
+    }
+    Ok(())
+}
+
+/// COPY/ADD options the engine does not apply yet: refused before anything runs, so a
+/// build never silently makes an image that differs from docker's.
+fn unsupported_copy(spec: &dockerfile::CopySpec, add: bool) -> Result<()> {
+    let refuse = |what: &str, instead: &str| {
+        Err(err!(
+            "{what} is not supported by strata build yet: {instead}"
+        ))
+    };
+    if spec.chown.is_some() {
+        return refuse("--chown", "add a RUN chown step after the copy");
+    }
+    if spec.chmod.is_some() {
+        return refuse("--chmod", "add a RUN chmod step after the copy");
+    }
+    if !spec.heredocs.is_empty() {
+        return refuse(
+            "a heredoc source",
+            "write the file with RUN cat <<EOF > FILE",
+        );
+    }
+    let archive = |s: &str| {
+        [
+            ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar.zst",
+        ]
+        .iter()
+        .any(|x| s.to_ascii_lowercase().ends_with(x))
+    };
+    if add && spec.sources.iter().any(|s| archive(s)) {
+        return refuse(
+            "ADD of a local archive (auto-extraction)",
+            "COPY it and extract it with RUN tar -xf",
+        );
     }
     Ok(())
 }
