@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{install_busybox, strata_bin};
+use common::{install_busybox, strata_at};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -68,13 +68,7 @@ impl Env {
     }
 
     fn strata(&self, args: &[&str]) -> Output {
-        Command::new(strata_bin())
-            .arg("--root")
-            .arg(self.dir.join("store"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        strata_at(&self.dir.join("store"), args)
     }
 
     fn run(&self, opts: &[&str], script: &str) -> (i32, String, String) {

@@ -460,7 +460,7 @@ fn login_logout_with_a_local_registry() {
     need("docker-registry");
     need("htpasswd");
     let e = Env::new("login");
-    let reg = docker_env::Registry::start(&e.path("registry"), "alice", "s3cret");
+    let reg = docker_env::auth_registry(&e.path("registry"), "alice", "s3cret");
     let host = reg.host();
     let cfg = e.path("docker-config");
     let with_cfg = |args: &[&str]| {

@@ -9,11 +9,11 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{as_user, ensure_user, install_busybox, strata_bin};
+use common::{as_user, ensure_user, install_busybox, strata_at, tar_dir};
 
 /// A private store with a busybox image (`busybox`, plus /bin/udpecho) and, once asked,
 /// a user network of its own.
@@ -68,15 +68,7 @@ impl Env {
             .unwrap();
         assert!(cc.success(), "cc failed");
         let tar = dir.join("busybox.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        tar_dir(&rootfs, &tar);
         let env = Env { dir };
         env.ok(&[
             "import",
@@ -91,13 +83,7 @@ impl Env {
     }
 
     fn strata(&self, args: &[&str]) -> Output {
-        Command::new(strata_bin())
-            .arg("--root")
-            .arg(self.dir.join("store"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        strata_at(&self.dir.join("store"), args)
     }
 
     fn ok(&self, args: &[&str]) -> String {

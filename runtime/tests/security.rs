@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{ensure_user, install_busybox, strata_bin};
+use common::{ensure_user, install_busybox, strata_at, strata_bin, tar_dir};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -188,28 +188,14 @@ impl Env {
             assert!(ok, "assembling the i386 mkdir program failed");
         }
         let tar = dir.join("img.tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
+        tar_dir(&rootfs, &tar);
         let env = Env { dir, no_i386 };
         env.ok(&["import", tar.to_str().unwrap(), "sec"]);
         env
     }
 
     fn strata(&self, args: &[&str]) -> Output {
-        Command::new(strata_bin())
-            .arg("--root")
-            .arg(self.dir.join("store"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        strata_at(&self.dir.join("store"), args)
     }
 
     fn ok(&self, args: &[&str]) -> String {

@@ -15,6 +15,11 @@ pub struct Registry {
 impl Registry {
     /// Start one and wait (bounded) until it listens.
     pub fn start(dir: &Path) -> Registry {
+        Registry::start_with_auth(dir, None)
+    }
+
+    /// As [`Registry::start`], behind basic auth from the `htpasswd` file when given.
+    pub fn start_with_auth(dir: &Path, htpasswd: Option<&Path>) -> Registry {
         assert!(
             Path::new("/usr/bin/docker-registry").exists(),
             "docker-registry is missing: run scripts/setup"
@@ -25,10 +30,16 @@ impl Registry {
             .local_addr()
             .unwrap()
             .port();
-        let cfg = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        let mut cfg = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.join("data").display()
         );
+        if let Some(h) = htpasswd {
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
+                h.display()
+            ));
+        }
         let cfg_path = dir.join("config.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
         let log = dir.join("registry.log");

@@ -158,57 +158,14 @@ pub fn need(tool: &str) {
 }
 
 /// Debian's docker-registry on 127.0.0.1 (a free port), behind htpasswd basic auth for one
-/// user; killed on drop.
-pub struct Registry {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Registry {
-    /// Start it with its storage in `dir`.
-    pub fn start(dir: &std::path::Path, user: &str, pass: &str) -> Registry {
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let h = Command::new("htpasswd")
-            .args(["-Bbn", user, pass])
-            .output()
-            .unwrap();
-        assert!(h.status.success());
-        std::fs::write(dir.join("htpasswd"), &h.stdout).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cfg = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
-            dir.join("data").display(),
-            dir.join("htpasswd").display()
-        );
-        std::fs::write(dir.join("config.yml"), cfg).unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(dir.join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("registry.log")).unwrap())
-            .stderr(std::fs::File::create(dir.join("registry.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let r = Registry { child, port };
-        poll("the registry to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        r
-    }
-
-    /// `127.0.0.1:PORT`.
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// user (`user`, `pass`), with its storage in `dir`; killed on drop.
+pub fn auth_registry(dir: &std::path::Path, user: &str, pass: &str) -> common::registry::Registry {
+    std::fs::create_dir_all(dir).unwrap();
+    let h = Command::new("htpasswd")
+        .args(["-Bbn", user, pass])
+        .output()
+        .unwrap();
+    assert!(h.status.success());
+    std::fs::write(dir.join("htpasswd"), &h.stdout).unwrap();
+    common::registry::Registry::start_with_auth(dir, Some(&dir.join("htpasswd")))
 }

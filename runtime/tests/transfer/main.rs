@@ -7,11 +7,9 @@
 mod common;
 use common::{check, need, podman_in, strata_at, strata_bin};
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 mod hostile_archives;
 mod podman;

@@ -1,77 +1,7 @@
 //! Push and pull through a local registry, with and without basic auth.
 
 use super::*;
-
-/// Debian's docker-registry on 127.0.0.1 with a free port and its own storage; killed on drop.
-pub(crate) struct Registry {
-    pub(crate) child: Child,
-    pub(crate) port: u16,
-    pub(crate) log: PathBuf,
-}
-
-impl Registry {
-    pub(crate) fn start(dir: &Path, htpasswd: Option<&Path>) -> Registry {
-        need("docker-registry");
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cfg = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("data").display()
-        );
-        if let Some(h) = htpasswd {
-            cfg.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
-                h.display()
-            ));
-        }
-        let cfg_path = dir.join("config.yml");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let log = dir.join("registry.log");
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.join("registry.err")).unwrap())
-            .spawn()
-            .unwrap();
-        let r = Registry { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the registry did not listen on 127.0.0.1:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        r
-    }
-
-    pub(crate) fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// How many blob GETs the registry has served so far (from its access log).
-    pub(crate) fn blob_gets(&self) -> usize {
-        let err = self.log.with_file_name("registry.err");
-        let mut text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.push_str(&std::fs::read_to_string(err).unwrap_or_default());
-        text.lines()
-            .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
-            .count()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::common::registry::Registry;
 
 pub(crate) fn field<'a>(out: &'a str, prefix: &str) -> &'a str {
     out.lines()
@@ -83,7 +13,7 @@ pub(crate) fn field<'a>(out: &'a str, prefix: &str) -> &'a str {
 fn registry_push_pull_mount_digest() {
     let e = Env::new();
     e.podman_images(true);
-    let reg = Registry::start(&e.path("registry"), None);
+    let reg = Registry::start(&e.path("registry"));
     let host = reg.host();
     for (img, file) in [("app", "app.tar"), ("app2", "app2.tar")] {
         let p = e.path(file);
@@ -127,7 +57,7 @@ fn registry_push_pull_mount_digest() {
         "{out}"
     );
     // registry → an empty store: every layer fetched, then runs.
-    let before = reg.blob_gets();
+    let before = reg.blob_gets().len();
     let out = e.ok("dst", &["pull", &target]);
     assert!(out.contains("3 fetched"), "{out}");
     assert!(out.contains(&digest), "{out}");
@@ -135,7 +65,7 @@ fn registry_push_pull_mount_digest() {
         e.ok("dst", &["run", "--rm", &target, "cat", "/hello"]),
         "hello from a layer\n"
     );
-    let after_first = reg.blob_gets();
+    let after_first = reg.blob_gets().len();
     assert!(after_first >= before + 4, "config and 3 layers fetched");
     // Pulling again transfers no layer (only the small config blob is read).
     let out = e.ok("dst", &["pull", &target]);
@@ -143,7 +73,7 @@ fn registry_push_pull_mount_digest() {
         out.contains("0 fetched") && out.contains("3 already present"),
         "{out}"
     );
-    assert_eq!(reg.blob_gets(), after_first + 1);
+    assert_eq!(reg.blob_gets().len(), after_first + 1);
     // The second image fetches only its own layer.
     let out = e.ok("dst", &["pull", &format!("{host}/team/app2:1")]);
     assert!(
@@ -192,7 +122,7 @@ fn registry_with_basic_auth() {
         .output()
         .unwrap();
     std::fs::write(&htpasswd, check(&out, "htpasswd")).unwrap();
-    let reg = Registry::start(&e.path("registry"), Some(&htpasswd));
+    let reg = Registry::start_with_auth(&e.path("registry"), Some(&htpasswd));
     let target = format!("{}/secure/app:1", reg.host());
     let p = e.path("app.tar");
     e.podman_ok(&["save", "-q", "-o", p.to_str().unwrap(), "localhost/app:1"]);
