@@ -179,6 +179,8 @@ fn interrupted_transfers_leave_nothing_and_a_pull_resumes() {
         ok(&pulled, &["run", "--rm", &target, "wc", "-c", "/big"]).trim(),
         "40000000 /big"
     );
+    // The registry writes into dir until it is gone.
+    drop(reg);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
