@@ -59,7 +59,11 @@ pub enum NetworkCmd {
         container: String,
     },
     /// Remove every user network no container is on.
-    Prune,
+    Prune {
+        /// Do not ask (strata never asks; accepted as docker's scripts pass it).
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 /// `strata port CONTAINER [PORT[/PROTO]]`: its published ports, as docker prints them.
@@ -173,7 +177,7 @@ pub fn run(store: &Store, cmd: NetworkCmd) -> R {
         NetworkCmd::Disconnect { network, container } => {
             manage::disconnect(store, &network, &container)?;
         }
-        NetworkCmd::Prune => {
+        NetworkCmd::Prune { force: _ } => {
             for n in manage::prune(store)? {
                 outln!("{n}");
             }

@@ -5,39 +5,31 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{install_busybox, strata_at};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use common::store_env::StoreEnv;
+use std::path::Path;
+use std::process::Command;
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+/// A store with `caps`: busybox, a user bob, and /bin/busybox-cap carrying a file
+/// capability.
+struct Env(StoreEnv);
 
-struct Env {
-    dir: PathBuf,
+impl std::ops::Deref for Env {
+    type Target = StoreEnv;
+    fn deref(&self) -> &StoreEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests run containers and need root"
-        );
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-caps-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let rootfs = dir.join("rootfs");
-        for d in ["bin", "etc", "tmp", "root"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        install_busybox(&rootfs.join("bin"));
-        std::fs::write(
-            rootfs.join("etc/passwd"),
+        let env = StoreEnv::bare("caps");
+        env.write_rootfs(
+            "etc/passwd",
             "root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1000:bob:/:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nbob:x:1000:\n").unwrap();
+        );
+        env.write_rootfs("etc/group", "root:x:0:\nbob:x:1000:\n");
         // A busybox with a file capability (CAP_NET_RAW, effective): vfs_cap_data v2.
-        let capbox = rootfs.join("bin/busybox-cap");
+        let capbox = env.rootfs().join("bin/busybox-cap");
         std::fs::copy(common::busybox(), &capbox).unwrap();
         let st = Command::new("setfattr")
             .args(["-n", "security.capability", "-v"])
@@ -46,32 +38,11 @@ impl Env {
             .status()
             .unwrap();
         assert!(st.success(), "setfattr security.capability");
-        let tar = dir.join("img.tar");
-        let st = Command::new("tar")
-            .args(["--xattrs", "--xattrs-include=security.capability"])
-            .arg("-C")
-            .arg(&rootfs)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let env = Env { dir };
-        let out = env.strata(&["import", tar.to_str().unwrap(), "caps"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        env
+        env.import_rootfs("caps", &[]);
+        Env(env)
     }
 
-    fn strata(&self, args: &[&str]) -> Output {
-        strata_at(&self.dir.join("store"), args)
-    }
-
-    fn run(&self, opts: &[&str], script: &str) -> (i32, String, String) {
+    fn run_caps(&self, opts: &[&str], script: &str) -> (i32, String, String) {
         let mut a = vec!["run", "--rm"];
         a.extend(opts);
         a.extend(["caps", "sh", "-c", script]);
@@ -85,25 +56,13 @@ impl Env {
 
     /// "CapInh CapPrm CapEff CapBnd CapAmb" of the container's command, as hex masks.
     fn caps(&self, opts: &[&str]) -> [u64; 5] {
-        let (code, out, err) = self.run(opts, "grep ^Cap /proc/self/status");
+        let (code, out, err) = self.run_caps(opts, "grep ^Cap /proc/self/status");
         assert_eq!(code, 0, "{opts:?}: {err}");
         let v: Vec<u64> = out
             .lines()
             .map(|l| u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap())
             .collect();
         [v[0], v[1], v[2], v[3], v[4]]
-    }
-
-    fn containers(&self) -> usize {
-        std::fs::read_dir(self.dir.join("store/containers"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -141,9 +100,9 @@ fn docker_default_set_and_cap_add_cap_drop_with_docker_names() {
     // From a shell (a process with no capabilities), only without no_new_privs, which keeps
     // an exec from gaining any: docker's default, strata's opt-out.
     let script = "busybox-cap grep CapEff /proc/self/status";
-    let (_, out, _) = e.run(&["-u", "1000"], script);
+    let (_, out, _) = e.run_caps(&["-u", "1000"], script);
     assert_eq!(out, "CapEff:\t0000000000000000\n", "no_new_privs");
-    let (_, out, _) = e.run(
+    let (_, out, _) = e.run_caps(
         &["-u", "1000", "--security-opt", "no-new-privileges=false"],
         script,
     );
@@ -181,21 +140,21 @@ fn docker_default_set_and_cap_add_cap_drop_with_docker_names() {
         all & !SYS_ADMIN
     );
     // A user switch still works with CAP_SETUID/SETGID dropped (as runc does it).
-    let (code, out, err) = e.run(
+    let (code, out, err) = e.run_caps(
         &["--cap-drop", "SETUID", "--cap-drop", "SETGID", "-u", "1000"],
         "id -u",
     );
     assert_eq!((code, out.trim()), (0, "1000"), "{err}");
     // A dropped capability is gone: chown refused.
-    let (code, _, _) = e.run(&["--cap-drop", "CHOWN"], "touch /tmp/f; chown 1000 /tmp/f");
+    let (code, _, _) = e.run_caps(&["--cap-drop", "CHOWN"], "touch /tmp/f; chown 1000 /tmp/f");
     assert_ne!(code, 0, "chown without CAP_CHOWN must fail");
     // Unknown names: one line, nothing created.
     for bad in ["FOO", "CAP_", "SYS_ADMINX"] {
-        let (code, _, err) = e.run(&["--cap-add", bad], "true");
+        let (code, _, err) = e.run_caps(&["--cap-add", bad], "true");
         assert_ne!(code, 0);
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.contains("unknown capability"), "{err}");
-        let (code, _, err) = e.run(&["--cap-drop", bad], "true");
+        let (code, _, err) = e.run_caps(&["--cap-drop", bad], "true");
         assert_ne!(code, 0);
         assert!(err.contains("unknown capability"), "{err}");
     }
@@ -207,9 +166,9 @@ fn seccomp_rules_follow_the_capabilities() {
     let e = Env::new();
     // mount and unshare are allowed by the default profile only with CAP_SYS_ADMIN.
     let script = "mkdir -p /tmp/m; mount -t tmpfs t /tmp/m && echo mounted; unshare -U true && echo unshared";
-    let (_, out, _) = e.run(&[], script);
+    let (_, out, _) = e.run_caps(&[], script);
     assert_eq!(out, "", "without CAP_SYS_ADMIN");
-    let (code, out, err) = e.run(&["--cap-add", "SYS_ADMIN"], script);
+    let (code, out, err) = e.run_caps(&["--cap-add", "SYS_ADMIN"], script);
     assert_eq!((code, out.as_str()), (0, "mounted\nunshared\n"), "{err}");
 }
 
@@ -221,28 +180,28 @@ fn privileged_and_devices() {
                   test -c /dev/loop-control && echo loop-control; \
                   grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
                   test \"$(head -c 1 /proc/timer_list | wc -c)\" = 1 && echo unmasked; true";
-    let (code, out, err) = e.run(&["--privileged"], script);
+    let (code, out, err) = e.run_caps(&["--privileged"], script);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
         format!("CapBnd:\t{all:016x}\nSeccomp:\t0\nloop-control\nrw\nunmasked\n")
     );
     // The control: none of it without --privileged.
-    let (_, out, _) = e.run(&[], script);
+    let (_, out, _) = e.run_caps(&[], script);
     assert_eq!(
         out,
         format!("CapBnd:\t{:016x}\nSeccomp:\t2\nro\n", default_set())
     );
     // --device: the node, under another name, with the cgroup's permissions where a v1
     // device cgroup exists (r: opening it for writing is refused).
-    let (code, out, err) = e.run(
+    let (code, out, err) = e.run_caps(
         &["--device", "/dev/loop-control:/dev/lc"],
         "stat -c '%t:%T' /dev/lc; test -e /dev/loop-control || echo only-lc",
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "a:ed\nonly-lc\n");
     if Path::new("/sys/fs/cgroup/devices/cgroup.procs").exists() {
-        let (_, out, err) = e.run(
+        let (_, out, err) = e.run_caps(
             &["--device", "/dev/loop-control:/dev/lc:r"],
             "(true >/dev/lc) && echo wrote; (true </dev/lc) && echo read",
         );
@@ -256,7 +215,7 @@ fn privileged_and_devices() {
         ("/dev/nonexistent", "cannot use --device"),
         ("/dev/null:/dev/n:rwx", "must be letters of rwm"),
     ] {
-        let (code, _, err) = e.run(&["--device", bad], "true");
+        let (code, _, err) = e.run_caps(&["--device", bad], "true");
         assert_ne!(code, 0);
         assert!(err.contains(want), "{bad}: {err}");
     }

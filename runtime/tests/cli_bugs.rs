@@ -4,48 +4,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{busybox_store, strata_bin};
+use common::store_env::StoreEnv;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 /// A private store with a busybox image; removed on drop.
-struct Env {
-    dir: PathBuf,
-    store: PathBuf,
+struct Env(StoreEnv);
+
+impl std::ops::Deref for Env {
+    type Target = StoreEnv;
+    fn deref(&self) -> &StoreEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        assert!(nix::unistd::geteuid().is_root(), "these tests need root");
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-clibugs-{}-{n}", std::process::id()));
-        let store = busybox_store(&dir);
-        Env { dir, store }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(strata_bin());
-        c.arg("--root").arg(&self.store).args(args);
-        c
-    }
-
-    fn strata(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.strata(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        Env(StoreEnv::new("clibugs"))
     }
 
     fn status(&self, name: &str) -> String {
@@ -54,17 +30,6 @@ impl Env {
             .map(str::to_ascii_lowercase)
             .find(|l| l.contains("\"status\""))
             .unwrap_or_default()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["ps", "-aq"]).output().map(|o| {
-            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = self.cmd(&["rm", "-f", id]).output();
-            }
-        });
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

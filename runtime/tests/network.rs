@@ -8,17 +8,23 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Command, Output};
+
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{as_user, ensure_user, install_busybox, strata_at, tar_dir};
+use common::store_env::StoreEnv;
+use common::{as_user, ensure_user};
 
 /// A private store with a busybox image (`busybox`, plus /bin/udpecho) and, once asked,
 /// a user network of its own.
-struct Env {
-    dir: PathBuf,
+struct Env(StoreEnv);
+
+impl std::ops::Deref for Env {
+    type Target = StoreEnv;
+    fn deref(&self) -> &StoreEnv {
+        &self.0
+    }
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -44,57 +50,19 @@ int main(int argc, char **argv) {
 
 impl Env {
     fn new() -> Env {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests create bridges and need root"
-        );
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-net-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let rootfs = dir.join("rootfs");
-        for d in ["bin", "etc", "srv", "tmp"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        install_busybox(&rootfs.join("bin"));
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        std::fs::write(rootfs.join("srv/index.html"), "served\n").unwrap();
-        let src = dir.join("udpecho.c");
+        let env = StoreEnv::bare("net");
+        env.write_rootfs("srv/index.html", "served\n");
+        let src = env.path("udpecho.c");
         std::fs::write(&src, UDPECHO).unwrap();
         let cc = Command::new("cc")
             .args(["-static", "-O", "-o"])
-            .arg(rootfs.join("bin/udpecho"))
+            .arg(env.rootfs().join("bin/udpecho"))
             .arg(&src)
             .status()
             .unwrap();
         assert!(cc.success(), "cc failed");
-        let tar = dir.join("busybox.tar");
-        tar_dir(&rootfs, &tar);
-        let env = Env { dir };
-        env.ok(&[
-            "import",
-            tar.to_str().unwrap(),
-            "busybox",
-            "--change",
-            r#"CMD ["/bin/sh"]"#,
-            "--change",
-            "EXPOSE 80",
-        ]);
-        env
-    }
-
-    fn strata(&self, args: &[&str]) -> Output {
-        strata_at(&self.dir.join("store"), args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.strata(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        env.import_rootfs("busybox", &[r#"CMD ["/bin/sh"]"#, "EXPOSE 80"]);
+        Env(env)
     }
 
     /// This store's network record `name`, as JSON.
@@ -109,17 +77,6 @@ impl Env {
             "{what}{}",
             COUNTER.fetch_add(1, Ordering::SeqCst) + 100 * (std::process::id() as usize % 1000)
         )
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let ids = self.strata(&["ps", "-a", "-q"]);
-        for id in String::from_utf8_lossy(&ids.stdout).lines() {
-            let _ = self.strata(&["rm", "-f", id]);
-        }
-        let _ = self.strata(&["network", "prune"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

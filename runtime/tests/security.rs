@@ -12,13 +12,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{ensure_user, install_busybox, strata_at, strata_bin, tar_dir};
+use common::store_env::StoreEnv;
+use common::{ensure_user, strata_bin};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+use std::process::{Command, Stdio};
 
 /// x86_64 syscall numbers the default profile must refuse with EPERM.
 const BLOCKED_64: [(&str, u32); 14] = [
@@ -122,34 +120,32 @@ fn assemble_with(
 }
 
 struct Env {
-    dir: PathBuf,
+    env: StoreEnv,
     /// Why the i386 programs are missing, if they are.
     no_i386: Option<String>,
 }
 
+impl std::ops::Deref for Env {
+    type Target = StoreEnv;
+    fn deref(&self) -> &StoreEnv {
+        &self.env
+    }
+}
+
 impl Env {
     fn new() -> Env {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "these tests run containers and need root"
-        );
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("strata-sec-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let rootfs = dir.join("rootfs");
-        for d in [
-            "bin", "etc", "tmp", "root", "home/bob", "sys64", "sys32", "cond",
-        ] {
+        let env = StoreEnv::bare("sec");
+        let dir = env.dir.clone();
+        let rootfs = env.rootfs();
+        for d in ["home/bob", "sys64", "sys32", "cond"] {
             std::fs::create_dir_all(rootfs.join(d)).unwrap();
         }
         std::fs::set_permissions(rootfs.join("tmp"), PermissionsExt::from_mode(0o1777)).unwrap();
-        install_busybox(&rootfs.join("bin"));
-        std::fs::write(
-            rootfs.join("etc/passwd"),
+        env.write_rootfs(
+            "etc/passwd",
             "root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1000:bob:/home/bob:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(rootfs.join("etc/group"), "root:x:0:\nbob:x:1000:\n").unwrap();
+        );
+        env.write_rootfs("etc/group", "root:x:0:\nbob:x:1000:\n");
         for (name, nr) in BLOCKED_64 {
             let p = assemble(&dir, &format!("x64-{name}"), nr, false).unwrap();
             std::fs::copy(p, rootfs.join("sys64").join(name)).unwrap();
@@ -187,26 +183,8 @@ impl Env {
                     .success();
             assert!(ok, "assembling the i386 mkdir program failed");
         }
-        let tar = dir.join("img.tar");
-        tar_dir(&rootfs, &tar);
-        let env = Env { dir, no_i386 };
-        env.ok(&["import", tar.to_str().unwrap(), "sec"]);
-        env
-    }
-
-    fn strata(&self, args: &[&str]) -> Output {
-        strata_at(&self.dir.join("store"), args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.strata(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        env.import_rootfs("sec", &[]);
+        Env { env, no_i386 }
     }
 
     /// `run --rm [opts] sec CMD...`: exit code, stdout, stderr.
@@ -231,23 +209,10 @@ impl Env {
         out.lines().map(String::from).collect()
     }
 
-    fn containers(&self) -> usize {
-        std::fs::read_dir(self.dir.join("store/containers"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
     fn write(&self, name: &str, text: &str) -> String {
         let p = self.dir.join(name);
         std::fs::write(&p, text).unwrap();
         p.display().to_string()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.strata(&["rm", "-f", "sec-d"]);
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -461,7 +426,7 @@ fn a_rootless_container_cannot_read_the_invoking_environment() {
     let e = Env::new();
     let home = e.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
-    std::fs::copy(e.dir.join("img.tar"), home.join("img.tar")).unwrap();
+    std::fs::copy(e.dir.join("sec.tar"), home.join("img.tar")).unwrap();
     let st = Command::new("chown")
         .args(["-R", user])
         .arg(&home)

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub mod registry;
+pub mod store_env;
 
 /// The strata binary under test: STRATA_BIN, or the workspace's debug build.
 pub fn strata_bin() -> PathBuf {
@@ -168,15 +169,31 @@ pub fn busybox_store(dir: &Path) -> PathBuf {
     store
 }
 
-/// Fail clearly when a tool the tests run is not installed.
-pub fn need(tool: &str) {
-    let ok = Command::new("sh")
+/// True when `tool` is on PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .stdout(Stdio::null())
         .status()
         .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{tool} is missing: run scripts/setup");
+        .unwrap_or(false)
+}
+
+/// Fail clearly when a tool the tests run is not installed.
+pub fn need(tool: &str) {
+    assert!(have(tool), "{tool} is missing: run scripts/setup");
+}
+
+/// Poll `f` every 20 ms for up to 20 s.
+pub fn poll(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Assert that `out` (of `what`) succeeded; its stdout.
