@@ -208,6 +208,17 @@ pub fn check(out: &std::process::Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Assert that `strata ARGS` succeeded; its stdout.
+pub fn expect_ok(args: &[&str], out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "strata {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// strata ARGS on the store at `root`, stdin closed.
 pub fn strata_at(root: &Path, args: &[&str]) -> std::process::Output {
     Command::new(strata_bin())

@@ -103,14 +103,7 @@ impl StoreEnv {
 
     /// Run and expect success; stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.strata(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        super::expect_ok(args, self.strata(args))
     }
 
     /// Run and expect failure; stderr.

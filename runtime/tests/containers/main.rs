@@ -80,14 +80,7 @@ impl Env {
 
     /// Run and expect success; stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.strata(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        common::expect_ok(args, self.strata(args))
     }
 
     fn run(&self, args: &[&str]) -> (i32, String, String) {
