@@ -11,14 +11,23 @@ use crate::util::Result;
 /// it takes, as docker does; its exit status.
 pub fn wait(store: &Store, id: &str) -> Result<i32> {
     let mut started = false;
+    // Polls that found the record half removed (a --rm container's directory emptied
+    // while we read it); bounded so that a record broken otherwise still fails.
+    let mut half_removed = 0;
     loop {
+        let paths = container::Paths::new(store, id);
         let st = match container::reconcile(store, id) {
             Ok(st) => st,
             // Removed meanwhile (--rm): the record is gone, its die event keeps the status.
-            Err(_) if !container::Paths::new(store, id).dir.exists() => {
+            Err(_) if !paths.dir.exists() => {
                 return died_with(store, id).ok_or_else(|| {
                     err!("container {id} was removed before its exit status could be read")
                 })
+            }
+            Err(_) if !paths.state().exists() && half_removed < 100 => {
+                half_removed += 1;
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
             }
             Err(e) => return Err(e),
         };
