@@ -57,6 +57,7 @@ pub fn cleanup(store: &Store, id: &str) -> Result<()> {
     let cg = cgroups::existing(id);
     let r1 = cg.remove();
     let r2 = driver::unmount(&Paths::new(store, id).merged());
+    crate::network::pasta::stop(&Paths::new(store, id).dir.join("netns"));
     // Its veths and port rules (issue 17), also after a killed supervisor.
     let r3 = match container::load_config(store, id) {
         Ok(cfg) => crate::network::teardown(&cfg),

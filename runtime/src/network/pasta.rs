@@ -49,10 +49,38 @@ pub fn args(netns: &Path, ports: &[PortMapping]) -> Vec<String> {
     a.extend([
         "--runas".into(),
         "0:0".into(),
+        "--pid".into(),
+        pid_file(netns).display().to_string(),
         "--netns".into(),
         netns.display().to_string(),
     ]);
     a
+}
+
+/// Where pasta writes its pid: beside the namespace file, in the container's directory.
+fn pid_file(netns: &Path) -> PathBuf {
+    netns.with_file_name("pasta.pid")
+}
+
+/// Stop the pasta of the container whose namespace file is `netns`, if it still runs.
+/// pasta quits by itself when the namespace goes, but not always when the container's
+/// directory is removed under it; a container's cleanup must not depend on that.
+pub fn stop(netns: &Path) {
+    let file = pid_file(netns);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return;
+    };
+    if let Ok(pid) = text.trim().parse::<i32>() {
+        // Only a pasta: the pid may have been reused since.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if pid > 1 && matches!(comm.trim(), "pasta" | "passt" | "pasta.avx2" | "passt.avx2") {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&file);
 }
 
 /// Start pasta for container init `pid` and wait until it has configured the namespace.
