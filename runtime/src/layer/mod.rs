@@ -2,9 +2,11 @@
 
 pub mod compression;
 pub mod extract;
+pub mod lazy;
 pub mod native;
 pub mod plain;
 pub mod sparse;
+pub mod toc;
 pub mod treecopy;
 pub mod upper_diff;
 pub mod write;
@@ -57,10 +59,10 @@ pub struct Staged {
 }
 
 impl Staged {
-    fn tree(&self) -> PathBuf {
+    pub(crate) fn tree(&self) -> PathBuf {
         self.dir.join("tree")
     }
-    fn tar(&self) -> PathBuf {
+    pub(crate) fn tar(&self) -> PathBuf {
         self.dir.join("layer.tar")
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod auth;
 pub mod docker_archive;
+pub mod estargz;
 pub mod ingest;
 pub mod known;
+pub mod lazy;
 pub mod login;
 pub mod media;
 pub mod oci_layout;
