@@ -246,6 +246,9 @@ pub fn convert(tar_path: &Path, out_path: &Path) -> Result<Written> {
     h.set_path(TOC_NAME).ctx(|| "cannot name the TOC")?;
     h.set_size(json.len() as u64);
     h.set_mode(0o444);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     h.set_entry_type(tar::EntryType::Regular);
     h.set_cksum();
     let mut tail = h.as_bytes().to_vec();
