@@ -125,7 +125,11 @@ fn lazy_run_starts_from_the_toc_and_fetches_little() {
     let blob_size = {
         let dst = StoreEnv::bare("lazy-run-dst");
         let before = blob_bytes(&s.reg);
-        let out = lazy_cmd(&dst, "20", &["run", "--rm", &s.image, "cat", "/data/small.txt"]);
+        let out = lazy_cmd(
+            &dst,
+            "20",
+            &["run", "--rm", &s.image, "cat", "/data/small.txt"],
+        );
         let text = common::expect_ok(&["run"], out);
         assert_eq!(text, "hello-lazy\n");
         let fetched = blob_bytes(&s.reg) - before;
@@ -146,12 +150,24 @@ fn lazy_run_starts_from_the_toc_and_fetches_little() {
             s.reg.blob_gets()
         );
         // The big file, read lazily, is the real one.
-        let out = lazy_cmd(&dst, "20", &["run", "--rm", &s.image, "md5sum", "/data/big.bin"]);
+        let out = lazy_cmd(
+            &dst,
+            "20",
+            &["run", "--rm", &s.image, "md5sum", "/data/big.bin"],
+        );
         let text = common::expect_ok(&["run md5sum"], out);
         assert!(text.starts_with(&s.big_md5), "{text} vs {}", s.big_md5);
         // A plain pull completes the layer: the kernel overlay (which cannot fetch) runs it.
         dst.ok(&["pull", "-q", &s.image]);
-        let text = dst.ok(&["run", "--rm", "--driver", "overlay", &s.image, "cat", "/data/small.txt"]);
+        let text = dst.ok(&[
+            "run",
+            "--rm",
+            "--driver",
+            "overlay",
+            &s.image,
+            "cat",
+            "/data/small.txt",
+        ]);
         assert_eq!(text, "hello-lazy\n");
         size
     };
@@ -162,7 +178,10 @@ fn lazy_run_starts_from_the_toc_and_fetches_little() {
 fn corrupted_chunk_is_eio_not_bad_bytes() {
     let s = setup("lazy-corrupt");
     let dst = StoreEnv::bare("lazy-corrupt-dst");
-    common::expect_ok(&["pull"], lazy_cmd(&dst, "5", &["pull", "-q", "--lazy", &s.image]));
+    common::expect_ok(
+        &["pull"],
+        lazy_cmd(&dst, "5", &["pull", "-q", "--lazy", &s.image]),
+    );
     let (state, toc) = lazy_records(&dst);
     let entry = toc["entries"]
         .as_array()
@@ -194,7 +213,10 @@ fn corrupted_chunk_is_eio_not_bad_bytes() {
 fn registry_gone_is_eio_within_the_deadline_and_pull_completes() {
     let mut s = setup("lazy-gone");
     let dst = StoreEnv::bare("lazy-gone-dst");
-    common::expect_ok(&["pull"], lazy_cmd(&dst, "3", &["pull", "-q", "--lazy", &s.image]));
+    common::expect_ok(
+        &["pull"],
+        lazy_cmd(&dst, "3", &["pull", "-q", "--lazy", &s.image]),
+    );
     // The container reads a file, then the registry goes away, then it reads another.
     let out = lazy_cmd(
         &dst,
@@ -245,7 +267,15 @@ fn estargz_image_is_a_plain_gzip_image_to_others() {
     // strata's normal pull (no --lazy): the whole blob, diff_id checked, kernel overlay.
     let dst = StoreEnv::bare("lazy-plain-dst");
     dst.ok(&["pull", "-q", &s.image]);
-    let text = dst.ok(&["run", "--rm", "--driver", "overlay", &s.image, "md5sum", "/data/big.bin"]);
+    let text = dst.ok(&[
+        "run",
+        "--rm",
+        "--driver",
+        "overlay",
+        &s.image,
+        "md5sum",
+        "/data/big.bin",
+    ]);
     assert!(text.starts_with(&s.big_md5), "{text}");
     common::need("podman");
     let out = common::podman_in(&dst.dir, &["pull", "-q", "--tls-verify=false", &s.image]);

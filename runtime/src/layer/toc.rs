@@ -98,7 +98,9 @@ fn is_zero_i(v: &i64) -> bool {
 
 /// The footer: an empty gzip member whose extra field names the TOC's offset.
 pub fn footer(toc_offset: u64) -> Vec<u8> {
-    let mut f = vec![0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 26, 0, b'S', b'G', 22, 0];
+    let mut f = vec![
+        0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 0xff, 26, 0, b'S', b'G', 22, 0,
+    ];
     f.extend_from_slice(format!("{toc_offset:016x}STARGZ").as_bytes());
     // A final stored block of length 0, then CRC32 and ISIZE of nothing.
     f.extend_from_slice(&[1, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]);

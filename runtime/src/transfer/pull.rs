@@ -114,8 +114,7 @@ pub fn pull_opts(store: &Store, reference: &str, o: &Options, lazy: bool) -> Res
                 transferred += size(l).unwrap_or(0);
                 bar.finish(&format!("completed ({n} files)"));
             }
-        } else if lazy
-            && super::lazy::prepare_layer(store, &mut client, l, &diff_hex, o.insecure)?
+        } else if lazy && super::lazy::prepare_layer(store, &mut client, l, &diff_hex, o.insecure)?
         {
             bar.finish("lazy");
         } else {

@@ -88,7 +88,12 @@ impl Registry {
             .arg("serve")
             .arg(&self.cfg)
             .stdin(Stdio::null())
-            .stdout(std::fs::File::options().append(true).open(&self.log).unwrap())
+            .stdout(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&self.log)
+                    .unwrap(),
+            )
             .stderr(std::fs::File::options().append(true).open(err).unwrap())
             .spawn()
             .unwrap();

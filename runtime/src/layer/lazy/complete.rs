@@ -31,7 +31,9 @@ pub fn complete_from(store: &Store, hex: &str, staged: Staged) -> Result<usize> 
     {
         let _fill = lock(store, hex)?;
         for f in files(&toc, state.toc_offset).0 {
-            let what = |e: std::io::Error| err!("cannot fill {} of layer sha256:{hex}: {e}", f.rel.display());
+            let what = |e: std::io::Error| {
+                err!("cannot fill {} of layer sha256:{hex}: {e}", f.rel.display())
+            };
             let d = File::from(dest.open_at(&f.rel, OFlag::O_RDWR, 0).map_err(what)?);
             if !is_pending(&d) {
                 continue;

@@ -70,7 +70,12 @@ pub fn read(store: &Store, hex: &str) -> Result<(LazyState, Toc)> {
     let state: LazyState = serde_json::from_slice(
         &std::fs::read(&sp).ctx(|| format!("cannot read {}", sp.display()))?,
     )
-    .map_err(|e| err!("{} is corrupt ({e}): run `strata pull` of the image again", sp.display()))?;
+    .map_err(|e| {
+        err!(
+            "{} is corrupt ({e}): run `strata pull` of the image again",
+            sp.display()
+        )
+    })?;
     let tp = toc_path(store, hex);
     let bytes = std::fs::read(&tp).ctx(|| format!("cannot read {}", tp.display()))?;
     let toc = verify_toc(&bytes, &state.toc_digest)?;

@@ -100,7 +100,13 @@ fn skeleton_tar(toc: &Toc) -> Result<Vec<u8>> {
 
 /// Lay out lazy layer `hex` from `toc` and publish it with its records. A layer already in
 /// the store is left as it is.
-pub fn build(store: &Store, hex: &str, toc_bytes: &[u8], toc: &Toc, state: &LazyState) -> Result<()> {
+pub fn build(
+    store: &Store,
+    hex: &str,
+    toc_bytes: &[u8],
+    toc: &Toc,
+    state: &LazyState,
+) -> Result<()> {
     let staging = Staging(store.staging_dir("lazy")?);
     let tree = staging.0.join("tree");
     std::fs::create_dir(&tree).ctx(|| format!("cannot create {}", tree.display()))?;
@@ -114,12 +120,16 @@ pub fn build(store: &Store, hex: &str, toc_bytes: &[u8], toc: &Toc, state: &Lazy
             .open_at(&f.rel, OFlag::O_WRONLY, 0)
             .map_err(|e| err!("cannot lay out {} of the lazy layer: {e}", f.rel.display()))?;
         let file = File::from(fd);
-        let st = nix::sys::stat::fstat(&file).map_err(|e| err!("cannot stat {}: {e}", f.rel.display()))?;
-        let placed = file.set_len(f.size).and_then(|()| mark_pending(&file)).and_then(|()| {
-            let at = nix::sys::time::TimeSpec::new(st.st_atime, st.st_atime_nsec);
-            let mt = nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
-            nix::sys::stat::futimens(&file, &at, &mt).map_err(std::io::Error::from)
-        });
+        let st = nix::sys::stat::fstat(&file)
+            .map_err(|e| err!("cannot stat {}: {e}", f.rel.display()))?;
+        let placed = file
+            .set_len(f.size)
+            .and_then(|()| mark_pending(&file))
+            .and_then(|()| {
+                let at = nix::sys::time::TimeSpec::new(st.st_atime, st.st_atime_nsec);
+                let mt = nix::sys::time::TimeSpec::new(st.st_mtime, st.st_mtime_nsec);
+                nix::sys::stat::futimens(&file, &at, &mt).map_err(std::io::Error::from)
+            });
         placed.map_err(|e| err!("cannot lay out {} of the lazy layer: {e}", f.rel.display()))?;
         size += f.size;
     }
@@ -134,7 +144,8 @@ pub fn build(store: &Store, hex: &str, toc_bytes: &[u8], toc: &Toc, state: &Lazy
     if dest.exists() {
         remove_tree(&dest)?;
     }
-    std::fs::rename(&tree, &dest).ctx(|| format!("cannot move the layer into {}", dest.display()))?;
+    std::fs::rename(&tree, &dest)
+        .ctx(|| format!("cannot move the layer into {}", dest.display()))?;
     write_json(
         &info_path(store, hex),
         &LayerInfo {

@@ -185,7 +185,11 @@ pub fn convert(tar_path: &Path, out_path: &Path) -> Result<Written> {
     let mut uncompressed = 0u64;
     let mut pos = 0u64;
     let mut entries = Vec::new();
-    let fin = |m: Member<'_>| m.finish().map(|_| ()).ctx(|| "cannot write the eStargz blob");
+    let fin = |m: Member<'_>| {
+        m.finish()
+            .map(|_| ())
+            .ctx(|| "cannot write the eStargz blob")
+    };
     let mut m = member(&mut out);
     for it in items {
         // Headers (and the previous payload's padding) stay in the current member.
@@ -217,7 +221,12 @@ pub fn convert(tar_path: &Path, out_path: &Path) -> Result<Written> {
             e.chunk_size = if off + len < size { len as i64 } else { 0 };
             let mut chunk = Sha256::new();
             let mut cm = member(&mut out);
-            copy(&mut src, len, &mut cm, &mut [&mut diff, &mut whole, &mut chunk])?;
+            copy(
+                &mut src,
+                len,
+                &mut cm,
+                &mut [&mut diff, &mut whole, &mut chunk],
+            )?;
             fin(cm)?;
             e.chunk_digest = format!("sha256:{}", hex(&chunk.finalize()));
             entries.push(e);

@@ -178,7 +178,11 @@ impl Filler {
     }
 
     /// Fetch and verify consecutive chunks, retrying transport failures until the deadline.
-    fn fetch_group<'c>(&self, client: &mut Client, group: &'c [Chunk]) -> Result<Vec<(&'c Chunk, Vec<u8>)>> {
+    fn fetch_group<'c>(
+        &self,
+        client: &mut Client,
+        group: &'c [Chunk],
+    ) -> Result<Vec<(&'c Chunk, Vec<u8>)>> {
         let (Some(first), Some(last)) = (group.first(), group.last()) else {
             return Ok(Vec::new());
         };
@@ -233,7 +237,12 @@ fn verified(member: &[u8], c: &Chunk) -> Result<Vec<u8>> {
     flate2::read::GzDecoder::new(member)
         .take(c.len)
         .read_to_end(&mut out)
-        .map_err(|e| err!("the chunk at blob offset {} does not decompress: {e}", c.offset))?;
+        .map_err(|e| {
+            err!(
+                "the chunk at blob offset {} does not decompress: {e}",
+                c.offset
+            )
+        })?;
     let got = format!("sha256:{}", crate::util::hex(&sha2::Sha256::digest(&out)));
     if out.len() as u64 != c.len || got != c.digest {
         return Err(err!(
@@ -254,7 +263,10 @@ impl LowerFill for Filler {
             return Ok(());
         }
         self.start_prefetch();
-        let f = self.files.get(i).ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))?;
+        let f = self
+            .files
+            .get(i)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EIO))?;
         self.fill(i, f).map_err(|e| {
             tracing::error!(
                 "lazy layer sha256:{} ({}): cannot fetch {}: {e}",

@@ -50,8 +50,8 @@ pub fn prepare_layer(
     }
     let member = client.blob_range(&l.digest, toc_offset, size - FOOTER_LEN)?;
     let toc_bytes = toc_from_member(&member).map_err(|e| err!("layer {}: {e}", l.digest))?;
-    let toc = lazy::verify_toc(&toc_bytes, &toc_digest)
-        .map_err(|e| err!("layer {}: {e}", l.digest))?;
+    let toc =
+        lazy::verify_toc(&toc_bytes, &toc_digest).map_err(|e| err!("layer {}: {e}", l.digest))?;
     let state = LazyState {
         reference: client.reference.to_string(),
         insecure,
@@ -113,8 +113,7 @@ pub fn complete(store: &Store, client: &mut Client, hex: &str) -> Result<usize> 
     };
     let staged = crate::layer::stage(store, &mut r)?;
     // The footer (and anything after the tar's end) counts for the blob digest too.
-    std::io::copy(&mut r, &mut std::io::sink())
-        .map_err(|e| err!("layer {}: {e}", state.digest))?;
+    std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| err!("layer {}: {e}", state.digest))?;
     let got = format!("sha256:{}", crate::util::hex(&r.hash.finalize()));
     if got != state.digest {
         return Err(err!(
