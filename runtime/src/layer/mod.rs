@@ -271,6 +271,7 @@ pub fn gc(store: &Store, referenced: &HashSet<String>) -> Result<Vec<String>> {
         } else if name.ends_with(".json") {
             // The tree goes first so a crash never leaves a tree without its metadata listed as whole.
             remove_tree(&store.layer_dir(&hex))?;
+            lazy::forget(store, &hex)?;
             let tar = tar_path(store, &hex);
             if tar.exists() {
                 std::fs::remove_file(&tar).ctx(|| format!("cannot remove {}", tar.display()))?;

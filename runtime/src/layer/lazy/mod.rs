@@ -56,7 +56,24 @@ pub fn toc_path(store: &Store, hex: &str) -> PathBuf {
 
 /// Whether layer `hex` is lazily pulled and not complete yet.
 pub fn is_lazy(store: &Store, hex: &str) -> bool {
-    state_path(store, hex).is_file()
+    state_path(store, hex).is_file() && store.layer_dir(hex).is_dir()
+}
+
+/// Remove a lazy layer's records (its tree is gone: `gc`).
+pub fn forget(store: &Store, hex: &str) -> Result<()> {
+    for p in [
+        state_path(store, hex),
+        toc_path(store, hex),
+        store.layers_dir().join(format!("{hex}.lazy.lock")),
+    ] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err!("cannot remove {}: {e}", p.display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether any of `hexes` is lazy.

@@ -159,17 +159,20 @@ impl Filler {
         );
         let _flock = lazy::lock(&self.store, &self.hex)?;
         if lazy::is_pending(&file) {
-            let mut data = Vec::new();
-            for group in groups(&f.chunks) {
-                data.push(self.fetch_group(&mut client, group)?);
-            }
+            // Group by group (at most MAX_SPAN in memory), each chunk verified before it is
+            // written; the mark goes only once every chunk is in.
             lazy::fill_with(&file, |file| {
-                for (c, bytes) in data.iter().flatten() {
-                    file.write_all_at(bytes, c.file_offset)?;
+                for group in groups(&f.chunks) {
+                    let data = self
+                        .fetch_group(&mut client, group)
+                        .map_err(|e| io::Error::other(e.to_string()))?;
+                    for (c, bytes) in &data {
+                        file.write_all_at(bytes, c.file_offset)?;
+                    }
                 }
                 Ok(())
             })
-            .map_err(|e| err!("cannot write the fetched data: {e}"))?;
+            .map_err(|e| err!("{e}"))?;
         }
         if let Ok(mut d) = self.done.lock() {
             d.insert(i);
