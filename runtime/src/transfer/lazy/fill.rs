@@ -27,6 +27,8 @@ use super::super::registry::{Client, Options};
 
 /// Largest span of a blob one range request asks for.
 const MAX_SPAN: u64 = 16 << 20;
+/// Largest compressed span strata holds for one chunk (a hostile TOC could name gigabytes).
+const MAX_CHUNK_SPAN: u64 = 64 << 20;
 
 /// Seconds from an environment variable, else `default`.
 fn env_secs(name: &str, default: f64) -> Duration {
@@ -167,6 +169,12 @@ impl Filler {
                         .fetch_group(&mut client, group)
                         .map_err(|e| io::Error::other(e.to_string()))?;
                     for (c, bytes) in &data {
+                        if c.file_offset.saturating_add(c.len) > f.size {
+                            return Err(io::Error::other(format!(
+                                "the TOC puts a chunk at {} past the file's {} bytes",
+                                c.file_offset, f.size
+                            )));
+                        }
                         file.write_all_at(bytes, c.file_offset)?;
                     }
                 }
@@ -189,6 +197,12 @@ impl Filler {
         let (Some(first), Some(last)) = (group.first(), group.last()) else {
             return Ok(Vec::new());
         };
+        if last.end.saturating_sub(first.offset) > MAX_CHUNK_SPAN {
+            return Err(err!(
+                "the TOC gives a chunk of more than {MAX_CHUNK_SPAN} compressed bytes at blob offset {}: refusing it",
+                first.offset
+            ));
+        }
         let start = Instant::now();
         let mut wait = Duration::from_millis(200);
         let span = loop {
@@ -209,8 +223,9 @@ impl Filler {
         group
             .iter()
             .map(|c| {
-                let from = (c.offset - first.offset) as usize;
-                let to = (c.end - first.offset) as usize;
+                // A TOC is verified but may still be hostile: nothing here may underflow.
+                let from = c.offset.saturating_sub(first.offset) as usize;
+                let to = c.end.saturating_sub(first.offset) as usize;
                 let member = span.get(from..to).unwrap_or_default();
                 Ok((c, verified(member, c)?))
             })
@@ -225,7 +240,7 @@ fn groups(chunks: &[Chunk]) -> Vec<&[Chunk]> {
     for i in 1..=chunks.len() {
         let split = i == chunks.len()
             || chunks[i].offset != chunks[i - 1].end
-            || chunks[i].end - chunks[begin].offset > MAX_SPAN;
+            || chunks[i].end.saturating_sub(chunks[begin].offset) > MAX_SPAN;
         if split {
             out.push(&chunks[begin..i]);
             begin = i;
