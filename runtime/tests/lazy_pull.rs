@@ -299,3 +299,50 @@ fn estargz_image_is_a_plain_gzip_image_to_others() {
     );
     assert_eq!(common::check(&out, "podman run"), "hello-lazy\n");
 }
+
+#[test]
+fn tampered_toc_is_refused_before_anything_is_laid_out() {
+    let s = setup("lazy-toc");
+    // The layer blob: the one the registry holds that ends in an eStargz footer.
+    let blobs = s.src.path("registry/data/docker/registry/v2/blobs/sha256");
+    let mut layer = None;
+    for e in walk(&blobs) {
+        let b = std::fs::read(&e).unwrap();
+        if b.len() > 51 && &b[b.len() - 19..b.len() - 13] == b"STARGZ" {
+            layer = Some((e, b));
+        }
+    }
+    let (path, mut bytes) = layer.expect("no eStargz blob in the registry");
+    let foot = bytes.len() - 51;
+    let toc_off = usize::from_str_radix(
+        std::str::from_utf8(&bytes[foot + 16..foot + 32]).unwrap(),
+        16,
+    )
+    .unwrap();
+    // Flip a byte inside the TOC's deflate data.
+    bytes[toc_off + (foot - toc_off) / 2] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    let dst = StoreEnv::bare("lazy-toc-dst");
+    let out = lazy_cmd(&dst, "5", &["pull", "-q", "--lazy", &s.image]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TOC"), "{stderr}");
+    let layers: Vec<_> = std::fs::read_dir(dst.root().join("layers"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(layers.is_empty(), "{layers:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
