@@ -141,6 +141,11 @@ pub fn save_image(store: &Store, what: &str) -> Result<SaveImage> {
             plain.push(t);
             continue;
         }
+        if crate::layer::lazy::is_lazy(store, h) {
+            return Err(err!(
+                "image {what} was pulled lazily and layer sha256:{h} is not complete yet: `strata pull` the image first"
+            ));
+        }
         let f = write::open_layer_tar(store, h)?;
         layer_sizes.push(f.metadata().ctx(|| "cannot stat a layer tar")?.len());
     }
