@@ -346,3 +346,52 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn background_download_completes_the_layer_while_the_container_runs() {
+    let mut s = setup("lazy-bg");
+    let dst = StoreEnv::bare("lazy-bg-dst");
+    common::expect_ok(
+        &["pull"],
+        lazy_cmd(&dst, "5", &["pull", "-q", "--lazy", &s.image]),
+    );
+    // Kernel overlayfs would read placeholders: refused while the layer is lazy.
+    let err = dst.fails(&["run", "--rm", "--driver", "overlay", &s.image, "true"]);
+    assert!(err.contains("lazily pulled"), "{err}");
+    let out = dst
+        .cmd(&[
+            "run",
+            "-d",
+            "--name",
+            "bg",
+            &s.image,
+            "sh",
+            "-c",
+            "cat /data/small.txt; sleep 60",
+        ])
+        .env("STRATA_LAZY_PREFETCH_DELAY", "0.2")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    common::expect_ok(&["run -d"], out);
+    let records = || {
+        std::fs::read_dir(dst.root().join("layers"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".lazy.json"))
+    };
+    common::poll("the background download", || !records());
+    dst.ok(&["rm", "-f", "bg"]);
+    // Complete and verified: runs with the registry gone, on the kernel overlay too.
+    s.reg.stop();
+    let text = dst.ok(&[
+        "run",
+        "--rm",
+        "--driver",
+        "overlay",
+        &s.image,
+        "md5sum",
+        "/data/big.bin",
+    ]);
+    assert!(text.starts_with(&s.big_md5), "{text}");
+}
