@@ -54,8 +54,15 @@ pub fn complete_from(store: &Store, hex: &str, staged: Staged) -> Result<usize> 
         std::fs::rename(staged.tar(), &tar)
             .map_err(|e| err!("cannot move the layer tar into {}: {e}", tar.display()))?;
     }
-    std::fs::remove_file(state_path(store, hex))
-        .map_err(|e| err!("cannot remove the lazy record of layer sha256:{hex}: {e}"))?;
+    // Another completion (the daemon's, or a second pull) may have finished first.
+    match std::fs::remove_file(state_path(store, hex)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(err!(
+                "cannot remove the lazy record of layer sha256:{hex}: {e}"
+            ))
+        }
+        _ => {}
+    }
     let _ = std::fs::remove_file(toc_path(store, hex));
     Ok(filled)
 }
