@@ -504,7 +504,8 @@ fn pull_for_run(store: &Store, image: &str, policy: &str) -> R {
             timeout: None,
         };
         eprintln!("strata: pulling {image}");
-        strata_runtime::transfer::pull::pull(store, image, &o)?;
+        // Lazily: an eStargz image starts before its layers are downloaded.
+        strata_runtime::transfer::pull::pull_opts(store, image, &o, true)?;
     }
     Ok(())
 }

@@ -107,6 +107,11 @@ pub fn run_mount(args: MountArgs, log_level: &str) -> Result<(), String> {
         .clone()
         .or_else(|| opts.workdir.as_ref().map(|w| w.join("strata.log")));
     let level = if args.debug { "debug" } else { log_level };
+    // Lowerdirs that are lazily pulled layers of a store get their filler (before the
+    // branches are opened; its threads start only once the daemon serves).
+    strata_fs::union::lazy_fill::set_provider(Box::new(
+        strata_runtime::transfer::lazy::fill::filler_for,
+    ));
     let union = strata_fs::prepare(opts).map_err(|e| e.to_string())?;
     if args.foreground || args.debug {
         crate::logging::init_stderr(level);

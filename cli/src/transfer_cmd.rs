@@ -129,6 +129,10 @@ pub struct PullArgs {
     registry: RegistryArgs,
     /// [HOST[:PORT]/]PATH[:TAG][@sha256:DIGEST] (short names are docker.io/library/...).
     reference: String,
+    /// Lay out eStargz layers from their table of contents only: containers fetch files on
+    /// first read (other layers are pulled whole). A later plain pull completes them.
+    #[arg(long)]
+    lazy: bool,
 }
 
 /// Arguments of `strata push`.
@@ -140,11 +144,14 @@ pub struct PushArgs {
     image: String,
     /// Destination HOST[:PORT]/PATH[:TAG] (default: the image's name).
     reference: Option<String>,
+    /// Layer format: gzip (default) or estargz (lazily pullable, still plain gzip to others).
+    #[arg(long, value_name = "FORMAT", default_value = "gzip", value_parser = ["gzip", "estargz"])]
+    format: String,
 }
 
 fn pull(store: &Store, a: PullArgs) -> R {
     let o = a.registry.options()?;
-    let p = transfer::pull::pull(store, &a.reference, &o)?;
+    let p = transfer::pull::pull_opts(store, &a.reference, &o, a.lazy)?;
     if o.quiet {
         outln!("{}", p.id);
         return Ok(());
@@ -168,7 +175,11 @@ fn pull(store: &Store, a: PullArgs) -> R {
 fn push(store: &Store, a: PushArgs) -> R {
     let o = a.registry.options()?;
     let target = a.reference.as_deref().unwrap_or(&a.image);
-    let p = transfer::push::push(store, &a.image, target, &o)?;
+    let p = if a.format == "estargz" {
+        transfer::estargz::push::push(store, &a.image, target, &o)?
+    } else {
+        transfer::push::push(store, &a.image, target, &o)?
+    };
     if o.quiet {
         outln!("{}", p.digest);
         return Ok(());

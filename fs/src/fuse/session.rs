@@ -83,7 +83,9 @@ pub fn prepare(opts: MountOptions) -> Result<Union, MountError> {
     raise_fd_limit();
     let mut lowers = Vec::new();
     for (i, l) in opts.lowerdirs.iter().enumerate() {
-        lowers.push(Branch::open(l, &format!("lowerdir {}", i)).map_err(MountError::Branch)?);
+        let mut b = Branch::open(l, &format!("lowerdir {}", i)).map_err(MountError::Branch)?;
+        b.fill = crate::union::lazy_fill::fill_for(l);
+        lowers.push(b);
     }
     let upper = match &opts.upperdir {
         Some(u) => Some(Branch::open(u, "upperdir").map_err(MountError::Branch)?),

@@ -23,6 +23,8 @@ pub struct Branch {
     pub dev: u64,
     /// Small index of the filesystem the branch lives on, used to build unique inode numbers.
     pub fs_index: u64,
+    /// For a lazily pulled lower branch: what fetches a file's data before it is opened.
+    pub fill: Option<super::lazy_fill::Fill>,
 }
 
 fn resolve_flags() -> ResolveFlag {
@@ -56,6 +58,7 @@ impl Branch {
             root,
             dev: st.st_dev,
             fs_index: 0,
+            fill: None,
         })
     }
 
@@ -67,6 +70,13 @@ impl Branch {
     /// Open `rel` inside the branch with `flags`, never leaving the branch and never
     /// following a symlink in any component.
     pub fn open_at(&self, rel: &Path, flags: OFlag, mode: u32) -> io::Result<OwnedFd> {
+        if let Some(f) = &self.fill {
+            // Every open that can read data passes here: a lazy file is filled (and verified)
+            // first, so no caller ever sees its placeholder.
+            if !flags.intersects(OFlag::O_PATH | OFlag::O_DIRECTORY) {
+                f.0.ensure(rel)?;
+            }
+        }
         let how = OpenHow::new()
             .flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
             .mode(Mode::from_bits_truncate(mode))

@@ -16,6 +16,7 @@ pub mod fs;
 pub(crate) mod handles;
 pub mod index;
 pub(crate) mod inode;
+pub mod lazy_fill;
 pub mod meta;
 pub(crate) mod ops_dir;
 pub mod ops_extra;

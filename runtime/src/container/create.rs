@@ -200,11 +200,19 @@ pub fn create(store: &Store, o: &RunOptions) -> Result<ContainerConfig> {
     let img = image::load_image(store, &image_id)?;
     let layers = img.layer_hexes();
     layer::check_present(store, &layers)?;
-    let native = crate::layer::native::any_native(store, &layers);
+    let lazy = crate::layer::lazy::any_lazy(store, &layers);
+    // A lazy layer's files are placeholders only strata's union fills: `auto` means fuse.
+    let native = crate::layer::native::any_native(store, &layers) || lazy;
     let (driver, driver_reason) = match &trace {
         Some(_) => driver::choose_traced(store, &o.driver, native)?,
         None => driver::choose(store, &o.driver, native)?,
     };
+    if driver == Driver::Overlay && lazy {
+        return Err(err!(
+            "image {} is lazily pulled and kernel overlayfs cannot fetch its files: use --driver fuse, or `strata pull` it first",
+            o.image
+        ));
+    }
     if driver == Driver::Overlay && native {
         // Once per native layer, cached for every later container (docs/commit.md).
         crate::layer::plain::materialize_all(store, &layers)?;

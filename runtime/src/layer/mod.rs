@@ -2,9 +2,11 @@
 
 pub mod compression;
 pub mod extract;
+pub mod lazy;
 pub mod native;
 pub mod plain;
 pub mod sparse;
+pub mod toc;
 pub mod treecopy;
 pub mod upper_diff;
 pub mod write;
@@ -57,10 +59,10 @@ pub struct Staged {
 }
 
 impl Staged {
-    fn tree(&self) -> PathBuf {
+    pub(crate) fn tree(&self) -> PathBuf {
         self.dir.join("tree")
     }
-    fn tar(&self) -> PathBuf {
+    pub(crate) fn tar(&self) -> PathBuf {
         self.dir.join("layer.tar")
     }
 }
@@ -269,6 +271,7 @@ pub fn gc(store: &Store, referenced: &HashSet<String>) -> Result<Vec<String>> {
         } else if name.ends_with(".json") {
             // The tree goes first so a crash never leaves a tree without its metadata listed as whole.
             remove_tree(&store.layer_dir(&hex))?;
+            lazy::forget(store, &hex)?;
             let tar = tar_path(store, &hex);
             if tar.exists() {
                 std::fs::remove_file(&tar).ctx(|| format!("cannot remove {}", tar.display()))?;

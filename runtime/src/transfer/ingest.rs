@@ -143,7 +143,9 @@ impl<'s> Ingest<'s> {
 
     /// Whether a layer is in the store or already staged in this batch.
     pub fn has_layer(&self, hex: &str) -> bool {
-        self.ready.contains(hex) || have_layer(self.store, hex)
+        self.ready.contains(hex)
+            || have_layer(self.store, hex)
+            || crate::layer::lazy::is_lazy(self.store, hex)
     }
 
     /// Add a layer blob (tar, gzip or zstd) that must have diff_id `diff_id`, and, when

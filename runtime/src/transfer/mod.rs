@@ -4,8 +4,10 @@
 
 pub mod auth;
 pub mod docker_archive;
+pub mod estargz;
 pub mod ingest;
 pub mod known;
+pub mod lazy;
 pub mod login;
 pub mod media;
 pub mod oci_layout;
@@ -138,6 +140,11 @@ pub fn save_image(store: &Store, what: &str) -> Result<SaveImage> {
             *h = t.hex.clone();
             plain.push(t);
             continue;
+        }
+        if crate::layer::lazy::is_lazy(store, h) {
+            return Err(err!(
+                "image {what} was pulled lazily and layer sha256:{h} is not complete yet: `strata pull` the image first"
+            ));
         }
         let f = write::open_layer_tar(store, h)?;
         layer_sizes.push(f.metadata().ctx(|| "cannot stat a layer tar")?.len());

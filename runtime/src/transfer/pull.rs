@@ -35,6 +35,13 @@ pub struct Pulled {
 
 /// Pull `reference` into the store.
 pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
+    pull_opts(store, reference, o, false)
+}
+
+/// Pull `reference`; with `lazy`, eStargz layers are laid out from their TOC and fetched
+/// on demand by the container's union (transfer::lazy), the others pulled whole. Without
+/// it, layers left lazy by an earlier pull are completed.
+pub fn pull_opts(store: &Store, reference: &str, o: &Options, lazy: bool) -> Result<Pulled> {
     let r = RemoteRef::parse(reference)?;
     let tag = match &r.tag {
         Some(t) => Some(Reference::parse(&format!("{}:{t}", r.local_name()))?),
@@ -97,6 +104,19 @@ pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
         let bar = progress.bar(&short(&l.digest), size(l));
         if have_layer(store, &diff_hex) {
             bar.finish("exists");
+        } else if crate::layer::lazy::is_lazy(store, &diff_hex) {
+            if lazy {
+                bar.finish("lazy");
+            } else {
+                bar.message("completing");
+                let n = super::lazy::complete(store, &mut client, &diff_hex)?;
+                fetched += 1;
+                transferred += size(l).unwrap_or(0);
+                bar.finish(&format!("completed ({n} files)"));
+            }
+        } else if lazy && super::lazy::prepare_layer(store, &mut client, l, &diff_hex, o.insecure)?
+        {
+            bar.finish("lazy");
         } else {
             bar.message("pulling");
             let mut ingest = Ingest::new(store);

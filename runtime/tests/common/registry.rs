@@ -10,6 +10,7 @@ pub struct Registry {
     child: Child,
     port: u16,
     log: PathBuf,
+    cfg: PathBuf,
 }
 
 impl Registry {
@@ -51,16 +52,52 @@ impl Registry {
             .stderr(std::fs::File::create(dir.join("registry.err")).unwrap())
             .spawn()
             .unwrap();
-        let r = Registry { child, port, log };
+        let r = Registry {
+            child,
+            port,
+            log,
+            cfg: cfg_path,
+        };
+        r.wait_listening();
+        r
+    }
+
+    fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "the registry did not listen on 127.0.0.1:{port}"
+                "the registry did not listen on 127.0.0.1:{}",
+                self.port
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        r
+    }
+
+    /// Kill it (the registry "goes away"); [`Registry::restart`] brings it back.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        let err = self.log.with_file_name("registry.err");
+        self.child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&self.cfg)
+            .stdin(Stdio::null())
+            .stdout(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&self.log)
+                    .unwrap(),
+            )
+            .stderr(std::fs::File::options().append(true).open(err).unwrap())
+            .spawn()
+            .unwrap();
+        self.wait_listening();
     }
 
     /// host:port.

@@ -99,6 +99,40 @@ impl Client {
         })
     }
 
+    /// Bytes `start..end` of a blob by an HTTP range request; the registry must answer 206
+    /// with exactly that many bytes (the whole exchange under the timeout).
+    pub fn blob_range(&mut self, digest: &str, start: u64, end: u64) -> Result<Vec<u8>> {
+        media::digest_hex(digest)?;
+        if end <= start {
+            return Ok(Vec::new());
+        }
+        let url = self.url(&format!("blobs/{digest}"));
+        let range = format!("bytes={start}-{}", end - 1);
+        let a = self.send_opts("GET", &url, &[("Range", &range)], Body::Empty, true)?;
+        if a.status != 206 {
+            let s = a.status;
+            return Err(status_error(
+                &format!("bytes {start}..{end} of blob {digest} (a range request)"),
+                s,
+                &a.text(),
+            ));
+        }
+        let want = end - start;
+        let mut buf = Vec::with_capacity(want.min(64 << 20) as usize);
+        a.resp
+            .into_reader()
+            .take(want + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| err!("bytes {start}..{end} of blob {digest}: {e}"))?;
+        if buf.len() as u64 != want {
+            return Err(err!(
+                "bytes {start}..{end} of blob {digest}: the registry sent {} bytes",
+                buf.len()
+            ));
+        }
+        Ok(buf)
+    }
+
     /// Whether the repository has a blob (HEAD).
     pub fn has_blob(&mut self, digest: &str) -> Result<bool> {
         let url = self.url(&format!("blobs/{digest}"));
