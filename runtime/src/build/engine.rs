@@ -97,12 +97,6 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
                 unsupported_copy(spec, matches!(ins.kind, Kind::Add(_)))
                     .map_err(|e| err!("Dockerfile:{}: {what}: {}", ins.line, e.0))?;
             }
-            Kind::Healthcheck(_) | Kind::Onbuild(_) => {
-                return Err(err!(
-                    "Dockerfile:{}: {what}: not supported by strata build yet",
-                    ins.line
-                ));
-            }
             _ => {}
         }
     }
@@ -138,10 +132,17 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
         let base = dockerfile::expand(&stage.base, df.escape, &|n| global.get(n).cloned())?;
         step += 1;
         progress(o, step, total, &stage.text);
-        let (mut prev, img) = base_image(store, &base, &done)?;
+        let (mut prev, mut img) = base_image(store, &base, &done)?;
+        // The base's ONBUILD triggers run first; they are not inherited further (docker).
+        let triggers = img.config.on_build.take().unwrap_or_default();
+        let shell = img
+            .config
+            .shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
         let mut st = StageState {
             img,
-            shell: vec!["/bin/sh".into(), "-c".into()],
+            shell,
             args: BTreeMap::new(),
         };
         // As docker and buildah: a stage whose base sets no PATH gets the default one.
@@ -149,7 +150,9 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
             let env = st.img.config.env.get_or_insert_with(Vec::new);
             env.insert(0, format!("PATH={DEFAULT_PATH}"));
         }
-        for ins in &stage.instructions {
+        let onbuild = onbuild_instructions(&triggers, df.escape)
+            .map_err(|e| err!("{}: ONBUILD trigger of {base}: {}", stage.text, e.0))?;
+        for ins in onbuild.iter().chain(&stage.instructions) {
             step += 1;
             progress(o, step, total, &ins.text);
             step_cached(
@@ -195,6 +198,33 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
         image::write_repositories(store, &repos)?;
     }
     Ok(result)
+}
+
+/// The base image's ONBUILD triggers as instructions (each was checked when the base was
+/// built; a hand-made config is checked here).
+fn onbuild_instructions(triggers: &[String], escape: char) -> Result<Vec<Instruction>> {
+    if triggers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut text = if escape == '`' {
+        "# escape=`\n".to_string()
+    } else {
+        String::new()
+    };
+    text.push_str("FROM scratch\n");
+    for t in triggers {
+        text.push_str(t);
+        text.push('\n');
+    }
+    let df = dockerfile::parse(&text)?;
+    let ins: Vec<Instruction> = df.stages.into_iter().flat_map(|s| s.instructions).collect();
+    if let Some(bad) = ins
+        .iter()
+        .find(|i| matches!(i.kind, Kind::Onbuild(_) | Kind::From { .. }))
+    {
+        return Err(err!("{} isn't allowed as an ONBUILD trigger", bad.text));
+    }
+    Ok(ins)
 }
 
 fn first_word(s: &str) -> String {
@@ -461,6 +491,7 @@ fn run_instruction(
         }
         Kind::Shell(s) => {
             st.shell = s.clone();
+            st.img.config.shell = Some(s.clone());
             created_by = format!("{} # buildkit", ins.text);
         }
         Kind::Maintainer(m) => {
@@ -469,8 +500,17 @@ fn run_instruction(
                 .insert("author".into(), serde_json::Value::String(m.clone()));
             created_by = format!("{} # buildkit", ins.text);
         }
-        Kind::Healthcheck(_) | Kind::Onbuild(_) => {
-            return Err(err!("not supported yet by strata build"));
+        Kind::Healthcheck(h) => {
+            st.img.config.healthcheck = Some(health_json(h));
+            created_by = format!("{} # buildkit", ins.text);
+        }
+        Kind::Onbuild(t) => {
+            st.img
+                .config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(t.clone());
+            created_by = format!("{} # buildkit", ins.text);
         }
         Kind::From { .. } => return Err(err!("FROM inside a stage")),
     }
@@ -488,6 +528,28 @@ fn run_instruction(
     Ok(())
 }
 
+/// A HEALTHCHECK as docker's config stores it: `NONE` is `{"Test": ["NONE"]}`; durations
+/// in nanoseconds, unset ones left out.
+fn health_json(h: &dockerfile::Health) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    let test = h.test.clone().unwrap_or_else(|| vec!["NONE".into()]);
+    m.insert("Test".into(), serde_json::json!(test));
+    for (k, v) in [
+        ("Interval", h.interval),
+        ("Timeout", h.timeout),
+        ("StartPeriod", h.start_period),
+        ("StartInterval", h.start_interval),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), serde_json::json!(v));
+        }
+    }
+    if let Some(r) = h.retries {
+        m.insert("Retries".into(), serde_json::json!(r));
+    }
+    serde_json::Value::Object(m)
+}
+
 /// COPY/ADD options the engine does not apply yet: refused before anything runs, so a
 /// build never silently makes an image that differs from docker's.
 fn unsupported_copy(spec: &dockerfile::CopySpec, add: bool) -> Result<()> {
@@ -496,12 +558,6 @@ fn unsupported_copy(spec: &dockerfile::CopySpec, add: bool) -> Result<()> {
             "{what} is not supported by strata build yet: {instead}"
         ))
     };
-    if spec.chown.is_some() {
-        return refuse("--chown", "add a RUN chown step after the copy");
-    }
-    if spec.chmod.is_some() {
-        return refuse("--chmod", "add a RUN chmod step after the copy");
-    }
     if !spec.heredocs.is_empty() {
         return refuse(
             "a heredoc source",

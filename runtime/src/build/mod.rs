@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod context;
+pub mod copy_opts;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod engine;

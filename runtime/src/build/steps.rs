@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::context;
+use super::copy_opts;
 use super::dockerfile::{self, CopySpec};
 use super::engine::{env_lookup, BuildOptions, Scratch, StageState};
 use crate::container::commit::{self, CommitOptions};
@@ -101,6 +102,22 @@ pub(super) fn copy_step(
     };
     let dest = normalize(&dest);
     let staged = copy_sources(store, o, st, spec, esc, done)?;
+    let mode = match &spec.chmod {
+        Some(m) => Some(copy_opts::parse_chmod(&x(st, m)?)?),
+        None => None,
+    };
+    let owner = match &spec.chown {
+        Some(c) => Some(copy_opts::resolve_chown(store, st, scratch, &x(st, c)?)?),
+        None => None,
+    };
+    for p in &staged.paths {
+        copy_opts::apply(p, mode, owner)?;
+    }
+    // Owners travel only when --chown gave them (else root owns the copy, as in docker).
+    let cp_opts = CpOptions {
+        archive: owner.is_some(),
+        follow: false,
+    };
     let srcs = &staged.paths;
     let multi = srcs.len() > 1 || dest.ends_with('/');
     let f = |id: &str| -> Result<()> {
@@ -117,7 +134,7 @@ pub(super) fn copy_step(
                 dest.clone()
             };
             let src = if p.is_dir() { p.join(".") } else { p.clone() };
-            cp::copy_in(store, id, &target, HostEnd::Path(src), CpOptions::default())?;
+            cp::copy_in(store, id, &target, HostEnd::Path(src), cp_opts)?;
         }
         Ok(())
     };

@@ -66,6 +66,16 @@ pub struct ExecConfig {
     /// Signal that stops the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// HEALTHCHECK: docker's object (Test, Interval, Timeout, StartPeriod, StartInterval,
+    /// Retries; durations in nanoseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
+    /// ONBUILD triggers, run when the image is a build's base.
+    #[serde(default, rename = "OnBuild", skip_serializing_if = "Option::is_none")]
+    pub on_build: Option<Vec<String>>,
+    /// SHELL, as docker records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
 }
 
 /// The layer list of an image config.
