@@ -76,22 +76,29 @@ class StrataCli:
     def disk_root(self):
         return self.root
 
+    def build(self, context, tag):
+        return self.argv("build", "--driver", self.driver, "-t", tag, "-f",
+                         f"{context}/Dockerfile", context)
+
+    def history(self, image):
+        return self.argv("history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image)
+
     def teardown(self):
         rmtree(self.root)
 
 
 class Podman:
-    """podman with its own graph root, overlay driver with fuse-overlayfs as mount_program."""
-    name = "podman"
+    """podman with its own graph root, overlay driver with fuse-overlayfs as mount_program
+    (mount_program=None: the kernel's overlayfs)."""
 
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, root, mount_program="/usr/bin/fuse-overlayfs", name="podman"):
+        self.root, self.mount_program, self.name = root, mount_program, name
 
     def argv(self, *args):
+        opts = (["--storage-opt", f"overlay.mount_program={self.mount_program}"]
+                if self.mount_program else [])
         return ["podman", "--root", f"{self.root}/graph", "--runroot", f"{self.root}/run",
-                "--tmpdir", f"{self.root}/tmp",
-                "--storage-driver", "overlay",
-                "--storage-opt", "overlay.mount_program=/usr/bin/fuse-overlayfs",
+                "--tmpdir", f"{self.root}/tmp", "--storage-driver", "overlay", *opts,
                 "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args]
 
     def setup(self, image_tar, image):
@@ -113,6 +120,14 @@ class Podman:
 
     def disk_root(self):
         return f"{self.root}/graph"
+
+    def build(self, context, tag):
+        return self.argv("build", "--pull=never", "--network", "none", *PODMAN_ULIMITS,
+                         "-t", tag, "-f", f"{context}/Dockerfile", context)
+
+    def history(self, image):
+        return self.argv("history", "--no-trunc", "--human=false", "--format",
+                         "{{.Size}}\t{{.CreatedBy}}", image)
 
     def teardown(self):
         if os.path.exists(self.root):  # never `system reset`: it touches system-wide config
