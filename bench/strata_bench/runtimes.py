@@ -126,8 +126,7 @@ class Podman:
                          "-t", tag, "-f", f"{context}/Dockerfile", context)
 
     def history(self, image):
-        return self.argv("history", "--no-trunc", "--human=false", "--format",
-                         "{{.Size}}\t{{.CreatedBy}}", image)
+        return self.argv("history", "--no-trunc", "--format", "json", image)  # size in bytes
 
     def teardown(self):
         if os.path.exists(self.root):  # never `system reset`: it touches system-wide config

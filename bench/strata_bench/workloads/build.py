@@ -6,6 +6,7 @@ Per peer, fresh store each run: cold build, rebuild with everything cached, rebu
 changing the late file; the size of the layer the big-file step produced (`history`) and
 the store growth of the cold build (du -skx). Peers: strata build --driver fuse/overlay,
 podman build with fuse-overlayfs as mount_program and with the kernel's overlayfs."""
+import json
 import os
 import re
 import shutil
@@ -54,6 +55,11 @@ def parse_size(text):
 def step_kib(r, image):
     """KiB of the layer whose CREATED BY names MARK, from `history` (one line per layer)."""
     out = sh(r.history(image), timeout=120).stdout
+    if out.lstrip().startswith("["):  # podman's json: exact sizes
+        for row in json.loads(out):
+            by = row.get("CreatedBy") or row.get("created_by") or ""
+            if MARK in by and "dd if=" in by:
+                return int(row.get("size", row.get("Size", 0))) / 1024
     for line in out.splitlines():
         size, _, by = line.partition("\t")
         if MARK in by and "dd if=" in by:
