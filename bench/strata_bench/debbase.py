@@ -17,6 +17,8 @@ MiB = 1 << 20
 # Installed with --force-depends (the base has no libc6 etc. in its dpkg database).
 DEBS = ["hello", "tree", "pv", "xxd", "sl", "cmatrix", "fortunes-min", "sensible-utils",
         "cowsay", "libjs-jquery"]
+# Applets not linked: the host's GNU tar, dash and dpkg take their place.
+OWN = ("busybox", "tar", "sh", "dpkg", "dpkg-deb")
 DPKG_BINS = ["dpkg", "dpkg-deb", "dpkg-split", "dpkg-query", "dpkg-trigger", "dpkg-divert",
              "dpkg-statoverride", "dpkg-maintscript-helper", "dpkg-realpath"]
 
@@ -56,11 +58,17 @@ def _rootfs(fs, big_bytes, big_src):
         os.symlink(target, f"{fs}/{link}")
     shutil.copy2("/bin/busybox", f"{fs}/bin/busybox")
     for a in sh(["/bin/busybox", "--list"], quiet=True).stdout.split():
-        if a not in ("busybox", "tar") and not os.path.lexists(f"{fs}/bin/{a}"):
+        if a not in OWN and not os.path.lexists(f"{fs}/bin/{a}"):
             os.symlink("busybox", f"{fs}/bin/{a}")
     bins = [b for b in (f"/usr/bin/{n}" for n in DPKG_BINS) if os.path.exists(b)]
     bins.append(shutil.which("tar") or "/usr/bin/tar")  # dpkg-deb runs GNU tar options
     bins.append("/sbin/ldconfig")
+    # /bin/sh is the host's dash: busybox's ash (standalone shell) would run its own dpkg
+    # applet for `dpkg` once /proc is mounted, whatever PATH says
+    shutil.copy2(os.path.realpath("/bin/dash"), f"{fs}/bin/dash")
+    os.symlink("dash", f"{fs}/bin/sh")
+    for lib in _libs("/bin/dash"):
+        _copy_into(fs, lib)
     for b in bins:
         dest = f"{fs}/sbin/{os.path.basename(b)}" if "sbin/" in b else \
             f"{fs}/usr/bin/{os.path.basename(b)}"
@@ -91,7 +99,7 @@ def _rootfs(fs, big_bytes, big_src):
 
 def base_tar(root, big_bytes, big_src=None):
     """root/debbase.tar: the base image (built once per big-file size and busybox/dpkg)."""
-    params = ("debbase", big_bytes, os.path.getmtime("/bin/busybox"),
+    params = ("debbase", 2, big_bytes, os.path.getmtime("/bin/busybox"),
               os.path.getmtime("/usr/bin/dpkg"))
     if not trees._cached(root, params):
         say(f"building the offline Debian-ish base image ({big_bytes // MiB} MiB file) in {root}")

@@ -27,7 +27,8 @@ DOCKERFILE = """FROM {base}
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN mkdir -p /debs /work /late
 COPY debs/ /debs/
-RUN dpkg -i --force-depends /debs/*.deb > /work/dpkg.log 2>&1 && dpkg -l | grep -c '^ii'
+RUN dpkg -i --force-depends /debs/*.deb > /work/dpkg.log 2>&1 || {{ tail -5 /work/dpkg.log; \
+exit 1; }}; dpkg -l | grep -c '^ii'
 RUN set -e; mkdir -p /work/new; i=0; while [ $i -lt 200 ]; do echo $i > /work/new/f$i; \
 i=$((i+1)); done; rm -rf /base/gone /work/new/f1 /debs/{first}; mv /base/moved /base/renamed; \
 mv /base/keep/f000 /base/keep/f000.renamed; echo changed >> /base/keep/f001; \
@@ -143,7 +144,7 @@ def runtimes(ctx):
         elif prog and not os.path.exists(prog):
             missing[name] = f"{prog} missing"
         else:
-            slug = "podman-fo" if prog else "podman-overlay"
+            slug = "pm-fo" if prog else "pm-ov"  # podman: runroot path ≤ 50 chars
             out.append(Podman(ctx.scratch("build", slug), prog, name))
     return out, missing
 
