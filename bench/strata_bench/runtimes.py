@@ -1,6 +1,7 @@
 """Container runtimes under test: strata's CLI (fuse and overlay drivers), runc alone on a
 prepared bundle, and podman with fuse-overlayfs as mount_program. Each keeps its state in a
 directory of its own under the bench work dir, never in the system stores."""
+import hashlib
 import json
 import os
 import shutil
@@ -93,11 +94,15 @@ class Podman:
 
     def __init__(self, root, mount_program="/usr/bin/fuse-overlayfs", name="podman"):
         self.root, self.mount_program, self.name = root, mount_program, name
+        self.runroot = f"{root}/run"
+        if len(self.runroot) > 50:  # podman refuses a longer runroot
+            h = hashlib.sha1(root.encode()).hexdigest()[:12]
+            self.runroot = f"/tmp/strata-bench-{h}"
 
     def argv(self, *args):
         opts = (["--storage-opt", f"overlay.mount_program={self.mount_program}"]
                 if self.mount_program else [])
-        return ["podman", "--root", f"{self.root}/graph", "--runroot", f"{self.root}/run",
+        return ["podman", "--root", f"{self.root}/graph", "--runroot", self.runroot,
                 "--tmpdir", f"{self.root}/tmp", "--storage-driver", "overlay", *opts,
                 "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args]
 
@@ -134,6 +139,9 @@ class Podman:
             sh(self.argv("rmi", "-af"), check=False, timeout=300)
             cleanup_stale(self.root)
             rmtree(self.root)
+        if not self.runroot.startswith(self.root):
+            cleanup_stale(self.runroot)
+            rmtree(self.runroot)
 
 
 class Runc:
