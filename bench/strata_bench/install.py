@@ -52,4 +52,4 @@ def strata_binary(repo, build=True):
             return None, f"cargo build failed: {e}"
     if not os.path.exists(path):
         return None, f"{path} does not exist"
-    return path, "target/release/strata"
+    return path, os.path.relpath(path, repo) if path.startswith(repo) else path
