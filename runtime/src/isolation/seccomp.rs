@@ -268,7 +268,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("strata-bpf-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let first = compiled(&dir, DEFAULT_JSON, &p, &caps).unwrap();
-        assert!(!first.is_empty() && first.len() % 8 == 0);
+        assert!(!first.is_empty() && first.len().is_multiple_of(8));
         let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(entries.len(), 1, "one entry, no scratch file left");
         assert_eq!(compiled(&dir, DEFAULT_JSON, &p, &caps).unwrap(), first);
