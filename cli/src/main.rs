@@ -180,7 +180,8 @@ fn main() -> ExitCode {
 /// Parse the command line, every boolean flag in docker's `--flag[=true|false]` form.
 fn parse(cmd: clap::Command, argv: Vec<OsString>) -> Cli {
     let template = groups::help_template(&cmd);
-    let matches = bool_flags::docker_bools(cmd.help_template(template)).get_matches_from(argv);
+    let matches =
+        bool_flags::docker_bools_for(cmd.help_template(template), &argv).get_matches_from(argv);
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
