@@ -12,10 +12,7 @@ use clap::{ArgAction, Command};
 /// rewrite, never a missing one); help anywhere rewrites all, for the help text.
 pub fn docker_bools_for(cmd: Command, argv: &[std::ffi::OsString]) -> Command {
     let words: Vec<&str> = argv.iter().skip(1).filter_map(|a| a.to_str()).collect();
-    if words
-        .iter()
-        .any(|w| matches!(*w, "help" | "--help" | "-h"))
-    {
+    if words.iter().any(|w| matches!(*w, "help" | "--help" | "-h")) {
         return docker_bools(cmd);
     }
     rewrite_named(cmd, &words)

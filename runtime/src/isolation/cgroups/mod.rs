@@ -58,10 +58,19 @@ pub fn existing(id: &str) -> Cgroup {
 }
 
 impl Cgroup {
-    /// Move the calling process into every directory (writing "0" names the writer).
+    /// Move the calling process, which must be single-threaded, into every directory
+    /// (writing "0" names the writer). On v1 through `tasks`: moving one thread skips the
+    /// global threadgroup lock whose first taking waits out an RCU grace period (0.4 ms
+    /// against 6-9 ms through cgroup.procs here, on every start); for a single-threaded
+    /// process the result is the same.
     pub fn join_self(&self) -> Result<()> {
         for d in &self.dirs {
-            let p = d.join("cgroup.procs");
+            let tasks = d.join("tasks");
+            let p = if tasks.exists() {
+                tasks
+            } else {
+                d.join("cgroup.procs")
+            };
             std::fs::write(&p, "0").ctx(|| format!("cannot join the cgroup {}", p.display()))?;
         }
         Ok(())
