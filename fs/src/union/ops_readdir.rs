@@ -13,12 +13,22 @@ use std::sync::Arc;
 impl Union {
     /// Open a directory.
     pub fn opendir(&self, ino: u64) -> io::Result<u64> {
+        self.opendir_cached(ino).map(|(fh, _)| fh)
+    }
+
+    /// Open a directory; also whether the kernel may keep its listing across opens
+    /// (FOPEN_CACHE_DIR): every change of its contents goes through this mount, which the
+    /// kernel sees (it drops a directory's cached listing on create, unlink and rename
+    /// inside), so only atime could differ: a lower directory's never changes, an upper
+    /// one's only when reads of directories leave it alone (noatime, nodiratime).
+    pub fn opendir_cached(&self, ino: u64) -> io::Result<(u64, bool)> {
         let (path, place) = self.node_info(ino)?;
         if !place.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
         let keep = self.dir_keep_fd(&path, &place);
-        Ok(self.handles.add_dir(ino, keep))
+        let cache = !(place.upper && self.upper.is_some()) || self.atime.dirs_never();
+        Ok((self.handles.add_dir(ino, keep), cache))
     }
 
     /// Entries of an open directory from position `offset` on, with "." and "..".
