@@ -33,7 +33,14 @@ impl Union {
 
     /// Entries of an open directory from position `offset` on, with "." and "..".
     /// Positions: 0 is ".", 1 is "..", n+2 is entry n; each entry's offset is its position+1.
-    pub fn readdir(&self, fh: u64, offset: u64) -> io::Result<(Arc<Vec<DirEntry>>, u64)> {
+    /// With `plus` (readdirplus, which looks every entry up) the records of lower entries
+    /// are left unread.
+    pub fn readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+    ) -> io::Result<(Arc<Vec<DirEntry>>, u64)> {
         let d = self.handles.dir(fh).ok_or_else(|| errno(libc::EBADF))?;
         let mut guard = d.entries.lock();
         let entries = match (&*guard, offset) {
@@ -55,11 +62,13 @@ impl Union {
                         name: OsString::from("."),
                         kind: libc::S_IFDIR,
                         ino,
+                        unread: None,
                     },
                     DirEntry {
                         name: OsString::from(".."),
                         kind: libc::S_IFDIR,
                         ino: parent,
+                        unread: None,
                     },
                 ];
                 v.extend(self.list_dir(&path, &place)?);
@@ -68,6 +77,13 @@ impl Union {
                 e
             }
         };
+        if !plus && entries.iter().any(|e| e.unread.is_some()) {
+            let mut v = entries.as_ref().clone();
+            self.read_listed_records(d.ino, &mut v)?;
+            let e = Arc::new(v);
+            *guard = Some(e.clone());
+            return Ok((e, offset));
+        }
         Ok((entries, offset))
     }
 

@@ -41,7 +41,7 @@ impl FuseAdapter {
     ) {
         self.run(
             Req::new(Op::Readdir, On::Node(ino.0)).at(offset),
-            || self.dir_entries(fh, offset),
+            || self.dir_entries(fh, offset, false),
             none,
             |r| {
                 let entries = match r {
@@ -67,7 +67,7 @@ impl FuseAdapter {
     ) {
         self.run(
             Req::new(Op::Readdirplus, On::Node(ino.0)).at(offset),
-            || self.dir_entries(fh, offset),
+            || self.dir_entries(fh, offset, true),
             none,
             |r| self.readdirplus_reply(ino, offset, reply, r),
         );

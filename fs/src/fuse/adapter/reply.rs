@@ -224,7 +224,8 @@ impl FuseAdapter {
         &self,
         fh: FileHandle,
         offset: u64,
+        plus: bool,
     ) -> io::Result<Arc<Vec<DirEntry>>> {
-        self.union.readdir(fh.0, offset).map(|(e, _)| e)
+        self.union.readdir(fh.0, offset, plus).map(|(e, _)| e)
     }
 }
