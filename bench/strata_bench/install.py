@@ -40,7 +40,8 @@ def strata_binary(repo, build=True):
     override = os.environ.get("STRATA_BIN")
     if override:
         return override, f"STRATA_BIN={override} (stand-in, no build)"
-    path = os.path.join(repo, "target", "release", "strata")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(repo, "target")
+    path = os.path.join(os.path.join(repo, target), "release", "strata")
     if build:
         say("building strata: cargo build --release -p strata-cli")
         try:
@@ -51,4 +52,4 @@ def strata_binary(repo, build=True):
             return None, f"cargo build failed: {e}"
     if not os.path.exists(path):
         return None, f"{path} does not exist"
-    return path, "target/release/strata"
+    return path, os.path.relpath(path, repo) if path.startswith(repo) else path

@@ -23,6 +23,7 @@ NEEDS = {  # Debian packages per workload
     "tracing": [],
     "chain": ["fio"],
     "netstart": ["podman", "busybox-static", "nftables"],
+    "build": ["podman", "fuse-overlayfs", "busybox-static"],
     "lazy": ["podman", "busybox-static", "docker-registry", "iproute2", "curl"],
 }
 

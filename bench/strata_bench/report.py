@@ -19,6 +19,9 @@ TARGETS = [
     ("chain.cold", "ratio", 1.2, "strata, one delta", "≤ 1.2x one delta (issue 14)"),
     ("chain.warm", "ratio", 1.2, "strata, one delta", "≤ 1.2x one delta (issue 14)"),
     ("chain.direct", "ratio", 1.2, "strata, one delta", "≤ 1.2x one delta (issue 14)"),
+    ("build.cached", "abs", 0.5, None, "cached rebuild ≤ 0.5 s (issue 18)"),
+    ("build.cold", "ratio", 1.3, "podman (overlay)", "≤ 1.3x podman kernel overlay (issue 18)"),
+    ("build.disk", "abs", 1024, None, "≤ 1 MiB (issue 18)"),
 ]
 
 

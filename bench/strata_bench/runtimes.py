@@ -1,6 +1,7 @@
 """Container runtimes under test: strata's CLI (fuse and overlay drivers), runc alone on a
 prepared bundle, and podman with fuse-overlayfs as mount_program. Each keeps its state in a
 directory of its own under the bench work dir, never in the system stores."""
+import hashlib
 import json
 import os
 import shutil
@@ -76,22 +77,33 @@ class StrataCli:
     def disk_root(self):
         return self.root
 
+    def build(self, context, tag):
+        return self.argv("build", "--driver", self.driver, "-t", tag, "-f",
+                         f"{context}/Dockerfile", context)
+
+    def history(self, image):
+        return self.argv("history", "--no-trunc", "--format", "{{.Size}}\t{{.CreatedBy}}", image)
+
     def teardown(self):
         rmtree(self.root)
 
 
 class Podman:
-    """podman with its own graph root, overlay driver with fuse-overlayfs as mount_program."""
-    name = "podman"
+    """podman with its own graph root, overlay driver with fuse-overlayfs as mount_program
+    (mount_program=None: the kernel's overlayfs)."""
 
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, root, mount_program="/usr/bin/fuse-overlayfs", name="podman"):
+        self.root, self.mount_program, self.name = root, mount_program, name
+        self.runroot = f"{root}/run"
+        if len(self.runroot) > 50:  # podman refuses a longer runroot
+            h = hashlib.sha1(root.encode()).hexdigest()[:12]
+            self.runroot = f"/tmp/strata-bench-{h}"
 
     def argv(self, *args):
-        return ["podman", "--root", f"{self.root}/graph", "--runroot", f"{self.root}/run",
-                "--tmpdir", f"{self.root}/tmp",
-                "--storage-driver", "overlay",
-                "--storage-opt", "overlay.mount_program=/usr/bin/fuse-overlayfs",
+        opts = (["--storage-opt", f"overlay.mount_program={self.mount_program}"]
+                if self.mount_program else [])
+        return ["podman", "--root", f"{self.root}/graph", "--runroot", self.runroot,
+                "--tmpdir", f"{self.root}/tmp", "--storage-driver", "overlay", *opts,
                 "--cgroup-manager", "cgroupfs", "--events-backend", "file", *args]
 
     def setup(self, image_tar, image):
@@ -114,12 +126,22 @@ class Podman:
     def disk_root(self):
         return f"{self.root}/graph"
 
+    def build(self, context, tag):
+        return self.argv("build", "--pull=never", "--network", "none", *PODMAN_ULIMITS,
+                         "-t", tag, "-f", f"{context}/Dockerfile", context)
+
+    def history(self, image):
+        return self.argv("history", "--no-trunc", "--format", "json", image)  # size in bytes
+
     def teardown(self):
         if os.path.exists(self.root):  # never `system reset`: it touches system-wide config
             sh(self.argv("rm", "-af"), check=False, timeout=300)
             sh(self.argv("rmi", "-af"), check=False, timeout=300)
             cleanup_stale(self.root)
             rmtree(self.root)
+        if not self.runroot.startswith(self.root):
+            cleanup_stale(self.runroot)
+            rmtree(self.runroot)
 
 
 class Runc:

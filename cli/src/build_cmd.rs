@@ -35,7 +35,7 @@ pub struct BuildArgs {
     /// Target platform (only the host's).
     #[arg(long)]
     platform: Option<String>,
-    /// Always pull the base images (accepted; bases are read from the store).
+    /// Always pull base images that name a registry (missing ones are pulled anyway).
     #[arg(long)]
     pull: bool,
     /// Storage driver of the step containers: fuse (delta layers), overlay or auto.
@@ -73,8 +73,8 @@ pub fn run(store: &Store, a: BuildArgs) -> R {
         platform: a.platform,
         no_cache: a.no_cache,
         driver: a.driver,
+        pull: a.pull,
     };
-    let _ = a.pull;
     strata_runtime::interrupt::install(store);
     let id = engine::build(store, &o)?;
     outln!("{id}");

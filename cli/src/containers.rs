@@ -474,21 +474,12 @@ pub(crate) fn exit_with(code: i32) -> ! {
     std::process::exit(code)
 }
 
-/// Whether `image` names its registry (`host.name/...`, `host:port/...`, `localhost/...`):
-/// only those are pulled when missing, a short name must be in the store (no default
-/// registry is reachable from here, and a typo must not turn into a download).
-fn names_registry(image: &str) -> bool {
-    image
-        .split_once('/')
-        .is_some_and(|(host, _)| host.contains(['.', ':']) || host == "localhost")
-}
-
 /// `run --pull`: always, missing (default), never.
 fn pull_for_run(store: &Store, image: &str, policy: &str) -> R {
     let local = || strata_runtime::image::resolve(store, image).is_ok();
     let pull = match policy {
         "always" => true,
-        "missing" => !local() && names_registry(image),
+        "missing" => !local() && strata_runtime::transfer::pull::names_registry(image),
         "never" => false,
         other => {
             return Err(strata_runtime::Error(format!(

@@ -148,3 +148,134 @@ fn healthcheck_and_onbuild_are_stored_and_triggers_run_in_the_child() {
     assert!(c.get("OnBuild").is_none_or(|v| v.is_null()), "{c}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn copy_wildcards_match_as_docker_does() {
+    let dir = fresh_dir("build-glob");
+    let store = busybox_store(&dir);
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(ctx.join("sub")).unwrap();
+    for f in ["a.txt", "b.txt", "c.log", "sub/d.txt", "skip.txt"] {
+        std::fs::write(ctx.join(f), f).unwrap();
+    }
+    std::fs::write(ctx.join(".dockerignore"), "skip.txt\n").unwrap();
+    let df = "FROM busybox\n\
+              COPY *.txt /out/\n\
+              COPY s?b/*.txt /deep/\n\
+              COPY [a-b].txt c.* /cls/\n";
+    check(&build(&store, &ctx, df, "glob:1"), "build");
+    let out = strata_at(
+        &store,
+        &["run", "--rm", "glob:1", "sh", "-c", "ls /out /deep /cls"],
+    );
+    assert_eq!(
+        check(&out, "ls"),
+        "/cls:\na.txt\nb.txt\nc.log\n\n/deep:\nd.txt\n\n/out:\na.txt\nb.txt\n"
+    );
+    // Nothing matching, or several sources into a destination without a slash: refused.
+    for (line, what) in [
+        ("COPY nomatch* /x/", "nomatch*"),
+        ("COPY *.txt /one", "must be a directory"),
+    ] {
+        let out = build(&store, &ctx, &format!("FROM busybox\n{line}\n"), "glob:2");
+        assert!(!out.status.success(), "{line}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("Dockerfile:2") && err.contains(what), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn heredoc_sources_archives_and_missing_parents() {
+    let dir = fresh_dir("build-heredoc");
+    let store = busybox_store(&dir);
+    let ctx = dir.join("ctx");
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("t/sub")).unwrap();
+    std::fs::write(tree.join("t/sub/f"), "in tar\n").unwrap();
+    std::fs::create_dir_all(&ctx).unwrap();
+    // Existing directories on the way keep their mode and owner (/tmp below).
+    // Archives by their bytes: gzip, xz, bzip2 and plain; a ".tar" that is no tar is a file.
+    for (name, flag) in [
+        ("a.tar.gz", "-z"),
+        ("b.txz", "-J"),
+        ("c.tbz", "-j"),
+        ("d.tar", "-v"),
+    ] {
+        let out = std::process::Command::new("tar")
+            .args(["--owner=7", "--group=8", flag, "-cf"])
+            .arg(ctx.join(name))
+            .arg("-C")
+            .arg(&tree)
+            .arg("t")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tar {name}");
+    }
+    std::fs::write(ctx.join("fake.tar"), "not a tar\n").unwrap();
+    let df = "FROM busybox\n\
+              ENV WHO=world\n\
+              COPY <<EOF /etc/greeting\n\
+              hello $WHO\n\
+              EOF\n\
+              COPY <<'EOT' /opt/new/dir/raw.txt\n\
+              kept $WHO\n\
+              EOT\n\
+              ADD a.tar.gz /gz/\n\
+              ADD b.txz /xz\n\
+              ADD c.tbz d.tar /multi/\n\
+              ADD fake.tar /fake/\n\
+              COPY fake.tar /deep/er/copy\n\
+              RUN chmod 1777 /tmp && chown 5:6 /tmp\n\
+              COPY fake.tar /tmp/new/copy\n\
+              COPY fake.tar Dockerfile /tmp/\n";
+    check(&build(&store, &ctx, df, "hd:1"), "build");
+    let out = strata_at(
+        &store,
+        &[
+            "run",
+            "--rm",
+            "hd:1",
+            "sh",
+            "-c",
+            "cat /etc/greeting /opt/new/dir/raw.txt /gz/t/sub/f /xz/t/sub/f /multi/t/sub/f \
+             /fake/fake.tar /deep/er/copy; stat -c '%a %u:%g' /etc/greeting /xz/t/sub/f /tmp",
+        ],
+    );
+    assert_eq!(
+        check(&out, "run"),
+        "hello world\nkept $WHO\nin tar\nin tar\nin tar\nnot a tar\nnot a tar\n644 0:0\n644 7:8\n1777 5:6\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn from_pulls_a_missing_base_that_names_its_registry() {
+    let dir = fresh_dir("build-from-pull");
+    let store = busybox_store(&dir.join("src"));
+    let reg = common::registry::Registry::start(&dir.join("reg"));
+    let image = format!("{}/base/bb:1", reg.host());
+    check(
+        &strata_at(&store, &["push", "-q", "busybox", &image]),
+        "push",
+    );
+    let empty = dir.join("empty");
+    let ctx = dir.join("ctx");
+    let df = format!("FROM {image}\nRUN echo built > /b\n");
+    check(
+        &build(&empty, &ctx, &df, "pulled:1"),
+        "build from a registry",
+    );
+    let out = strata_at(&empty, &["run", "--rm", "pulled:1", "cat", "/b"]);
+    assert_eq!(check(&out, "run"), "built\n");
+    // A short name that is not in the store is not guessed at: one clear line.
+    let out = build(&empty, &ctx, "FROM nosuchbase\nRUN true\n", "x:1");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nosuchbase") && err.contains("strata pull"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -438,9 +438,7 @@ fn rootless_containers_publish_ports_through_pasta() {
     let user = "strata-rootless";
     ensure_user(user);
     // As distributions ship them.
-    for dev in ["/dev/fuse", "/dev/net/tun"] {
-        std::fs::set_permissions(dev, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
-    }
+    common::rootless_devices();
     let home = e.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::copy(e.dir.join("busybox.tar"), home.join("busybox.tar")).unwrap();

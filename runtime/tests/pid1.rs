@@ -173,11 +173,7 @@ fn rootless_pid_1_shows_no_host_environment() {
     let user = "strata-rootless";
     common::ensure_user(user);
     // As distributions ship it.
-    std::fs::set_permissions(
-        "/dev/fuse",
-        std::os::unix::fs::PermissionsExt::from_mode(0o666),
-    )
-    .unwrap();
+    common::rootless_devices();
     let home = e.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::copy(e.dir.join("busybox.tar"), home.join("busybox.tar")).unwrap();

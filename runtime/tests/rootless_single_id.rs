@@ -42,11 +42,7 @@ fn single_id_rootless_runs_containers() {
     assert!(nix::unistd::geteuid().is_root(), "the setup needs root");
     ensure_single_id_user();
     // As distributions ship it.
-    std::fs::set_permissions(
-        "/dev/fuse",
-        std::os::unix::fs::PermissionsExt::from_mode(0o666),
-    )
-    .unwrap();
+    common::rootless_devices();
     let dir = std::env::temp_dir().join(format!("strata-single-{}", std::process::id()));
     busybox_store(&dir.join("src"));
     let home = dir.join("home");

@@ -423,6 +423,7 @@ fn invalid_profiles_and_options_fail_in_one_line_creating_nothing() {
 fn a_rootless_container_cannot_read_the_invoking_environment() {
     let user = "strata-rootless";
     ensure_user(user);
+    common::rootless_devices();
     let e = Env::new();
     let home = e.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();

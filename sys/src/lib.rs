@@ -11,6 +11,7 @@
 //! - [`process`]: fork (unsafe: single-threaded callers only), exit, signal dispositions.
 //! - [`tty`], [`net`]: terminals, ptys, loopback, fd passing and peer credentials.
 //! - [`mount`]: open_tree and mount_setattr.
+//! - [`seccomp`]: installing a filter compiled to BPF earlier.
 //!
 //! The wrappers are re-exported at the crate root, so callers write `strata_sys::fork()`.
 
@@ -18,6 +19,7 @@ pub mod file;
 pub mod mount;
 pub mod net;
 pub mod process;
+pub mod seccomp;
 pub mod tty;
 pub mod xattr;
 

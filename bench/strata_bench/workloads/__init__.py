@@ -1,5 +1,6 @@
 """The workloads of issue 7, one module each. ORDER is the order of a full run."""
-from . import bigwrite, chain, lazy, metadata, netstart, throughput, start, seed, seedbig, tracing
+from . import (bigwrite, build, chain, lazy, metadata, netstart, throughput, start, seed,
+               seedbig, tracing)
 
 ORDER = {
     "bigwrite": bigwrite,      # (1) 4 KiB write into a big lower file
@@ -12,5 +13,6 @@ ORDER = {
     "tracing": tracing,        # (7) --trace overhead
     "netstart": netstart,      # issue 17: start on the bridge vs --net host; published-port transfer
     "lazy": lazy,              # issue 20: eStargz lazy pull vs full pull vs podman, shaped veth
+    "build": build,            # issue 18: build cold/cached/late change, big-file step layer
 }
 ALIASES = {"memory": "metadata"}

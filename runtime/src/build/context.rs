@@ -47,12 +47,22 @@ pub fn stage_context(store: &Store, context: &Path, srcs: &[String]) -> Result<S
         paths: Vec::new(),
     };
     let mut st = st;
-    for (i, s) in srcs.iter().enumerate() {
+    // Wildcards (Go's filepath.Match, as docker): each match is a source of its own.
+    let mut expanded = Vec::new();
+    for s in srcs {
         if s.contains(['*', '?', '[']) {
-            return Err(err!(
-                "{s}: wildcards in COPY sources are not supported yet: name the files"
-            ));
+            let found = glob_context(&root, s, ignore.as_ref())?;
+            if found.is_empty() {
+                return Err(err!(
+                    "{s}: no source files were specified (nothing matches)"
+                ));
+            }
+            expanded.extend(found);
+        } else {
+            expanded.push(s.clone());
         }
+    }
+    for (i, s) in expanded.iter().enumerate() {
         let rel = s.trim_start_matches('/').trim_end_matches('/');
         let rel = if rel.is_empty() || rel == "." {
             ""
@@ -85,6 +95,58 @@ pub fn stage_context(store: &Store, context: &Path, srcs: &[String]) -> Result<S
         st.paths.push(out);
     }
     Ok(st)
+}
+
+/// The context paths (relative, sorted) that `pattern` matches segment by segment, `*`
+/// never crossing a `/`; symlinks are matched by name, not followed; ignored paths skipped.
+fn glob_context(root: &Path, pattern: &str, ig: Option<&DockerIgnore>) -> Result<Vec<String>> {
+    let segs: Vec<&str> = pattern
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let mut level = vec![String::new()];
+    for seg in segs {
+        let pat =
+            glob::Pattern::new(seg).map_err(|e| err!("{pattern}: bad wildcard pattern: {e}"))?;
+        let mut next = Vec::new();
+        for dir in &level {
+            let abs = if dir.is_empty() {
+                root.to_path_buf()
+            } else {
+                root.join(dir)
+            };
+            // Only real directories are descended into (never a symlink out of the context).
+            if !std::fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let mut names: Vec<String> = std::fs::read_dir(&abs)
+                .ctx(|| format!("cannot list {}", abs.display()))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| pat.matches_with(n, opts))
+                .collect();
+            names.sort();
+            for n in names {
+                let rel = if dir.is_empty() {
+                    n
+                } else {
+                    format!("{dir}/{n}")
+                };
+                if !ig.is_some_and(|ig| ig.is_excluded(&rel)) {
+                    next.push(rel);
+                }
+            }
+        }
+        level = next;
+    }
+    Ok(level)
 }
 
 fn copy_tree(src: &Path, dst: &Path, rel: &str, ig: Option<&DockerIgnore>) -> Result<()> {

@@ -41,6 +41,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// --driver fuse|overlay|auto for the RUN containers (empty: auto).
     pub driver: String,
+    /// --pull: fetch base images that name a registry even when they are in the store.
+    pub pull: bool,
 }
 
 /// One stage's state while it builds.
@@ -48,6 +50,8 @@ pub(super) struct StageState {
     pub(super) img: ImageConfig,
     pub(super) shell: Vec<String>,
     pub(super) args: BTreeMap<String, String>,
+    /// CMD was given in this stage (else ENTRYPOINT drops the base's CMD, as docker).
+    pub(super) cmd_set: bool,
 }
 
 /// Images saved along the way that the result does not need.
@@ -132,7 +136,7 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
         let base = dockerfile::expand(&stage.base, df.escape, &|n| global.get(n).cloned())?;
         step += 1;
         progress(o, step, total, &stage.text);
-        let (mut prev, mut img) = base_image(store, &base, &done)?;
+        let (mut prev, mut img) = base_image(store, o, &base, &done)?;
         // The base's ONBUILD triggers run first; they are not inherited further (docker).
         let triggers = img.config.on_build.take().unwrap_or_default();
         let shell = img
@@ -144,6 +148,7 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
             img,
             shell,
             args: BTreeMap::new(),
+            cmd_set: false,
         };
         // As docker and buildah: a stage whose base sets no PATH gets the default one.
         if env_lookup(&st, "PATH").is_none() {
@@ -246,6 +251,7 @@ fn progress(o: &BuildOptions, step: usize, total: usize, text: &str) {
 /// The stage's base image: the first cache key and its config.
 fn base_image(
     store: &Store,
+    o: &BuildOptions,
     base: &str,
     done: &[(Option<String>, String)],
 ) -> Result<(String, ImageConfig)> {
@@ -266,7 +272,28 @@ fn base_image(
     {
         return Ok((id.clone(), image::load_image(store, id)?));
     }
-    let id = image::resolve(store, base)?;
+    // As docker: a base that is not in the store (or every base with --pull) is pulled,
+    // but only when its name says which registry (no default registry is reachable here).
+    let local = image::resolve(store, base).is_ok();
+    if (o.pull || !local) && crate::transfer::pull::names_registry(base) {
+        if !o.quiet {
+            eprintln!("strata: pulling {base}");
+        }
+        let ro = crate::transfer::registry::Options {
+            creds: None,
+            insecure: false,
+            quiet: true,
+            timeout: None,
+        };
+        crate::transfer::pull::pull_opts(store, base, &ro, false)
+            .map_err(|e| err!("cannot pull the base image {base}: {}", e.0))?;
+    }
+    let id = image::resolve(store, base).map_err(|e| {
+        err!(
+            "{}; a base image must be in the store (strata pull, load or import it) or name its registry",
+            e.0
+        )
+    })?;
     Ok((id.clone(), image::load_image(store, &id)?))
 }
 
@@ -392,7 +419,8 @@ fn run_instruction(
             empty = false;
         }
         Kind::Copy(spec) | Kind::Add(spec) => {
-            copy_step(store, o, st, spec, done, scratch, &x, esc)?;
+            let add = matches!(ins.kind, Kind::Add(_));
+            copy_step(store, o, st, spec, add, done, scratch, &x, esc)?;
             created_by = format!("{} # buildkit", ins.text);
             empty = false;
         }
@@ -439,10 +467,14 @@ fn run_instruction(
         }
         Kind::Cmd(c) => {
             st.img.config.cmd = Some(command_of(st, c));
+            st.cmd_set = true;
             created_by = format!("{} # buildkit", ins.text);
         }
         Kind::Entrypoint(c) => {
             st.img.config.entrypoint = Some(command_of(st, c));
+            if !st.cmd_set {
+                st.img.config.cmd = None;
+            }
             created_by = format!("{} # buildkit", ins.text);
         }
         Kind::Expose(ports) => {
@@ -553,29 +585,20 @@ fn health_json(h: &dockerfile::Health) -> serde_json::Value {
 /// COPY/ADD options the engine does not apply yet: refused before anything runs, so a
 /// build never silently makes an image that differs from docker's.
 fn unsupported_copy(spec: &dockerfile::CopySpec, add: bool) -> Result<()> {
-    let refuse = |what: &str, instead: &str| {
-        Err(err!(
-            "{what} is not supported by strata build yet: {instead}"
-        ))
-    };
-    if !spec.heredocs.is_empty() {
-        return refuse(
-            "a heredoc source",
-            "write the file with RUN cat <<EOF > FILE",
-        );
+    if add && spec.sources.iter().any(|s| s.contains("://")) {
+        return Err(err!(
+            "remote sources (URLs, git) need the network, which strata build does not give ADD: \
+             download the file into the context and ADD or COPY it"
+        ));
     }
-    let archive = |s: &str| {
-        [
-            ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tar.zst",
-        ]
-        .iter()
-        .any(|x| s.to_ascii_lowercase().ends_with(x))
-    };
-    if add && spec.sources.iter().any(|s| archive(s)) {
-        return refuse(
-            "ADD of a local archive (auto-extraction)",
-            "COPY it and extract it with RUN tar -xf",
-        );
+    for (set, flag) in [
+        (!spec.exclude.is_empty(), "--exclude"),
+        (spec.parents, "--parents"),
+        (spec.checksum.is_some(), "--checksum"),
+    ] {
+        if set {
+            return Err(err!("{flag} is not supported by strata build yet"));
+        }
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `strata build`: the Dockerfile front end and the build engine.
 
+pub mod add_archive;
 pub mod cache;
 pub mod context;
 pub mod copy_opts;

@@ -1,8 +1,9 @@
 //! The steps that make a layer: RUN in a container over the stage's image, and COPY/ADD
 //! of staged sources into a container's root; both committed as one layer.
 
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
 
+use super::add_archive;
 use super::context;
 use super::copy_opts;
 use super::dockerfile::{self, CopySpec};
@@ -83,6 +84,7 @@ pub(super) fn copy_step(
     o: &BuildOptions,
     st: &mut StageState,
     spec: &CopySpec,
+    add: bool,
     done: &[(Option<String>, String)],
     scratch: &mut Scratch<'_>,
     x: &dyn Fn(&StageState, &str) -> Result<String>,
@@ -119,18 +121,49 @@ pub(super) fn copy_step(
         follow: false,
     };
     let srcs = &staged.paths;
+    if srcs.len() > 1 && !dest.ends_with('/') {
+        return Err(err!(
+            "When using COPY with more than one source file, the destination must be a directory and end with a /"
+        ));
+    }
     let multi = srcs.len() > 1 || dest.ends_with('/');
+    // ADD unpacks a local tar (plain, gzip, zstd; known by its bytes, not its name) into
+    // the destination directory, keeping the archive's owners, as docker does.
+    let mut archives = Vec::new();
+    for p in srcs {
+        let a = add && spec.from.is_none() && add_archive::is_archive(p)?;
+        if a && (mode.is_some() || owner.is_some()) {
+            return Err(err!(
+                "ADD --chown/--chmod of a local archive is not supported by strata build yet: \
+                 ADD it, then RUN chown/chmod"
+            ));
+        }
+        archives.push(a);
+    }
     let f = |id: &str| -> Result<()> {
-        for p in srcs {
+        for (p, archive) in srcs.iter().zip(&archives) {
+            if *archive {
+                let d = dest.trim_end_matches('/');
+                cp::mkdir_p(store, id, d, None)?;
+                let d = if d.is_empty() { "/" } else { d };
+                add_archive::unpack(store, id, d, p)?;
+                continue;
+            }
             let target = if multi || p.is_dir() {
                 let d = dest.trim_end_matches('/').to_string();
-                mkdir_in(store, id, &d)?;
+                cp::mkdir_p(store, id, &d, owner)?;
                 if p.is_dir() {
                     format!("{}/", if d.is_empty() { "/".into() } else { d })
                 } else {
                     format!("{d}/")
                 }
             } else {
+                // docker makes the missing parents of a file destination.
+                if let Some((parent, _)) = dest.rsplit_once('/') {
+                    if !parent.is_empty() {
+                        cp::mkdir_p(store, id, parent, owner)?;
+                    }
+                }
                 dest.clone()
             };
             let src = if p.is_dir() { p.join(".") } else { p.clone() };
@@ -169,8 +202,8 @@ pub(super) fn copy_sources(
         }
         srcs.push(s);
     }
-    match &spec.from {
-        None => context::stage_context(store, &o.context, &srcs),
+    let mut staged = match &spec.from {
+        None => context::stage_context(store, &o.context, &srcs)?,
         Some(f) => {
             let f = dockerfile::expand(f, esc, &|n| st.args.get(n).cloned())?;
             let lower = f.to_lowercase();
@@ -182,9 +215,32 @@ pub(super) fn copy_sources(
                 Some((_, id)) => id.clone(),
                 None => image::resolve(store, &f)?,
             };
-            context::stage_image(store, &id, &srcs)
+            context::stage_image(store, &id, &srcs)?
         }
+    };
+    // A heredoc source is a file named after its delimiter holding the body (expanded
+    // with the stage's env and args unless the delimiter was quoted), as buildkit does.
+    for (i, h) in spec.heredocs.iter().enumerate() {
+        let body = h.content();
+        let body = if h.expand {
+            dockerfile::expand_heredoc(&body, esc, &|n| {
+                env_lookup(st, n).or_else(|| st.args.get(n).cloned())
+            })?
+        } else {
+            body
+        };
+        let slot = staged.dir.join(format!("heredoc-{i}"));
+        std::fs::create_dir(&slot).ctx(|| "cannot make a staging directory")?;
+        if h.name.is_empty() || h.name.contains('/') || h.name == "." || h.name == ".." {
+            return Err(err!("heredoc <<{}: not a usable file name", h.name));
+        }
+        let file = slot.join(&h.name);
+        std::fs::write(&file, body).ctx(|| "cannot stage a heredoc source")?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+            .ctx(|| "cannot stage a heredoc source")?;
+        staged.paths.push(file);
     }
+    Ok(staged)
 }
 
 /// `dest` without `.`, `..` (never above `/`) or repeated slashes; a trailing slash (or
@@ -206,42 +262,4 @@ fn normalize(dest: &str) -> String {
         out.push('/');
     }
     out
-}
-
-/// Make directory `d` (and parents) in the container's root, through `cp` from an empty dir.
-fn mkdir_in(store: &Store, id: &str, d: &str) -> Result<()> {
-    let mut cur = String::new();
-    let tmp = tempdir(store)?;
-    for part in d.split('/').filter(|p| !p.is_empty()) {
-        let parent = if cur.is_empty() {
-            "/".to_string()
-        } else {
-            cur.clone()
-        };
-        cur = format!("{cur}/{part}");
-        let src = tmp.0.join(part);
-        if !src.exists() {
-            std::fs::create_dir(&src).ctx(|| "cannot make a staging directory")?;
-        }
-        // Copying an empty directory onto an existing one changes nothing.
-        cp::copy_in(
-            store,
-            id,
-            &format!("{parent}/"),
-            HostEnd::Path(src),
-            CpOptions::default(),
-        )?;
-    }
-    Ok(())
-}
-
-struct TmpDir(PathBuf);
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir(store: &Store) -> Result<TmpDir> {
-    Ok(TmpDir(store.staging_dir("build")?))
 }

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{fstatat, Mode, SFlag};
+use nix::sys::stat::{fstatat, mkdirat, Mode, SFlag};
 
 use super::commit::MergedView;
 use super::cp_extract::{Extract, Owner};
@@ -278,4 +278,37 @@ pub fn copy_in(store: &Store, id: &str, dest: &str, host: HostEnd<'_>, o: CpOpti
             })
         }
     }
+}
+
+/// Make the directory `dir` and its missing parents in container `id`, resolved in its
+/// root as `cp` resolves a destination; existing directories keep their mode and owner
+/// (new ones: 0755, owned by `owner` or the container's root), as docker's COPY leaves them.
+pub fn mkdir_p(store: &Store, id: &str, dir: &str, owner: Option<(u32, u32)>) -> Result<()> {
+    let cfg = container::load_config(store, id)?;
+    let view = RwView::open(store, &cfg)?;
+    let root = openat(nix::fcntl::AT_FDCWD, view.path(), DIR_FLAGS, Mode::empty())
+        .ctx(|| "cannot open the container's root")?;
+    let mut cur = String::from("/");
+    for part in dir.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        let parent = open_in_root(root.as_fd(), &cur)
+            .map_err(|e| err!("cannot open {cur} in the container: {e}"))?;
+        match mkdirat(parent.as_fd(), part, Mode::from_bits_truncate(0o755)) {
+            Ok(()) => {
+                if let Some((u, g)) = owner {
+                    // As cp's extraction: an owner the store cannot record stays the root's.
+                    let _ = nix::unistd::fchownat(
+                        parent.as_fd(),
+                        part,
+                        Some(nix::unistd::Uid::from_raw(u)),
+                        Some(nix::unistd::Gid::from_raw(g)),
+                        AtFlags::AT_SYMLINK_NOFOLLOW,
+                    );
+                }
+            }
+            Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(err!("cannot create {cur}{part} in the container: {e}")),
+        }
+        cur = format!("{cur}{part}/");
+    }
+    Ok(())
 }

@@ -329,6 +329,18 @@ fn supervise_mounted(
     } else {
         None
     };
+    // Rootless, the kernel refuses device nodes in the user namespace whatever the caps.
+    let mknod = crate::isolation::rootless::in_userns()
+        || cgroup.as_ref().is_some_and(cgroups::Cgroup::denies_devices);
+    let security = crate::isolation::security::prepare(
+        &store.root.join("cache/seccomp"),
+        &cfg.security,
+        mknod,
+    )?;
+    let joined = match &cgroup {
+        Some(_) => Some(nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?),
+        None => None,
+    };
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
     // SAFETY: the supervisor is single-threaded until this fork: its pty and log threads
@@ -371,7 +383,13 @@ fn supervise_mounted(
                 cfg,
                 &paths.merged(),
                 &etc,
-                cgroup.as_ref(),
+                init::Prepared {
+                    security,
+                    cgroup_joined: joined.map(|(r, w)| {
+                        drop(w);
+                        r
+                    }),
+                },
                 t,
                 net_child,
                 err_w,
@@ -381,6 +399,19 @@ fn supervise_mounted(
     };
     drop(err_w);
     drop(net_child);
+    // Init into its cgroup, alongside its root's setup and the network's (init waits for
+    // the answer before anything of the container runs).
+    if let (Some(cg), Some((r, w))) = (cgroup.clone(), joined) {
+        drop(r);
+        std::thread::spawn(move || {
+            let answer = match cg.add(pid.as_raw()) {
+                Ok(()) => vec![0u8],
+                Err(e) => e.0.into_bytes(),
+            };
+            // Init gone: nobody to tell (its exit is reported as usual).
+            let _ = nix::unistd::write(&w, &answer);
+        });
+    }
     // Networking (issue 17): veths into init's new namespace while it mounts the root; a
     // failure is reported to init, which fails the start with it.
     if let Err(e) = net_parent.attach(pid) {

@@ -6,6 +6,9 @@
 //! through would let its syscall numbers bypass every rule.
 
 use std::collections::HashSet;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -172,6 +175,81 @@ pub fn build(p: &Profile, caps: &HashSet<String>) -> Result<ScmpFilterContext> {
     Ok(f)
 }
 
+/// The BPF program of `p` for capabilities `caps` (`p` parsed from `text`), from the cache
+/// directory `dir` when an earlier start compiled the same one, else compiled and cached.
+/// The key covers everything the compilation reads (profile, capabilities, kernel,
+/// architecture, libseccomp and strata versions); an entry is checked against its own
+/// digest, and a bad one is compiled again.
+pub fn compiled(dir: &Path, text: &str, p: &Profile, caps: &HashSet<String>) -> Result<Vec<u8>> {
+    let mut names: Vec<&String> = caps.iter().collect();
+    names.sort();
+    let v = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default();
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let key = hex(&Sha256::digest(
+        format!(
+            "{}\n{v}\n{release}\n{}\n{names:?}\n{text}",
+            env!("CARGO_PKG_VERSION"),
+            native().1
+        )
+        .as_bytes(),
+    ));
+    let path = dir.join(format!("{key}.bpf"));
+    if let Ok(b) = std::fs::read(&path) {
+        if b.len() > 32 && b[..32] == Sha256::digest(&b[32..])[..] {
+            return Ok(b[32..].to_vec());
+        }
+    }
+    let f = build(p, caps)?;
+    let tmp = tempfile_in(dir)?;
+    f.export_bpf(tmp.as_file())
+        .map_err(|e| err!("cannot compile the seccomp filter: {e}"))?;
+    let prog =
+        std::fs::read(tmp.path()).map_err(|e| err!("cannot read the seccomp filter: {e}"))?;
+    let mut entry = Sha256::digest(&prog).to_vec();
+    entry.extend_from_slice(&prog);
+    // A cache that cannot be written costs the next start a compilation, nothing more.
+    let _ = crate::util::write_atomic(&path, &entry);
+    Ok(prog)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A scratch file in `dir` (created as needed), removed on drop.
+struct Scratch(std::fs::File, std::path::PathBuf);
+impl Scratch {
+    fn as_file(&self) -> &std::fs::File {
+        &self.0
+    }
+    fn path(&self) -> &Path {
+        &self.1
+    }
+}
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.1);
+    }
+}
+
+fn tempfile_in(dir: &Path) -> Result<Scratch> {
+    std::fs::create_dir_all(dir).map_err(|e| err!("cannot create {}: {e}", dir.display()))?;
+    let p = dir.join(format!(".compile.{}", std::process::id()));
+    let f = std::fs::File::create(&p).map_err(|e| err!("cannot create {}: {e}", p.display()))?;
+    Ok(Scratch(f, p))
+}
+
+/// Install a program [`compiled`] made on the calling thread (needs no_new_privs or
+/// CAP_SYS_ADMIN).
+pub fn load_compiled(prog: &[u8]) -> Result<()> {
+    strata_sys::seccomp::set_filter(prog)
+        .map_err(|e| err!("cannot install the seccomp filter: {e}"))
+}
+
 /// Install `f` on the calling thread (needs no_new_privs or CAP_SYS_ADMIN).
 pub fn load(f: &ScmpFilterContext) -> Result<()> {
     f.load()
@@ -182,6 +260,30 @@ pub fn load(f: &ScmpFilterContext) -> Result<()> {
 mod tests {
     use super::*;
     use crate::isolation::seccomp_profile::{parse, DEFAULT_JSON};
+
+    #[test]
+    fn compiled_programs_are_cached_and_a_bad_entry_is_compiled_again() {
+        let p = parse(DEFAULT_JSON, "default").unwrap();
+        let caps: HashSet<String> = ["CAP_CHOWN".to_string()].into();
+        let dir = std::env::temp_dir().join(format!("strata-bpf-cache-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = compiled(&dir, DEFAULT_JSON, &p, &caps).unwrap();
+        assert!(!first.is_empty() && first.len().is_multiple_of(8));
+        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(entries.len(), 1, "one entry, no scratch file left");
+        assert_eq!(compiled(&dir, DEFAULT_JSON, &p, &caps).unwrap(), first);
+        // Another capability set is another program.
+        let more: HashSet<String> = ["CAP_CHOWN".to_string(), "CAP_SYS_ADMIN".to_string()].into();
+        assert_ne!(compiled(&dir, DEFAULT_JSON, &p, &more).unwrap(), first);
+        // A damaged entry is not trusted.
+        let path = entries[0].path();
+        let mut b = std::fs::read(&path).unwrap();
+        let last = b.len() - 1;
+        b[last] ^= 0xff;
+        std::fs::write(&path, &b).unwrap();
+        assert_eq!(compiled(&dir, DEFAULT_JSON, &p, &caps).unwrap(), first);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_default_profile_compiles_for_every_host_arch() {

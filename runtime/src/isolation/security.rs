@@ -179,6 +179,65 @@ fn filter(s: &Security, caps: &CapsHashSet) -> Result<Option<ScmpFilterContext>>
 /// goes first, while the process still has CAP_SYS_ADMIN (which loading it then needs);
 /// with it, last. `mknod`: keep CAP_MKNOD (see caps::set_of).
 pub fn apply(s: &Security, mknod: bool) -> Result<Applied> {
+    apply_now(s, mknod)
+}
+
+/// What [`apply_prepared`] installs, computed by the supervisor before the fork (the
+/// seccomp program from the store's cache: compiling it is the slow part of a start's
+/// security setup).
+pub struct Prepared {
+    caps: CapsHashSet,
+    bpf: Option<Vec<u8>>,
+}
+
+/// The container's capability set and seccomp program (compiled once per profile and
+/// capability set into `cache`), nothing installed yet.
+pub fn prepare(cache: &std::path::Path, s: &Security, mknod: bool) -> Result<Prepared> {
+    let caps = capset::set_of(&cap_names(s), mknod || s.privileged);
+    let text = match &s.seccomp {
+        Seccomp::Unconfined => None,
+        Seccomp::Default => Some(seccomp_profile::DEFAULT_JSON),
+        Seccomp::Profile(text) => Some(text.as_str()),
+    };
+    let bpf = match text {
+        None => None,
+        Some(t) => {
+            let what = match s.seccomp {
+                Seccomp::Default => "default",
+                _ => "of the container",
+            };
+            let profile = seccomp_profile::parse(t, what)?;
+            Some(seccomp::compiled(
+                cache,
+                t,
+                &profile,
+                &capset::names_of(&caps),
+            )?)
+        }
+    };
+    Ok(Prepared { caps, bpf })
+}
+
+/// [`apply`] with what [`prepare`] computed.
+pub fn apply_prepared(s: &Security, p: Prepared) -> Result<Applied> {
+    let Prepared { caps, bpf } = p;
+    if s.new_privileges {
+        if let Some(b) = &bpf {
+            seccomp::load_compiled(b)?;
+        }
+    }
+    capset::bound(&caps)?;
+    if !s.new_privileges {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| err!("cannot set no_new_privs: {e}"))?;
+        if let Some(b) = &bpf {
+            seccomp::load_compiled(b)?;
+        }
+    }
+    Ok(Applied { caps })
+}
+
+/// Compile and install in one go (`exec`: a one-off process).
+fn apply_now(s: &Security, mknod: bool) -> Result<Applied> {
     let caps = capset::set_of(&cap_names(s), mknod || s.privileged);
     let f = filter(s, &caps)?;
     if s.new_privileges {

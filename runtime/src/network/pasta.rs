@@ -92,6 +92,19 @@ pub fn start(pid: u32, ports: &[PortMapping], netns: &Path) -> Result<()> {
     let bin = binary().ok_or_else(|| {
         err!("rootless bridge networking needs pasta: install Debian's passt package, or use --net host")
     })?;
+    // pasta opens the tun device inside the container's namespace; its own message for a
+    // device this user may not open ("Failed to open tun socket") names no remedy.
+    if nix::unistd::access(
+        "/dev/net/tun",
+        nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
+    )
+    .is_err()
+    {
+        return Err(err!(
+            "rootless networking needs /dev/net/tun readable and writable by you (as \
+             distributions ship it: `chmod 0666 /dev/net/tun` as root), or run with --network none"
+        ));
+    }
     std::fs::write(netns, b"").map_err(|e| err!("cannot create {}: {e}", netns.display()))?;
     let src = format!("/proc/{pid}/ns/net");
     nix::mount::mount(

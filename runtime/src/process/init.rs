@@ -13,7 +13,6 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::isolation::cgroups::Cgroup;
 use crate::isolation::{caps, devices, rootfs, security};
 use crate::process::user;
 use crate::process::{self, fail, Target};
@@ -63,6 +62,31 @@ fn open_tty(t: &Tty) -> Result<OwnedFd> {
     Ok(slave)
 }
 
+/// Wait until the supervisor says init is in its cgroup: one zero byte, or the error.
+fn wait_joined(fd: OwnedFd) -> Result<()> {
+    let mut buf = [0u8; 512];
+    let mut n = 0;
+    while n < buf.len() {
+        match nix::unistd::read(&fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                return Err(crate::err!(
+                    "cannot learn whether the cgroup was joined: {e}"
+                ))
+            }
+        }
+    }
+    match &buf[..n] {
+        [0] => Ok(()),
+        [] => Err(crate::err!(
+            "the supervisor ended before init joined its cgroup"
+        )),
+        msg => Err(crate::err!("{}", String::from_utf8_lossy(msg))),
+    }
+}
+
 /// The exit status a shell would report: the code, or 128+N when killed by signal N.
 pub fn exit_code(status: WaitStatus) -> Option<i32> {
     match status {
@@ -76,13 +100,9 @@ fn setup(
     cfg: &ContainerConfig,
     merged: &Path,
     etc: &[Volume],
-    cgroup: Option<&Cgroup>,
     tty: Option<&Tty>,
     net: &mut crate::network::ChildNet,
 ) -> Result<Option<OwnedFd>> {
-    if let Some(cg) = cgroup {
-        cg.join_self()?;
-    }
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     // Networking (issue 17): join or create the network namespace, tell the supervisor.
     net.join()?;
@@ -142,13 +162,21 @@ pub fn prepare_process(
     Ok((u, env))
 }
 
+/// What the supervisor made ready for init before the fork.
+pub struct Prepared {
+    /// The capability set and compiled seccomp program.
+    pub security: security::Prepared,
+    /// Where the supervisor says init joined its cgroup (none without a cgroup).
+    pub cgroup_joined: Option<OwnedFd>,
+}
+
 /// The container's PID 1 (a forked child in a new pid namespace, signals blocked): the
 /// command itself, or with `--init` strata's reaper in front of it. Never returns.
 pub fn container_main(
     cfg: &ContainerConfig,
     merged: &Path,
     etc: &[Volume],
-    cgroup: Option<&Cgroup>,
+    prepared: Prepared,
     tty: Option<Tty>,
     mut net: crate::network::ChildNet,
     err_fd: OwnedFd,
@@ -171,7 +199,7 @@ pub fn container_main(
     if !rootless {
         undumpable();
     }
-    let slave = match setup(cfg, merged, etc, cgroup, tty.as_ref(), &mut net) {
+    let slave = match setup(cfg, merged, etc, tty.as_ref(), &mut net) {
         Ok(s) => s,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };
@@ -205,10 +233,19 @@ pub fn container_main(
         // The terminal belongs to the user the command runs as (as docker does).
         let _ = nix::unistd::fchown(s, Some(nix::unistd::Uid::from_raw(u.uid)), None);
     }
-    // Rootless, the kernel refuses device nodes in the user namespace whatever the caps.
-    let mknod =
-        crate::isolation::rootless::in_userns() || cgroup.is_some_and(Cgroup::denies_devices);
-    let applied = match security::apply(&cfg.security, mknod) {
+    // The supervisor moves init into its cgroup while init sets up its root (a first
+    // cgroup v1 write waits out an RCU grace period, ~9 ms here); nothing of the
+    // container's own runs before it is in.
+    let Prepared {
+        security,
+        cgroup_joined,
+    } = prepared;
+    if let Some(fd) = cgroup_joined {
+        if let Err(e) = wait_joined(fd) {
+            fail(&err_fd, 125, &e.to_string());
+        }
+    }
+    let applied = match security::apply_prepared(&cfg.security, security) {
         Ok(a) => a,
         Err(e) => fail(&err_fd, 125, &e.to_string()),
     };

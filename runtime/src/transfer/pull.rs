@@ -38,6 +38,15 @@ pub fn pull(store: &Store, reference: &str, o: &Options) -> Result<Pulled> {
     pull_opts(store, reference, o, false)
 }
 
+/// Whether `image` names its registry (`host.name/...`, `host:port/...`, `localhost/...`):
+/// only those are pulled when missing; a short name must be in the store (no default
+/// registry is reachable from here, and a typo must not turn into a download).
+pub fn names_registry(image: &str) -> bool {
+    image
+        .split_once('/')
+        .is_some_and(|(host, _)| host.contains(['.', ':']) || host == "localhost")
+}
+
 /// Pull `reference`; with `lazy`, eStargz layers are laid out from their TOC and fetched
 /// on demand by the container's union (transfer::lazy), the others pulled whole. Without
 /// it, layers left lazy by an earlier pull are completed.

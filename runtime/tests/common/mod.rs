@@ -277,3 +277,14 @@ pub fn tar_dir(dir: &Path, tar: &Path) {
         .unwrap();
     assert!(st.success(), "tar of {} failed", dir.display());
 }
+
+/// /dev/fuse and /dev/net/tun usable by an unprivileged user, as distributions ship them
+/// (this machine has them 0600); rootless mounts and pasta's networking need both.
+pub fn rootless_devices() {
+    use std::os::unix::fs::PermissionsExt;
+    for dev in ["/dev/fuse", "/dev/net/tun"] {
+        if Path::new(dev).exists() {
+            std::fs::set_permissions(dev, std::fs::Permissions::from_mode(0o666)).unwrap();
+        }
+    }
+}

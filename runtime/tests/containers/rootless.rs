@@ -8,11 +8,7 @@ fn rootless_runs_as_an_unprivileged_user() {
     let user = "strata-rootless";
     ensure_user(user);
     // As distributions ship it.
-    std::fs::set_permissions(
-        "/dev/fuse",
-        std::os::unix::fs::PermissionsExt::from_mode(0o666),
-    )
-    .unwrap();
+    common::rootless_devices();
     let home = e.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::copy(e.dir.join("busybox.tar"), home.join("busybox.tar")).unwrap();

@@ -30,7 +30,7 @@ pub(crate) fn user_ok(home: &Path, args: &[&str]) -> String {
 /// /dev/fuse usable by it, as distributions ship it.
 pub(crate) fn rootless_user() -> (u32, u32) {
     ensure_user(USER);
-    std::fs::set_permissions("/dev/fuse", PermissionsExt::from_mode(0o666)).unwrap();
+    common::rootless_devices();
     let user = nix::unistd::User::from_name(USER).unwrap().unwrap();
     let subuid = std::fs::read_to_string("/etc/subuid").unwrap();
     let start = subuid

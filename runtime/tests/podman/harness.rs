@@ -91,9 +91,12 @@ fn rootless_user() -> User {
             assert!(st.success(), "usermod {flag} failed");
         }
     }
-    let meta = std::fs::metadata("/dev/fuse").expect("/dev/fuse is missing");
-    if meta.permissions().mode() & 0o666 != 0o666 {
-        std::fs::set_permissions("/dev/fuse", PermissionsExt::from_mode(0o666)).unwrap();
+    // As distributions ship them: rootless mounts and pasta need both.
+    for dev in ["/dev/fuse", "/dev/net/tun"] {
+        let meta = std::fs::metadata(dev).expect("device is missing");
+        if meta.permissions().mode() & 0o666 != 0o666 {
+            std::fs::set_permissions(dev, PermissionsExt::from_mode(0o666)).unwrap();
+        }
     }
     let pw = nix::unistd::User::from_name(USER).unwrap().unwrap();
     let u = User {
