@@ -10,6 +10,8 @@ TARGETS = [
     ("meta.cold", "ratio", 1.2, "overlayfs", "≤ 1.2x overlayfs"),
     ("meta.untar", "ratio", 1.2, "overlayfs", "≤ 1.2x overlayfs"),
     ("meta.rm", "ratio", 1.5, "overlayfs", "≤ 1.5x overlayfs"),
+    ("meta.find_cold", "ratio", 1.5, "overlayfs", "≤ 1.5x overlayfs (issue 19)"),
+    ("meta.find_warm", "ratio", 1.1, "overlayfs", "≤ 1.1x overlayfs (issue 19)"),
     ("read.lower", "ratio", 1.1, "overlayfs", "≤ 1.1x overlayfs"),
     ("start", "abs", 20, None, "≤ 20 ms on the fuse driver"),
     ("netstart", "diff", 5, "strata (--net host)", "bridge ≤ 5 ms over --net host (issue 17)"),

@@ -126,7 +126,7 @@ fn write_at(u: &Union, rel: &str, off: u64, data: &[u8]) {
 fn ls(u: &Union, rel: &str) -> Vec<String> {
     let ino = walk(u, rel).unwrap();
     let fh = u.opendir(ino).unwrap();
-    let (entries, _) = u.readdir(fh, 0).unwrap();
+    let (entries, _) = u.readdir(fh, 0, false).unwrap();
     u.releasedir(fh);
     let mut v: Vec<String> = entries
         .iter()

@@ -403,3 +403,54 @@ fn delete_lower_entries() {
     p.remount();
     p.same_tree("after remount");
 }
+
+/// The kernel keeps negative entries and directory listings from strata (issue 19): a name
+/// looked up in vain, then made by every kind of creation, and listings read before and
+/// after each change (so a cached listing must be dropped) match overlayfs.
+#[test]
+fn misses_and_listings_stay_current() {
+    let p = pair();
+    let dirs = ["", "d", "d/sub", "m", "hide", "opq_tr"];
+    for round in 0..2 {
+        for d in dirs {
+            p.both(&format!("readdir /{d} ({round})"), |m| m.readdir(d));
+        }
+        for n in ["d/new", "d/sub/nd", "m/ln", "hide/wf", "opq_tr/below", "sy"] {
+            p.both(&format!("miss {n} ({round})"), |m| m.stat(n));
+        }
+    }
+    p.both("create after miss", |m| m.put("d/new", "n\n"));
+    p.both("mkdir after miss", |m| m.mkdir("d/sub/nd", 0o755));
+    p.both("link after miss", |m| m.link("m/low", "m/ln"));
+    p.both("create over whiteout after miss", |m| {
+        m.put("hide/wf", "w\n")
+    });
+    p.both("mkfifo in opaque dir after miss", |m| {
+        m.mkfifo("opq_tr/below", 0o600)
+    });
+    p.both("symlink after miss", |m| m.symlink("f1", "sy"));
+    p.both("rename away", |m| m.rename("d/a", "d/sub/a2"));
+    p.both("unlink", |m| m.unlink("m/top"));
+    p.both("rmdir after emptying", |m| {
+        (m.unlink("d/sub/x"), m.unlink("d/sub/a2"))
+    });
+    for d in dirs {
+        p.both(&format!("readdir /{d} after changes"), |m| m.readdir(d));
+        p.both(&format!("readdir /{d} again"), |m| m.readdir(d));
+    }
+    for n in [
+        "d/new",
+        "d/sub/nd",
+        "m/ln",
+        "hide/wf",
+        "opq_tr/below",
+        "sy",
+        "d/a",
+        "m/top",
+    ] {
+        p.both(&format!("stat {n} after changes"), |m| m.stat(n));
+    }
+    let mut p = p;
+    p.remount();
+    p.same_tree("after remount");
+}

@@ -177,6 +177,13 @@ impl UpperAtime {
         }
     }
 
+    /// Whether reads of upper directories never update their atime (strata's flags and
+    /// the upper mount's, the stricter wins).
+    pub(crate) fn dirs_never(&self) -> bool {
+        let p = self.policy().and(self.base);
+        p.mode == AtimeMode::Never || p.nodiratime
+    }
+
     /// The policy in force.
     pub(crate) fn policy(&self) -> AtimePolicy {
         *self.policy.lock()

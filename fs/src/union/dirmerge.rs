@@ -59,6 +59,25 @@ fn read_branch_dir(
 }
 
 impl Union {
+    /// Read the records of the entries of `v` (a listing of directory `ino`) still unread.
+    pub(crate) fn read_listed_records(&self, ino: u64, v: &mut [DirEntry]) -> io::Result<()> {
+        let (_, place) = self.node_info(ino)?;
+        let layers = place.dir.map(|d| d.layers).unwrap_or_default();
+        for e in v.iter_mut() {
+            let Some(layer) = e.unread.take() else {
+                continue;
+            };
+            let Some((_, lpath)) = layers.iter().find(|(l, _)| *l == layer) else {
+                continue;
+            };
+            let ld = self.dirfd(Layer::Lower(layer), lpath)?;
+            if let Some(i) = self.lower_meta(ld.as_fd(), &e.name)?.and_then(|m| m.ino) {
+                e.ino = i;
+            }
+        }
+        Ok(())
+    }
+
     /// The merged listing of directory `path` with placement `place` (no "." or "..").
     pub(crate) fn list_dir(&self, path: &Path, place: &Placement) -> io::Result<Vec<DirEntry>> {
         let mut seen: HashSet<OsString> = HashSet::new();
@@ -85,7 +104,12 @@ impl Union {
                     None => self.xino(self.branch(Layer::Upper)?.fs_index, raw),
                 };
                 seen.insert(name.clone());
-                out.push(DirEntry { name, kind, ino });
+                out.push(DirEntry {
+                    name,
+                    kind,
+                    ino,
+                    unread: None,
+                });
             }
         }
         if let Some(d) = &place.dir {
@@ -93,7 +117,6 @@ impl Union {
                 let layer = *layer;
                 let fs_index = self.branch(Layer::Lower(layer))?.fs_index;
                 let ents = read_branch_dir(self, Layer::Lower(layer), lpath)?;
-                let ld = self.dirfd(Layer::Lower(layer), lpath)?;
                 let mut layer_hidden = Vec::new();
                 for (name, kind, raw, wh) in ents {
                     if let Some(target) = whited_out_name(&name) {
@@ -110,13 +133,16 @@ impl Union {
                     if seen.contains(&name) || hidden.contains(&name) {
                         continue;
                     }
-                    // A pushed-down upper's entries report the number their record keeps.
-                    let ino = match self.lower_meta(ld.as_fd(), &name)?.and_then(|m| m.ino) {
-                        Some(i) => i,
-                        None => self.xino(fs_index, raw),
-                    };
+                    // A pushed-down upper's entries report the number their record keeps:
+                    // read when a plain readdir needs it (ops_readdir.rs).
+                    let ino = self.xino(fs_index, raw);
                     seen.insert(name.clone());
-                    out.push(DirEntry { name, kind, ino });
+                    out.push(DirEntry {
+                        name,
+                        kind,
+                        ino,
+                        unread: Some(layer),
+                    });
                 }
                 hidden.extend(layer_hidden);
             }

@@ -77,6 +77,8 @@ pub struct Union {
     pub(crate) atime: crate::union::atime::UpperAtime,
     /// Read-only now: `-o ro`, changed by `remount` (remount.rs).
     read_only: AtomicBool,
+    /// Lower entries known to carry no strata record or opaque mark (lower_marks.rs).
+    pub(crate) plain_lowers: crate::union::lower_marks::PlainLowers,
 }
 
 impl Union {
@@ -121,6 +123,7 @@ impl Union {
             writeback: AtomicBool::new(false),
             deltas: Mutex::new(std::collections::HashMap::new()),
             compactor: crate::delta::file::Compactor::default(),
+            plain_lowers: Default::default(),
         }
     }
 

@@ -230,7 +230,12 @@ impl MetaStore {
 
     /// Read the meta of the entry at `path` (a /proc/self/fd path); None when absent.
     pub fn read(&self, path: &CStr) -> io::Result<Option<Meta>> {
-        match sys::lgetxattr(path, &self.name) {
+        self.read_named(path, &self.name)
+    }
+
+    /// Read the record kept in xattr `name` of the entry at `path`; None when absent.
+    pub(crate) fn read_named(&self, path: &CStr, name: &OsStr) -> io::Result<Option<Meta>> {
+        match sys::lgetxattr(path, name) {
             Ok(Some(v)) => Meta::decode(&v).map(Some).map_err(|e| {
                 tracing::error!(path = ?path, "corrupt strata metadata xattr: {e}");
                 io::Error::from_raw_os_error(libc::EIO)
@@ -249,10 +254,7 @@ impl MetaStore {
         if let Some(m) = self.read(path)? {
             return Ok(Some(m));
         }
-        MetaStore {
-            name: self.other_name().to_os_string(),
-        }
-        .read(path)
+        self.read_named(path, self.other_name())
     }
 
     /// The meta of an open file in a lower branch (either namespace); a corrupt value is an
@@ -273,7 +275,7 @@ impl MetaStore {
     }
 
     /// The namespace this mount does not write.
-    fn other_name(&self) -> &OsStr {
+    pub(crate) fn other_name(&self) -> &OsStr {
         OsStr::new(if self.name == "trusted.strata.meta" {
             "user.strata.meta"
         } else {

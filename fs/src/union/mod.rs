@@ -17,6 +17,7 @@ pub(crate) mod handles;
 pub mod index;
 pub(crate) mod inode;
 pub mod lazy_fill;
+pub(crate) mod lower_marks;
 pub mod meta;
 pub(crate) mod ops_dir;
 pub mod ops_extra;

@@ -13,17 +13,34 @@ use std::sync::Arc;
 impl Union {
     /// Open a directory.
     pub fn opendir(&self, ino: u64) -> io::Result<u64> {
+        self.opendir_cached(ino).map(|(fh, _)| fh)
+    }
+
+    /// Open a directory; also whether the kernel may keep its listing across opens
+    /// (FOPEN_CACHE_DIR): every change of its contents goes through this mount, which the
+    /// kernel sees (it drops a directory's cached listing on create, unlink and rename
+    /// inside), so only atime could differ: a lower directory's never changes, an upper
+    /// one's only when reads of directories leave it alone (noatime, nodiratime).
+    pub fn opendir_cached(&self, ino: u64) -> io::Result<(u64, bool)> {
         let (path, place) = self.node_info(ino)?;
         if !place.is_dir() {
             return Err(errno(libc::ENOTDIR));
         }
         let keep = self.dir_keep_fd(&path, &place);
-        Ok(self.handles.add_dir(ino, keep))
+        let cache = !(place.upper && self.upper.is_some()) || self.atime.dirs_never();
+        Ok((self.handles.add_dir(ino, keep), cache))
     }
 
     /// Entries of an open directory from position `offset` on, with "." and "..".
     /// Positions: 0 is ".", 1 is "..", n+2 is entry n; each entry's offset is its position+1.
-    pub fn readdir(&self, fh: u64, offset: u64) -> io::Result<(Arc<Vec<DirEntry>>, u64)> {
+    /// With `plus` (readdirplus, which looks every entry up) the records of lower entries
+    /// are left unread.
+    pub fn readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        plus: bool,
+    ) -> io::Result<(Arc<Vec<DirEntry>>, u64)> {
         let d = self.handles.dir(fh).ok_or_else(|| errno(libc::EBADF))?;
         let mut guard = d.entries.lock();
         let entries = match (&*guard, offset) {
@@ -45,11 +62,13 @@ impl Union {
                         name: OsString::from("."),
                         kind: libc::S_IFDIR,
                         ino,
+                        unread: None,
                     },
                     DirEntry {
                         name: OsString::from(".."),
                         kind: libc::S_IFDIR,
                         ino: parent,
+                        unread: None,
                     },
                 ];
                 v.extend(self.list_dir(&path, &place)?);
@@ -58,6 +77,13 @@ impl Union {
                 e
             }
         };
+        if !plus && entries.iter().any(|e| e.unread.is_some()) {
+            let mut v = entries.as_ref().clone();
+            self.read_listed_records(d.ino, &mut v)?;
+            let e = Arc::new(v);
+            *guard = Some(e.clone());
+            return Ok((e, offset));
+        }
         Ok((entries, offset))
     }
 

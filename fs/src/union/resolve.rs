@@ -8,7 +8,7 @@ use crate::union::fs::Union;
 use crate::union::inode::{join, DirInfo, Placement, ROOT};
 use crate::union::meta::Meta;
 use crate::union::whiteout::{
-    dir_is_opaque, has_whiteout_file, is_internal_name, is_whiteout_entry,
+    dir_is_opaque, has_opaque_marker, has_whiteout_file, is_internal_name, is_whiteout_entry,
 };
 use nix::sys::stat::FileStat;
 use std::ffi::OsStr;
@@ -115,7 +115,7 @@ impl Union {
                         .map(|(l, p)| (*l, join(p, name)))
                         .collect();
                     let layers = self.lower_dir_chain(candidates)?;
-                    let meta = self.lower_meta(d.as_fd(), name)?;
+                    let meta = self.lower_meta_st(d.as_fd(), name, &st)?;
                     let ino = match meta.as_ref().and_then(|m| m.ino) {
                         Some(i) => i,
                         None => self.layer_ino(Layer::Lower(layer), &st)?,
@@ -135,7 +135,7 @@ impl Union {
                     });
                 }
                 Ok(st) => {
-                    let meta = self.lower_meta(d.as_fd(), name)?;
+                    let meta = self.lower_meta_st(d.as_fd(), name, &st)?;
                     return self.resolved_lower(path, layer, lpath, st, meta, use_index);
                 }
                 Err(e) if is_enoent(&e) => {
@@ -155,7 +155,57 @@ impl Union {
         dir: std::os::fd::BorrowedFd<'_>,
         name: &OsStr,
     ) -> io::Result<Option<Meta>> {
-        self.meta.read_lower(&sys::proc_path(dir, name)?)
+        Ok(self
+            .meta
+            .lower_marks(&sys::proc_path(dir, name)?, false)?
+            .meta)
+    }
+
+    /// [`Union::lower_meta`] of an entry stat'ed as `st`: none without a read when it is
+    /// known to carry nothing; a non-directory found so is remembered (a directory only by
+    /// [`Union::lower_dir_marks`], which also looks for its opaque marks).
+    fn lower_meta_st(
+        &self,
+        dir: std::os::fd::BorrowedFd<'_>,
+        name: &OsStr,
+        st: &FileStat,
+    ) -> io::Result<Option<Meta>> {
+        if self.plain_lowers.contains(st) {
+            return Ok(None);
+        }
+        let meta = self.lower_meta(dir, name)?;
+        if meta.is_none() && !is_dir(st) {
+            self.plain_lowers.insert(st);
+        }
+        Ok(meta)
+    }
+
+    /// Whether the lower directory `name` in `pd` (at `lpath` in `layer`, stat'ed as `st`)
+    /// is opaque, and its redirect: one stat of the marker file and one llistxattr, none
+    /// once it is known to carry nothing.
+    fn lower_dir_marks(
+        &self,
+        pd: std::os::fd::BorrowedFd<'_>,
+        name: &OsStr,
+        layer: usize,
+        lpath: &Path,
+        st: &FileStat,
+    ) -> io::Result<(bool, Option<PathBuf>)> {
+        if self.plain_lowers.contains(st) {
+            return Ok((false, None));
+        }
+        let d = self.dirfd(Layer::Lower(layer), lpath)?;
+        if has_opaque_marker(d.as_fd())? {
+            return Ok((true, None));
+        }
+        let marks = self.meta.lower_marks(&sys::proc_path(pd, name)?, true)?;
+        if marks.opaque {
+            return Ok((true, None));
+        }
+        if marks.meta.is_none() {
+            self.plain_lowers.insert(st);
+        }
+        Ok((false, marks.meta.and_then(|m| m.redirect)))
     }
 
     /// Of the (lower branch, path) `candidates`, top first, those that hold a directory,
@@ -183,13 +233,8 @@ impl Union {
             };
             match stat_at(pd.as_fd(), name) {
                 Ok(st) if is_dir(&st) => {
-                    let d = self.dirfd(Layer::Lower(layer), &lpath)?;
-                    let opaque = dir_is_opaque(d.as_fd())?;
-                    let redirect = if opaque {
-                        None
-                    } else {
-                        self.lower_meta(pd.as_fd(), name)?.and_then(|m| m.redirect)
-                    };
+                    let (opaque, redirect) =
+                        self.lower_dir_marks(pd.as_fd(), name, layer, &lpath, &st)?;
                     out.push((layer, lpath));
                     if opaque {
                         break;

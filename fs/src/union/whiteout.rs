@@ -77,30 +77,24 @@ pub fn has_whiteout_file(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<bool> 
     }
 }
 
+/// Whether the directory open as `dir` (an O_PATH fd) holds the `.wh..wh..opq` marker.
+pub fn has_opaque_marker(dir: BorrowedFd<'_>) -> io::Result<bool> {
+    match stat_at(dir, OsStr::new(OPAQUE_MARKER)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether the directory open as `dir` (an O_PATH fd) is opaque in any format.
 pub fn dir_is_opaque(dir: BorrowedFd<'_>) -> io::Result<bool> {
-    match stat_at(dir, OsStr::new(OPAQUE_MARKER)) {
-        Ok(_) => return Ok(true),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(e),
+    if has_opaque_marker(dir)? {
+        return Ok(true);
     }
     // "/proc/self/fd/N/." names the directory itself, so l*xattr does not stop at the
     // magic link.
     let path = sys::proc_path(dir, OsStr::new("."))?;
-    // fuse-overlayfs writes user.fuseoverlayfs.opaque where it may not write trusted.*.
-    for name in [
-        "trusted.overlay.opaque",
-        "user.overlay.opaque",
-        "user.fuseoverlayfs.opaque",
-    ] {
-        match sys::lgetxattr(&path, OsStr::new(name)) {
-            Ok(Some(v)) if v.as_slice() == b"y" => return Ok(true),
-            Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(false)
+    crate::union::lower_marks::opaque_listed(&path)
 }
 
 /// Create an empty file `name` in `dir` (a whiteout or the opaque marker).

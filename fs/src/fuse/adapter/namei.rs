@@ -12,7 +12,7 @@ impl FuseAdapter {
             Req::new(Op::Lookup, On::Name(parent.0, name)),
             || self.union.lookup(parent.0, name),
             Out::node,
-            |r| self.entry(reply, r),
+            |r| self.lookup_entry(reply, r),
         );
     }
 

@@ -12,13 +12,24 @@ impl FuseAdapter {
     pub(super) fn op_opendir(&self, ino: INodeNo, reply: ReplyOpen) {
         self.run(
             Req::new(Op::Opendir, On::Node(ino.0)),
-            || self.union.opendir(ino.0),
+            || self.union.opendir_cached(ino.0),
             none,
             |r| match r {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok((fh, cache)) => reply.opened(FileHandle(fh), self.dir_flags(cache)),
                 Err(e) => reply.error(errno(&e)),
             },
         );
+    }
+
+    /// Open flags of a directory handle: a cacheable listing (`cache`) stays in the kernel
+    /// across opens, unless the mount is traced (each listing then reaches the daemon).
+    /// Without FOPEN_KEEP_CACHE the kernel drops what it cached at open.
+    fn dir_flags(&self, cache: bool) -> FopenFlags {
+        if cache && self.tracer.is_none() && !self.ttl.is_zero() {
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        }
     }
 
     pub(super) fn op_readdir(
@@ -30,7 +41,7 @@ impl FuseAdapter {
     ) {
         self.run(
             Req::new(Op::Readdir, On::Node(ino.0)).at(offset),
-            || self.dir_entries(fh, offset),
+            || self.dir_entries(fh, offset, false),
             none,
             |r| {
                 let entries = match r {
@@ -56,7 +67,7 @@ impl FuseAdapter {
     ) {
         self.run(
             Req::new(Op::Readdirplus, On::Node(ino.0)).at(offset),
-            || self.dir_entries(fh, offset),
+            || self.dir_entries(fh, offset, true),
             none,
             |r| self.readdirplus_reply(ino, offset, reply, r),
         );

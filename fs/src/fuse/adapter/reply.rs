@@ -13,6 +13,7 @@ use fuser::{
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 pub(super) fn errno(e: &io::Error) -> Errno {
     Errno::from_i32(err_no(e))
@@ -99,6 +100,36 @@ impl FuseAdapter {
         match r {
             Ok(a) => reply.entry(&self.ttl, &fuse_attr(&a), Generation(a.generation)),
             Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// The answer to a lookup: a name that does not exist is a negative entry (node 0)
+    /// the kernel keeps for the entry timeout, so repeated misses (PATH searches, ld.so
+    /// probing) stay in the kernel. Every way a name can appear goes through this mount
+    /// (create, mkdir, link, rename), and the kernel drops the negative entry then.
+    pub(super) fn lookup_entry(&self, reply: ReplyEntry, r: io::Result<Attr>) {
+        match r {
+            Err(e) if err_no(&e) == libc::ENOENT && !self.ttl.is_zero() => {
+                let none = fuser::FileAttr {
+                    ino: INodeNo(0),
+                    size: 0,
+                    blocks: 0,
+                    atime: SystemTime::UNIX_EPOCH,
+                    mtime: SystemTime::UNIX_EPOCH,
+                    ctime: SystemTime::UNIX_EPOCH,
+                    crtime: SystemTime::UNIX_EPOCH,
+                    kind: FileType::RegularFile,
+                    perm: 0,
+                    nlink: 0,
+                    uid: 0,
+                    gid: 0,
+                    rdev: 0,
+                    blksize: 0,
+                    flags: 0,
+                };
+                reply.entry_with_ttls(&Duration::ZERO, &self.ttl, &none, Generation(0))
+            }
+            r => self.entry(reply, r),
         }
     }
 
@@ -193,7 +224,8 @@ impl FuseAdapter {
         &self,
         fh: FileHandle,
         offset: u64,
+        plus: bool,
     ) -> io::Result<Arc<Vec<DirEntry>>> {
-        self.union.readdir(fh.0, offset).map(|(e, _)| e)
+        self.union.readdir(fh.0, offset, plus).map(|(e, _)| e)
     }
 }
