@@ -7,4 +7,5 @@ pub mod copy_opts;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod engine;
+pub mod step_output;
 pub mod steps;

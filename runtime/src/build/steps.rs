@@ -54,8 +54,10 @@ pub(super) fn run_step(
         match copy {
             Some(f) => f(&id)?,
             None => {
-                let _ = o;
-                let code = container::start(store, &id, true)?.unwrap_or(0);
+                let relay = super::step_output::StepOutput::start(scratch.step, o.quiet)?;
+                let code = container::start(store, &id, true);
+                drop(relay);
+                let code = code?.unwrap_or(0);
                 if code != 0 {
                     return Err(err!(
                         "process \"{}\" did not complete successfully: exit code: {code}",

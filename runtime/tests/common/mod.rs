@@ -71,7 +71,8 @@ pub fn snapshot(root: &Path) -> Vec<String> {
             let rel = path.strip_prefix(root).unwrap().display().to_string();
             // A store's event log records what was tried, as docker's events do (a `run`
             // that fails to start still logs create and destroy): not the store's state.
-            if rel == "events.jsonl" {
+            // Nor is `cache/` (seccomp programs compiled by any start): derived data.
+            if rel == "events.jsonl" || rel == "cache" {
                 continue;
             }
             let ft = m.file_type();
