@@ -279,3 +279,44 @@ fn from_pulls_a_missing_base_that_names_its_registry() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn step_output_goes_to_stderr_and_stdout_holds_only_the_id() {
+    let dir = fresh_dir("build-output");
+    let store = busybox_store(&dir);
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo to-out && echo to-err >&2\n",
+    )
+    .unwrap();
+    let c = ctx.to_str().unwrap();
+    let out = strata_at(&store, &["build", "--no-cache", "-t", "o:1", c]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.trim().starts_with("sha256:") && stdout.trim().lines().count() == 1,
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("to-out") && stderr.contains("to-err"),
+        "{stderr}"
+    );
+    // -q: the id and nothing else anywhere.
+    let out = strata_at(&store, &["build", "-q", "--no-cache", "-t", "o:1", c]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim().lines().count(),
+        1
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -58,8 +58,6 @@ pub(super) struct StageState {
 pub(super) struct Scratch<'a> {
     pub(super) store: &'a Store,
     pub(super) ids: Vec<String>,
-    /// The step being run (its number prefixes its output lines).
-    pub(super) step: usize,
 }
 
 impl Drop for Scratch<'_> {
@@ -126,7 +124,6 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
     let mut scratch = Scratch {
         store,
         ids: Vec::new(),
-        step: 0,
     };
     let mut done: Vec<(Option<String>, String)> = Vec::new();
     let total: usize = df.stages[..=last]
@@ -350,7 +347,6 @@ fn step_cached(
         }
         None => {
             let t = std::time::Instant::now();
-            scratch.step = step;
             run_instruction(store, o, df, cli_args, global, st, ins, done, scratch).map_err(at)?;
             cache::put(store, &key, &st.img)?;
             if !o.quiet && layered {

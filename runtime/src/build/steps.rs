@@ -54,7 +54,7 @@ pub(super) fn run_step(
         match copy {
             Some(f) => f(&id)?,
             None => {
-                let relay = super::step_output::StepOutput::start(scratch.step, o.quiet)?;
+                let relay = super::step_output::StepOutput::start(o.quiet)?;
                 let code = container::start(store, &id, true);
                 drop(relay);
                 let code = code?.unwrap_or(0);
