@@ -38,6 +38,9 @@ pub struct BuildArgs {
     /// Always pull base images that name a registry (missing ones are pulled anyway).
     #[arg(long)]
     pull: bool,
+    /// Progress output: auto, plain or tty (all print docker's plain form), quiet (as -q).
+    #[arg(long, default_value = "auto")]
+    progress: String,
     /// Storage driver of the step containers: fuse (delta layers), overlay or auto.
     #[arg(long, default_value = "auto")]
     driver: String,
@@ -54,6 +57,15 @@ fn kv(s: &str, what: &str) -> strata_runtime::Result<(String, String)> {
 
 /// Run `strata build`.
 pub fn run(store: &Store, a: BuildArgs) -> R {
+    let quiet = match a.progress.as_str() {
+        "auto" | "plain" | "tty" => a.quiet,
+        "quiet" => true,
+        other => {
+            return Err(strata_runtime::Error(format!(
+                "invalid --progress {other:?}: use auto, plain, tty or quiet"
+            )))
+        }
+    };
     let o = BuildOptions {
         context: a.context,
         file: a.file,
@@ -64,7 +76,7 @@ pub fn run(store: &Store, a: BuildArgs) -> R {
             .map(|s| kv(s, "--build-arg"))
             .collect::<Result<_, _>>()?,
         target: a.target,
-        quiet: a.quiet,
+        quiet,
         labels: a
             .label
             .iter()
