@@ -98,7 +98,7 @@ fn build_stages(store: &Store, o: &BuildOptions) -> Result<String> {
         let what = first_word(&ins.text);
         match &ins.kind {
             Kind::Copy(spec) | Kind::Add(spec) => {
-                unsupported_copy(spec, matches!(ins.kind, Kind::Add(_)))
+                dockerfile::unsupported(spec, matches!(ins.kind, Kind::Add(_)))
                     .map_err(|e| err!("Dockerfile:{}: {what}: {}", ins.line, e.0))?;
             }
             _ => {}
@@ -580,25 +580,4 @@ fn health_json(h: &dockerfile::Health) -> serde_json::Value {
         m.insert("Retries".into(), serde_json::json!(r));
     }
     serde_json::Value::Object(m)
-}
-
-/// COPY/ADD options the engine does not apply yet: refused before anything runs, so a
-/// build never silently makes an image that differs from docker's.
-fn unsupported_copy(spec: &dockerfile::CopySpec, add: bool) -> Result<()> {
-    if add && spec.sources.iter().any(|s| s.contains("://")) {
-        return Err(err!(
-            "remote sources (URLs, git) need the network, which strata build does not give ADD: \
-             download the file into the context and ADD or COPY it"
-        ));
-    }
-    for (set, flag) in [
-        (!spec.exclude.is_empty(), "--exclude"),
-        (spec.parents, "--parents"),
-        (spec.checksum.is_some(), "--checksum"),
-    ] {
-        if set {
-            return Err(err!("{flag} is not supported by strata build yet"));
-        }
-    }
-    Ok(())
 }

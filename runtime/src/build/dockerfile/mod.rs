@@ -286,3 +286,24 @@ pub fn parse_instruction_line(text: &str, escape: char) -> Result<Instruction> {
     let l = logical.remove(0);
     instructions::parse(&l, escape)
 }
+
+/// COPY/ADD options the engine does not apply yet: refused before anything runs, so a
+/// build never silently makes an image that differs from docker's.
+pub fn unsupported(spec: &CopySpec, add: bool) -> Result<()> {
+    if add && spec.sources.iter().any(|s| s.contains("://")) {
+        return Err(err!(
+            "remote sources (URLs, git) need the network, which strata build does not give ADD: \
+             download the file into the context and ADD or COPY it"
+        ));
+    }
+    for (set, flag) in [
+        (!spec.exclude.is_empty(), "--exclude"),
+        (spec.parents, "--parents"),
+        (spec.checksum.is_some(), "--checksum"),
+    ] {
+        if set {
+            return Err(err!("{flag} is not supported by strata build yet"));
+        }
+    }
+    Ok(())
+}
