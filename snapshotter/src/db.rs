@@ -35,7 +35,7 @@ pub struct Record {
     pub updated: SystemTime,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Db {
     pub next_id: u64,
     pub snapshots: BTreeMap<String, Record>,

@@ -11,8 +11,10 @@ use std::time::SystemTime;
 
 pub struct Strata {
     root: PathBuf,
-    // Every operation reads, changes and rewrites the db under this lock (no await inside).
-    meta: Mutex<MetaStore>,
+    // The db in memory (this process holds the root's flock, nothing else writes it) and
+    // its file, rewritten after every change; an operation holds the lock, never across
+    // an await.
+    meta: Mutex<(MetaStore, Db)>,
 }
 
 impl Strata {
@@ -21,10 +23,10 @@ impl Strata {
         std::fs::create_dir_all(&snaps).map_err(|e| Error::io(&snaps, e))?;
         let meta = MetaStore::open(root)?;
         // A db that does not parse is refused now, not at the first request.
-        meta.load()?;
+        let db = meta.load()?;
         Ok(Strata {
             root: root.to_path_buf(),
-            meta: Mutex::new(meta),
+            meta: Mutex::new((meta, db)),
         })
     }
 
@@ -33,14 +35,17 @@ impl Strata {
     }
 
     fn with_db<T>(&self, f: impl FnOnce(&mut Db) -> Result<(T, bool), Error>) -> Result<T, Error> {
-        let meta = self
+        let mut guard = self
             .meta
             .lock()
             .map_err(|_| Error::Internal("metadata lock poisoned".into()))?;
-        let mut db = meta.load()?;
-        let (out, changed) = f(&mut db)?;
+        let (meta, db) = &mut *guard;
+        // On a copy: a failed operation or write leaves the db as the file has it.
+        let mut next = db.clone();
+        let (out, changed) = f(&mut next)?;
         if changed {
-            meta.save(&db)?;
+            meta.save(&next)?;
+            *db = next;
         }
         Ok(out)
     }
