@@ -10,6 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const CONTAINERD: &str = "/usr/bin/containerd";
+// containerd 1.6 keeps runc's state in /run/containerd/runc/NAMESPACE whatever its config
+// says: a namespace of the test's own, removed when empty.
+const NAMESPACE: &str = "strata-snapshotter-test";
 
 struct Env {
     dir: PathBuf,
@@ -93,7 +96,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
     fn ctr(&self, args: &[&str]) -> Output {
         Command::new("ctr")
-            .args(["-a", &self.addr(), "-n", "test"])
+            .args(["-a", &self.addr(), "-n", NAMESPACE])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -151,6 +154,21 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Distinct inodes under `dir`, itself included (du's count).
+fn count_inodes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        seen.insert(md.ino());
+        if md.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    seen.len() as u64
+}
+
 /// Every mount point under `dir`, deepest first.
 fn mounts_under(dir: &Path) -> Vec<String> {
     let prefix = dir.display().to_string();
@@ -176,6 +194,7 @@ impl Drop for Env {
             let _ = Command::new("umount").args(["-l", &m]).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir(Path::new("/run/containerd/runc").join(NAMESPACE));
     }
 }
 
@@ -197,15 +216,21 @@ fn containerd_runs_on_strata_snapshots() {
         containerd: None,
     };
 
+    // Two layers: busybox and one that adds /two and deletes /etc/group (a whiteout that
+    // containerd applies through the overlay mount this snapshotter returns).
     let store = common::busybox_store(&dir.join("bb"));
-    let archive = dir.join("busybox.tar");
-    common::expect_ok(
-        &["save"],
-        common::strata_at(
-            &store,
-            &["save", "-o", archive.to_str().unwrap(), "busybox"],
-        ),
-    );
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN rm /etc/group && echo two > /two\n",
+    )
+    .unwrap();
+    let build = ["build", "-q", "-t", "two", ctx.to_str().unwrap()];
+    common::expect_ok(&build, common::strata_at(&store, &build));
+    let archive = dir.join("two.tar");
+    let save = ["save", "-o", archive.to_str().unwrap(), "two"];
+    common::expect_ok(&save, common::strata_at(&store, &save));
 
     env.start_snapshotter();
     env.start_containerd();
@@ -220,8 +245,8 @@ fn containerd_runs_on_strata_snapshots() {
     let image = env
         .ctr_ok(&["image", "ls", "-q"])
         .lines()
-        .find(|l| l.contains("busybox"))
-        .unwrap_or_else(|| panic!("no busybox image after import: {imported}"))
+        .find(|l| l.contains("two"))
+        .unwrap_or_else(|| panic!("no image after import: {imported}"))
         .to_string();
 
     let out = env.ctr_ok(&[
@@ -231,13 +256,14 @@ fn containerd_runs_on_strata_snapshots() {
         "strata",
         &image,
         "ctr1",
-        "echo",
-        "hi",
+        "sh",
+        "-c",
+        "echo hi; cat /two; test -e /etc/group || echo gone",
     ]);
-    assert_eq!(out.trim(), "hi", "container output");
+    assert_eq!(out, "hi\ntwo\ngone\n", "container output");
 
     let layers = env.committed();
-    assert!(!layers.is_empty(), "no committed snapshots listed");
+    assert_eq!(layers.len(), 2, "committed snapshots: {layers:?}");
     // The db the snapshotter keeps says the same as containerd's listing.
     let db = std::fs::read_to_string(dir.join("snaproot/metadata.json")).unwrap();
     assert!(db.contains("\"committed\""), "metadata: {db}");
@@ -273,8 +299,27 @@ fn containerd_runs_on_strata_snapshots() {
     ]);
     assert!(out.starts_with("root:x:0:0"), "ctr2: {out}");
     // Usage of the layer: what du says of its fs directory (allocated bytes).
+    // The inode counts containerd reports are those of each layer's fs/ on disk.
     let usage = env.ctr_ok(&["snapshots", "--snapshotter", "strata", "usage"]);
-    assert!(usage.lines().count() > layers.len(), "usage: {usage}");
+    let db: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("snaproot/metadata.json")).unwrap())
+            .unwrap();
+    for name in &layers {
+        let line = usage
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap_or_else(|| panic!("no usage of {name}: {usage}"));
+        let inodes: u64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        // containerd names the backend's snapshot NAMESPACE/N/NAME.
+        let (_, rec) = db["snapshots"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.ends_with(&format!("/{name}")))
+            .unwrap_or_else(|| panic!("{name} not in the snapshotter's db"));
+        let fs = dir.join(format!("snaproot/snapshots/{}/fs", rec["id"]));
+        assert_eq!(inodes, count_inodes(&fs), "inodes of {name}");
+    }
     eprintln!(
         "snapshotter_containerd: {} layer(s), {:.1} s",
         layers.len(),
