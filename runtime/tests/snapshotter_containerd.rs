@@ -206,8 +206,12 @@ fn containerd_runs_on_strata_snapshots() {
     }
     common::need("ctr");
     let t0 = Instant::now();
-    // Short: the unix socket paths under it must fit sun_path (108 bytes).
-    let dir = PathBuf::from(format!("/tmp/sct-{}", std::process::id()));
+    // Named as scripts/test expects of a leftover (<test>-<kind>-<pid>-<n>), and short:
+    // the unix socket paths under it must fit sun_path (108 bytes).
+    let dir = PathBuf::from(format!(
+        "/tmp/strata-tests/snapshotter-containerd-{}-0",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut env = Env {
