@@ -15,7 +15,7 @@ mod usage;
 
 use containerd_snapshots::tonic;
 pub use ops::Strata;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,7 +53,8 @@ impl From<Error> for tonic::Status {
 }
 
 /// Serve the snapshots API on the unix socket `address` until SIGINT or SIGTERM.
-/// A stale socket file at `address` is replaced; the socket is removed on a clean stop.
+/// A stale socket file at `address` is replaced (a live one refused); the socket is
+/// removed on a clean stop.
 pub fn serve(address: &Path, root: &Path) -> Result<(), Error> {
     let snap = Strata::open(root)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -61,15 +62,19 @@ pub fn serve(address: &Path, root: &Path) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
-    let address: PathBuf = address.to_path_buf();
-    let result = rt.block_on(run(&address, snap));
-    let _ = std::fs::remove_file(&address);
-    result
+    rt.block_on(run(address, snap))
 }
 
 async fn run(address: &Path, snap: Strata) -> Result<(), Error> {
     if let Some(dir) = address.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    // A socket someone still answers on is not stale: refuse it rather than take it over.
+    if std::os::unix::net::UnixStream::connect(address).is_ok() {
+        return Err(Error::Internal(format!(
+            "{}: another server is listening there",
+            address.display()
+        )));
     }
     match std::fs::remove_file(address) {
         Ok(()) => {}
@@ -87,9 +92,12 @@ async fn run(address: &Path, snap: Strata) -> Result<(), Error> {
         }
     };
     tracing::info!(address = %address.display(), "snapshotter serving");
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(containerd_snapshots::server(std::sync::Arc::new(snap)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
-        .map_err(|e| Error::Internal(format!("serve: {e}")))
+        .map_err(|e| Error::Internal(format!("serve: {e}")));
+    // Ours (bound above): gone with the server.
+    let _ = std::fs::remove_file(address);
+    served
 }
