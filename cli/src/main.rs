@@ -117,8 +117,8 @@ enum Command {
     /// Manage networks (create, ls, inspect, rm, connect, disconnect, prune).
     #[command(subcommand)]
     Network(network_cmd::NetworkCmd),
-    /// Serve containerd's snapshots API on a unix socket (a containerd proxy plugin;
-    /// --root DIR holds the snapshots).
+    /// Serve containerd's snapshots API on a unix socket (a proxy plugin); --root DIR
+    /// holds the snapshots.
     Snapshotter(snapshotter_cmd::SnapshotterArgs),
 }
 
