@@ -195,6 +195,7 @@ const GROUPS: &[(&str, &[&str])] = &[
         ],
     ),
     ("System", &["info", "version", "events", "system"]),
+    ("Integrations", &["snapshotter"]),
     ("Management groups", &["container", "image"]),
 ];
 

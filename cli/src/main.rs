@@ -21,6 +21,7 @@ mod logging;
 mod mount;
 mod network_cmd;
 mod ps_filter;
+mod snapshotter_cmd;
 mod system_cmd;
 mod tools;
 mod trace_cmd;
@@ -116,6 +117,9 @@ enum Command {
     /// Manage networks (create, ls, inspect, rm, connect, disconnect, prune).
     #[command(subcommand)]
     Network(network_cmd::NetworkCmd),
+    /// Serve containerd's snapshots API on a unix socket (a proxy plugin); --root DIR
+    /// holds the snapshots.
+    Snapshotter(snapshotter_cmd::SnapshotterArgs),
 }
 
 fn main() -> ExitCode {
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
         Command::Builder(c) => with_store(&log_level, root, |s| build_cmd::run_builder(s, c)),
         Command::Volume(cmd) => with_store(&log_level, root, |s| volume_cmd::run(s, cmd)),
         Command::Network(cmd) => with_store(&log_level, root, |s| network_cmd::run(s, cmd)),
+        Command::Snapshotter(args) => snapshotter_cmd::run(args, &log_level, root),
     };
     // Interrupted (Ctrl-C during a pull): the error is the staging removed under the
     // command, not worth a message.

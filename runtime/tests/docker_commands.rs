@@ -424,6 +424,7 @@ fn help_is_grouped_and_fs_tools_have_their_own_group() {
         "Images:",
         "Filesystem tools:",
         "System:",
+        "Integrations:",
         "Management groups:",
     ] {
         assert!(help.contains(h), "{h} missing: {help}");
