@@ -5,154 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+mod ctrd;
+use ctrd::{wait, Env, CONTAINERD};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const CONTAINERD: &str = "/usr/bin/containerd";
-// containerd 1.6 keeps runc's state in /run/containerd/runc/NAMESPACE whatever its config
-// says: a namespace of the test's own, removed when empty.
+// A namespace of the test's own (containerd 1.6 keeps runc's state per namespace).
 const NAMESPACE: &str = "strata-snapshotter-test";
-
-struct Env {
-    dir: PathBuf,
-    snap: Option<Child>,
-    containerd: Option<Child>,
-}
-
-impl Env {
-    fn sock(&self) -> PathBuf {
-        self.dir.join("snap.sock")
-    }
-    fn addr(&self) -> String {
-        self.dir.join("ctrd.sock").display().to_string()
-    }
-
-    fn start_snapshotter(&mut self) {
-        let _ = std::fs::remove_file(self.sock());
-        let log = std::fs::File::create(self.dir.join("snapshotter.log")).unwrap();
-        let child = Command::new(common::strata_bin())
-            .arg("--root")
-            .arg(self.dir.join("snaproot"))
-            .arg("snapshotter")
-            .arg("--address")
-            .arg(self.sock())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.snap = Some(child);
-        let sock = self.sock();
-        wait("the snapshotter's socket", Duration::from_secs(20), || {
-            sock.exists()
-        });
-    }
-
-    fn kill_snapshotter(&mut self) {
-        if let Some(mut c) = self.snap.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn start_containerd(&mut self) {
-        let d = self.dir.display();
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "{d}/ctrd.sock"
-[ttrpc]
-  address = "{d}/ctrd.sock.ttrpc"
-[debug]
-  address = "{d}/debug.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-[proxy_plugins.strata]
-  type = "snapshot"
-  address = "{sock}"
-"#,
-            sock = self.sock().display()
-        );
-        let cfg = self.dir.join("config.toml");
-        std::fs::write(&cfg, config).unwrap();
-        let log = std::fs::File::create(self.dir.join("containerd.log")).unwrap();
-        let child = Command::new(CONTAINERD)
-            .arg("--config")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.containerd = Some(child);
-        wait("containerd", Duration::from_secs(30), || {
-            self.ctr(&["version"]).status.success()
-        });
-    }
-
-    fn ctr(&self, args: &[&str]) -> Output {
-        Command::new("ctr")
-            .args(["-a", &self.addr(), "-n", NAMESPACE])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ctr_ok(&self, args: &[&str]) -> String {
-        let out = self.ctr(args);
-        assert!(
-            out.status.success(),
-            "ctr {args:?} failed ({}): {}{}\n-- snapshotter log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(self.dir.join("snapshotter.log")).unwrap_or_default()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The committed snapshots `ctr snapshots ls` shows (KEY PARENT KIND lines).
-    fn committed(&self) -> Vec<String> {
-        let out = self.ctr_ok(&["snapshots", "--snapshotter", "strata", "ls"]);
-        let mut v: Vec<String> = out
-            .lines()
-            .skip(1)
-            .filter(|l| l.split_whitespace().last() == Some("Committed"))
-            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
-            .collect();
-        v.sort();
-        v
-    }
-}
-
-/// Poll `f` every 50 ms until it holds, for at most `limit`.
-fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
 
 /// Distinct inodes under `dir`, itself included (du's count).
 fn count_inodes(dir: &Path) -> u64 {
@@ -169,35 +28,6 @@ fn count_inodes(dir: &Path) -> u64 {
     seen.len() as u64
 }
 
-/// Every mount point under `dir`, deepest first.
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.display().to_string();
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut v: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
-        .filter(|m| m.starts_with(&prefix))
-        .collect();
-    v.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    v
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.containerd.take() {
-            stop(&mut c);
-        }
-        if let Some(mut c) = self.snap.take() {
-            stop(&mut c);
-        }
-        for m in mounts_under(&self.dir) {
-            let _ = Command::new("umount").args(["-l", &m]).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir(Path::new("/run/containerd/runc").join(NAMESPACE));
-    }
-}
-
 #[test]
 fn containerd_runs_on_strata_snapshots() {
     if !Path::new(CONTAINERD).exists() {
@@ -212,13 +42,7 @@ fn containerd_runs_on_strata_snapshots() {
         "/tmp/strata-tests/snapshotter-containerd-{}-0",
         std::process::id()
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut env = Env {
-        dir: dir.clone(),
-        snap: None,
-        containerd: None,
-    };
+    let mut env = Env::new(dir.clone(), NAMESPACE);
 
     // Two layers: busybox and one that adds /two and deletes /etc/group (a whiteout that
     // containerd applies through the overlay mount this snapshotter returns).
@@ -237,7 +61,7 @@ fn containerd_runs_on_strata_snapshots() {
     common::expect_ok(&save, common::strata_at(&store, &save));
 
     env.start_snapshotter();
-    env.start_containerd();
+    env.start_containerd(None);
     let imported = env.ctr_ok(&[
         "image",
         "import",
