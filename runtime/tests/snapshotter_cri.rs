@@ -51,15 +51,16 @@ fn cri_config(dir: &Path) -> String {
     )
 }
 
-/// Run one CRI call to its end, for at most 60 s.
+/// Run one CRI call to its end, for at most 60 s. (The reasons of a failure are in
+/// containerd.log: STRATA_KEEP_CTRD=1 keeps the temp dir.)
 fn call<T, F>(rt: &tokio::runtime::Runtime, what: &str, fut: F) -> T
 where
     F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     match rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), fut).await }) {
         Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(status)) => panic!("CRI {what}: {status}"),
-        Err(_) => panic!("CRI {what}: no answer in 60 s"),
+        Ok(Err(status)) => panic!("CRI {what}: {status} (STRATA_KEEP_CTRD=1 keeps the logs)"),
+        Err(_) => panic!("CRI {what}: no answer in 60 s (STRATA_KEEP_CTRD=1 keeps the logs)"),
     }
 }
 
