@@ -17,27 +17,38 @@ use std::time::SystemTime;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// Writable, not committed yet.
     Active,
+    /// Read-only view of a committed parent.
     View,
+    /// A layer: read-only, may be a parent.
     Committed,
 }
 
+/// One snapshot's metadata.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     /// Directory name under ROOT/snapshots (stable across Commit, which renames the key).
     pub id: u64,
+    /// Active, view or committed.
     pub kind: Kind,
     /// The parent's key ("" for none); a parent is always committed.
     pub parent: String,
+    /// containerd's labels.
     #[serde(default)]
     pub labels: HashMap<String, String>,
+    /// When it was made.
     pub created: SystemTime,
+    /// When it last changed (commit, label update).
     pub updated: SystemTime,
 }
 
+/// Every snapshot by key, and the next directory id.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Db {
+    /// The id the next snapshot's directory gets.
     pub next_id: u64,
+    /// The snapshots by key.
     pub snapshots: BTreeMap<String, Record>,
 }
 
@@ -66,6 +77,7 @@ impl Db {
         Ok(ids)
     }
 
+    /// Whether any snapshot has `key` as its parent.
     pub fn has_children(&self, key: &str) -> bool {
         self.snapshots.values().any(|r| r.parent == key)
     }
@@ -79,6 +91,7 @@ pub struct MetaStore {
 }
 
 impl MetaStore {
+    /// Take `root`'s lock (refused while another snapshotter holds it).
     pub fn open(root: &Path) -> Result<Self, Error> {
         let lock_path = root.join("lock");
         let file = OpenOptions::new()
@@ -100,6 +113,7 @@ impl MetaStore {
         })
     }
 
+    /// The db as last saved (empty when there is no file yet).
     pub fn load(&self) -> Result<Db, Error> {
         match std::fs::read(&self.path) {
             Ok(bytes) => serde_json::from_slice(&bytes)

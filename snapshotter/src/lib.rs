@@ -17,16 +17,22 @@ use containerd_snapshots::tonic;
 pub use ops::Strata;
 use std::path::Path;
 
+/// What a snapshot operation can fail with, one variant per gRPC code containerd reads.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// No snapshot has this key.
     #[error("snapshot {0} not found")]
     NotFound(String),
+    /// The key (or commit name) is taken.
     #[error("snapshot {0} already exists")]
     AlreadyExists(String),
+    /// The snapshot is in the wrong state (a parent not committed, children left, ...).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A malformed request (an unknown label path, an empty key, ...).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The disk or the metadata file failed.
     #[error("{0}")]
     Internal(String),
 }

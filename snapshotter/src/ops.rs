@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+/// The snapshotter: its root directory and the metadata of every snapshot.
 pub struct Strata {
     root: PathBuf,
     // The db in memory (this process holds the root's flock, nothing else writes it) and
@@ -18,6 +19,7 @@ pub struct Strata {
 }
 
 impl Strata {
+    /// Open (or create) the snapshotter at `root`, holding its lock.
     pub fn open(root: &Path) -> Result<Self, Error> {
         let snaps = root.join("snapshots");
         std::fs::create_dir_all(&snaps).map_err(|e| Error::io(&snaps, e))?;
