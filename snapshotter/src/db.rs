@@ -123,6 +123,7 @@ impl MetaStore {
         }
     }
 
+    /// Write `db` through a temporary file and a rename (the old file stays on failure).
     pub fn save(&self, db: &Db) -> Result<(), Error> {
         let bytes = serde_json::to_vec(db).map_err(|e| Error::Internal(e.to_string()))?;
         let tmp = self.path.with_extension("json.tmp");
