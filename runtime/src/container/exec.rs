@@ -131,6 +131,8 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
     // cannot read its own /proc/self once in the container's mount namespace.
     let mknod =
         userns.is_some() || crate::isolation::rootless::in_userns() || cgroup.denies_devices();
+    // The seccomp program from the store's cache (compiled once per profile), before the fork.
+    let prepared = security::prepare(store, &cfg.security, mknod)?;
     let (err_r, err_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "cannot create a pipe")?;
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
@@ -191,7 +193,7 @@ pub fn exec(store: &Store, id: &str, o: &ExecOptions) -> Result<i32> {
                 );
             }
             // The same capabilities, seccomp filter and no_new_privs as the container's command.
-            let applied = match security::apply(&cfg.security, mknod) {
+            let applied = match security::apply_prepared(&cfg.security, prepared) {
                 Ok(a) => a,
                 Err(e) => fail(&err_w, 125, &e.to_string()),
             };

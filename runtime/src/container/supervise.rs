@@ -332,11 +332,7 @@ fn supervise_mounted(
     // Rootless, the kernel refuses device nodes in the user namespace whatever the caps.
     let mknod = crate::isolation::rootless::in_userns()
         || cgroup.as_ref().is_some_and(cgroups::Cgroup::denies_devices);
-    let security = crate::isolation::security::prepare(
-        &store.root.join("cache/seccomp"),
-        &cfg.security,
-        mknod,
-    )?;
+    let security = crate::isolation::security::prepare(store, &cfg.security, mknod)?;
     let sigs = init::handled_signals();
     sigs.thread_block().ctx(|| "cannot block signals")?;
     // SAFETY: the supervisor is single-threaded until this fork: its pty and log threads

@@ -250,12 +250,6 @@ pub fn load_compiled(prog: &[u8]) -> Result<()> {
         .map_err(|e| err!("cannot install the seccomp filter: {e}"))
 }
 
-/// Install `f` on the calling thread (needs no_new_privs or CAP_SYS_ADMIN).
-pub fn load(f: &ScmpFilterContext) -> Result<()> {
-    f.load()
-        .map_err(|e| err!("cannot install the seccomp filter: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

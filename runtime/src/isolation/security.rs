@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use caps::CapsHashSet;
-use libseccomp::ScmpFilterContext;
 
 use crate::err;
 use crate::isolation::{caps as capset, seccomp, seccomp_profile};
@@ -165,23 +164,6 @@ pub struct Applied {
     pub caps: CapsHashSet,
 }
 
-fn filter(s: &Security, caps: &CapsHashSet) -> Result<Option<ScmpFilterContext>> {
-    let profile = match &s.seccomp {
-        Seccomp::Unconfined => return Ok(None),
-        Seccomp::Default => seccomp_profile::parse(seccomp_profile::DEFAULT_JSON, "default")?,
-        Seccomp::Profile(text) => seccomp_profile::parse(text, "of the container")?,
-    };
-    seccomp::build(&profile, &capset::names_of(caps)).map(Some)
-}
-
-/// In a forked child about to become (or start) the container's process: seccomp, the
-/// bounding set and no_new_privs, ordered as runc does. Without no_new_privs the filter
-/// goes first, while the process still has CAP_SYS_ADMIN (which loading it then needs);
-/// with it, last. `mknod`: keep CAP_MKNOD (see caps::set_of).
-pub fn apply(s: &Security, mknod: bool) -> Result<Applied> {
-    apply_now(s, mknod)
-}
-
 /// What [`apply_prepared`] installs, computed by the supervisor before the fork (the
 /// seccomp program from the store's cache: compiling it is the slow part of a start's
 /// security setup).
@@ -191,8 +173,10 @@ pub struct Prepared {
 }
 
 /// The container's capability set and seccomp program (compiled once per profile and
-/// capability set into `cache`), nothing installed yet.
-pub fn prepare(cache: &std::path::Path, s: &Security, mknod: bool) -> Result<Prepared> {
+/// capability set into the store's `cache/seccomp`), nothing installed yet. `mknod`: keep
+/// CAP_MKNOD (see caps::set_of).
+pub fn prepare(store: &crate::store::Store, s: &Security, mknod: bool) -> Result<Prepared> {
+    let cache = store.root.join("cache/seccomp");
     let caps = capset::set_of(&cap_names(s), mknod || s.privileged);
     let text = match &s.seccomp {
         Seccomp::Unconfined => None,
@@ -208,7 +192,7 @@ pub fn prepare(cache: &std::path::Path, s: &Security, mknod: bool) -> Result<Pre
             };
             let profile = seccomp_profile::parse(t, what)?;
             Some(seccomp::compiled(
-                cache,
+                &cache,
                 t,
                 &profile,
                 &capset::names_of(&caps),
@@ -218,7 +202,10 @@ pub fn prepare(cache: &std::path::Path, s: &Security, mknod: bool) -> Result<Pre
     Ok(Prepared { caps, bpf })
 }
 
-/// [`apply`] with what [`prepare`] computed.
+/// In a forked child about to become (or start) the container's process, what [`prepare`]
+/// computed: seccomp, the bounding set and no_new_privs, ordered as runc does. Without
+/// no_new_privs the filter goes first, while the process still has CAP_SYS_ADMIN (which
+/// loading it then needs); with it, last.
 pub fn apply_prepared(s: &Security, p: Prepared) -> Result<Applied> {
     let Prepared { caps, bpf } = p;
     if s.new_privileges {
@@ -231,25 +218,6 @@ pub fn apply_prepared(s: &Security, p: Prepared) -> Result<Applied> {
         nix::sys::prctl::set_no_new_privs().map_err(|e| err!("cannot set no_new_privs: {e}"))?;
         if let Some(b) = &bpf {
             seccomp::load_compiled(b)?;
-        }
-    }
-    Ok(Applied { caps })
-}
-
-/// Compile and install in one go (`exec`: a one-off process).
-fn apply_now(s: &Security, mknod: bool) -> Result<Applied> {
-    let caps = capset::set_of(&cap_names(s), mknod || s.privileged);
-    let f = filter(s, &caps)?;
-    if s.new_privileges {
-        if let Some(f) = &f {
-            seccomp::load(f)?;
-        }
-    }
-    capset::bound(&caps)?;
-    if !s.new_privileges {
-        nix::sys::prctl::set_no_new_privs().map_err(|e| err!("cannot set no_new_privs: {e}"))?;
-        if let Some(f) = &f {
-            seccomp::load(f)?;
         }
     }
     Ok(Applied { caps })
