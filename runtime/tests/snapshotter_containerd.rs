@@ -6,8 +6,8 @@
 
 mod common;
 mod ctrd;
-use ctrd::{wait, Env, CONTAINERD};
-use std::path::{Path, PathBuf};
+use ctrd::{wait, Env};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 // A namespace of the test's own (containerd 1.6 keeps runc's state per namespace).
@@ -30,18 +30,8 @@ fn count_inodes(dir: &Path) -> u64 {
 
 #[test]
 fn containerd_runs_on_strata_snapshots() {
-    if !Path::new(CONTAINERD).exists() {
-        eprintln!("skipped: {CONTAINERD} is missing (scripts/setup installs containerd)");
-        return;
-    }
-    common::need("ctr");
     let t0 = Instant::now();
-    // Named as scripts/test expects of a leftover (<test>-<kind>-<pid>-<n>), and short:
-    // the unix socket paths under it must fit sun_path (108 bytes).
-    let dir = PathBuf::from(format!(
-        "/tmp/strata-tests/snapshotter-containerd-{}-0",
-        std::process::id()
-    ));
+    let dir = ctrd::test_dir("snapshotter-containerd");
     let mut env = Env::new(dir.clone(), NAMESPACE);
 
     // Two layers: busybox and one that adds /two and deletes /etc/group (a whiteout that

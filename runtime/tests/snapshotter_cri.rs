@@ -9,11 +9,11 @@
 
 mod common;
 mod ctrd;
-use ctrd::{wait, Env, CONTAINERD};
+use ctrd::{wait, Env};
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1 as cri;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tonic::transport::{Endpoint, Uri};
 
@@ -106,17 +106,8 @@ impl Drop for CgroupParent {
 
 #[test]
 fn cri_pod_runs_on_strata_snapshots() {
-    if !Path::new(CONTAINERD).exists() {
-        eprintln!("skipped: {CONTAINERD} is missing (scripts/setup installs containerd)");
-        return;
-    }
-    common::need("ctr");
     let t0 = Instant::now();
-    // Named as scripts/test expects of a leftover (<test>-<kind>-<pid>-<n>), and short.
-    let dir = PathBuf::from(format!(
-        "/tmp/strata-tests/snapshotter-cri-{}-0",
-        std::process::id()
-    ));
+    let dir = ctrd::test_dir("snapshotter-cri");
     // Declared before env, so dropped after it: containerd and the pod are gone by then.
     let cgroups = CgroupParent {
         parent: format!("/strata-cri-{}", std::process::id()),

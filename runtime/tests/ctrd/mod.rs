@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 
 pub const CONTAINERD: &str = "/usr/bin/containerd";
 
+/// The test's private dir, named as scripts/test expects of a leftover
+/// (<test>-<kind>-<pid>-<n>) and short: the unix socket paths under it must fit sun_path
+/// (108 bytes). containerd and ctr must be there (scripts/setup installs them).
+pub fn test_dir(kind: &str) -> PathBuf {
+    common::need(CONTAINERD);
+    common::need("ctr");
+    PathBuf::from(format!("/tmp/strata-tests/{kind}-{}-0", std::process::id()))
+}
+
 pub struct Env {
     pub dir: PathBuf,
     /// The containerd namespace every `ctr` call names. containerd 1.6 keeps runc's state
