@@ -52,6 +52,8 @@ pub fn install(store: &Store) {
 /// Remove this process's staging and the registered paths. The command's own thread may
 /// still be writing into them, so a directory is tried a few times.
 fn clean_up(store: &Store) {
+    // Kept until exit: the command's thread makes no staging directory after this sweep.
+    let closed = crate::store::close_staging();
     let mine = crate::store::staging_owner_prefix();
     let mut paths: Vec<PathBuf> = crate::util::pending_paths();
     if let Ok(rd) = std::fs::read_dir(store.tmp_dir()) {
@@ -69,4 +71,5 @@ fn clean_up(store: &Store) {
             }
         }
     }
+    std::mem::forget(closed);
 }

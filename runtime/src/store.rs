@@ -111,8 +111,13 @@ impl Store {
         self.lock(FlockArg::LockShared)
     }
 
-    /// A fresh, empty staging directory under tmp/.
+    /// A fresh, empty staging directory under tmp/ (refused once the command is being
+    /// interrupted: see [`close_staging`]).
     pub fn staging_dir(&self, what: &str) -> Result<PathBuf> {
+        let _open = STAGING.lock().unwrap_or_else(|e| e.into_inner());
+        if STAGING_CLOSED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::err!("interrupted"));
+        }
         // Named for its owner process (pid and start time), so that the next store open
         // can tell a crashed command's leftovers from a running command's staging.
         let (pid, start) = staging_owner_prefix();
@@ -149,6 +154,19 @@ impl Store {
             }
         }
     }
+}
+
+/// Held while a staging directory is made, so that the interrupt handler's sweep of this
+/// process's staging never runs between a command's check and its mkdir.
+static STAGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static STAGING_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// No staging directory is made from now on; the guard (held until the process exits)
+/// waits out one being made, so a sweep after this sees every directory there will be.
+pub(crate) fn close_staging() -> std::sync::MutexGuard<'static, ()> {
+    let g = STAGING.lock().unwrap_or_else(|e| e.into_inner());
+    STAGING_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+    g
 }
 
 /// Remove a directory tree, making read-only directories writable first (a layer may hold them).
