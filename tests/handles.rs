@@ -115,3 +115,40 @@ fn file_handles_are_refused_not_stale() {
         (a.is_ok(), a == b, a == c)
     });
 }
+
+/// An inode the kernel still holds after its last name went (here through an O_PATH fd,
+/// which the daemon never sees opened), then many new entries: the upper filesystem must
+/// not hand the freed inode number to one of them. Before strata kept such inodes open,
+/// ext4 reused the number at once, the kernel marked its old inode bad, and fstat gave EIO
+/// (as did a racing `ls -lR` opening a directory being removed).
+#[test]
+fn removed_inodes_the_kernel_holds_keep_their_numbers() {
+    let p = pair();
+    let s = p.both_val(
+        "O_PATH fds on removed upper entries, then new entries",
+        |m| {
+            m.mkdir("gone", 0o710).unwrap();
+            m.put("gonefile", "x\n").unwrap();
+            m.mkdir("old", 0o755).unwrap();
+            m.mkdir("repl", 0o711).unwrap();
+            let held: Vec<_> = ["gone", "gonefile", "repl"]
+                .iter()
+                .map(|n| sys::open(&m.p(n), libc::O_PATH | libc::O_NOFOLLOW, 0).unwrap())
+                .collect();
+            m.rmdir("gone").unwrap();
+            m.unlink("gonefile").unwrap();
+            m.rename("old", "repl").unwrap();
+            for i in 0..64 {
+                m.mkdir(&format!("new{i}"), 0o755).unwrap();
+                m.put(&format!("newf{i}"), "n\n").unwrap();
+            }
+            held.iter()
+                .map(|fd| sys::fstat(fd).map(|st| st.st_mode & libc::S_IFMT))
+                .collect::<Vec<_>>()
+        },
+    );
+    assert_eq!(
+        s,
+        vec![Ok(libc::S_IFDIR), Ok(libc::S_IFREG), Ok(libc::S_IFDIR)]
+    );
+}

@@ -85,6 +85,12 @@ pub struct Node {
     /// The table's clock when `place` was last set by the operation that changed it (see
     /// [`NodeTable::clock`]).
     pub place_at: u64,
+    /// An O_PATH fd on the upper inode of a node that lost its last name while the kernel
+    /// still held it. It keeps the backing inode, and so its number, from being reused
+    /// until the kernel forgets the node (overlayfs holds the real inode the same way): a
+    /// new file reported under the number would make the kernel's old inode bad, and a
+    /// racing stat or open of the removed entry would fail with EIO instead of ENOENT.
+    pub pin: Option<std::os::fd::OwnedFd>,
 }
 
 /// All nodes.
@@ -114,6 +120,7 @@ impl NodeTable {
                 dying: false,
                 generation: 0,
                 place_at: 0,
+                pin: None,
             },
         );
         NodeTable {
@@ -275,6 +282,7 @@ impl NodeTable {
                         dying: false,
                         generation: fresh,
                         place_at: now,
+                        pin: None,
                     },
                 );
                 self.next_generation += 1;
@@ -294,6 +302,18 @@ impl NodeTable {
     pub fn set_dying(&mut self, ino: u64, dying: bool) {
         if let Some(n) = self.nodes.get_mut(&ino) {
             n.dying = dying;
+        }
+    }
+
+    /// Whether the kernel holds lookups on `ino`.
+    pub fn referenced(&self, ino: u64) -> bool {
+        self.nodes.get(&ino).is_some_and(|n| n.lookups > 0)
+    }
+
+    /// Keep `fd` (the backing inode of `ino`, just removed) open while the node stays.
+    pub fn pin(&mut self, ino: u64, fd: std::os::fd::OwnedFd) {
+        if let Some(n) = self.nodes.get_mut(&ino).filter(|n| n.unlinked) {
+            n.pin = Some(fd);
         }
     }
 

@@ -345,10 +345,12 @@ impl Union {
         }
         if r.place.upper {
             self.drop_index_link(pd.as_fd(), name, &r)?;
-            self.freeing(&r, || {
+            let pin = self.freeing(&r, pd.as_fd(), name, || {
                 nix::unistd::unlinkat(pd.as_fd(), name, UnlinkatFlags::NoRemoveDir)
                     .map_err(io::Error::from)
             })?;
+            self.remove_pinned(r.ino, parent, name, pin);
+            return Ok(());
         }
         self.nodes.write().remove_alias(r.ino, parent, name);
         Ok(())
@@ -371,30 +373,70 @@ impl Union {
         if self.lower_visible(&pplace, name)? {
             create_whiteout(pd.as_fd(), name)?;
         }
-        if r.place.upper {
-            self.freeing(&r, || self.discard_upper_dir(pd.as_fd(), name))?;
-        }
+        let pin = if r.place.upper {
+            self.freeing(&r, pd.as_fd(), name, || {
+                self.discard_upper_dir(pd.as_fd(), name)
+            })?
+        } else {
+            None
+        };
         self.invalidate_upper_dirfds();
-        self.nodes.write().remove_alias(r.ino, parent, name);
+        self.remove_pinned(r.ino, parent, name, pin);
         Ok(())
     }
 
-    /// Run `op`, which may free the upper inode behind `r`, with its node marked as dying,
-    /// so that a file created meanwhile under the same inode number gets a new generation.
-    pub(crate) fn freeing<T>(
+    /// Drop the alias of a removed entry, keeping `pin` (from [`Self::freeing`]) with
+    /// its node while the kernel still holds it.
+    pub(crate) fn remove_pinned(&self, ino: u64, parent: u64, name: &OsStr, pin: Option<OwnedFd>) {
+        let mut nodes = self.nodes.write();
+        nodes.remove_alias(ino, parent, name);
+        if let Some(fd) = pin {
+            nodes.pin(ino, fd);
+        }
+    }
+
+    /// Run `op`, which may free the upper inode behind `r` (the entry `name` in `dir`),
+    /// with its node marked as dying, so that a file created meanwhile under the same inode
+    /// number gets a new generation. When the kernel holds the node and its number is the
+    /// upper inode's, the inode is first opened O_PATH: returned, for [`Self::remove_pinned`]
+    /// to keep, so the number is not reused under the kernel's old inode.
+    pub(crate) fn freeing(
         &self,
         r: &Resolved,
-        op: impl FnOnce() -> io::Result<T>,
-    ) -> io::Result<T> {
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        op: impl FnOnce() -> io::Result<()>,
+    ) -> io::Result<Option<OwnedFd>> {
         let last_link = r.place.is_dir() || r.st.st_nlink <= 1;
-        if last_link {
-            self.nodes.write().set_dying(r.ino, true);
+        if !last_link {
+            op()?;
+            return Ok(None);
         }
-        let out = op();
-        if out.is_err() && last_link {
+        let pin = if self.upper_numbered(r) && self.nodes.read().referenced(r.ino) {
+            // Without the pin (EMFILE, say) the new generation still tells the inodes apart.
+            nix::fcntl::openat(
+                dir,
+                name,
+                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ok()
+        } else {
+            None
+        };
+        self.nodes.write().set_dying(r.ino, true);
+        if let Err(e) = op() {
             self.nodes.write().set_dying(r.ino, false);
+            return Err(e);
         }
-        out
+        Ok(pin)
+    }
+
+    /// Whether the number `r` reports is its upper inode's (not one kept from a lower
+    /// file it was copied up from, which no new file can get).
+    fn upper_numbered(&self, r: &Resolved) -> bool {
+        self.upper()
+            .is_ok_and(|u| self.xino(u.fs_index, r.st.st_ino) == r.ino)
     }
 
     /// Move an upper directory (holding at most whiteouts) to the workdir and delete it.

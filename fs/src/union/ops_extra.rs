@@ -44,16 +44,25 @@ impl Union {
 
     /// Attributes of a directory whose name is gone (rmdir, or replaced by a rename) while
     /// it is still open: those of the branch directory it was opened on, nlink 0, as ext4
-    /// and overlayfs report for a removed directory. ENOENT when no open handle holds it.
+    /// and overlayfs report for a removed directory (or of any upper inode kept by a pin).
+    /// ENOENT when neither an open handle nor a pin holds it.
     pub(crate) fn getattr_removed_dir(&self, ino: u64) -> io::Result<Attr> {
-        let fd = self
-            .handles
-            .any_dir_of(ino)
-            .ok_or_else(|| errno(libc::ENOENT))?;
-        let st = nix::sys::stat::fstat(fd.as_fd())?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-            return Err(errno(libc::ENOENT));
-        }
+        let st = match self.handles.any_dir_of(ino) {
+            Some(fd) => {
+                let st = nix::sys::stat::fstat(fd.as_fd())?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    return Err(errno(libc::ENOENT));
+                }
+                st
+            }
+            // No open handle (an O_PATH fd, a cwd, a racing stat): the inode kept for the
+            // node when its last name went, if it was upper.
+            None => {
+                let nodes = self.nodes.read();
+                let pin = nodes.get(ino).and_then(|n| n.pin.as_ref());
+                nix::sys::stat::fstat(pin.ok_or_else(|| errno(libc::ENOENT))?.as_fd())?
+            }
+        };
         let mut a = self.attr_from(&st, ino);
         a.nlink = 0;
         Ok(a)

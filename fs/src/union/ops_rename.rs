@@ -111,6 +111,8 @@ impl Union {
         let spd = self.dirfd(Layer::Upper, &ppath)?;
         let dpd = self.dirfd(Layer::Upper, &nppath)?;
         let moved_dir = src.place.is_dir() || dst.as_ref().is_some_and(|d| d.place.is_dir());
+        // The replaced entry's inode, kept while the kernel holds its node (see `freeing`).
+        let mut pin = None;
         if exchange {
             let Some(d) = &dst else {
                 return Err(errno(libc::ENOENT));
@@ -144,7 +146,7 @@ impl Union {
                     .map_err(io::Error::from)
             };
             match dst.as_ref().filter(|d| d.place.upper) {
-                Some(d) => self.freeing(d, rename)?,
+                Some(d) => pin = self.freeing(d, dpd.as_fd(), newname, rename)?,
                 None => rename()?,
             }
             remove_whiteout(dpd.as_fd(), newname)?;
@@ -161,6 +163,9 @@ impl Union {
             dst.as_ref(),
             exchange,
         );
+        if let (Some(fd), Some(d)) = (pin, dst.as_ref()) {
+            self.nodes.write().pin(d.ino, fd);
+        }
         Ok(())
     }
 
