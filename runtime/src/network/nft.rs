@@ -16,6 +16,26 @@ use crate::util::Result;
 /// The table's name (family ip).
 pub const TABLE: &str = "strata";
 
+/// The host-wide lock that serializes strata's changes to its table. Every store shares
+/// the one table, and a removal lists the rules, then deletes them by handle (the table
+/// with its last rule): without the lock, a concurrent add lands in a table about to be
+/// deleted, and the same removal from two processes (`rm` racing the supervisor's
+/// teardown) has one of them fail on handles the other deleted.
+const LOCK: &str = "/run/strata-nft.lock";
+
+/// Run `f` holding [`LOCK`].
+fn locked<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK)
+        .map_err(|e| err!("cannot open {LOCK} ({e}): strata's port rules need root"))?;
+    let _lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| err!("cannot lock {LOCK}: {e}"))?;
+    f()
+}
+
 /// Run `nft -j -f -` on `cmds` (one atomic transaction).
 fn apply(cmds: Vec<Value>) -> Result<()> {
     let doc = json!({ "nftables": cmds }).to_string();
@@ -150,7 +170,7 @@ pub fn add_network(id: &str, bridge: &str, subnet: &str) -> Result<()> {
             json!({"drop": null}),
         ],
     ));
-    apply(cmds)
+    locked(|| apply(cmds))
 }
 
 /// Install container `id`'s published ports: DNAT to `ip` for traffic to a local address
@@ -173,12 +193,16 @@ pub fn add_ports(id: &str, ip: &str, ports: &[PortMapping]) -> Result<()> {
             cmds.push(rule(chain, &c, expr.clone()));
         }
     }
-    apply(cmds)
+    locked(|| apply(cmds))
 }
 
 /// Delete every rule whose comment is `comment`; then the table itself if no rule is
 /// left in it. Nothing to do (and no error) when there is no table.
 pub fn remove(comment: &str) -> Result<()> {
+    locked(|| remove_locked(comment))
+}
+
+fn remove_locked(comment: &str) -> Result<()> {
     let Some(rules) = rules()? else {
         return Ok(());
     };
