@@ -14,7 +14,7 @@ use crate::union::whiteout::{
 };
 use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, SFlag};
-use nix::unistd::{Gid, Uid, UnlinkatFlags};
+use nix::unistd::UnlinkatFlags;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
@@ -120,15 +120,9 @@ impl Union {
         place: Placement,
         inh: Option<&Inherited>,
     ) -> io::Result<Attr> {
-        nix::unistd::fchownat(
-            dir,
-            staged,
-            Some(Uid::from_raw(ne.uid)),
-            Some(Gid::from_raw(ne.gid)),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )?;
+        let st = self.own_new(dir, staged, ne)?;
         if let Some(inh) = inh {
-            self.exact_mode(dir, staged, inh)?;
+            self.exact_mode(dir, staged, inh, st)?;
         }
         self.publish_new(parent, name, ne, place)
     }

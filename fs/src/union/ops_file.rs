@@ -107,7 +107,7 @@ impl Union {
         }
         let (path, place) = self.node_info(ino)?;
         let (layer, bpath) = self.attr_source(&path, &place)?;
-        let st = self.branch(layer)?.stat(&bpath)?;
+        let st = self.stat_in(layer, &bpath)?;
         let mut a = self.attr_from(&st, ino);
         self.fix_merged_dir_nlink(&mut a, &place);
         if place.metacopy() && !place.delta {

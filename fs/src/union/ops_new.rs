@@ -14,7 +14,7 @@ use crate::union::meta::Meta;
 use crate::union::ops_dir::NewEntry;
 use crate::union::whiteout::remove_whiteout;
 use nix::fcntl::{AtFlags, RenameFlags};
-use nix::sys::stat::{Mode, SFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 use std::ffi::OsStr;
 use std::io;
@@ -27,20 +27,48 @@ impl Union {
     /// mode and umask or the parent's default ACL, and that ACL): the daemon's own umask
     /// also applied when the upper filesystem created it, chown cleared set-id bits, and
     /// an entry staged in the workdir inherited nothing there.
+    /// `st`: the entry's stat from [`Self::own_new`], None when a chown changed it.
     pub(crate) fn exact_mode(
         &self,
         dir: BorrowedFd<'_>,
         name: &OsStr,
         inh: &Inherited,
+        st: Option<FileStat>,
     ) -> io::Result<()> {
         if inh.access.is_some() || inh.default.is_some() {
             return self.apply_inherited(dir, name, inh);
         }
-        let st = stat_at(dir, name)?;
+        let st = match st {
+            Some(st) => st,
+            None => stat_at(dir, name)?,
+        };
         if st.st_mode & 0o7777 == inh.mode & 0o7777 {
             return Ok(());
         }
         self.chmod_at(dir, name, inh.mode & 0o7777)
+    }
+
+    /// Give the new entry `name` in `dir` its owner. The upper filesystem usually made it
+    /// with the right one already (the daemon's ids, the group of a setgid parent): then
+    /// no chown, and the stat taken to know is returned for [`Self::exact_mode`].
+    pub(crate) fn own_new(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        ne: &NewEntry,
+    ) -> io::Result<Option<FileStat>> {
+        let st = stat_at(dir, name)?;
+        if st.st_uid == ne.uid && st.st_gid == ne.gid {
+            return Ok(Some(st));
+        }
+        nix::unistd::fchownat(
+            dir,
+            name,
+            Some(Uid::from_raw(ne.uid)),
+            Some(Gid::from_raw(ne.gid)),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?;
+        Ok(None)
     }
 
     /// Whether a real 0/0 device can be told from a whiteout here: the mark lives in the
@@ -105,15 +133,9 @@ impl Union {
         let tmp = self.tmp_name();
         create(work.dir.as_fd(), &tmp)?;
         let staged = (|| -> io::Result<()> {
-            nix::unistd::fchownat(
-                work.dir.as_fd(),
-                tmp.as_os_str(),
-                Some(Uid::from_raw(ne.uid)),
-                Some(Gid::from_raw(ne.gid)),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )?;
+            let st = self.own_new(work.dir.as_fd(), &tmp, ne)?;
             // The workdir has no default ACL to inherit, and the daemon's umask applied.
-            self.exact_mode(work.dir.as_fd(), &tmp, inh)?;
+            self.exact_mode(work.dir.as_fd(), &tmp, inh, st)?;
             finish(work.dir.as_fd(), &tmp)?;
             nix::fcntl::renameat2(
                 work.dir.as_fd(),
