@@ -61,17 +61,24 @@ fn read_branch_dir(
 impl Union {
     /// Read the records of the entries of `v` (a listing of directory `ino`) still unread.
     pub(crate) fn read_listed_records(&self, ino: u64, v: &mut [DirEntry]) -> io::Result<()> {
-        let (_, place) = self.node_info(ino)?;
+        let (path, place) = self.node_info(ino)?;
         let layers = place.dir.map(|d| d.layers).unwrap_or_default();
         for e in v.iter_mut() {
-            let Some(layer) = e.unread.take() else {
-                continue;
+            let record = match e.unread.take() {
+                None => continue,
+                Some(Layer::Upper) => {
+                    let ud = self.dirfd(Layer::Upper, &path)?;
+                    self.meta.read(&sys::proc_path(ud.as_fd(), &e.name)?)?
+                }
+                Some(Layer::Lower(layer)) => {
+                    let Some((_, lpath)) = layers.iter().find(|(l, _)| *l == layer) else {
+                        continue;
+                    };
+                    let ld = self.dirfd(Layer::Lower(layer), lpath)?;
+                    self.lower_meta(ld.as_fd(), &e.name)?
+                }
             };
-            let Some((_, lpath)) = layers.iter().find(|(l, _)| *l == layer) else {
-                continue;
-            };
-            let ld = self.dirfd(Layer::Lower(layer), lpath)?;
-            if let Some(i) = self.lower_meta(ld.as_fd(), &e.name)?.and_then(|m| m.ino) {
+            if let Some(i) = record.and_then(|m| m.ino) {
                 e.ino = i;
             }
         }
@@ -85,7 +92,7 @@ impl Union {
         let mut out = Vec::new();
         if place.upper && self.upper.is_some() {
             let ents = read_branch_dir(self, Layer::Upper, path)?;
-            let ud = self.dirfd(Layer::Upper, path)?;
+            let upper_index = self.branch(Layer::Upper)?.fs_index;
             for (name, kind, raw, wh) in ents {
                 if let Some(target) = whited_out_name(&name) {
                     hidden.insert(target.to_os_string());
@@ -98,17 +105,15 @@ impl Union {
                     hidden.insert(name);
                     continue;
                 }
-                let meta = self.meta.read(&sys::proc_path(ud.as_fd(), &name)?)?;
-                let ino = match meta.and_then(|m| m.ino) {
-                    Some(i) => i,
-                    None => self.xino(self.branch(Layer::Upper)?.fs_index, raw),
-                };
+                // A copied-up entry reports the number its record keeps: read when a plain
+                // readdir needs it (ops_readdir.rs).
+                let ino = self.xino(upper_index, raw);
                 seen.insert(name.clone());
                 out.push(DirEntry {
                     name,
                     kind,
                     ino,
-                    unread: None,
+                    unread: Some(Layer::Upper),
                 });
             }
         }
@@ -141,7 +146,7 @@ impl Union {
                         name,
                         kind,
                         ino,
-                        unread: Some(layer),
+                        unread: Some(Layer::Lower(layer)),
                     });
                 }
                 hidden.extend(layer_hidden);

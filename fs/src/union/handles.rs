@@ -64,10 +64,11 @@ pub struct DirEntry {
     pub kind: u32,
     /// Reported inode number (equals what stat reports).
     pub ino: u64,
-    /// While the strata record of an entry of lower branch N is unread (a pushed-down
-    /// upper's entry reports the number its record keeps), Some(N) and `ino` is the
-    /// branch's own number. A readdirplus reply looks each entry up and never needs it.
-    pub unread: Option<usize>,
+    /// While the strata record of the entry is unread (an upper entry copied up, or a
+    /// pushed-down upper's entry in a lower branch, reports the number its record keeps),
+    /// the branch holding it, and `ino` is the branch's own number. A readdirplus reply
+    /// looks each entry up and never needs it; nor does an emptiness check.
+    pub unread: Option<Layer>,
 }
 
 /// An open directory: a snapshot of the merged listing, taken at the first read.
