@@ -123,14 +123,15 @@ class Peer:
     def mount_argv(self, opts, mnt, trace=None):
         raise NotImplementedError
 
-    def mount(self, lowers, upper, work, mnt, trace=None):
+    def mount(self, lowers, upper, work, mnt, trace=None, extra=None):
         for d in (upper, work, mnt):
             if d:
                 os.makedirs(d, exist_ok=True)
         mnt = os.path.abspath(mnt)
         try:
             try:
-                sh(self.mount_argv(_opts(lowers, upper, work), mnt, trace),
+                opts = _opts(lowers, upper, work) + (f",{extra}" if extra else "")
+                sh(self.mount_argv(opts, mnt, trace),
                    timeout=MOUNT_TIMEOUT, daemon=True)
             except CommandError as e:
                 if is_mounted(mnt) and "timed out" in str(e):
@@ -151,8 +152,8 @@ class Peer:
             raise CommandError(f"{self.name}: {mnt} is not mounted")
 
     @contextlib.contextmanager
-    def mounted(self, lowers, upper, work, mnt, trace=None):
-        self.mount(lowers, upper, work, mnt, trace)
+    def mounted(self, lowers, upper, work, mnt, trace=None, extra=None):
+        self.mount(lowers, upper, work, mnt, trace, extra)
         try:
             yield os.path.abspath(mnt)
         finally:

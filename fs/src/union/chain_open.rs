@@ -10,6 +10,7 @@ use crate::union::fs::Union;
 use crate::union::handles::OpenFile;
 use crate::union::meta::Meta;
 use nix::fcntl::OFlag;
+use nix::sys::stat::FileStat;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
@@ -110,18 +111,20 @@ impl Union {
 
     /// Attributes of the regular file at `bpath` in lower `layer` as its record says (a
     /// pushed-down upper's entry): the link count of a copied-up lower hard link, and for a
-    /// metadata-only copy the blocks of the file holding its bytes.
+    /// metadata-only copy the blocks of the file holding its bytes. `st`: its stat.
     pub(crate) fn fix_lower_attr(
         &self,
         a: &mut Attr,
         layer: usize,
         bpath: &Path,
+        st: &FileStat,
     ) -> io::Result<()> {
         let (Some(pp), Some(name)) = (bpath.parent(), bpath.file_name()) else {
             return Ok(());
         };
         let pd = self.dirfd(Layer::Lower(layer), pp)?;
-        let Some(m) = self.lower_meta(pd.as_fd(), name)? else {
+        // A file known to carry no record (the common case) costs no xattr read.
+        let Some(m) = self.lower_meta_st(pd.as_fd(), name, st)? else {
             return Ok(());
         };
         if let Some(n) = m.nlink {

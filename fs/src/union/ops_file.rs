@@ -130,7 +130,7 @@ impl Union {
         }
         if let Layer::Lower(l) = layer {
             if a.kind() != libc::S_IFDIR {
-                self.fix_lower_attr(&mut a, l, &bpath)?;
+                self.fix_lower_attr(&mut a, l, &bpath, &st)?;
             }
         }
         Ok(a)

@@ -164,7 +164,7 @@ impl Union {
     /// [`Union::lower_meta`] of an entry stat'ed as `st`: none without a read when it is
     /// known to carry nothing; a non-directory found so is remembered (a directory only by
     /// [`Union::lower_dir_marks`], which also looks for its opaque marks).
-    fn lower_meta_st(
+    pub(crate) fn lower_meta_st(
         &self,
         dir: std::os::fd::BorrowedFd<'_>,
         name: &OsStr,
