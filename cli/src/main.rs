@@ -167,9 +167,9 @@ fn main() -> ExitCode {
         Command::Snapshotter(args) => snapshotter_cmd::run(args, &log_level, root),
     };
     // Interrupted (Ctrl-C during a pull): the error is the staging removed under the
-    // command, not worth a message.
+    // command, not worth a message; the cleaning thread ends the process once it is done.
     if let Some(sig) = strata_runtime::interrupt::interrupted() {
-        std::process::exit(128 + sig);
+        strata_runtime::interrupt::finish(sig);
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,20 @@ use crate::store::{remove_staging, Store};
 /// The signal that interrupted the command, 0 while none has.
 static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
 
+/// Held by the cleaning thread from before it sets [`INTERRUPTED`] until it ends the
+/// process: [`finish`] waits on it.
+static CLEANING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// For the command's thread once [`interrupted`] says so: wait for the cleaning thread,
+/// which ends the process when the staging is gone. Exiting at once instead raced the
+/// clean-up: the command failed as soon as its staging was being removed, and its exit
+/// could come before the removal was done (Ctrl-C during `load` left a `layer-*`
+/// directory in tmp/ about once in ten runs).
+pub fn finish(sig: i32) -> ! {
+    let _wait = CLEANING.lock();
+    std::process::exit(128 + sig)
+}
+
 /// The signal that interrupted the command, once one has. The command's own thread fails
 /// when its staging is removed under it: its caller then exits with 128 + this signal
 /// and no message, as the cleaning thread is about to.
@@ -39,6 +53,7 @@ pub fn install(store: &Store) {
         .name("interrupt".into())
         .spawn(move || loop {
             if let Ok(sig) = sigs.wait() {
+                let _cleaning = CLEANING.lock();
                 INTERRUPTED.store(sig as i32, Ordering::SeqCst);
                 clean_up(&store);
                 std::process::exit(128 + sig as i32);
@@ -65,10 +80,13 @@ fn clean_up(store: &Store) {
     }
     let mounts = crate::store::mounts_under(&store.tmp_dir());
     for p in paths {
-        for _ in 0..5 {
+        // The command's thread may still add entries until a removal pulls the directory
+        // from under it: retry for up to a second.
+        for _ in 0..50 {
             if remove_staging(&p, &mounts) || mounts.iter().any(|m| m.starts_with(&p)) {
                 break;
             }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
     std::mem::forget(closed);
