@@ -52,14 +52,7 @@ fn containerd_runs_on_strata_snapshots() {
 
     env.start_snapshotter();
     env.start_containerd(None);
-    let imported = env.ctr_ok(&[
-        "image",
-        "import",
-        "--snapshotter",
-        "strata",
-        "--all-platforms",
-        archive.to_str().unwrap(),
-    ]);
+    let imported = env.import(&archive);
     let image = env
         .ctr_ok(&["image", "ls", "-q"])
         .lines()

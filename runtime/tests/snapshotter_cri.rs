@@ -77,14 +77,7 @@ fn build_and_import(env: &Env, store: &Path, tag: &str, dockerfile: &str) {
     let archive = ctx.join("image.tar");
     let save = ["save", "-o", archive.to_str().unwrap(), tag];
     common::expect_ok(&save, common::strata_at(store, &save));
-    env.ctr_ok(&[
-        "image",
-        "import",
-        "--snapshotter",
-        "strata",
-        "--all-platforms",
-        archive.to_str().unwrap(),
-    ]);
+    env.import(&archive);
 }
 
 /// The pod's cgroup parent (cgroupfs, as a kubelet's `/kubepods/…`), removed from every

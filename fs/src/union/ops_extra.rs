@@ -42,11 +42,11 @@ impl Union {
         self.dirfd(layer, &bpath).ok()
     }
 
-    /// Attributes of a directory whose name is gone (rmdir, or replaced by a rename) while
-    /// it is still open: those of the branch directory it was opened on, nlink 0, as ext4
-    /// and overlayfs report for a removed directory (or of any upper inode kept by a pin).
-    /// ENOENT when neither an open handle nor a pin holds it.
-    pub(crate) fn getattr_removed_dir(&self, ino: u64) -> io::Result<Attr> {
+    /// Attributes of an entry whose name is gone (rmdir, unlink, or replaced by a rename)
+    /// without an open file handle: those of the branch directory an open directory handle
+    /// holds, else of the upper inode kept by the node's pin; nlink 0, as ext4 and overlayfs
+    /// report. ENOENT when neither holds it.
+    pub(crate) fn getattr_removed(&self, ino: u64) -> io::Result<Attr> {
         let st = match self.handles.any_dir_of(ino) {
             Some(fd) => {
                 let st = nix::sys::stat::fstat(fd.as_fd())?;

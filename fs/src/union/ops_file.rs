@@ -139,7 +139,7 @@ impl Union {
     /// Attributes of a node whose last name is gone: from an open handle, nlink 0.
     fn getattr_unlinked(&self, ino: u64) -> io::Result<Attr> {
         let Some(f) = self.handles.any_file_of(ino) else {
-            return self.getattr_removed_dir(ino);
+            return self.getattr_removed(ino);
         };
         let st = nix::sys::stat::fstat(f.file.as_fd())?;
         let mut a = self.attr_from(&st, ino);

@@ -52,19 +52,13 @@ impl Env {
 
     pub fn start_snapshotter(&mut self) {
         let _ = std::fs::remove_file(self.sock());
-        let log = std::fs::File::create(self.dir.join("snapshotter.log")).unwrap();
-        let child = Command::new(common::strata_bin())
-            .arg("--root")
+        let mut cmd = Command::new(common::strata_bin());
+        cmd.arg("--root")
             .arg(self.dir.join("snaproot"))
             .arg("snapshotter")
             .arg("--address")
-            .arg(self.sock())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.snap = Some(child);
+            .arg(self.sock());
+        self.snap = Some(self.spawn_logged(cmd, "snapshotter.log"));
         let sock = self.sock();
         wait("the snapshotter's socket", Duration::from_secs(20), || {
             sock.exists()
@@ -109,19 +103,35 @@ state = "{d}/state"
         );
         let cfg = self.dir.join("config.toml");
         std::fs::write(&cfg, config).unwrap();
-        let log = std::fs::File::create(self.dir.join("containerd.log")).unwrap();
-        let child = Command::new(CONTAINERD)
-            .arg("--config")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.containerd = Some(child);
+        let mut cmd = Command::new(CONTAINERD);
+        cmd.arg("--config").arg(&cfg);
+        self.containerd = Some(self.spawn_logged(cmd, "containerd.log"));
         wait("containerd", Duration::from_secs(30), || {
             self.ctr(&["version"]).status.success()
         });
+    }
+
+    /// Start `cmd` in the background, its stderr to `log` in the test dir.
+    fn spawn_logged(&self, mut cmd: Command, log: &str) -> Child {
+        let log = std::fs::File::create(self.dir.join(log)).unwrap();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// `ctr image import` of the OCI archive `archive` into the strata snapshotter; ctr's
+    /// output.
+    pub fn import(&self, archive: &Path) -> String {
+        self.ctr_ok(&[
+            "image",
+            "import",
+            "--snapshotter",
+            "strata",
+            "--all-platforms",
+            archive.to_str().unwrap(),
+        ])
     }
 
     /// `ctr ARGS` in the namespace, bounded to 120 s.
