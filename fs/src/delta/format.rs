@@ -100,6 +100,14 @@ impl DeltaMap {
         self.ranges.get(i).is_some_and(|r| r.0 <= b)
     }
 
+    /// Whether no byte of a file of `size` bytes comes from the lower file any more: every
+    /// block below the lower limit is in the upper (the record then says nothing a whole
+    /// file would not).
+    pub fn nothing_below(&self, size: u64) -> bool {
+        let need = size.min(self.limit).div_ceil(self.block);
+        need == 0 || self.ranges.first().is_some_and(|r| r.0 == 0 && r.1 >= need)
+    }
+
     /// Number of blocks in the upper.
     pub fn blocks(&self) -> u64 {
         self.ranges.iter().map(|r| r.1 - r.0).sum()

@@ -86,7 +86,10 @@ impl Union {
             lower,
             ino,
             path: path.to_path_buf(),
-            state: Mutex::new(DeltaState { meta }),
+            state: Mutex::new(DeltaState {
+                meta,
+                written: None,
+            }),
             me: me.clone(),
             compacting: AtomicBool::new(false),
         });
@@ -129,6 +132,7 @@ impl Union {
                     delta: Some(top.map),
                     ..Meta::default()
                 },
+                written: None,
             }),
             me: me.clone(),
             // Never compacted: a lower branch is not written.
@@ -166,6 +170,7 @@ impl Union {
             return Ok(0);
         }
         let mut st = d.state.lock();
+        st.written = Some(std::time::Instant::now());
         let Some(map) = st.meta.delta.clone() else {
             d.upper.write_all_at(data, off)?;
             return Ok(data.len());
@@ -203,6 +208,7 @@ impl Union {
     /// Truncate a delta to `size`.
     pub(crate) fn delta_truncate(&self, d: &DeltaFile, size: u64) -> io::Result<()> {
         let mut st = d.state.lock();
+        st.written = Some(std::time::Instant::now());
         if let Some(map) = st.meta.delta.as_mut() {
             map.truncate(size);
         }
@@ -216,11 +222,13 @@ impl Union {
     fn delta_store(&self, d: &DeltaFile, meta: &mut Meta) -> io::Result<()> {
         let mut compact = false;
         if let Some(map) = &meta.delta {
-            if map.limit == 0 {
-                // Nothing to copy: just drop the record.
+            let size = d.upper.metadata()?.len();
+            if map.nothing_below(size) {
+                // Truncated to nothing below, or overwritten in full: nothing to copy, so
+                // the record is dropped now (a file overwritten from start to end never
+                // waits for the compaction worker's copy of the blocks it replaces).
                 return self.delta_make_whole(d, meta);
             }
-            let size = d.upper.metadata()?.len();
             let total = size.div_ceil(map.block).max(1);
             let ratio = self.opts.compact_ratio.clamp(0.0, 1.0);
             let dense = (map.blocks() as f64) > ratio * total as f64;
@@ -251,7 +259,11 @@ impl Union {
     /// Copy every block still below into the upper file, then drop the delta record, all
     /// under the file's lock (for the cases that cannot wait: see delta_store).
     fn delta_make_whole(&self, d: &DeltaFile, meta: &mut Meta) -> io::Result<()> {
-        if let Some(map) = meta.delta.clone() {
+        if let Some(map) = meta.delta.clone().filter(|m| {
+            d.upper
+                .metadata()
+                .map_or(true, |st| !m.nothing_below(st.len()))
+        }) {
             let size = d.upper.metadata()?.len();
             let mut buf = Vec::new();
             for (src, o, n) in map.runs(0, size) {
@@ -267,6 +279,9 @@ impl Union {
                     pos += chunk;
                 }
             }
+            // The copied bytes are durable before the record stops pointing below. With
+            // nothing copied the record only named blocks the upper holds: dropping it
+            // changes no byte of the file, before a crash or after.
             if !self.opts.no_fsync {
                 d.upper.sync_data()?;
             }

@@ -5,6 +5,7 @@
 //! content lives; it stays while the kernel holds lookups on it or while it is the parent
 //! of a node that stays.
 
+use smallvec::{smallvec, SmallVec};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -62,11 +63,14 @@ impl Placement {
     }
 }
 
+/// The names of a node: one inline (a hard link's further names spill to the heap).
+pub type Aliases = SmallVec<[(u64, Box<OsStr>); 1]>;
+
 /// One inode the kernel knows.
 #[derive(Debug)]
 pub struct Node {
     /// (parent node, name) pairs this inode was found under; the first is used for paths.
-    pub aliases: Vec<(u64, OsString)>,
+    pub aliases: Aliases,
     /// Kernel lookup count.
     pub lookups: u64,
     /// Number of aliases of other nodes naming this node as parent.
@@ -94,9 +98,13 @@ pub struct Node {
 }
 
 /// All nodes.
+///
+/// Boxed: the kernel may cache hundreds of thousands of inodes, and a table of inline nodes
+/// kept a slot of the node's full size for every empty bucket (a quarter to a half of them)
+/// and held the old and the new table at once while growing (bench: memory).
 #[derive(Debug, Default)]
 pub struct NodeTable {
-    nodes: HashMap<u64, Node>,
+    nodes: HashMap<u64, Box<Node>>,
     next_generation: u64,
     /// Counts placement changes made by the operations that move entries (copy-up, rename,
     /// create). A placement resolved from the branches is only as new as the clock read
@@ -110,8 +118,8 @@ impl NodeTable {
         let mut nodes = HashMap::new();
         nodes.insert(
             ROOT,
-            Node {
-                aliases: Vec::new(),
+            Box::new(Node {
+                aliases: SmallVec::new(),
                 lookups: 1,
                 children: 0,
                 place,
@@ -121,7 +129,7 @@ impl NodeTable {
                 generation: 0,
                 place_at: 0,
                 pin: None,
-            },
+            }),
         );
         NodeTable {
             nodes,
@@ -161,12 +169,12 @@ impl NodeTable {
 
     /// The node for `ino`.
     pub fn get(&self, ino: u64) -> Option<&Node> {
-        self.nodes.get(&ino)
+        self.nodes.get(&ino).map(|n| &**n)
     }
 
     /// The node for `ino`, mutable.
     pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
-        self.nodes.get_mut(&ino)
+        self.nodes.get_mut(&ino).map(|n| &mut **n)
     }
 
     /// Number of nodes (for statistics and tests).
@@ -232,7 +240,7 @@ impl NodeTable {
                 match node
                     .aliases
                     .iter()
-                    .position(|(p, n)| *p == parent && n == name)
+                    .position(|(p, n)| *p == parent && **n == *name)
                 {
                     Some(0) => {}
                     Some(i) => {
@@ -241,7 +249,7 @@ impl NodeTable {
                         moved = true;
                     }
                     None => {
-                        node.aliases.insert(0, (parent, name.to_os_string()));
+                        node.aliases.insert(0, (parent, Box::from(name)));
                         new_alias = true;
                         moved = true;
                     }
@@ -272,8 +280,8 @@ impl NodeTable {
             None => {
                 self.nodes.insert(
                     ino,
-                    Node {
-                        aliases: vec![(parent, name.to_os_string())],
+                    Box::new(Node {
+                        aliases: smallvec![(parent, Box::from(name))],
                         lookups: u64::from(count),
                         children: 0,
                         place,
@@ -283,7 +291,7 @@ impl NodeTable {
                         generation: fresh,
                         place_at: now,
                         pin: None,
-                    },
+                    }),
                 );
                 self.next_generation += 1;
                 generation = fresh;
@@ -325,8 +333,9 @@ impl NodeTable {
                 let was_first = node
                     .aliases
                     .first()
-                    .is_some_and(|(p, n)| *p == parent && n == name);
-                node.aliases.retain(|(p, n)| !(*p == parent && n == name));
+                    .is_some_and(|(p, n)| *p == parent && **n == *name);
+                node.aliases
+                    .retain(|(p, n)| !(*p == parent && **n == *name));
                 if node.aliases.is_empty() {
                     node.unlinked = true;
                 } else if was_first {
@@ -358,14 +367,14 @@ impl NodeTable {
         let pos = node
             .aliases
             .iter()
-            .position(|(p, n)| *p == parent && n == name);
+            .position(|(p, n)| *p == parent && **n == *name);
         match pos {
             Some(i) => {
                 node.aliases.remove(i);
-                node.aliases.insert(0, (newparent, newname.to_os_string()));
+                node.aliases.insert(0, (newparent, Box::from(newname)));
             }
             None => {
-                node.aliases.insert(0, (newparent, newname.to_os_string()));
+                node.aliases.insert(0, (newparent, Box::from(newname)));
                 if let Some(p) = self.nodes.get_mut(&newparent) {
                     p.children += 1;
                 }
