@@ -83,7 +83,12 @@ fn worker(union: Weak<Union>) {
                     return;
                 }
                 if let Some(d) = q.pop_front() {
-                    if !d.written_within(QUIET) {
+                    // The file's lock is taken without the queue's: a writer holds its
+                    // file's lock when it queues a file.
+                    drop(q);
+                    let busy = d.written_within(QUIET);
+                    q = c.queue.lock();
+                    if !busy {
                         break d;
                     }
                     // Still being written: its turn comes again once writes pause (a file
