@@ -259,31 +259,13 @@ impl Union {
     /// Copy every block still below into the upper file, then drop the delta record, all
     /// under the file's lock (for the cases that cannot wait: see delta_store).
     fn delta_make_whole(&self, d: &DeltaFile, meta: &mut Meta) -> io::Result<()> {
-        if let Some(map) = meta.delta.clone().filter(|m| {
-            d.upper
-                .metadata()
-                .map_or(true, |st| !m.nothing_below(st.len()))
-        }) {
+        if let Some(map) = meta.delta.clone() {
             let size = d.upper.metadata()?.len();
-            let mut buf = Vec::new();
-            for (src, o, n) in map.runs(0, size) {
-                if src != Source::Lower {
-                    continue;
-                }
-                let mut pos = o;
-                while pos < o + n {
-                    let chunk = (o + n - pos).min(1 << 20);
-                    buf.resize(chunk as usize, 0);
-                    d.lower.read(&mut buf, pos)?;
-                    d.upper.write_all_at(&buf, pos)?;
-                    pos += chunk;
-                }
-            }
-            // The copied bytes are durable before the record stops pointing below. With
-            // nothing copied the record only named blocks the upper holds: dropping it
-            // changes no byte of the file, before a crash or after.
-            if !self.opts.no_fsync {
-                d.upper.sync_data()?;
+            // With nothing below, nothing is copied and nothing synced: the record only
+            // named blocks the upper holds, so dropping it changes no byte of the file,
+            // before a crash or after.
+            if !map.nothing_below(size) {
+                self.delta_copy_below(d, &map, size)?;
             }
             tracing::debug!(file = %d.path.display(), blocks = map.blocks(), "delta made whole");
         }
@@ -292,6 +274,29 @@ impl Union {
         meta.ident = None;
         self.meta.write_fd(d.upper.as_fd(), meta)?;
         self.mark_whole(d.ino, &d.path);
+        Ok(())
+    }
+
+    /// Copy the bytes of the upper file of `size` that `map` still reads from below into
+    /// it, and make them durable before the record stops pointing below.
+    fn delta_copy_below(&self, d: &DeltaFile, map: &DeltaMap, size: u64) -> io::Result<()> {
+        let mut buf = Vec::new();
+        for (src, o, n) in map.runs(0, size) {
+            if src != Source::Lower {
+                continue;
+            }
+            let mut pos = o;
+            while pos < o + n {
+                let chunk = (o + n - pos).min(1 << 20);
+                buf.resize(chunk as usize, 0);
+                d.lower.read(&mut buf, pos)?;
+                d.upper.write_all_at(&buf, pos)?;
+                pos += chunk;
+            }
+        }
+        if !self.opts.no_fsync {
+            d.upper.sync_data()?;
+        }
         Ok(())
     }
 
